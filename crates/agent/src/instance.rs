@@ -1,0 +1,366 @@
+//! One actor per instance converges it to its spec: prepares the disk,
+//! starts, stops, reboots and finally destroys its QEMU process.
+//!
+//! Each step is idempotent and decided from what is observed now (the
+//! process, the disk, the agent's notes in `state.json`), so an actor that
+//! starts over after an agent restart picks up where things are.
+
+use crate::layout::InstanceFiles;
+use crate::qemu::cmdline::DiskDriver;
+use crate::qemu::{QemuProcess, QmpClient, QmpEvent, VmConfig};
+use crate::reports::Reports;
+use crate::storage::{overlay, ImageCache};
+use anyhow::Context;
+use chrono::{DateTime, Utc};
+use nubis_api::agent::{InstanceReport, InstanceSpec, ObservedPower, PowerState};
+use nubis_api::images::ImageFormat;
+use nubis_api::ServerId;
+use serde::{Deserialize, Serialize};
+use std::time::Duration;
+use tokio::sync::{mpsc, watch};
+
+/// What every instance actor shares.
+#[derive(Clone)]
+pub struct InstanceContext {
+    pub images: ImageCache,
+    pub accel: crate::qemu::Accel,
+    /// How long a guest gets to power down before it is stopped hard.
+    pub stop_timeout: Duration,
+    pub reports: Reports,
+}
+
+/// The agent's persisted notes about an instance.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+struct InstanceState {
+    /// The highest reboot generation carried out (a fresh boot counts).
+    reboot_generation: u64,
+    /// The guest powered itself off; do not boot it again until the
+    /// controller has recorded the stop.
+    guest_shutdown: bool,
+    launched_at: Option<DateTime<Utc>>,
+}
+
+/// A QEMU process we are connected to.
+struct Vm {
+    process: QemuProcess,
+    qmp: QmpClient,
+    events: mpsc::UnboundedReceiver<QmpEvent>,
+    /// QEMU announced a guest-initiated shutdown before exiting.
+    guest_shutdown_seen: bool,
+}
+
+/// The handle the reconciler keeps for a running actor.
+pub struct InstanceHandle {
+    /// The desired spec; `None` means "remove this instance".
+    pub spec: watch::Sender<Option<InstanceSpec>>,
+    pub task: tokio::task::JoinHandle<()>,
+}
+
+/// Starts the actor of instance `id`.
+pub fn spawn(
+    id: ServerId,
+    files: InstanceFiles,
+    ctx: InstanceContext,
+    spec: Option<InstanceSpec>,
+) -> InstanceHandle {
+    let (tx, rx) = watch::channel(spec);
+    let task = tokio::spawn(run(id, files, ctx, rx));
+    InstanceHandle { spec: tx, task }
+}
+
+async fn run(
+    id: ServerId,
+    files: InstanceFiles,
+    ctx: InstanceContext,
+    mut spec_rx: watch::Receiver<Option<InstanceSpec>>,
+) {
+    let mut state = load_state(&files).await;
+    let mut vm = adopt(id, &files).await;
+    loop {
+        let spec = spec_rx.borrow_and_update().clone();
+        let Some(spec) = spec else {
+            destroy(id, vm.take(), &files).await;
+            ctx.reports.remove(id);
+            return;
+        };
+        let result = converge(&ctx, &files, &spec, &mut vm, &mut state).await;
+        let fault = result.err().map(|e| format!("{e:#}"));
+        if let Some(f) = &fault {
+            tracing::warn!(instance = %id, fault = %f, "instance failed to converge");
+        }
+        ctx.reports
+            .set(observe(id, &files, &vm, &state, fault.clone()));
+        let recheck = if fault.is_some() {
+            Duration::from_secs(10)
+        } else {
+            Duration::from_secs(30)
+        };
+        tokio::select! {
+            changed = spec_rx.changed() => {
+                if changed.is_err() {
+                    return; // The agent is shutting down; leave the VM running.
+                }
+            }
+            event = next_event(&mut vm) => {
+                match event {
+                    Some(ev) => note_event(id, vm.as_mut(), &ev),
+                    None => {
+                        let guest = vm.as_ref().is_some_and(|v| v.guest_shutdown_seen);
+                        tracing::info!(instance = %id, guest_shutdown = guest, "QEMU exited");
+                        vm = None;
+                        if guest {
+                            state.guest_shutdown = true;
+                            save_state(&files, &state).await;
+                        }
+                    }
+                }
+            }
+            _ = tokio::time::sleep(recheck) => {}
+        }
+    }
+}
+
+/// The next QMP event; `None` when QEMU has exited. Never resolves without a VM.
+async fn next_event(vm: &mut Option<Vm>) -> Option<QmpEvent> {
+    match vm {
+        Some(vm) => vm.events.recv().await,
+        None => std::future::pending().await,
+    }
+}
+
+fn note_event(id: ServerId, vm: Option<&mut Vm>, ev: &QmpEvent) {
+    tracing::debug!(instance = %id, event = %ev.name, data = %ev.data, "QMP event");
+    if ev.name == "SHUTDOWN" {
+        if let Some(vm) = vm {
+            vm.guest_shutdown_seen = ev.data["guest"].as_bool() == Some(true)
+                && ev.data["reason"].as_str() == Some("guest-shutdown");
+        }
+    }
+}
+
+/// Takes the state one step towards `spec`.
+async fn converge(
+    ctx: &InstanceContext,
+    files: &InstanceFiles,
+    spec: &InstanceSpec,
+    vm: &mut Option<Vm>,
+    state: &mut InstanceState,
+) -> anyhow::Result<()> {
+    if spec.power == PowerState::Stopped && state.guest_shutdown {
+        // The controller has recorded the guest's own shutdown.
+        state.guest_shutdown = false;
+        save_state(files, state).await;
+    }
+    if !files.disk().exists() {
+        ctx.reports.set(observe(spec.id, files, vm, state, None));
+        create_disk(ctx, files, spec).await?;
+    }
+    match spec.power {
+        PowerState::Running => {
+            if vm.is_none() && !state.guest_shutdown {
+                *vm = Some(boot(ctx, files, spec).await?);
+                state.launched_at = Some(Utc::now());
+                // A fresh boot satisfies every reboot asked for so far.
+                state.reboot_generation = spec.reboot_generation;
+                save_state(files, state).await;
+                tracing::info!(instance = %spec.id, "instance started");
+            }
+            if let Some(running) = vm {
+                if spec.reboot_generation > state.reboot_generation {
+                    running.qmp.execute("system_reset", None).await?;
+                    state.reboot_generation = spec.reboot_generation;
+                    save_state(files, state).await;
+                    tracing::info!(instance = %spec.id, "instance rebooted");
+                }
+            }
+        }
+        PowerState::Stopped => {
+            if let Some(running) = vm.take() {
+                graceful_stop(running, ctx.stop_timeout).await;
+                tracing::info!(instance = %spec.id, "instance stopped");
+            }
+        }
+    }
+    Ok(())
+}
+
+fn disk_driver(format: ImageFormat) -> anyhow::Result<DiskDriver> {
+    match format {
+        ImageFormat::Qcow2 => Ok(DiskDriver::Qcow2),
+        ImageFormat::Raw => Ok(DiskDriver::Raw),
+        other => anyhow::bail!("a {} image cannot back a disk", other.as_str()),
+    }
+}
+
+async fn create_disk(
+    ctx: &InstanceContext,
+    files: &InstanceFiles,
+    spec: &InstanceSpec,
+) -> anyhow::Result<()> {
+    let base = ctx.images.ensure(&spec.disk_image).await?;
+    tokio::fs::create_dir_all(&files.dir).await?;
+    overlay::create(
+        &files.disk(),
+        &base,
+        disk_driver(spec.disk_image.format)?,
+        spec.disk_gib,
+    )
+    .await
+}
+
+async fn boot(
+    ctx: &InstanceContext,
+    files: &InstanceFiles,
+    spec: &InstanceSpec,
+) -> anyhow::Result<Vm> {
+    let backing = ctx.images.ensure(&spec.disk_image).await?;
+    let kernel = match &spec.kernel {
+        Some(k) => Some(ctx.images.ensure(k).await?),
+        None => None,
+    };
+    let initrd = match &spec.initrd {
+        Some(i) => Some(ctx.images.ensure(i).await?),
+        None => None,
+    };
+    let config = VmConfig {
+        uuid: spec.id.to_string(),
+        name: spec.name.clone(),
+        accel: ctx.accel,
+        vcpus: spec.vcpus,
+        memory_mib: spec.memory_mib,
+        disk: files.disk(),
+        backing,
+        backing_driver: disk_driver(spec.disk_image.format)?,
+        kernel,
+        initrd,
+        cmdline: spec.cmdline.clone(),
+        qmp_socket: files.qmp_socket(),
+        pidfile: files.pidfile(),
+        console_log: files.console_log(),
+    };
+    let process = QemuProcess::start(&config).await?;
+    match connect(process, files).await {
+        Ok(vm) => Ok(vm),
+        Err(e) => {
+            process.kill().await;
+            Err(e)
+        }
+    }
+}
+
+/// Connects to a QEMU's QMP socket and checks that the guest runs.
+async fn connect(process: QemuProcess, files: &InstanceFiles) -> anyhow::Result<Vm> {
+    let (qmp, events) = QmpClient::connect(&files.qmp_socket())
+        .await
+        .context("connecting to QMP")?;
+    let run_state = qmp.run_state().await?;
+    if run_state != "running" {
+        qmp.execute("cont", None)
+            .await
+            .context("resuming the guest")?;
+    }
+    Ok(Vm {
+        process,
+        qmp,
+        events,
+        guest_shutdown_seen: false,
+    })
+}
+
+/// Finds the instance's QEMU from an earlier agent run and reconnects to it.
+async fn adopt(id: ServerId, files: &InstanceFiles) -> Option<Vm> {
+    let process = QemuProcess::from_pidfile(&files.pidfile(), &id.to_string())?;
+    match connect(process, files).await {
+        Ok(vm) => {
+            tracing::info!(instance = %id, pid = process.pid, "adopted running instance");
+            Some(vm)
+        }
+        Err(e) => {
+            // A QEMU we cannot control is worse than none: end it, boot afresh.
+            tracing::warn!(instance = %id, error = %e, "cannot control running QEMU; killing it");
+            process.kill().await;
+            None
+        }
+    }
+}
+
+/// ACPI power-down, then `quit`, then SIGKILL, each after a timeout.
+async fn graceful_stop(mut vm: Vm, timeout: Duration) {
+    let _ = vm.qmp.execute("system_powerdown", None).await;
+    let exited =
+        tokio::time::timeout(timeout, async { while vm.events.recv().await.is_some() {} }).await;
+    if exited.is_err() {
+        tracing::info!(
+            pid = vm.process.pid,
+            "guest ignored power-down; stopping it hard"
+        );
+        let _ = tokio::time::timeout(Duration::from_secs(5), vm.qmp.execute("quit", None)).await;
+    }
+    if !vm.process.wait_gone(Duration::from_secs(5)).await {
+        vm.process.kill().await;
+    }
+}
+
+/// Ends the QEMU process (if any) and removes every file of the instance.
+async fn destroy(id: ServerId, vm: Option<Vm>, files: &InstanceFiles) {
+    let process = vm
+        .map(|v| v.process)
+        .or_else(|| QemuProcess::from_pidfile(&files.pidfile(), &id.to_string()));
+    if let Some(p) = process {
+        p.kill().await;
+    }
+    if let Err(e) = tokio::fs::remove_dir_all(&files.dir).await {
+        if e.kind() != std::io::ErrorKind::NotFound {
+            tracing::warn!(instance = %id, error = %e, "could not remove instance files");
+            return;
+        }
+    }
+    tracing::info!(instance = %id, "instance removed");
+}
+
+fn observe(
+    id: ServerId,
+    files: &InstanceFiles,
+    vm: &Option<Vm>,
+    state: &InstanceState,
+    fault: Option<String>,
+) -> InstanceReport {
+    let power = if fault.is_some() {
+        ObservedPower::Error
+    } else if vm.is_some() {
+        ObservedPower::Running
+    } else if files.disk().exists() {
+        ObservedPower::Stopped
+    } else {
+        ObservedPower::Creating
+    };
+    InstanceReport {
+        id,
+        power,
+        fault,
+        reboot_generation: state.reboot_generation,
+        launched_at: state.launched_at,
+        guest_shutdown: state.guest_shutdown,
+    }
+}
+
+async fn load_state(files: &InstanceFiles) -> InstanceState {
+    match tokio::fs::read(files.state()).await {
+        Ok(bytes) => serde_json::from_slice(&bytes).unwrap_or_default(),
+        Err(_) => InstanceState::default(),
+    }
+}
+
+/// Writes the notes atomically (temp file + rename).
+async fn save_state(files: &InstanceFiles, state: &InstanceState) {
+    let temp = files.dir.join("state.json.tmp");
+    let bytes = serde_json::to_vec(state).expect("state serializes");
+    let result = async {
+        tokio::fs::write(&temp, bytes).await?;
+        tokio::fs::rename(&temp, files.state()).await
+    }
+    .await;
+    if let Err(e) = result {
+        tracing::warn!(dir = %files.dir.display(), error = %e, "could not save instance state");
+    }
+}

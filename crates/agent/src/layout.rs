@@ -1,0 +1,72 @@
+//! Where an agent keeps things under its data directory.
+
+use nubis_api::ServerId;
+use std::path::{Path, PathBuf};
+
+/// The agent's directories.
+#[derive(Clone, Debug)]
+pub struct Layout {
+    pub root: PathBuf,
+}
+
+impl Layout {
+    pub fn new(root: impl Into<PathBuf>) -> Self {
+        Self { root: root.into() }
+    }
+
+    /// Cached base images.
+    pub fn images(&self) -> PathBuf {
+        self.root.join("images")
+    }
+
+    /// One directory per instance.
+    pub fn instances(&self) -> PathBuf {
+        self.root.join("instances")
+    }
+
+    pub fn instance(&self, id: ServerId) -> InstanceFiles {
+        InstanceFiles {
+            dir: self.instances().join(id.to_string()),
+        }
+    }
+
+    /// Ids of the instance directories present on disk.
+    pub fn present_instances(&self) -> Vec<ServerId> {
+        std::fs::read_dir(self.instances())
+            .map(|entries| {
+                entries
+                    .filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok())
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+}
+
+/// Everything of one instance lives in its directory, so deleting the
+/// directory leaves nothing behind.
+#[derive(Clone, Debug)]
+pub struct InstanceFiles {
+    pub dir: PathBuf,
+}
+
+impl InstanceFiles {
+    pub fn disk(&self) -> PathBuf {
+        self.dir.join("disk.qcow2")
+    }
+    pub fn qmp_socket(&self) -> PathBuf {
+        self.dir.join("qmp.sock")
+    }
+    pub fn pidfile(&self) -> PathBuf {
+        self.dir.join("qemu.pid")
+    }
+    pub fn console_log(&self) -> PathBuf {
+        self.dir.join("console.log")
+    }
+    /// The agent's own notes about the instance (see `InstanceState`).
+    pub fn state(&self) -> PathBuf {
+        self.dir.join("state.json")
+    }
+    pub fn exists(&self) -> bool {
+        Path::new(&self.dir).exists()
+    }
+}

@@ -1,0 +1,108 @@
+//! The Nubis host agent. One runs on every host: it runs QEMU guests with their
+//! disks and consoles, converging the host to the desired state it gets from the
+//! controller and reporting what it observes, through the agent protocol only.
+
+pub mod accel;
+pub mod api;
+pub mod controller_client;
+pub mod host_info;
+pub mod instance;
+pub mod layout;
+pub mod qemu;
+pub mod reconciler;
+pub mod reports;
+pub mod storage;
+
+use anyhow::Context;
+use controller_client::ControllerClient;
+use instance::InstanceContext;
+use layout::Layout;
+use nubis_api::agent::{Accelerator, RegisterHost};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// How to run an agent.
+#[derive(Clone, Debug)]
+pub struct AgentConfig {
+    /// The controller's base URL, e.g. `http://127.0.0.1:8780`.
+    pub controller_url: String,
+    pub agent_token: String,
+    pub data_dir: PathBuf,
+    /// This host's name (unique in the cloud).
+    pub host_name: String,
+    /// Where the agent's own API listens.
+    pub listen: SocketAddr,
+    /// Force an accelerator instead of detecting one.
+    pub accel: Option<qemu::Accel>,
+    pub stop_timeout: Duration,
+}
+
+/// An agent running in the background.
+pub struct RunningAgent {
+    pub api_addr: SocketAddr,
+    pub tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+/// Starts the agent: its API, registration, and the reconcile and report loops.
+pub async fn start(config: AgentConfig) -> anyhow::Result<RunningAgent> {
+    let layout = Layout::new(&config.data_dir);
+    for dir in [layout.images(), layout.instances()] {
+        tokio::fs::create_dir_all(&dir)
+            .await
+            .with_context(|| format!("creating {}", dir.display()))?;
+    }
+    let listener = tokio::net::TcpListener::bind(config.listen)
+        .await
+        .with_context(|| format!("agent listening on {}", config.listen))?;
+    let api_addr = listener.local_addr()?;
+    let app = api::router(layout.clone(), &config.agent_token);
+    let api_task = tokio::spawn(async move {
+        if let Err(e) = axum::serve(listener, app).await {
+            tracing::error!(error = %e, "agent API stopped");
+        }
+    });
+
+    let accel = config.accel.unwrap_or_else(accel::detect);
+    tracing::info!(?accel, "accelerator");
+    let client = ControllerClient::new(&config.controller_url, &config.agent_token)?;
+    let capacity = host_info::capacity(&config.data_dir);
+    let registration = RegisterHost {
+        name: config.host_name.clone(),
+        url: format!("http://{api_addr}"),
+        vcpus: capacity.vcpus,
+        memory_mib: capacity.memory_mib,
+        disk_gib: capacity.disk_gib,
+        accel: match accel {
+            qemu::Accel::Kvm => Accelerator::Kvm,
+            qemu::Accel::Tcg => Accelerator::Tcg,
+        },
+    };
+    let host = loop {
+        match client.register(&registration).await {
+            Ok(host) => break host,
+            Err(e) => {
+                tracing::warn!(error = %format!("{e:#}"), "cannot register with the controller; retrying");
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+        }
+    };
+    tracing::info!(host = %host.name, id = %host.id, "registered with the controller");
+    let ctx = InstanceContext {
+        images: storage::ImageCache::new(layout.images(), client.clone()),
+        accel,
+        stop_timeout: config.stop_timeout,
+        reports: reports::Reports::default(),
+    };
+    let reconcile = tokio::spawn(reconciler::follow_desired_state(
+        client.clone(),
+        host.id,
+        layout,
+        ctx.clone(),
+    ));
+    let report = tokio::spawn(reconciler::report_observed_state(client, host.id, ctx));
+    Ok(RunningAgent {
+        api_addr,
+        tasks: vec![api_task, reconcile, report],
+    })
+}

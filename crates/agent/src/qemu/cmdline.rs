@@ -1,0 +1,210 @@
+//! Building the QEMU command line for an instance.
+//!
+//! Every disk format is stated explicitly (`-blockdev` JSON with the driver,
+//! backing node included), so QEMU never probes a format from guest-writable
+//! bytes. `-nodefaults -no-user-config` keep the machine exactly what we list.
+
+use serde_json::json;
+use std::ffi::OsString;
+use std::path::PathBuf;
+
+/// How QEMU executes guest code.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Accel {
+    Kvm,
+    Tcg,
+}
+
+/// The format of a disk file, always given to QEMU explicitly.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DiskDriver {
+    Qcow2,
+    Raw,
+}
+
+impl DiskDriver {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Qcow2 => "qcow2",
+            Self::Raw => "raw",
+        }
+    }
+}
+
+/// Everything that shapes one instance's QEMU process.
+#[derive(Clone, Debug)]
+pub struct VmConfig {
+    /// The instance id, also used as QEMU's `-uuid` so a process can be
+    /// recognised as ours after an agent restart.
+    pub uuid: String,
+    pub name: String,
+    pub accel: Accel,
+    pub vcpus: u64,
+    pub memory_mib: u64,
+    /// The instance's qcow2 overlay.
+    pub disk: PathBuf,
+    /// The base image under the overlay, and its format.
+    pub backing: PathBuf,
+    pub backing_driver: DiskDriver,
+    pub kernel: Option<PathBuf>,
+    pub initrd: Option<PathBuf>,
+    pub cmdline: Option<String>,
+    pub qmp_socket: PathBuf,
+    pub pidfile: PathBuf,
+    pub console_log: PathBuf,
+}
+
+/// Doubles commas, QEMU's escape inside `key=value,...` option strings.
+fn escape_opt(s: &str) -> String {
+    s.replace(',', ",,")
+}
+
+fn path_str(p: &std::path::Path) -> String {
+    p.to_string_lossy().into_owned()
+}
+
+impl VmConfig {
+    /// The argument vector (without the binary), for `Command::args`.
+    pub fn args(&self) -> Vec<OsString> {
+        let mut a: Vec<String> = Vec::new();
+        let mut push = |xs: &[&str]| a.extend(xs.iter().map(|s| s.to_string()));
+        push(&[
+            "-name",
+            &format!("guest={},debug-threads=on", escape_opt(&self.name)),
+        ]);
+        push(&["-uuid", &self.uuid]);
+        push(&["-nodefaults", "-no-user-config"]);
+        match self.accel {
+            Accel::Kvm => push(&["-machine", "pc", "-accel", "kvm", "-cpu", "host"]),
+            Accel::Tcg => push(&["-machine", "pc", "-accel", "tcg"]),
+        }
+        push(&["-smp", &self.vcpus.to_string()]);
+        push(&["-m", &format!("{}M", self.memory_mib)]);
+        // Deny what a guest-driven QEMU never needs. (`elevateprivileges=deny`
+        // would also forbid the setsid() of -daemonize, and `spawn=deny` its fork.)
+        push(&["-sandbox", "on,obsolete=deny,resourcecontrol=deny"]);
+        push(&["-display", "none"]);
+        push(&["-daemonize", "-pidfile", &path_str(&self.pidfile)]);
+        push(&[
+            "-qmp",
+            &format!(
+                "unix:{},server=on,wait=off",
+                escape_opt(&path_str(&self.qmp_socket))
+            ),
+        ]);
+        push(&[
+            "-chardev",
+            &format!(
+                "file,id=console0,path={},append=on",
+                escape_opt(&path_str(&self.console_log))
+            ),
+        ]);
+        push(&["-serial", "chardev:console0"]);
+        let blockdev = json!({
+            "node-name": "disk0",
+            "driver": "qcow2",
+            "discard": "unmap",
+            "file": {"driver": "file", "filename": path_str(&self.disk)},
+            "backing": {
+                "node-name": "base0",
+                "driver": self.backing_driver.as_str(),
+                "read-only": true,
+                "file": {"driver": "file", "filename": path_str(&self.backing), "read-only": true},
+            },
+        });
+        push(&["-blockdev", &blockdev.to_string()]);
+        push(&["-device", "virtio-blk-pci,drive=disk0,bootindex=1"]);
+        if let Some(kernel) = &self.kernel {
+            push(&["-kernel", &path_str(kernel)]);
+            if let Some(initrd) = &self.initrd {
+                push(&["-initrd", &path_str(initrd)]);
+            }
+            if let Some(cmdline) = &self.cmdline {
+                push(&["-append", cmdline]);
+            }
+        }
+        a.into_iter().map(OsString::from).collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config() -> VmConfig {
+        VmConfig {
+            uuid: "0b7f9f51-5a4e-4b8e-9a51-3f0c2d6f4e11".into(),
+            name: "web,1".into(),
+            accel: Accel::Tcg,
+            vcpus: 2,
+            memory_mib: 256,
+            disk: "/var/lib/nubis/instances/x/disk.qcow2".into(),
+            backing: "/var/lib/nubis/images/i.qcow2".into(),
+            backing_driver: DiskDriver::Qcow2,
+            kernel: Some("/k".into()),
+            initrd: Some("/i".into()),
+            cmdline: Some("console=ttyS0 quiet".into()),
+            qmp_socket: "/run/x/qmp.sock".into(),
+            pidfile: "/run/x/qemu.pid".into(),
+            console_log: "/run/x/console.log".into(),
+        }
+    }
+
+    fn args(c: &VmConfig) -> Vec<String> {
+        c.args()
+            .into_iter()
+            .map(|s| s.into_string().unwrap())
+            .collect()
+    }
+
+    fn after<'a>(args: &'a [String], flag: &str) -> &'a str {
+        let i = args
+            .iter()
+            .position(|a| a == flag)
+            .unwrap_or_else(|| panic!("{flag} missing"));
+        &args[i + 1]
+    }
+
+    #[test]
+    fn formats_are_explicit_and_defaults_off() {
+        let a = args(&config());
+        assert!(a.contains(&"-nodefaults".to_string()));
+        assert!(a.contains(&"-no-user-config".to_string()));
+        let blockdev: serde_json::Value = serde_json::from_str(after(&a, "-blockdev")).unwrap();
+        assert_eq!(blockdev["driver"], "qcow2");
+        assert_eq!(blockdev["file"]["driver"], "file");
+        assert_eq!(blockdev["backing"]["driver"], "qcow2");
+        assert_eq!(blockdev["backing"]["read-only"], true);
+        assert!(
+            !a.iter().any(|x| x == "-drive" || x == "-hda"),
+            "no probing drive options"
+        );
+    }
+
+    #[test]
+    fn sizes_accel_and_boot() {
+        let a = args(&config());
+        assert_eq!(after(&a, "-smp"), "2");
+        assert_eq!(after(&a, "-m"), "256M");
+        assert_eq!(after(&a, "-accel"), "tcg");
+        assert_eq!(after(&a, "-append"), "console=ttyS0 quiet");
+        assert_eq!(after(&a, "-uuid"), "0b7f9f51-5a4e-4b8e-9a51-3f0c2d6f4e11");
+        let mut kvm = config();
+        kvm.accel = Accel::Kvm;
+        let a = args(&kvm);
+        assert_eq!(after(&a, "-accel"), "kvm");
+        assert_eq!(after(&a, "-cpu"), "host");
+    }
+
+    #[test]
+    fn commas_in_option_values_are_escaped() {
+        let mut c = config();
+        c.console_log = "/data,dir/console.log".into();
+        let a = args(&c);
+        assert_eq!(after(&a, "-name"), "guest=web,,1,debug-threads=on");
+        assert_eq!(
+            after(&a, "-chardev"),
+            "file,id=console0,path=/data,,dir/console.log,append=on"
+        );
+    }
+}

@@ -1,0 +1,96 @@
+//! The agent's main loops: follow the controller's desired state, keep one
+//! actor per instance, remove whatever is not desired, report what is seen.
+
+use crate::controller_client::ControllerClient;
+use crate::instance::{self, InstanceContext, InstanceHandle};
+use crate::layout::Layout;
+use nubis_api::agent::DesiredState;
+use nubis_api::{HostId, ServerId};
+use std::collections::{HashMap, HashSet};
+use std::time::Duration;
+
+/// Keeps this host converged to the desired state, forever.
+pub async fn follow_desired_state(
+    client: ControllerClient,
+    host: HostId,
+    layout: Layout,
+    ctx: InstanceContext,
+) {
+    let mut actors: HashMap<ServerId, InstanceHandle> = HashMap::new();
+    let mut revision = None;
+    loop {
+        match client.desired(host, revision).await {
+            Ok(desired) => {
+                revision = Some(desired.revision);
+                apply(&desired, &mut actors, &layout, &ctx);
+            }
+            Err(e) => {
+                tracing::warn!(error = %format!("{e:#}"), "cannot fetch desired state; retrying");
+                revision = None;
+                tokio::time::sleep(Duration::from_secs(2)).await;
+            }
+        }
+    }
+}
+
+/// Hands every actor its spec; instances not desired (including leftovers on
+/// disk from before a crash) get an actor told to remove them.
+fn apply(
+    desired: &DesiredState,
+    actors: &mut HashMap<ServerId, InstanceHandle>,
+    layout: &Layout,
+    ctx: &InstanceContext,
+) {
+    actors.retain(|_, a| !a.task.is_finished());
+    let wanted: HashSet<ServerId> = desired.instances.iter().map(|s| s.id).collect();
+    for spec in &desired.instances {
+        match actors.get(&spec.id) {
+            Some(actor) => {
+                actor.spec.send_if_modified(|current| {
+                    let changed = current.as_ref() != Some(spec);
+                    if changed {
+                        *current = Some(spec.clone());
+                    }
+                    changed
+                });
+            }
+            None => {
+                let files = layout.instance(spec.id);
+                actors.insert(
+                    spec.id,
+                    instance::spawn(spec.id, files, ctx.clone(), Some(spec.clone())),
+                );
+            }
+        }
+    }
+    for (id, actor) in actors.iter() {
+        if !wanted.contains(id) {
+            actor
+                .spec
+                .send_if_modified(|current| current.take().is_some());
+        }
+    }
+    for id in layout.present_instances() {
+        if !wanted.contains(&id) && !actors.contains_key(&id) {
+            tracing::info!(instance = %id, "removing instance that is no longer desired");
+            actors.insert(
+                id,
+                instance::spawn(id, layout.instance(id), ctx.clone(), None),
+            );
+        }
+    }
+}
+
+/// Sends the host's full report whenever an observation changes, and at
+/// least every few seconds as a heartbeat.
+pub async fn report_observed_state(client: ControllerClient, host: HostId, ctx: InstanceContext) {
+    loop {
+        let report = ctx.reports.snapshot();
+        if let Err(e) = client.report(host, &report).await {
+            tracing::warn!(error = %format!("{e:#}"), "cannot report to the controller");
+            tokio::time::sleep(Duration::from_secs(2)).await;
+            continue;
+        }
+        let _ = tokio::time::timeout(Duration::from_secs(10), ctx.reports.changed()).await;
+    }
+}

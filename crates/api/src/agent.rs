@@ -1,0 +1,136 @@
+//! The controller-agent protocol (`/v1/agent/...`).
+//!
+//! The controller holds desired state; each agent long-polls for the desired
+//! state of its host, converges the host to it, and reports what it observes.
+//! Every message is a full snapshot, so a lost or repeated message does no harm.
+
+use crate::images::ImageFormat;
+use crate::{HostId, ImageId, ServerId};
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+/// Header carrying the shared secret that agents present to the controller.
+pub const AGENT_TOKEN_HEADER: &str = "x-nubis-agent-token";
+
+/// How a host runs guests.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum Accelerator {
+    /// Hardware virtualization.
+    Kvm,
+    /// QEMU's software emulation (slow; for hosts without usable KVM).
+    Tcg,
+}
+
+impl Accelerator {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Kvm => "kvm",
+            Self::Tcg => "tcg",
+        }
+    }
+}
+
+/// `POST /v1/agent/hosts`: an agent announces itself (idempotent by name).
+#[derive(Clone, Debug, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct RegisterHost {
+    pub name: String,
+    /// Base URL of the agent's own API (console logs), e.g. `http://127.0.0.1:8781`.
+    pub url: String,
+    pub vcpus: u64,
+    pub memory_mib: u64,
+    pub disk_gib: u64,
+    pub accel: Accelerator,
+}
+
+/// A host as the controller knows it.
+#[derive(Clone, Debug, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct Host {
+    pub id: HostId,
+    pub name: String,
+    pub url: String,
+    pub vcpus: u64,
+    pub memory_mib: u64,
+    pub disk_gib: u64,
+    pub accel: Accelerator,
+    pub last_seen: DateTime<Utc>,
+}
+
+/// An image a host must have locally, fetched by the agent from the controller.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct ImageRef {
+    pub id: ImageId,
+    pub format: ImageFormat,
+    /// Hex SHA-256; the agent checks the download against it.
+    pub checksum: String,
+    pub size: u64,
+}
+
+/// Whether a guest should be running.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum PowerState {
+    Running,
+    Stopped,
+}
+
+/// Everything a host needs to run one instance.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct InstanceSpec {
+    pub id: ServerId,
+    pub name: String,
+    pub vcpus: u64,
+    pub memory_mib: u64,
+    pub disk_gib: u64,
+    pub disk_image: ImageRef,
+    pub kernel: Option<ImageRef>,
+    pub initrd: Option<ImageRef>,
+    pub cmdline: Option<String>,
+    pub power: PowerState,
+    /// Raised by each reboot request; the agent resets the guest when it is
+    /// higher than the last one it carried out.
+    pub reboot_generation: u64,
+}
+
+/// `GET /v1/agent/hosts/{id}/desired`: all instances that should exist on the host.
+/// Instances on the host but not listed here are to be removed.
+#[derive(Clone, Debug, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct DesiredState {
+    /// Changes whenever desired state may have changed; pass it back as `after`
+    /// to wait for the next change.
+    pub revision: u64,
+    pub instances: Vec<InstanceSpec>,
+}
+
+/// What a host observes of one instance.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum ObservedPower {
+    /// Disk or QEMU still being prepared.
+    Creating,
+    Running,
+    Stopped,
+    /// The last attempt to converge failed; see `fault`.
+    Error,
+}
+
+/// One instance in a host report.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct InstanceReport {
+    pub id: ServerId,
+    pub power: ObservedPower,
+    pub fault: Option<String>,
+    /// The highest reboot generation carried out.
+    pub reboot_generation: u64,
+    /// When QEMU last reported `running` for this instance.
+    pub launched_at: Option<DateTime<Utc>>,
+    /// True when the guest powered itself off (as opposed to a host-side stop
+    /// or a crash): the controller then records the server as stopped.
+    pub guest_shutdown: bool,
+}
+
+/// `PUT /v1/agent/hosts/{id}/report`: every instance present on the host.
+#[derive(Clone, Debug, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct HostReport {
+    pub instances: Vec<InstanceReport>,
+}

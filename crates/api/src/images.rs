@@ -1,0 +1,129 @@
+//! The image catalog.
+
+use crate::{ImageId, Name, ProjectId};
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+/// What an image's bytes are. Disk formats are checked against the bytes on upload.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum ImageFormat {
+    /// A qcow2 disk image (self-contained: no backing or data file).
+    Qcow2,
+    /// A raw disk image.
+    Raw,
+    /// A Linux kernel for direct kernel boot (EC2's AKI).
+    Aki,
+    /// An initial ramdisk for direct kernel boot (EC2's ARI).
+    Ari,
+}
+
+impl ImageFormat {
+    /// Whether a server's disk can be made from an image of this format.
+    pub fn is_disk(self) -> bool {
+        matches!(self, Self::Qcow2 | Self::Raw)
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Qcow2 => "qcow2",
+            Self::Raw => "raw",
+            Self::Aki => "aki",
+            Self::Ari => "ari",
+        }
+    }
+}
+
+impl std::str::FromStr for ImageFormat {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "qcow2" => Ok(Self::Qcow2),
+            "raw" => Ok(Self::Raw),
+            "aki" => Ok(Self::Aki),
+            "ari" => Ok(Self::Ari),
+            other => Err(format!(
+                "unknown image format '{other}' (expected qcow2, raw, aki or ari)"
+            )),
+        }
+    }
+}
+
+/// Where an image is in its life.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum ImageStatus {
+    /// Created, waiting for its bytes.
+    Queued,
+    /// Bytes uploaded and checked; servers can use it.
+    Active,
+}
+
+impl ImageStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Queued => "queued",
+            Self::Active => "active",
+        }
+    }
+}
+
+/// Who can see an image.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum Visibility {
+    /// Only the owning project.
+    #[default]
+    Private,
+    /// Every project (only admins may publish).
+    Public,
+}
+
+/// The longest kernel command line accepted.
+pub const MAX_CMDLINE_LEN: usize = 2048;
+
+/// `POST /v1/images`: the record; the bytes follow with `PUT /v1/images/{id}/file`.
+#[derive(Clone, Debug, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateImage {
+    pub name: Name,
+    /// Operating system, e.g. `debian`.
+    pub os: Name,
+    /// Operating system version, e.g. `12`.
+    pub version: Name,
+    pub format: ImageFormat,
+    /// An `aki` image (id or name) to boot directly.
+    #[serde(default)]
+    pub kernel: Option<String>,
+    /// An `ari` image (id or name) to boot with the kernel.
+    #[serde(default)]
+    pub initrd: Option<String>,
+    /// The kernel command line for direct kernel boot.
+    #[serde(default)]
+    pub cmdline: Option<String>,
+    #[serde(default)]
+    pub visibility: Visibility,
+}
+
+/// An image in the catalog.
+#[derive(Clone, Debug, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct Image {
+    pub id: ImageId,
+    pub name: String,
+    pub os: String,
+    pub version: String,
+    pub format: ImageFormat,
+    pub status: ImageStatus,
+    pub visibility: Visibility,
+    pub project: ProjectId,
+    pub kernel: Option<ImageId>,
+    pub initrd: Option<ImageId>,
+    pub cmdline: Option<String>,
+    /// Bytes of the uploaded file.
+    pub size: Option<u64>,
+    /// The disk size the image presents to a guest.
+    pub virtual_size: Option<u64>,
+    /// Hex SHA-256 of the uploaded file.
+    pub checksum: Option<String>,
+    pub created_at: DateTime<Utc>,
+}

@@ -1,0 +1,6 @@
+//! The client subcommands.
+
+pub mod auth;
+pub mod flavors;
+pub mod images;
+pub mod servers;

@@ -1,0 +1,145 @@
+//! Request extractors that answer bad input in the API's error format.
+
+use super::error::ApiError;
+use super::AppState;
+use crate::auth::token_hash;
+use axum::extract::rejection::{JsonRejection, PathRejection};
+use axum::extract::{FromRequest, FromRequestParts, Request};
+use axum::http::request::Parts;
+use axum::http::StatusCode;
+use nubis_api::users::User;
+use serde::de::DeserializeOwned;
+
+/// JSON body; malformed, mistyped, invalid or oversized bodies become 4xx
+/// errors with serde's message (which names the field and the reason).
+pub struct ApiJson<T>(pub T);
+
+impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for ApiJson<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, ApiError> {
+        match axum::Json::<T>::from_request(req, state).await {
+            Ok(axum::Json(v)) => Ok(Self(v)),
+            Err(rejection) => Err(json_rejection(rejection)),
+        }
+    }
+}
+
+fn json_rejection(r: JsonRejection) -> ApiError {
+    match r {
+        JsonRejection::JsonDataError(e) => {
+            // "Failed to deserialize the JSON body into the target type: name: ..."
+            let msg = std::error::Error::source(&e)
+                .map(|s| s.to_string())
+                .unwrap_or_else(|| e.body_text());
+            ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_request", msg)
+        }
+        JsonRejection::JsonSyntaxError(e) => {
+            let msg = std::error::Error::source(&e)
+                .map(|s| format!("malformed JSON: {s}"))
+                .unwrap_or_else(|| e.body_text());
+            ApiError::bad_request(msg)
+        }
+        JsonRejection::MissingJsonContentType(_) => ApiError::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "unsupported_media_type",
+            "expected a JSON body with 'Content-Type: application/json'",
+        ),
+        JsonRejection::BytesRejection(e) if e.status() == StatusCode::PAYLOAD_TOO_LARGE => {
+            ApiError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "payload_too_large",
+                "request body too large",
+            )
+        }
+        other => ApiError::bad_request(other.body_text()),
+    }
+}
+
+/// A path parameter; an unparsable one (e.g. not a UUID) is a 404, since no
+/// object can have that id.
+pub struct ApiPath<T>(pub T);
+
+impl<T: DeserializeOwned + Send, S: Send + Sync> FromRequestParts<S> for ApiPath<T> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        match axum::extract::Path::<T>::from_request_parts(parts, state).await {
+            Ok(axum::extract::Path(v)) => Ok(Self(v)),
+            Err(PathRejection::FailedToDeserializePathParams(_)) => {
+                Err(ApiError::not_found("resource"))
+            }
+            Err(other) => Err(ApiError::bad_request(other.body_text())),
+        }
+    }
+}
+
+/// The authenticated caller, from `Authorization: Bearer <token>`.
+pub struct Caller {
+    pub user: User,
+    /// The raw token's hash, for logout.
+    pub token_hash: String,
+}
+
+impl Caller {
+    pub fn require_admin(&self) -> Result<(), ApiError> {
+        if self.user.admin {
+            Ok(())
+        } else {
+            Err(ApiError::forbidden("this needs an admin"))
+        }
+    }
+}
+
+impl FromRequestParts<AppState> for Caller {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        let header = parts
+            .headers
+            .get(axum::http::header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .ok_or_else(|| {
+                ApiError::unauthorized("missing 'Authorization: Bearer <token>' header")
+            })?;
+        let token = header
+            .strip_prefix("Bearer ")
+            .map(str::trim)
+            .filter(|t| !t.is_empty())
+            .ok_or_else(|| {
+                ApiError::unauthorized("the Authorization header must be 'Bearer <token>'")
+            })?;
+        let hash = token_hash(token);
+        match state.store.user_by_token(&hash).await {
+            Ok(user) => Ok(Self {
+                user,
+                token_hash: hash,
+            }),
+            Err(crate::store::StoreError::NotFound) => Err(ApiError::unauthorized(
+                "invalid or expired token; log in again",
+            )),
+            Err(e) => Err(e.into()),
+        }
+    }
+}
+
+/// An agent, authenticated by the cluster's shared agent token.
+pub struct AgentCaller;
+
+impl FromRequestParts<AppState> for AgentCaller {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        let presented = parts
+            .headers
+            .get(nubis_api::agent::AGENT_TOKEN_HEADER)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("");
+        // Compare hashes so the comparison time does not depend on the secret.
+        if token_hash(presented) == token_hash(&state.agent_token) && !presented.is_empty() {
+            Ok(Self)
+        } else {
+            Err(ApiError::unauthorized("invalid agent token"))
+        }
+    }
+}

@@ -1,0 +1,239 @@
+//! The image catalog: records, and uploads checked by our own format parser.
+
+use super::error::{ApiError, ApiResult};
+use super::extract::{ApiJson, ApiPath, Caller};
+use super::AppState;
+use crate::store::images::{NewImage, UploadedFile};
+use axum::body::Body;
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::Json;
+use futures_util::StreamExt;
+use nubis_api::images::{
+    CreateImage, Image, ImageFormat, ImageStatus, Visibility, MAX_CMDLINE_LEN,
+};
+use nubis_api::{ErrorBody, ImageId, ProjectId};
+use nubis_image_format::DiskFormat;
+use sha2::{Digest, Sha256};
+use std::path::{Path, PathBuf};
+use tokio::io::AsyncWriteExt;
+
+/// Where an image's accepted file lives.
+pub fn image_path(images_dir: &Path, id: ImageId) -> PathBuf {
+    images_dir.join(id.to_string())
+}
+
+/// Create an image record; upload its bytes with `PUT /v1/images/{id}/file`.
+#[utoipa::path(post, path = "/v1/images", tag = "images", request_body = CreateImage,
+    responses((status = 201, body = Image), (status = 400, body = ErrorBody), (status = 409, body = ErrorBody)),
+    security(("bearer" = [])))]
+pub async fn create(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiJson(req): ApiJson<CreateImage>,
+) -> ApiResult<(StatusCode, Json<Image>)> {
+    if req.visibility == Visibility::Public {
+        caller.require_admin()?;
+    }
+    if let Some(cmdline) = &req.cmdline {
+        if cmdline.len() > MAX_CMDLINE_LEN || cmdline.chars().any(char::is_control) {
+            return Err(ApiError::bad_request(format!(
+                "cmdline must be at most {MAX_CMDLINE_LEN} characters without control characters"
+            )));
+        }
+    }
+    let project = caller.user.project;
+    let kernel = boot_part(&state, project, req.kernel.as_deref(), ImageFormat::Aki).await?;
+    let initrd = boot_part(&state, project, req.initrd.as_deref(), ImageFormat::Ari).await?;
+    if (kernel.is_some() || initrd.is_some() || req.cmdline.is_some()) && !req.format.is_disk() {
+        return Err(ApiError::bad_request(
+            "kernel, initrd and cmdline belong on a qcow2 or raw image",
+        ));
+    }
+    if initrd.is_some() && kernel.is_none() {
+        return Err(ApiError::bad_request("an initrd needs a kernel"));
+    }
+    let image = state
+        .store
+        .create_image(&NewImage {
+            project,
+            name: req.name.as_str(),
+            os: req.os.as_str(),
+            version: req.version.as_str(),
+            format: req.format,
+            visibility: req.visibility,
+            kernel,
+            initrd,
+            cmdline: req.cmdline.as_deref(),
+        })
+        .await?;
+    Ok((StatusCode::CREATED, Json(image)))
+}
+
+/// Resolves a kernel or initrd reference to an active image of the right format.
+async fn boot_part(
+    state: &AppState,
+    project: ProjectId,
+    reference: Option<&str>,
+    format: ImageFormat,
+) -> ApiResult<Option<ImageId>> {
+    let Some(reference) = reference else {
+        return Ok(None);
+    };
+    let what = if format == ImageFormat::Aki {
+        "kernel"
+    } else {
+        "initrd"
+    };
+    let image = state
+        .store
+        .image_visible(project, reference)
+        .await
+        .map_err(|e| match e {
+            crate::store::StoreError::NotFound => {
+                ApiError::bad_request(format!("{what} image '{reference}' not found"))
+            }
+            other => other.into(),
+        })?;
+    if image.format != format || image.status != ImageStatus::Active {
+        return Err(ApiError::bad_request(format!(
+            "{what} image '{reference}' must be an active {} image",
+            format.as_str()
+        )));
+    }
+    Ok(Some(image.id))
+}
+
+/// List the images the caller's project can use.
+#[utoipa::path(get, path = "/v1/images", tag = "images",
+    responses((status = 200, body = [Image])), security(("bearer" = [])))]
+pub async fn list(State(state): State<AppState>, caller: Caller) -> ApiResult<Json<Vec<Image>>> {
+    Ok(Json(state.store.list_images(caller.user.project).await?))
+}
+
+/// Show an image.
+#[utoipa::path(get, path = "/v1/images/{id}", tag = "images",
+    params(("id" = String, Path, description = "image id or name")),
+    responses((status = 200, body = Image), (status = 404, body = ErrorBody)), security(("bearer" = [])))]
+pub async fn show(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiPath(id): ApiPath<String>,
+) -> ApiResult<Json<Image>> {
+    let image = state
+        .store
+        .image_visible(caller.user.project, &id)
+        .await
+        .map_err(ApiError::from_store("image"))?;
+    Ok(Json(image))
+}
+
+/// Upload an image's bytes (streamed to disk, never held in memory). The
+/// bytes are checked against the declared format before the image is usable.
+#[utoipa::path(put, path = "/v1/images/{id}/file", tag = "images",
+    params(("id" = String, Path, description = "image id")),
+    request_body(content = Vec<u8>, content_type = "application/octet-stream"),
+    responses((status = 200, body = Image), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody),
+        (status = 409, body = ErrorBody), (status = 413, body = ErrorBody)),
+    security(("bearer" = [])))]
+pub async fn upload(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiPath(id): ApiPath<ImageId>,
+    body: Body,
+) -> ApiResult<Json<Image>> {
+    let image = state
+        .store
+        .image_any_project(id)
+        .await
+        .ok()
+        .filter(|i| i.project == caller.user.project)
+        .ok_or_else(|| ApiError::not_found("image"))?;
+    if image.status != ImageStatus::Queued {
+        return Err(ApiError::conflict(
+            "this image already has its file; images are immutable",
+        ));
+    }
+    let final_path = image_path(&state.images_dir, id);
+    // A unique temporary name: two concurrent uploads never share a file.
+    let temp = state
+        .images_dir
+        .join(format!(".upload-{id}-{}", uuid::Uuid::new_v4()));
+    let result = receive(&state, body, &temp, image.format).await;
+    let file = match result {
+        Ok(file) => file,
+        Err(e) => {
+            let _ = tokio::fs::remove_file(&temp).await;
+            return Err(e);
+        }
+    };
+    tokio::fs::rename(&temp, &final_path)
+        .await
+        .map_err(ApiError::internal)?;
+    let image = state.store.activate_image(id, &file).await?;
+    tracing::info!(image = %id, size = file.size, "image uploaded");
+    Ok(Json(image))
+}
+
+/// Streams the body into `temp` (hashing as it goes), then checks the bytes.
+async fn receive(
+    state: &AppState,
+    body: Body,
+    temp: &Path,
+    format: ImageFormat,
+) -> ApiResult<UploadedFile> {
+    let mut out = tokio::fs::File::create(temp)
+        .await
+        .map_err(ApiError::internal)?;
+    let mut hasher = Sha256::new();
+    let mut size: u64 = 0;
+    let mut stream = body.into_data_stream();
+    while let Some(chunk) = stream.next().await {
+        let chunk = chunk.map_err(|e| ApiError::bad_request(format!("upload interrupted: {e}")))?;
+        size += chunk.len() as u64;
+        if size > state.max_image_bytes {
+            return Err(ApiError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "payload_too_large",
+                format!("images may be at most {} bytes", state.max_image_bytes),
+            ));
+        }
+        hasher.update(&chunk);
+        out.write_all(&chunk).await.map_err(ApiError::internal)?;
+    }
+    out.sync_all().await.map_err(ApiError::internal)?;
+    drop(out);
+    if size == 0 {
+        return Err(ApiError::bad_request("the uploaded file is empty"));
+    }
+    let virtual_size = check_bytes(temp, format).await?;
+    Ok(UploadedFile {
+        size,
+        virtual_size,
+        checksum: hex::encode(hasher.finalize()),
+    })
+}
+
+/// Inspects an uploaded file with our own parser: the real format must be
+/// the declared one, and disk images must be self-contained.
+async fn check_bytes(path: &Path, format: ImageFormat) -> ApiResult<u64> {
+    let declared = match format {
+        ImageFormat::Qcow2 => DiskFormat::Qcow2,
+        ImageFormat::Raw => DiskFormat::Raw,
+        // Kernels and ramdisks are handed to QEMU as opaque blobs, never as disks.
+        ImageFormat::Aki | ImageFormat::Ari => {
+            let len = tokio::fs::metadata(path)
+                .await
+                .map_err(ApiError::internal)?
+                .len();
+            return Ok(len);
+        }
+    };
+    let path = path.to_owned();
+    let inspection =
+        tokio::task::spawn_blocking(move || nubis_image_format::validate(&path, declared))
+            .await
+            .map_err(ApiError::internal)?
+            .map_err(|e| ApiError::bad_request(format!("image rejected: {e}")))?;
+    Ok(inspection.virtual_size)
+}

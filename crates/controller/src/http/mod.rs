@@ -1,0 +1,92 @@
+//! The controller's HTTP API: the public `/v1` API and the agent protocol.
+
+mod agents;
+pub mod error;
+pub mod extract;
+mod flavors;
+mod images;
+mod openapi;
+mod servers;
+mod users;
+
+use crate::store::Store;
+use axum::extract::DefaultBodyLimit;
+use axum::http::StatusCode;
+use axum::routing::{get, post, put};
+use axum::Router;
+use error::ApiError;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::watch;
+
+/// Largest JSON request body accepted.
+pub const MAX_JSON_BODY: usize = 1024 * 1024;
+
+/// Shared state of every request handler.
+#[derive(Clone)]
+pub struct AppState {
+    pub store: Store,
+    /// Where uploaded image files live.
+    pub images_dir: PathBuf,
+    /// The secret agents present; see `AGENT_TOKEN_HEADER`.
+    pub agent_token: Arc<str>,
+    /// Raised whenever desired state changes, to wake long-polling agents.
+    pub revision: Arc<watch::Sender<u64>>,
+    pub token_ttl: Duration,
+    pub max_image_bytes: u64,
+    /// Client for the agents' own APIs (console logs).
+    pub agent_client: reqwest::Client,
+}
+
+impl AppState {
+    /// Wakes agents waiting for a change of desired state.
+    pub fn desired_state_changed(&self) {
+        self.revision.send_modify(|r| *r += 1);
+    }
+}
+
+/// The whole API router.
+pub fn router(state: AppState) -> Router {
+    let v1 = Router::new()
+        .route("/users", post(users::register))
+        .route("/tokens", post(users::login))
+        .route("/tokens/current", axum::routing::delete(users::logout))
+        .route("/users/me", get(users::me))
+        .route("/flavors", get(flavors::list).post(flavors::create))
+        .route("/images", get(images::list).post(images::create))
+        .route("/images/{id}", get(images::show))
+        .route(
+            "/images/{id}/file",
+            put(images::upload).layer(DefaultBodyLimit::disable()),
+        )
+        .route("/servers", get(servers::list).post(servers::create))
+        .route("/servers/{id}", get(servers::show).delete(servers::delete))
+        .route("/servers/{id}/start", post(servers::start))
+        .route("/servers/{id}/stop", post(servers::stop))
+        .route("/servers/{id}/reboot", post(servers::reboot))
+        .route("/servers/{id}/console-log", get(servers::console_log))
+        .route("/hosts", get(agents::list_hosts))
+        .route("/agent/hosts", post(agents::register))
+        .route("/agent/hosts/{id}/desired", get(agents::desired))
+        .route("/agent/hosts/{id}/report", put(agents::report))
+        .route("/agent/images/{id}/file", get(agents::image_file))
+        .route("/openapi.json", get(openapi::serve));
+    Router::new()
+        .nest("/v1", v1)
+        .fallback(|| async {
+            ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such API path")
+        })
+        .method_not_allowed_fallback(|| async {
+            ApiError::new(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "method_not_allowed",
+                "method not allowed on this path",
+            )
+        })
+        .layer(DefaultBodyLimit::max(MAX_JSON_BODY))
+        .layer(tower_http::trace::TraceLayer::new_for_http())
+        .with_state(state)
+}
+
+pub use openapi::ApiDoc;

@@ -1,0 +1,38 @@
+//! `GET /v1/openapi.json`: the OpenAPI description of the whole API.
+
+use axum::Json;
+use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::{Modify, OpenApi};
+
+/// The OpenAPI document, assembled from the handlers' annotations.
+#[derive(OpenApi)]
+#[openapi(
+    info(title = "Nubis API", description = "Rent virtual machines: users, images, flavors, servers."),
+    paths(
+        super::users::register, super::users::login, super::users::logout, super::users::me,
+        super::flavors::list, super::flavors::create,
+        super::images::create, super::images::list, super::images::show, super::images::upload,
+        super::servers::create, super::servers::list, super::servers::show, super::servers::start,
+        super::servers::stop, super::servers::reboot, super::servers::delete, super::servers::console_log,
+        super::agents::register, super::agents::desired, super::agents::report, super::agents::image_file,
+        super::agents::list_hosts,
+    ),
+    modifiers(&BearerAuth)
+)]
+pub struct ApiDoc;
+
+struct BearerAuth;
+
+impl Modify for BearerAuth {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
+        );
+    }
+}
+
+pub async fn serve() -> Json<utoipa::openapi::OpenApi> {
+    Json(ApiDoc::openapi())
+}

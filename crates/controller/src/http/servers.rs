@@ -1,0 +1,284 @@
+//! Servers: create, inspect, power actions, delete, console log.
+
+use super::error::{ApiError, ApiResult};
+use super::extract::{ApiJson, ApiPath, Caller};
+use super::AppState;
+use crate::scheduler::{self, Demand, Overcommit, PlacementError};
+use crate::store::{NewServer, ServerRecord, StoreError};
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::Json;
+use nubis_api::agent::{PowerState, AGENT_TOKEN_HEADER};
+use nubis_api::images::ImageStatus;
+use nubis_api::servers::{CreateServer, RequestedSize, Server};
+use nubis_api::{ErrorBody, ServerId};
+use std::time::Duration;
+
+/// Hosts not heard from for this long get no new servers.
+pub const HEARTBEAT_TIMEOUT: Duration = Duration::from_secs(60);
+
+const GIB: u64 = 1024 * 1024 * 1024;
+
+/// Create a server: validated, placed on a host, then built asynchronously.
+#[utoipa::path(post, path = "/v1/servers", tag = "servers", request_body = CreateServer,
+    responses((status = 202, body = Server), (status = 400, body = ErrorBody), (status = 409, body = ErrorBody),
+        (status = 422, body = ErrorBody), (status = 503, body = ErrorBody)),
+    security(("bearer" = [])))]
+pub async fn create(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiJson(req): ApiJson<CreateServer>,
+) -> ApiResult<(StatusCode, Json<Server>)> {
+    let project = caller.user.project;
+    let (flavor, demand) = match req.requested_size().map_err(ApiError::bad_request)? {
+        RequestedSize::Flavor => {
+            let name = req.flavor.as_deref().unwrap_or_default();
+            let f = state.store.flavor(name).await.map_err(|e| match e {
+                StoreError::NotFound => ApiError::bad_request(format!("flavor '{name}' not found")),
+                other => other.into(),
+            })?;
+            let demand = Demand {
+                vcpus: f.vcpus,
+                memory_mib: f.memory_mib,
+                disk_gib: f.disk_gib,
+            };
+            (Some(f.id), demand)
+        }
+        RequestedSize::Explicit {
+            vcpus,
+            memory_mib,
+            disk_gib,
+        } => (
+            None,
+            Demand {
+                vcpus: vcpus.get(),
+                memory_mib: memory_mib.get(),
+                disk_gib: disk_gib.get(),
+            },
+        ),
+    };
+    let image = state
+        .store
+        .image_visible(project, &req.image)
+        .await
+        .map_err(|e| match e {
+            StoreError::NotFound => {
+                ApiError::bad_request(format!("image '{}' not found", req.image))
+            }
+            other => other.into(),
+        })?;
+    if !image.format.is_disk() {
+        return Err(ApiError::bad_request(format!(
+            "image '{}' is a {} image, not a disk image",
+            image.name,
+            image.format.as_str()
+        )));
+    }
+    if image.status != ImageStatus::Active {
+        return Err(ApiError::bad_request(format!(
+            "image '{}' has no file yet; upload it first",
+            image.name
+        )));
+    }
+    let image_bytes = image.virtual_size.unwrap_or(0);
+    if image_bytes > demand.disk_gib * GIB {
+        return Err(ApiError::bad_request(format!(
+            "disk_gib {} is smaller than the image ({} bytes)",
+            demand.disk_gib, image_bytes
+        )));
+    }
+    let loads = state.store.host_loads().await?;
+    let host = scheduler::place(
+        &loads,
+        demand,
+        Overcommit::default(),
+        chrono::Utc::now(),
+        HEARTBEAT_TIMEOUT,
+    )
+    .map_err(|e| match e {
+        PlacementError::NoHosts => {
+            ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "no_hosts", e.to_string())
+        }
+        PlacementError::NoCapacity { .. } => {
+            ApiError::new(StatusCode::CONFLICT, "no_capacity", e.to_string())
+        }
+    })?;
+    let record = state
+        .store
+        .create_server(&NewServer {
+            project,
+            name: req.name.as_str(),
+            image: image.id,
+            flavor,
+            vcpus: demand.vcpus,
+            memory_mib: demand.memory_mib,
+            disk_gib: demand.disk_gib,
+            host,
+        })
+        .await?;
+    state.desired_state_changed();
+    tracing::info!(server = %record.id, host = %host, "server placed");
+    Ok((StatusCode::ACCEPTED, Json(record.to_api())))
+}
+
+/// List the project's servers.
+#[utoipa::path(get, path = "/v1/servers", tag = "servers",
+    responses((status = 200, body = [Server])), security(("bearer" = [])))]
+pub async fn list(State(state): State<AppState>, caller: Caller) -> ApiResult<Json<Vec<Server>>> {
+    let servers = state.store.list_servers(caller.user.project).await?;
+    Ok(Json(servers.iter().map(ServerRecord::to_api).collect()))
+}
+
+async fn find(state: &AppState, caller: &Caller, id: ServerId) -> ApiResult<ServerRecord> {
+    state
+        .store
+        .server(caller.user.project, id)
+        .await
+        .map_err(ApiError::from_store("server"))
+}
+
+/// Show a server.
+#[utoipa::path(get, path = "/v1/servers/{id}", tag = "servers",
+    params(("id" = String, Path)), responses((status = 200, body = Server), (status = 404, body = ErrorBody)),
+    security(("bearer" = [])))]
+pub async fn show(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiPath(id): ApiPath<ServerId>,
+) -> ApiResult<Json<Server>> {
+    Ok(Json(find(&state, &caller, id).await?.to_api()))
+}
+
+/// Start a stopped server.
+#[utoipa::path(post, path = "/v1/servers/{id}/start", tag = "servers",
+    params(("id" = String, Path)), responses((status = 202, body = Server), (status = 404, body = ErrorBody),
+        (status = 409, body = ErrorBody)),
+    security(("bearer" = [])))]
+pub async fn start(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiPath(id): ApiPath<ServerId>,
+) -> ApiResult<(StatusCode, Json<Server>)> {
+    set_power(&state, &caller, id, PowerState::Running).await
+}
+
+/// Stop a server: ACPI power-down, then a hard stop after a timeout.
+#[utoipa::path(post, path = "/v1/servers/{id}/stop", tag = "servers",
+    params(("id" = String, Path)), responses((status = 202, body = Server), (status = 404, body = ErrorBody),
+        (status = 409, body = ErrorBody)),
+    security(("bearer" = [])))]
+pub async fn stop(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiPath(id): ApiPath<ServerId>,
+) -> ApiResult<(StatusCode, Json<Server>)> {
+    set_power(&state, &caller, id, PowerState::Stopped).await
+}
+
+async fn set_power(
+    state: &AppState,
+    caller: &Caller,
+    id: ServerId,
+    power: PowerState,
+) -> ApiResult<(StatusCode, Json<Server>)> {
+    let current = find(state, caller, id).await?;
+    if current.deleting {
+        return Err(ApiError::conflict("the server is being deleted"));
+    }
+    let record = state
+        .store
+        .set_power(caller.user.project, id, power)
+        .await
+        .map_err(ApiError::from_store("server"))?;
+    state.desired_state_changed();
+    Ok((StatusCode::ACCEPTED, Json(record.to_api())))
+}
+
+/// Reboot a running server (a hard reset of the virtual machine).
+#[utoipa::path(post, path = "/v1/servers/{id}/reboot", tag = "servers",
+    params(("id" = String, Path)), responses((status = 202, body = Server), (status = 404, body = ErrorBody),
+        (status = 409, body = ErrorBody)),
+    security(("bearer" = [])))]
+pub async fn reboot(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiPath(id): ApiPath<ServerId>,
+) -> ApiResult<(StatusCode, Json<Server>)> {
+    let current = find(&state, &caller, id).await?;
+    if current.deleting || current.power != PowerState::Running {
+        return Err(ApiError::conflict(format!(
+            "only a running server can be rebooted; this one is {}",
+            current.status()
+        )));
+    }
+    let record = state
+        .store
+        .request_reboot(caller.user.project, id)
+        .await
+        .map_err(ApiError::from_store("server"))?;
+    state.desired_state_changed();
+    Ok((StatusCode::ACCEPTED, Json(record.to_api())))
+}
+
+/// Delete a server; its host removes the VM, disk, sockets and logs.
+#[utoipa::path(delete, path = "/v1/servers/{id}", tag = "servers",
+    params(("id" = String, Path)), responses((status = 202), (status = 404, body = ErrorBody)),
+    security(("bearer" = [])))]
+pub async fn delete(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiPath(id): ApiPath<ServerId>,
+) -> ApiResult<StatusCode> {
+    state
+        .store
+        .mark_deleting(caller.user.project, id)
+        .await
+        .map_err(ApiError::from_store("server"))?;
+    state.desired_state_changed();
+    Ok(StatusCode::ACCEPTED)
+}
+
+/// The serial console output of a server (fetched from its host's agent).
+#[utoipa::path(get, path = "/v1/servers/{id}/console-log", tag = "servers",
+    params(("id" = String, Path)),
+    responses((status = 200, body = String, content_type = "text/plain"), (status = 404, body = ErrorBody)),
+    security(("bearer" = [])))]
+pub async fn console_log(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiPath(id): ApiPath<ServerId>,
+) -> ApiResult<String> {
+    let server = find(&state, &caller, id).await?;
+    let Some(host_id) = server.host else {
+        return Ok(String::new());
+    };
+    let host = state.store.host(host_id).await?;
+    let url = format!(
+        "{}/v1/instances/{}/console-log",
+        host.url.trim_end_matches('/'),
+        id
+    );
+    let resp = state
+        .agent_client
+        .get(&url)
+        .header(AGENT_TOKEN_HEADER, &*state.agent_token)
+        .send()
+        .await
+        .map_err(|e| {
+            ApiError::new(
+                StatusCode::BAD_GATEWAY,
+                "host_unreachable",
+                format!("the server's host did not answer: {e}"),
+            )
+        })?;
+    match resp.status() {
+        s if s.is_success() => resp.text().await.map_err(ApiError::internal),
+        // The host has no such instance yet (still building): no output yet.
+        reqwest::StatusCode::NOT_FOUND => Ok(String::new()),
+        s => Err(ApiError::new(
+            StatusCode::BAD_GATEWAY,
+            "host_error",
+            format!("the server's host answered {s}"),
+        )),
+    }
+}

@@ -1,0 +1,10 @@
+//! The Nubis controller: the REST API, authentication, the scheduler and the
+//! state store. It holds desired state; agents converge hosts to it.
+
+pub mod auth;
+pub mod http;
+pub mod scheduler;
+pub mod server;
+pub mod store;
+
+pub use server::{ControllerConfig, RunningController};

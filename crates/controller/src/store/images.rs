@@ -1,0 +1,148 @@
+//! The image catalog.
+
+use super::rows::{big, count_opt, parse, parse_opt, time};
+use super::{found, is_unique_violation, now_ms, Store, StoreError, StoreResult};
+use nubis_api::images::{Image, ImageFormat, ImageStatus, Visibility};
+use nubis_api::{ImageId, ProjectId};
+use sqlx::any::AnyRow;
+use sqlx::Row;
+
+/// A validated image record to insert.
+pub struct NewImage<'a> {
+    pub project: ProjectId,
+    pub name: &'a str,
+    pub os: &'a str,
+    pub version: &'a str,
+    pub format: ImageFormat,
+    pub visibility: Visibility,
+    pub kernel: Option<ImageId>,
+    pub initrd: Option<ImageId>,
+    pub cmdline: Option<&'a str>,
+}
+
+/// What an upload established about the bytes.
+pub struct UploadedFile {
+    pub size: u64,
+    pub virtual_size: u64,
+    pub checksum: String,
+}
+
+fn image_from_row(row: &AnyRow) -> StoreResult<Image> {
+    let format: String = row.try_get("format")?;
+    let status: String = row.try_get("status")?;
+    let visibility: String = row.try_get("visibility")?;
+    Ok(Image {
+        id: parse(row, "id")?,
+        name: row.try_get("name")?,
+        os: row.try_get("os")?,
+        version: row.try_get("version")?,
+        format: format.parse().map_err(StoreError::Corrupt)?,
+        status: match status.as_str() {
+            "active" => ImageStatus::Active,
+            _ => ImageStatus::Queued,
+        },
+        visibility: match visibility.as_str() {
+            "public" => Visibility::Public,
+            _ => Visibility::Private,
+        },
+        project: parse(row, "project_id")?,
+        kernel: parse_opt(row, "kernel_id")?,
+        initrd: parse_opt(row, "initrd_id")?,
+        cmdline: row.try_get("cmdline")?,
+        size: count_opt(row, "size")?,
+        virtual_size: count_opt(row, "virtual_size")?,
+        checksum: row.try_get("checksum")?,
+        created_at: time(row, "created_at")?,
+    })
+}
+
+fn visibility_str(v: Visibility) -> &'static str {
+    match v {
+        Visibility::Private => "private",
+        Visibility::Public => "public",
+    }
+}
+
+impl Store {
+    pub async fn create_image(&self, new: &NewImage<'_>) -> StoreResult<Image> {
+        let id = ImageId::new();
+        let res = sqlx::query(
+            "INSERT INTO images (id, project_id, name, os, version, format, status, visibility, \
+             kernel_id, initrd_id, cmdline, created_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
+        )
+        .bind(id.to_string())
+        .bind(new.project.to_string())
+        .bind(new.name)
+        .bind(new.os)
+        .bind(new.version)
+        .bind(new.format.as_str())
+        .bind(ImageStatus::Queued.as_str())
+        .bind(visibility_str(new.visibility))
+        .bind(new.kernel.map(|k| k.to_string()))
+        .bind(new.initrd.map(|k| k.to_string()))
+        .bind(new.cmdline)
+        .bind(now_ms())
+        .execute(self.pool())
+        .await;
+        match res {
+            Err(e) if is_unique_violation(&e) => Err(StoreError::Conflict(format!(
+                "an image named '{}' already exists in this project",
+                new.name
+            ))),
+            Err(e) => Err(e.into()),
+            Ok(_) => self.image_any_project(id).await,
+        }
+    }
+
+    /// An image regardless of owner (for agents and internal use).
+    pub async fn image_any_project(&self, id: ImageId) -> StoreResult<Image> {
+        let row = sqlx::query("SELECT * FROM images WHERE id = $1")
+            .bind(id.to_string())
+            .fetch_optional(self.pool())
+            .await?;
+        image_from_row(&found(row)?)
+    }
+
+    /// An image by id or name that `project` may see (its own, or public).
+    /// Its own image wins when a public one has the same name.
+    pub async fn image_visible(&self, project: ProjectId, id_or_name: &str) -> StoreResult<Image> {
+        let row = sqlx::query(
+            "SELECT * FROM images WHERE (id = $1 OR name = $1) \
+             AND (project_id = $2 OR visibility = 'public') \
+             ORDER BY CASE WHEN project_id = $2 THEN 0 ELSE 1 END LIMIT 1",
+        )
+        .bind(id_or_name)
+        .bind(project.to_string())
+        .fetch_optional(self.pool())
+        .await?;
+        image_from_row(&found(row)?)
+    }
+
+    /// Images `project` may see.
+    pub async fn list_images(&self, project: ProjectId) -> StoreResult<Vec<Image>> {
+        let rows = sqlx::query(
+            "SELECT * FROM images WHERE project_id = $1 OR visibility = 'public' \
+             ORDER BY created_at, name",
+        )
+        .bind(project.to_string())
+        .fetch_all(self.pool())
+        .await?;
+        rows.iter().map(image_from_row).collect()
+    }
+
+    /// Records an accepted upload and makes the image usable.
+    pub async fn activate_image(&self, id: ImageId, file: &UploadedFile) -> StoreResult<Image> {
+        sqlx::query(
+            "UPDATE images SET status = 'active', size = $2, virtual_size = $3, checksum = $4 \
+             WHERE id = $1",
+        )
+        .bind(id.to_string())
+        .bind(big(file.size))
+        .bind(big(file.virtual_size))
+        .bind(&file.checksum)
+        .execute(self.pool())
+        .await?;
+        self.image_any_project(id).await
+    }
+}

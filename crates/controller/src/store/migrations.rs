@@ -1,0 +1,125 @@
+//! Schema migrations, one list per backend, applied in order inside a transaction.
+//!
+//! The two lists must describe the same schema; `store_schema_matches` in the
+//! store tests runs every query against both.
+
+use super::{Backend, Store, StoreResult};
+use sqlx::Row;
+
+/// Version 1: users, projects, tokens, flavors, images, hosts, servers.
+/// Portable column types: TEXT ids, BIGINT for numbers, times and 0/1 flags.
+const V1: &str = r#"
+CREATE TABLE projects (
+    id TEXT PRIMARY KEY,
+    name TEXT NOT NULL UNIQUE,
+    created_at BIGINT NOT NULL
+);
+CREATE TABLE users (
+    id TEXT PRIMARY KEY,
+    name TEXT NOT NULL UNIQUE,
+    password_hash TEXT NOT NULL,
+    admin BIGINT NOT NULL,
+    project_id TEXT NOT NULL REFERENCES projects(id),
+    created_at BIGINT NOT NULL
+);
+CREATE TABLE tokens (
+    hash TEXT PRIMARY KEY,
+    user_id TEXT NOT NULL REFERENCES users(id) ON DELETE CASCADE,
+    expires_at BIGINT NOT NULL,
+    created_at BIGINT NOT NULL
+);
+CREATE TABLE flavors (
+    id TEXT PRIMARY KEY,
+    name TEXT NOT NULL UNIQUE,
+    vcpus BIGINT NOT NULL,
+    memory_mib BIGINT NOT NULL,
+    disk_gib BIGINT NOT NULL,
+    created_at BIGINT NOT NULL
+);
+CREATE TABLE images (
+    id TEXT PRIMARY KEY,
+    project_id TEXT NOT NULL REFERENCES projects(id),
+    name TEXT NOT NULL,
+    os TEXT NOT NULL,
+    version TEXT NOT NULL,
+    format TEXT NOT NULL,
+    status TEXT NOT NULL,
+    visibility TEXT NOT NULL,
+    kernel_id TEXT REFERENCES images(id),
+    initrd_id TEXT REFERENCES images(id),
+    cmdline TEXT,
+    size BIGINT,
+    virtual_size BIGINT,
+    checksum TEXT,
+    created_at BIGINT NOT NULL,
+    UNIQUE (project_id, name)
+);
+CREATE TABLE hosts (
+    id TEXT PRIMARY KEY,
+    name TEXT NOT NULL UNIQUE,
+    url TEXT NOT NULL,
+    vcpus BIGINT NOT NULL,
+    memory_mib BIGINT NOT NULL,
+    disk_gib BIGINT NOT NULL,
+    accel TEXT NOT NULL,
+    last_seen BIGINT NOT NULL
+);
+CREATE TABLE servers (
+    id TEXT PRIMARY KEY,
+    project_id TEXT NOT NULL REFERENCES projects(id),
+    name TEXT NOT NULL,
+    image_id TEXT NOT NULL REFERENCES images(id),
+    flavor_id TEXT REFERENCES flavors(id),
+    vcpus BIGINT NOT NULL,
+    memory_mib BIGINT NOT NULL,
+    disk_gib BIGINT NOT NULL,
+    host_id TEXT REFERENCES hosts(id),
+    power TEXT NOT NULL,
+    reboot_generation BIGINT NOT NULL,
+    deleting BIGINT NOT NULL,
+    observed_power TEXT,
+    observed_reboot_generation BIGINT NOT NULL,
+    fault TEXT,
+    launched_at BIGINT,
+    created_at BIGINT NOT NULL,
+    UNIQUE (project_id, name)
+);
+CREATE INDEX servers_by_host ON servers (host_id);
+"#;
+
+/// The migrations of one backend, in order. Index + 1 is the version.
+fn migrations(backend: Backend) -> Vec<&'static str> {
+    // V1 is portable as written; later versions may need per-backend text.
+    match backend {
+        Backend::Sqlite | Backend::Postgres => vec![V1],
+    }
+}
+
+/// Brings the schema up to the newest version.
+pub(super) async fn run(store: &Store) -> StoreResult<()> {
+    let pool = store.pool();
+    sqlx::query("CREATE TABLE IF NOT EXISTS schema_migrations (version BIGINT PRIMARY KEY)")
+        .execute(pool)
+        .await?;
+    let current: i64 = sqlx::query("SELECT COALESCE(MAX(version), 0) AS v FROM schema_migrations")
+        .fetch_one(pool)
+        .await?
+        .try_get("v")?;
+    for (i, sql) in migrations(store.backend()).into_iter().enumerate() {
+        let version = i as i64 + 1;
+        if version <= current {
+            continue;
+        }
+        let mut tx = pool.begin().await?;
+        for statement in sql.split(';').map(str::trim).filter(|s| !s.is_empty()) {
+            sqlx::query(statement).execute(&mut *tx).await?;
+        }
+        sqlx::query("INSERT INTO schema_migrations (version) VALUES ($1)")
+            .bind(version)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        tracing::info!(version, "applied schema migration");
+    }
+    Ok(())
+}

@@ -1,0 +1,133 @@
+//! The state store: one interface over SQLite (default) and PostgreSQL.
+//!
+//! Both backends go through sqlx's `Any` driver with portable SQL (`$1`
+//! placeholders, TEXT ids, BIGINT times in Unix milliseconds, BIGINT 0/1 flags);
+//! only the schema migrations differ per backend.
+
+mod flavors;
+pub mod hosts;
+pub mod images;
+mod migrations;
+mod rows;
+mod servers;
+mod users;
+
+pub use servers::{NewServer, ServerRecord};
+pub use users::UserRecord;
+
+use sqlx::any::AnyPoolOptions;
+use sqlx::AnyPool;
+
+/// Which database a store runs on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+/// Errors from the store, mapped to HTTP statuses at the API edge.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("not found")]
+    NotFound,
+    #[error("{0}")]
+    Conflict(String),
+    #[error("database error: {0}")]
+    Db(#[from] sqlx::Error),
+    #[error("corrupt row: {0}")]
+    Corrupt(String),
+}
+
+pub type StoreResult<T> = Result<T, StoreError>;
+
+/// The controller's state store.
+#[derive(Clone)]
+pub struct Store {
+    pool: AnyPool,
+    backend: Backend,
+}
+
+impl Store {
+    /// Opens (creating if needed) the database at `url` and brings its schema up
+    /// to date. `sqlite://PATH` or `postgres://...`.
+    pub async fn connect(url: &str) -> StoreResult<Self> {
+        sqlx::any::install_default_drivers();
+        let backend = if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            Backend::Postgres
+        } else if url.starts_with("sqlite:") {
+            Backend::Sqlite
+        } else {
+            return Err(StoreError::Conflict(format!(
+                "unsupported database url '{url}': use sqlite://PATH or postgres://..."
+            )));
+        };
+        let pool = match backend {
+            Backend::Sqlite => {
+                // `mode=rwc` creates the file; WAL lets readers run beside the
+                // writer, and the busy timeout queues concurrent writers.
+                let url = if url.contains('?') {
+                    url.to_owned()
+                } else {
+                    format!("{url}?mode=rwc")
+                };
+                AnyPoolOptions::new()
+                    .max_connections(8)
+                    .after_connect(|conn, _| {
+                        Box::pin(async move {
+                            use sqlx::Executor;
+                            conn.execute(
+                                "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; \
+                                 PRAGMA busy_timeout=10000; PRAGMA foreign_keys=ON;",
+                            )
+                            .await?;
+                            Ok(())
+                        })
+                    })
+                    .connect(&url)
+                    .await?
+            }
+            Backend::Postgres => {
+                AnyPoolOptions::new()
+                    .max_connections(16)
+                    .connect(url)
+                    .await?
+            }
+        };
+        let store = Self { pool, backend };
+        migrations::run(&store).await?;
+        Ok(store)
+    }
+}
+
+impl Store {
+    /// The backend this store runs on.
+    pub fn backend(&self) -> Backend {
+        self.backend
+    }
+
+    pub(crate) fn pool(&self) -> &AnyPool {
+        &self.pool
+    }
+}
+
+/// The current time as stored: Unix milliseconds.
+pub(crate) fn now_ms() -> i64 {
+    chrono::Utc::now().timestamp_millis()
+}
+
+/// Whether an error is a unique-constraint violation (same name twice).
+pub(crate) fn is_unique_violation(e: &sqlx::Error) -> bool {
+    match e {
+        sqlx::Error::Database(db) => {
+            db.is_unique_violation()
+                || db.message().contains("UNIQUE constraint failed")
+                || db.code().as_deref() == Some("23505")
+        }
+        _ => false,
+    }
+}
+
+/// Reads an optional row or fails with `NotFound`.
+pub(crate) fn found<T>(row: Option<T>) -> StoreResult<T> {
+    row.ok_or(StoreError::NotFound)
+}

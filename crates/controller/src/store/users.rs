@@ -1,0 +1,157 @@
+//! Users, their personal projects, and bearer tokens.
+
+use super::rows::{flag, parse, time};
+use super::{found, is_unique_violation, now_ms, Store, StoreError, StoreResult};
+use nubis_api::users::User;
+use nubis_api::{ProjectId, UserId};
+use sqlx::any::AnyRow;
+use sqlx::Row;
+
+/// A user with the stored password hash, for logging in.
+pub struct UserRecord {
+    pub user: User,
+    pub password_hash: String,
+}
+
+/// The user columns every user query selects (a macro, so queries stay `'static`).
+macro_rules! user_columns {
+    () => {
+        "u.id, u.name, u.admin, u.project_id, u.created_at, u.password_hash"
+    };
+}
+
+fn user_from_row(row: &AnyRow) -> StoreResult<UserRecord> {
+    Ok(UserRecord {
+        user: User {
+            id: parse(row, "id")?,
+            name: row.try_get("name")?,
+            admin: flag(row, "admin")?,
+            project: parse(row, "project_id")?,
+            created_at: time(row, "created_at")?,
+        },
+        password_hash: row.try_get("password_hash")?,
+    })
+}
+
+impl Store {
+    /// Creates a user and its personal project in one transaction. The first
+    /// user of a fresh cloud becomes an admin, as does any with `admin` set.
+    pub async fn create_user(
+        &self,
+        name: &str,
+        password_hash: &str,
+        admin: bool,
+    ) -> StoreResult<User> {
+        let mut tx = self.pool().begin().await?;
+        let existing: i64 = sqlx::query("SELECT COUNT(*) AS n FROM users")
+            .fetch_one(&mut *tx)
+            .await?
+            .try_get("n")?;
+        let admin = admin || existing == 0;
+        let user_id = UserId::new();
+        let project_id = ProjectId::new();
+        let now = now_ms();
+        let result = async {
+            sqlx::query("INSERT INTO projects (id, name, created_at) VALUES ($1, $2, $3)")
+                .bind(project_id.to_string())
+                .bind(name)
+                .bind(now)
+                .execute(&mut *tx)
+                .await?;
+            sqlx::query(
+                "INSERT INTO users (id, name, password_hash, admin, project_id, created_at) \
+                 VALUES ($1, $2, $3, $4, $5, $6)",
+            )
+            .bind(user_id.to_string())
+            .bind(name)
+            .bind(password_hash)
+            .bind(i64::from(admin))
+            .bind(project_id.to_string())
+            .bind(now)
+            .execute(&mut *tx)
+            .await
+        }
+        .await;
+        match result {
+            Err(e) if is_unique_violation(&e) => {
+                return Err(StoreError::Conflict(format!(
+                    "a user named '{name}' already exists"
+                )))
+            }
+            Err(e) => return Err(e.into()),
+            Ok(_) => {}
+        }
+        tx.commit().await?;
+        self.user(user_id).await
+    }
+
+    /// A user by id.
+    pub async fn user(&self, id: UserId) -> StoreResult<User> {
+        let row = sqlx::query(concat!(
+            "SELECT ",
+            user_columns!(),
+            " FROM users u WHERE u.id = $1"
+        ))
+        .bind(id.to_string())
+        .fetch_optional(self.pool())
+        .await?;
+        Ok(user_from_row(&found(row)?)?.user)
+    }
+
+    /// A user by name, with the password hash.
+    pub async fn user_by_name(&self, name: &str) -> StoreResult<UserRecord> {
+        let row = sqlx::query(concat!(
+            "SELECT ",
+            user_columns!(),
+            " FROM users u WHERE u.name = $1"
+        ))
+        .bind(name)
+        .fetch_optional(self.pool())
+        .await?;
+        user_from_row(&found(row)?)
+    }
+
+    /// Stores a token's hash.
+    pub async fn insert_token(
+        &self,
+        hash: &str,
+        user: UserId,
+        expires_at_ms: i64,
+    ) -> StoreResult<()> {
+        sqlx::query(
+            "INSERT INTO tokens (hash, user_id, expires_at, created_at) VALUES ($1, $2, $3, $4)",
+        )
+        .bind(hash)
+        .bind(user.to_string())
+        .bind(expires_at_ms)
+        .bind(now_ms())
+        .execute(self.pool())
+        .await?;
+        Ok(())
+    }
+
+    /// The user owning an unexpired token.
+    pub async fn user_by_token(&self, hash: &str) -> StoreResult<User> {
+        let row = sqlx::query(concat!(
+            "SELECT ",
+            user_columns!(),
+            " FROM tokens t JOIN users u ON u.id = t.user_id \
+             WHERE t.hash = $1 AND t.expires_at > $2"
+        ))
+        .bind(hash)
+        .bind(now_ms())
+        .fetch_optional(self.pool())
+        .await?;
+        Ok(user_from_row(&found(row)?)?.user)
+    }
+
+    /// Revokes a token (and, while at it, drops expired ones).
+    pub async fn delete_token(&self, hash: &str) -> StoreResult<()> {
+        sqlx::query("DELETE FROM tokens WHERE hash = $1 OR expires_at <= $2")
+            .bind(hash)
+            .bind(now_ms())
+            .execute(self.pool())
+            .await?;
+        Ok(())
+    }
+}

@@ -1,0 +1,265 @@
+//! The server-side subcommands: `up`, `controller`, `agent`, `admin`.
+
+use anyhow::Context;
+use clap::{Args, Subcommand, ValueEnum};
+use nubis_agent::qemu::Accel;
+use nubis_agent::AgentConfig;
+use nubis_controller::ControllerConfig;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
+pub enum AccelChoice {
+    /// KVM if a hardware KVM module is loaded, else TCG.
+    Auto,
+    Kvm,
+    Tcg,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct StoreArgs {
+    /// Where state, images and instance disks live.
+    #[arg(long, env = "NUBIS_DATA_DIR", default_value = "./.nubis")]
+    pub data_dir: PathBuf,
+    /// `postgres://...` for a shared store; default SQLite under --data-dir.
+    #[arg(long, env = "NUBIS_DATABASE_URL")]
+    pub database_url: Option<String>,
+}
+
+impl StoreArgs {
+    fn database_url(&self) -> String {
+        self.database_url
+            .clone()
+            .unwrap_or_else(|| format!("sqlite://{}", self.data_dir.join("state.db").display()))
+    }
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct ControllerArgs {
+    #[command(flatten)]
+    pub store: StoreArgs,
+    /// Address of the API.
+    #[arg(long, default_value = "127.0.0.1:8780")]
+    pub listen: SocketAddr,
+    /// File holding the secret agents present (created if missing).
+    #[arg(long)]
+    pub agent_token_file: Option<PathBuf>,
+    /// Lifetime of login tokens, in hours.
+    #[arg(long, default_value_t = 24)]
+    pub token_hours: u64,
+    /// Largest image upload, in GiB.
+    #[arg(long, default_value_t = 64)]
+    pub max_image_gib: u64,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct AgentOnlyArgs {
+    /// Address of this agent's own API (console logs).
+    #[arg(long, default_value = "127.0.0.1:0")]
+    pub agent_listen: SocketAddr,
+    /// This host's name; default: the system host name.
+    #[arg(long)]
+    pub host_name: Option<String>,
+    #[arg(long, value_enum, default_value_t = AccelChoice::Auto)]
+    pub accel: AccelChoice,
+    /// Seconds a guest gets to power down before a hard stop.
+    #[arg(long, default_value_t = 60)]
+    pub stop_timeout: u64,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct AgentArgs {
+    /// The controller's API.
+    #[arg(
+        long,
+        env = "NUBIS_CONTROLLER_URL",
+        default_value = "http://127.0.0.1:8780"
+    )]
+    pub controller_url: String,
+    /// Where images and instance disks live.
+    #[arg(long, env = "NUBIS_DATA_DIR", default_value = "./.nubis")]
+    pub data_dir: PathBuf,
+    /// File holding the controller's agent secret.
+    #[arg(long)]
+    pub agent_token_file: Option<PathBuf>,
+    #[command(flatten)]
+    pub agent: AgentOnlyArgs,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct UpArgs {
+    #[command(flatten)]
+    pub controller: ControllerArgs,
+    #[command(flatten)]
+    pub agent: AgentOnlyArgs,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum AdminCommand {
+    /// Create a user directly in the state store.
+    CreateUser {
+        name: String,
+        /// Make the user an admin.
+        #[arg(long)]
+        admin: bool,
+        /// Otherwise NUBIS_PASSWORD or a line of standard input.
+        #[arg(long)]
+        password: Option<String>,
+        #[command(flatten)]
+        store: StoreArgs,
+    },
+}
+
+/// Reads the agent secret from `path`, creating a random one if missing.
+fn agent_token(path: &Path) -> anyhow::Result<String> {
+    if let Ok(t) = std::fs::read_to_string(path) {
+        let t = t.trim().to_owned();
+        if !t.is_empty() {
+            return Ok(t);
+        }
+    }
+    let token = nubis_controller::auth::new_token()?;
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)
+        .and_then(|mut f| f.write_all(token.as_bytes()))
+        .with_context(|| format!("writing {}", path.display()))?;
+    Ok(token)
+}
+
+fn controller_config(args: &ControllerArgs) -> anyhow::Result<ControllerConfig> {
+    let data_dir = &args.store.data_dir;
+    std::fs::create_dir_all(data_dir)
+        .with_context(|| format!("creating {}", data_dir.display()))?;
+    let token_file = args
+        .agent_token_file
+        .clone()
+        .unwrap_or_else(|| data_dir.join("agent-token"));
+    Ok(ControllerConfig {
+        listen: args.listen,
+        database_url: args.store.database_url(),
+        data_dir: data_dir.clone(),
+        agent_token: agent_token(&token_file)?,
+        token_ttl: Duration::from_secs(args.token_hours * 3600),
+        max_image_bytes: args.max_image_gib << 30,
+    })
+}
+
+fn agent_config(
+    controller_url: String,
+    data_dir: &Path,
+    token: String,
+    args: &AgentOnlyArgs,
+) -> anyhow::Result<AgentConfig> {
+    let host_name = match &args.host_name {
+        Some(n) => n.clone(),
+        None => nix::unistd::gethostname()
+            .ok()
+            .and_then(|h| h.into_string().ok())
+            .unwrap_or_else(|| "localhost".into()),
+    };
+    Ok(AgentConfig {
+        controller_url,
+        agent_token: token,
+        data_dir: data_dir.join("agent"),
+        host_name,
+        listen: args.agent_listen,
+        accel: match args.accel {
+            AccelChoice::Auto => None,
+            AccelChoice::Kvm => Some(Accel::Kvm),
+            AccelChoice::Tcg => Some(Accel::Tcg),
+        },
+        stop_timeout: Duration::from_secs(args.stop_timeout),
+    })
+}
+
+/// Waits until the process is asked to stop. Guests keep running.
+async fn until_signalled() -> anyhow::Result<()> {
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+    }
+    tracing::info!("stopping; running guests keep running and are adopted on the next start");
+    Ok(())
+}
+
+pub async fn up(args: UpArgs) -> anyhow::Result<()> {
+    let config = controller_config(&args.controller)?;
+    let token = config.agent_token.clone();
+    let data_dir = config.data_dir.clone();
+    let controller = nubis_controller::server::start(config).await?;
+    let url = format!("http://{}", controller.addr);
+    let agent =
+        nubis_agent::start(agent_config(url.clone(), &data_dir, token, &args.agent)?).await?;
+    tracing::info!(api = %url, agent = %agent.api_addr, "nubis is up");
+    println!("Nubis is up: API at {url}");
+    tokio::select! {
+        r = controller.task => r??,
+        r = until_signalled() => r?,
+    }
+    Ok(())
+}
+
+pub async fn controller(args: ControllerArgs) -> anyhow::Result<()> {
+    let controller = nubis_controller::server::start(controller_config(&args)?).await?;
+    tokio::select! {
+        r = controller.task => r??,
+        r = until_signalled() => r?,
+    }
+    Ok(())
+}
+
+pub async fn agent(args: AgentArgs) -> anyhow::Result<()> {
+    let token_file = args
+        .agent_token_file
+        .clone()
+        .unwrap_or_else(|| args.data_dir.join("agent-token"));
+    let token = std::fs::read_to_string(&token_file)
+        .with_context(|| format!("reading the agent token from {}", token_file.display()))?
+        .trim()
+        .to_owned();
+    let config = agent_config(
+        args.controller_url.clone(),
+        &args.data_dir,
+        token,
+        &args.agent,
+    )?;
+    let _agent = nubis_agent::start(config).await?;
+    until_signalled().await
+}
+
+pub async fn admin(cmd: AdminCommand) -> anyhow::Result<()> {
+    match cmd {
+        AdminCommand::CreateUser {
+            name,
+            admin,
+            password,
+            store,
+        } => {
+            let name: nubis_api::Name = name.parse().map_err(|e| anyhow::anyhow!("{e}"))?;
+            let password = nubis_cli::commands::auth::read_password(password)?;
+            let password =
+                nubis_api::users::Password::try_from(password).map_err(|e| anyhow::anyhow!(e))?;
+            std::fs::create_dir_all(&store.data_dir)?;
+            let db = nubis_controller::store::Store::connect(&store.database_url()).await?;
+            let hash = nubis_controller::auth::hash_password(password.expose())?;
+            let user = db.create_user(name.as_str(), &hash, admin).await?;
+            println!(
+                "Created user '{}'{}.",
+                user.name,
+                if user.admin { " (admin)" } else { "" }
+            );
+            Ok(())
+        }
+    }
+}
