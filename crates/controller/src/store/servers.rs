@@ -215,8 +215,8 @@ impl Store {
         rows.iter().map(server_from_row).collect()
     }
 
-    /// Sets the desired power state; a start also clears a previous fault so
-    /// the host tries again.
+    /// Sets the desired power state. (A fault clears itself: the host keeps
+    /// retrying and its next report replaces the observed state.)
     pub async fn set_power(
         &self,
         project: ProjectId,
