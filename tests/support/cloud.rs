@@ -1,0 +1,242 @@
+//! A real `nubis up` process and an API client for it.
+
+use reqwest::{Method, StatusCode};
+use serde_json::{json, Value};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+/// A `nubis up` started by the test; killed (with every QEMU it started)
+/// on drop. Must be created inside the test's network namespace.
+pub struct Cloud {
+    pub data_dir: tempfile::TempDir,
+    pub url: String,
+    child: Option<Child>,
+    pub token: Option<String>,
+    http: reqwest::Client,
+}
+
+pub fn nubis_bin() -> &'static str {
+    env!("CARGO_BIN_EXE_nubis")
+}
+
+impl Cloud {
+    /// Starts `nubis up` on an empty data dir and waits for its API.
+    pub async fn start() -> Self {
+        let data_dir = tempfile::Builder::new()
+            .prefix("nubis-e2e-")
+            .tempdir()
+            .expect("temp dir");
+        let mut cloud = Self {
+            data_dir,
+            url: "http://127.0.0.1:8780".into(),
+            child: None,
+            token: None,
+            http: reqwest::Client::new(),
+        };
+        cloud.spawn().await;
+        cloud
+    }
+
+    pub fn data_path(&self) -> &Path {
+        self.data_dir.path()
+    }
+
+    /// Starts (again) `nubis up` on the same data dir.
+    pub async fn spawn(&mut self) {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.data_path().join("up.log"))
+            .expect("log file");
+        let child = Command::new(nubis_bin())
+            .args(["up", "--data-dir"])
+            .arg(self.data_path())
+            .args(["--accel", "tcg", "--stop-timeout", "20"])
+            .env("NUBIS_LOG", "info,nubis=debug")
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("starting nubis up");
+        self.child = Some(child);
+        let http = self.http.clone();
+        let url = format!("{}/v1/openapi.json", self.url);
+        super::wait_for("the API to answer", Duration::from_secs(30), || {
+            let http = http.clone();
+            let url = url.clone();
+            async move {
+                http.get(&url)
+                    .send()
+                    .await
+                    .ok()
+                    .filter(|r| r.status().is_success())
+            }
+        })
+        .await;
+    }
+
+    /// `kill -9` of `nubis up`, as a crash would.
+    pub fn kill9(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// The `nubis up` log so far (for failure messages).
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.data_path().join("up.log")).unwrap_or_default()
+    }
+
+    pub fn request(&self, method: Method, path: &str) -> reqwest::RequestBuilder {
+        let req = self.http.request(method, format!("{}{path}", self.url));
+        match &self.token {
+            Some(t) => req.bearer_auth(t),
+            None => req,
+        }
+    }
+
+    /// Sends and returns status + JSON body (Null when not JSON).
+    pub async fn call(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> (StatusCode, Value) {
+        let mut req = self.request(method, path);
+        if let Some(b) = body {
+            req = req.json(&b);
+        }
+        let resp = req.send().await.expect("API request");
+        let status = resp.status();
+        let text = resp.text().await.unwrap_or_default();
+        (status, serde_json::from_str(&text).unwrap_or(Value::Null))
+    }
+
+    /// Registers `name` and logs in as it; the token is used from then on.
+    pub async fn register_and_login(&mut self, name: &str, password: &str) {
+        let creds = json!({"name": name, "password": password});
+        let (s, b) = self
+            .call(Method::POST, "/v1/users", Some(creds.clone()))
+            .await;
+        assert_eq!(s, StatusCode::CREATED, "register: {b}");
+        let (s, b) = self.call(Method::POST, "/v1/tokens", Some(creds)).await;
+        assert_eq!(s, StatusCode::CREATED, "login: {b}");
+        self.token = Some(b["token"].as_str().expect("token").to_owned());
+    }
+
+    /// Runs the `nubis` CLI against this cloud as the logged-in user.
+    pub fn cli(&self, args: &[&str]) -> std::process::Output {
+        let config = self.data_path().join("cli");
+        std::fs::create_dir_all(&config).expect("cli config dir");
+        if let Some(t) = &self.token {
+            std::fs::write(config.join("token"), t).expect("token file");
+        }
+        let out = Command::new(nubis_bin())
+            .args(args)
+            .env("NUBIS_URL", &self.url)
+            .env("NUBIS_CONFIG_DIR", &config)
+            .output()
+            .expect("running the nubis CLI");
+        assert!(
+            out.status.success(),
+            "nubis {args:?} failed: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        out
+    }
+
+    /// Uploads the tiny guest as `tiny` (with `tiny-kernel`, `tiny-initrd`)
+    /// through the CLI, as a user would.
+    pub fn upload_tiny_image(&self) {
+        let dir: PathBuf = super::tiny_image_dir();
+        let p = |f: &str| dir.join(f).to_string_lossy().into_owned();
+        let cmdline = std::fs::read_to_string(dir.join("cmdline.txt")).expect("cmdline");
+        self.cli(&[
+            "image",
+            "create",
+            "tiny-kernel",
+            "--format",
+            "aki",
+            "--file",
+            &p("vmlinuz"),
+        ]);
+        self.cli(&[
+            "image",
+            "create",
+            "tiny-initrd",
+            "--format",
+            "ari",
+            "--file",
+            &p("initrd.img"),
+        ]);
+        self.cli(&[
+            "image",
+            "create",
+            "tiny",
+            "--format",
+            "qcow2",
+            "--file",
+            &p("disk.qcow2"),
+            "--kernel",
+            "tiny-kernel",
+            "--initrd",
+            "tiny-initrd",
+            "--cmdline",
+            cmdline.trim(),
+            "--os",
+            "cirros-like",
+            "--os-version",
+            "1",
+        ]);
+    }
+
+    /// Polls a server until its status is `want`.
+    pub async fn wait_status(&self, id: &str, want: &str, limit: Duration) -> Value {
+        let what = format!("server {id} to be {want}");
+        super::wait_for(&what, limit, || async {
+            let (s, b) = self
+                .call(Method::GET, &format!("/v1/servers/{id}"), None)
+                .await;
+            assert!(s.is_success(), "GET server: {s} {b}");
+            assert_ne!(b["status"], "error", "server failed: {b}\n{}", self.log());
+            (b["status"] == want).then_some(b)
+        })
+        .await
+    }
+
+    /// The server's console log.
+    pub async fn console_log(&self, id: &str) -> String {
+        let resp = self
+            .request(Method::GET, &format!("/v1/servers/{id}/console-log"))
+            .send()
+            .await
+            .expect("console-log");
+        assert!(resp.status().is_success(), "console-log: {}", resp.status());
+        resp.text().await.unwrap_or_default()
+    }
+
+    /// Waits until the console log shows `needle`.
+    pub async fn wait_console(&self, id: &str, needle: &str, limit: Duration) {
+        let what = format!("'{needle}' on the console of {id}");
+        super::wait_for(&what, limit, || async {
+            self.console_log(id).await.contains(needle).then_some(())
+        })
+        .await
+    }
+}
+
+impl Drop for Cloud {
+    fn drop(&mut self) {
+        self.kill9();
+        // Whatever QEMU this cloud started (its disks live in the data dir).
+        let dir = self.data_path().to_string_lossy().into_owned();
+        for pid in super::qemu_pids(&dir) {
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(pid),
+                nix::sys::signal::Signal::SIGKILL,
+            );
+        }
+    }
+}

@@ -1,0 +1,62 @@
+//! Shared harness of the end-to-end tests: a network namespace per test, a
+//! real `nubis up` process inside it, the tiny guest image, and polling.
+
+#![allow(dead_code)] // Each test binary uses a different part of the harness.
+
+pub mod cloud;
+pub mod netns;
+
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+/// The directory with the tiny guest (`make tiny-image` builds it).
+pub fn tiny_image_dir() -> PathBuf {
+    let dir = std::env::var_os("NUBIS_TINY_IMAGE_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/tiny-image"));
+    for file in ["vmlinuz", "initrd.img", "disk.qcow2", "cmdline.txt"] {
+        assert!(
+            dir.join(file).exists(),
+            "the tiny guest image is missing ({}); build it with `make tiny-image`",
+            dir.join(file).display()
+        );
+    }
+    dir
+}
+
+/// Polls `check` every 200 ms until it yields a value or `limit` passes.
+pub async fn wait_for<T, F, Fut>(what: &str, limit: Duration, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let start = Instant::now();
+    loop {
+        if let Some(v) = check().await {
+            return v;
+        }
+        assert!(
+            start.elapsed() < limit,
+            "timed out after {limit:?} waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// PIDs of QEMU processes whose command line mentions `needle`.
+pub fn qemu_pids(needle: &str) -> Vec<i32> {
+    let mut pids = Vec::new();
+    for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+        let Ok(pid) = entry.file_name().to_string_lossy().parse::<i32>() else {
+            continue;
+        };
+        let Ok(cmdline) = std::fs::read(format!("/proc/{pid}/cmdline")) else {
+            continue;
+        };
+        let text = String::from_utf8_lossy(&cmdline);
+        if text.starts_with("qemu-system") && text.contains(needle) {
+            pids.push(pid);
+        }
+    }
+    pids
+}

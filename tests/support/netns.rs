@@ -1,0 +1,74 @@
+//! A network namespace that a test creates, enters and removes.
+
+use nix::sched::{setns, CloneFlags};
+use std::process::Command;
+use std::sync::atomic::{AtomicU32, Ordering};
+
+/// A named network namespace (`ip netns`) with loopback up; removed on drop.
+pub struct NetNs {
+    pub name: String,
+}
+
+fn ip(args: &[&str]) {
+    let status = Command::new("ip").args(args).status().expect("running ip");
+    assert!(status.success(), "ip {args:?} failed");
+}
+
+impl NetNs {
+    /// Creates a fresh namespace named after the test.
+    pub fn new(test: &str) -> Self {
+        static SEQ: AtomicU32 = AtomicU32::new(0);
+        let name = format!(
+            "nubis-{}-{}-{}",
+            test,
+            std::process::id(),
+            SEQ.fetch_add(1, Ordering::Relaxed)
+        );
+        ip(&["netns", "add", &name]);
+        let ns = Self { name };
+        ip(&["-n", &ns.name, "link", "set", "lo", "up"]);
+        ns
+    }
+
+    /// Moves the calling thread into the namespace. Threads and processes it
+    /// creates afterwards (the tokio runtime, `nubis up`) live there too.
+    pub fn enter_current_thread(&self) {
+        let file = std::fs::File::open(format!("/var/run/netns/{}", self.name))
+            .expect("opening the namespace");
+        setns(file, CloneFlags::CLONE_NEWNET).expect("setns");
+    }
+}
+
+impl Drop for NetNs {
+    fn drop(&mut self) {
+        let _ = Command::new("ip")
+            .args(["netns", "delete", &self.name])
+            .status();
+    }
+}
+
+/// Runs `body` on a new thread inside a fresh namespace with its own tokio
+/// runtime, then removes the namespace (also when the body panics).
+pub fn run_in_netns<F, Fut>(test: &str, body: F)
+where
+    F: FnOnce() -> Fut + Send + 'static,
+    Fut: std::future::Future<Output = ()>,
+{
+    let ns = NetNs::new(test);
+    let name = ns.name.clone();
+    let result = std::thread::spawn(move || {
+        let file = std::fs::File::open(format!("/var/run/netns/{name}")).expect("netns");
+        setns(file, CloneFlags::CLONE_NEWNET).expect("setns");
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .expect("runtime")
+            .block_on(body());
+    })
+    .join();
+    drop(ns);
+    if let Err(panic) = result {
+        std::panic::resume_unwind(panic);
+    }
+}
