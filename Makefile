@@ -1,0 +1,40 @@
+# Nubis: `make up` runs the all-in-one cloud; `make test` runs every test.
+SHELL := /bin/bash
+CARGO ?= cargo
+TINY_IMAGE_DIR ?= $(CURDIR)/target/tiny-image
+DATA_DIR ?= $(CURDIR)/.nubis
+
+.PHONY: up test deps build release tiny-image lint unit-tests bench clean
+
+## Install missing packages, build, and run the all-in-one cloud.
+up: deps release
+	./target/release/nubis up --data-dir $(DATA_DIR)
+
+## Install missing packages, build, and run every test (PostgreSQL included).
+test: deps tiny-image lint
+	scripts/with-postgres.sh $(CARGO) test --workspace --all-targets
+	@echo "make test: all tests passed"
+
+deps:
+	scripts/install-deps.sh
+
+build:
+	$(CARGO) build --workspace
+
+release:
+	$(CARGO) build --release --bin nubis
+
+## The tiny CirrOS-like guest the tests boot (kernel, initrd, disk).
+tiny-image: deps
+	images/tiny/build.sh $(TINY_IMAGE_DIR)
+
+lint:
+	$(CARGO) fmt --all --check
+	$(CARGO) clippy --workspace --all-targets -- -D warnings
+
+## Control-plane overhead: POST /v1/servers -> QEMU running, against QEMU started directly.
+bench: deps tiny-image
+	$(CARGO) bench --bench create_to_running
+
+clean:
+	$(CARGO) clean

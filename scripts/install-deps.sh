@@ -1,0 +1,32 @@
+#!/usr/bin/env bash
+# Installs the Debian packages Nubis needs to build, run and test, if missing.
+# Safe to run repeatedly: it asks apt only when something is absent.
+set -euo pipefail
+
+packages=(
+  qemu-system-x86   # the hypervisor
+  qemu-utils        # qemu-img for instance overlays
+  iproute2          # ip netns for tests
+  busybox-static    # tiny test guest
+  cpio              # tiny test guest initramfs
+  dropbear-bin      # tiny test guest SSH server
+  postgresql        # store tests on PostgreSQL
+  python3           # helper scripts
+)
+
+missing=()
+for p in "${packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "Installing: ${missing[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+if ! command -v cargo >/dev/null; then
+  echo "cargo is missing: install a Rust toolchain (https://rustup.rs) first" >&2
+  exit 1
+fi
