@@ -51,6 +51,9 @@ pub struct ControllerArgs {
     /// Largest image upload, in GiB.
     #[arg(long, default_value_t = 64)]
     pub max_image_gib: u64,
+    /// DNS zone of server names: `<server>.<project>.<zone>`.
+    #[arg(long, default_value = "nubis.internal")]
+    pub dns_zone: String,
 }
 
 #[derive(Args, Debug, Clone)]
@@ -151,6 +154,10 @@ fn controller_config(args: &ControllerArgs) -> anyhow::Result<ControllerConfig> 
         agent_token: agent_token(&token_file)?,
         token_ttl: Duration::from_secs(args.token_hours * 3600),
         max_image_bytes: args.max_image_gib << 30,
+        dns_zone: nubis_api::networks::DnsZone::try_from(args.dns_zone.clone())
+            .map_err(|e| anyhow::anyhow!("--dns-zone: {e}"))?
+            .as_str()
+            .to_owned(),
     })
 }
 

@@ -5,9 +5,11 @@
 //! Every message is a full snapshot, so a lost or repeated message does no harm.
 
 use crate::images::ImageFormat;
-use crate::{HostId, ImageId, ServerId};
+use crate::networks::Cidr;
+use crate::{HostId, ImageId, NetworkId, PortId, ProjectId, ServerId};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
+use std::net::Ipv4Addr;
 
 /// Header carrying the shared secret that agents present to the controller.
 pub const AGENT_TOKEN_HEADER: &str = "x-nubis-agent-token";
@@ -90,6 +92,64 @@ pub struct InstanceSpec {
     /// Raised by each reboot request; the agent resets the guest when it is
     /// higher than the last one it carried out.
     pub reboot_generation: u64,
+    pub nics: Vec<NicSpec>,
+    pub guest: GuestConfig,
+}
+
+/// A network as a host needs it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct NetworkSpec {
+    pub id: NetworkId,
+    #[schema(value_type = String)]
+    pub cidr: Cidr,
+    #[schema(value_type = String)]
+    pub gateway: Ipv4Addr,
+    /// `<project>.<zone>`: servers are `<server>.<domain>`.
+    pub domain: String,
+}
+
+/// One NIC of an instance.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct NicSpec {
+    pub port: PortId,
+    pub network: NetworkSpec,
+    pub mac: String,
+    #[schema(value_type = String)]
+    pub ip: Ipv4Addr,
+}
+
+/// An SSH public key with its key pair's name.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct NamedKey {
+    pub name: String,
+    pub public_key: String,
+}
+
+/// What the guest learns about itself (config drive and metadata service).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct GuestConfig {
+    pub hostname: String,
+    pub project: ProjectId,
+    pub keys: Vec<NamedKey>,
+    /// Base64.
+    pub user_data: Option<String>,
+    pub config_drive: bool,
+}
+
+/// A DNS record a network's resolver answers on every host.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct DnsRecord {
+    /// Fully qualified: `<server>.<project>.<zone>`.
+    pub name: String,
+    #[schema(value_type = String)]
+    pub ip: Ipv4Addr,
+}
+
+/// A network in use on a host, with every DNS record of the network.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct HostNetwork {
+    pub spec: NetworkSpec,
+    pub dns: Vec<DnsRecord>,
 }
 
 /// `GET /v1/agent/hosts/{id}/desired`: all instances that should exist on the host.
@@ -100,6 +160,8 @@ pub struct DesiredState {
     /// to wait for the next change.
     pub revision: u64,
     pub instances: Vec<InstanceSpec>,
+    /// Networks the host's instances use; others are removed from the host.
+    pub networks: Vec<HostNetwork>,
 }
 
 /// What a host observes of one instance.

@@ -65,6 +65,18 @@ typed_id!(
     /// Identifies a hypervisor host, i.e. one agent.
     HostId
 );
+typed_id!(
+    /// Identifies a private network.
+    NetworkId
+);
+typed_id!(
+    /// Identifies a port: one NIC of a server on one network.
+    PortId
+);
+typed_id!(
+    /// Identifies an SSH key pair.
+    KeypairId
+);
 
 #[cfg(test)]
 mod tests {

@@ -9,11 +9,15 @@ pub mod error;
 pub mod flavors;
 pub mod ids;
 pub mod images;
+pub mod keypairs;
 pub mod names;
+pub mod networks;
 pub mod resources;
 pub mod servers;
 pub mod users;
 
 pub use error::{ErrorBody, ErrorDetail};
-pub use ids::{FlavorId, HostId, ImageId, ProjectId, ServerId, UserId};
+pub use ids::{
+    FlavorId, HostId, ImageId, KeypairId, NetworkId, PortId, ProjectId, ServerId, UserId,
+};
 pub use names::Name;

@@ -1,7 +1,67 @@
 //! Servers (virtual machines) as users see them.
 
+use crate::networks::ServerAddress;
 use crate::resources::{DiskGib, MemoryMib, Vcpus};
 use crate::{FlavorId, HostId, ImageId, Name, ProjectId, ServerId};
+use base64::Engine;
+use std::net::Ipv4Addr;
+
+/// The most user data accepted, decoded (Nova's limit).
+pub const MAX_USER_DATA: usize = 65_535;
+
+/// Most NICs a server may have.
+pub const MAX_NICS: usize = 8;
+
+/// One NIC of a new server, like `nova boot --nic net-id=...,v4-fixed-ip=...`.
+#[derive(Clone, Debug, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NetworkRequest {
+    /// Network id or name.
+    pub network: String,
+    #[serde(default)]
+    #[schema(value_type = Option<String>)]
+    pub fixed_ip: Option<Ipv4Addr>,
+}
+
+/// User data: base64 in JSON (as in Nova and EC2), checked and decoded once.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(try_from = "String", into = "String")]
+#[schema(value_type = String, format = Byte)]
+pub struct UserData(Vec<u8>);
+
+impl UserData {
+    pub fn bytes(&self) -> &[u8] {
+        &self.0
+    }
+}
+
+impl TryFrom<String> for UserData {
+    type Error = String;
+    fn try_from(s: String) -> Result<Self, String> {
+        let bytes = base64::engine::general_purpose::STANDARD
+            .decode(s.trim())
+            .map_err(|e| format!("user_data must be base64: {e}"))?;
+        if bytes.len() > MAX_USER_DATA {
+            return Err(format!(
+                "user_data is {} bytes; at most {MAX_USER_DATA} are accepted",
+                bytes.len()
+            ));
+        }
+        Ok(Self(bytes))
+    }
+}
+
+impl From<UserData> for String {
+    fn from(u: UserData) -> String {
+        base64::engine::general_purpose::STANDARD.encode(u.0)
+    }
+}
+
+impl From<Vec<u8>> for UserData {
+    fn from(bytes: Vec<u8>) -> Self {
+        Self(bytes)
+    }
+}
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
@@ -21,6 +81,17 @@ pub struct CreateServer {
     pub memory_mib: Option<MemoryMib>,
     #[serde(default)]
     pub disk_gib: Option<DiskGib>,
+    /// NICs; default: one on the project's `default` network.
+    #[serde(default)]
+    pub networks: Option<Vec<NetworkRequest>>,
+    /// Key pair whose public key the guest authorizes.
+    #[serde(default)]
+    pub key_name: Option<String>,
+    #[serde(default)]
+    pub user_data: Option<UserData>,
+    /// Attach a config drive (`config-2`) with metadata and user data.
+    #[serde(default)]
+    pub config_drive: bool,
 }
 
 /// The size a create request asks for, once the flavor-or-sizes choice is made.
@@ -116,4 +187,9 @@ pub struct Server {
     pub created_at: DateTime<Utc>,
     /// When the host last saw the guest's QEMU start running.
     pub launched_at: Option<DateTime<Utc>>,
+    pub addresses: Vec<ServerAddress>,
+    /// `<server>.<project>.<zone>`, resolving to the first address.
+    pub dns_name: Option<String>,
+    pub key_name: Option<String>,
+    pub config_drive: bool,
 }

@@ -22,6 +22,8 @@ pub struct ControllerConfig {
     pub agent_token: String,
     pub token_ttl: Duration,
     pub max_image_bytes: u64,
+    /// The DNS zone of server names.
+    pub dns_zone: String,
 }
 
 /// A controller serving in the background.
@@ -48,6 +50,7 @@ pub async fn start(config: ControllerConfig) -> anyhow::Result<RunningController
         revision: Arc::new(revision),
         token_ttl: config.token_ttl,
         max_image_bytes: config.max_image_bytes,
+        dns_zone: config.dns_zone.into(),
         agent_client: reqwest::Client::builder()
             .timeout(Duration::from_secs(30))
             .build()?,

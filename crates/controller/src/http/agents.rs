@@ -11,8 +11,13 @@ use axum::extract::{Query, State};
 use axum::http::{header, StatusCode};
 use axum::response::Response;
 use axum::Json;
-use nubis_api::agent::{DesiredState, Host, HostReport, ImageRef, InstanceSpec, RegisterHost};
+use nubis_api::agent::{
+    DesiredState, DnsRecord, GuestConfig, Host, HostNetwork, HostReport, ImageRef, InstanceSpec,
+    NamedKey, NetworkSpec, NicSpec, RegisterHost,
+};
 use nubis_api::images::{Image, ImageStatus};
+use nubis_api::networks::{dns_label, server_dns_name, Network};
+use nubis_api::NetworkId;
 use nubis_api::{ErrorBody, HostId, ImageId};
 use serde::Deserialize;
 use std::collections::HashMap;
@@ -66,6 +71,7 @@ pub async fn desired(
         .await
         .map_err(ApiError::from_store("host"))?;
     let mut images: HashMap<ImageId, Image> = HashMap::new();
+    let mut networks: HashMap<NetworkId, (Network, NetworkSpec)> = HashMap::new();
     let mut instances = Vec::new();
     for server in state.store.servers_on_host(host).await? {
         if server.deleting {
@@ -81,6 +87,39 @@ pub async fn desired(
             Some(id) => Some(image_ref(&state, &mut images, id).await?),
             None => None,
         };
+        let mut nics = Vec::new();
+        for (port, network_id, mac, ip) in state.store.server_ports(server.id).await? {
+            if !networks.contains_key(&network_id) {
+                let n = state.store.network_by_id(network_id).await?;
+                let owner = state.store.project_name(n.project).await?;
+                let spec = NetworkSpec {
+                    id: n.id,
+                    cidr: n.cidr,
+                    gateway: n.gateway,
+                    domain: format!("{}.{}", dns_label(&owner), n.dns_zone),
+                };
+                networks.insert(network_id, (n, spec));
+            }
+            nics.push(NicSpec {
+                port,
+                network: networks[&network_id].1.clone(),
+                mac,
+                ip,
+            });
+        }
+        let guest = GuestConfig {
+            hostname: dns_label(&server.name),
+            project: server.project,
+            keys: match (&server.key_name, &server.key_data) {
+                (Some(name), Some(key)) => vec![NamedKey {
+                    name: name.clone(),
+                    public_key: key.clone(),
+                }],
+                _ => Vec::new(),
+            },
+            user_data: server.user_data.clone(),
+            config_drive: server.config_drive,
+        };
         instances.push(InstanceSpec {
             id: server.id,
             name: server.name.clone(),
@@ -93,11 +132,29 @@ pub async fn desired(
             cmdline: image.cmdline.clone(),
             power: server.power,
             reboot_generation: server.reboot_generation,
+            nics,
+            guest,
         });
     }
+    let mut host_networks = Vec::new();
+    for (network, spec) in networks.into_values() {
+        let dns = state
+            .store
+            .network_dns(network.id)
+            .await?
+            .into_iter()
+            .map(|(server, project, ip)| DnsRecord {
+                name: server_dns_name(&server, &project, &network.dns_zone),
+                ip,
+            })
+            .collect();
+        host_networks.push(HostNetwork { spec, dns });
+    }
+    host_networks.sort_by_key(|n| n.spec.id);
     Ok(Json(DesiredState {
         revision,
         instances,
+        networks: host_networks,
     }))
 }
 

@@ -5,6 +5,8 @@ pub mod error;
 pub mod extract;
 mod flavors;
 mod images;
+mod keypairs;
+mod networks;
 mod openapi;
 mod servers;
 mod users;
@@ -35,6 +37,8 @@ pub struct AppState {
     pub revision: Arc<watch::Sender<u64>>,
     pub token_ttl: Duration,
     pub max_image_bytes: u64,
+    /// The zone server names live in: `<server>.<project>.<zone>`.
+    pub dns_zone: Arc<str>,
     /// Client for the agents' own APIs (console logs).
     pub agent_client: reqwest::Client,
 }
@@ -66,6 +70,16 @@ pub fn router(state: AppState) -> Router {
         .route("/servers/{id}/stop", post(servers::stop))
         .route("/servers/{id}/reboot", post(servers::reboot))
         .route("/servers/{id}/console-log", get(servers::console_log))
+        .route("/networks", get(networks::list).post(networks::create))
+        .route(
+            "/networks/{id}",
+            get(networks::show).delete(networks::delete),
+        )
+        .route("/keypairs", get(keypairs::list).post(keypairs::create))
+        .route(
+            "/keypairs/{id}",
+            get(keypairs::show).delete(keypairs::delete),
+        )
         .route("/hosts", get(agents::list_hosts))
         .route("/agent/hosts", post(agents::register))
         .route("/agent/hosts/{id}/desired", get(agents::desired))

@@ -16,6 +16,8 @@ use utoipa::{Modify, OpenApi};
         super::servers::stop, super::servers::reboot, super::servers::delete, super::servers::console_log,
         super::agents::register, super::agents::desired, super::agents::report, super::agents::image_file,
         super::agents::list_hosts,
+        super::networks::create, super::networks::list, super::networks::show, super::networks::delete,
+        super::keypairs::create, super::keypairs::list, super::keypairs::show, super::keypairs::delete,
     ),
     modifiers(&BearerAuth)
 )]

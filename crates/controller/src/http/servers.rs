@@ -4,13 +4,17 @@ use super::error::{ApiError, ApiResult};
 use super::extract::{ApiJson, ApiPath, Caller};
 use super::AppState;
 use crate::scheduler::{self, Demand, Overcommit, PlacementError};
-use crate::store::{NewServer, ServerRecord, StoreError};
+use crate::store::networks::AddressScope;
+use crate::store::{NewPort, NewServer, ServerRecord, StoreError};
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::Json;
 use nubis_api::agent::{PowerState, AGENT_TOKEN_HEADER};
 use nubis_api::images::ImageStatus;
+use nubis_api::networks::{server_dns_name, Network};
 use nubis_api::servers::{CreateServer, RequestedSize, Server};
+use nubis_api::servers::{NetworkRequest, MAX_NICS};
+use nubis_api::ProjectId;
 use nubis_api::{ErrorBody, ServerId};
 use std::time::Duration;
 
@@ -87,6 +91,22 @@ pub async fn create(
             demand.disk_gib, image_bytes
         )));
     }
+    let key = match &req.key_name {
+        Some(name) => Some(
+            state
+                .store
+                .keypair(project, name)
+                .await
+                .map_err(|e| match e {
+                    StoreError::NotFound => {
+                        ApiError::bad_request(format!("key pair '{name}' not found"))
+                    }
+                    other => other.into(),
+                })?,
+        ),
+        None => None,
+    };
+    let networks = resolve_networks(&state, project, req.networks.as_deref()).await?;
     let loads = state.store.host_loads().await?;
     let host = scheduler::place(
         &loads,
@@ -114,11 +134,105 @@ pub async fn create(
             memory_mib: demand.memory_mib,
             disk_gib: demand.disk_gib,
             host,
+            ports: networks
+                .iter()
+                .map(|(network, fixed_ip)| NewPort {
+                    network,
+                    fixed_ip: *fixed_ip,
+                })
+                .collect(),
+            key_name: key.as_ref().map(|k| k.name.as_str()),
+            key_data: key.as_ref().map(|k| k.public_key.as_str()),
+            user_data: req.user_data.clone().map(String::from),
+            config_drive: req.config_drive,
         })
         .await?;
     state.desired_state_changed();
     tracing::info!(server = %record.id, host = %host, "server placed");
-    Ok((StatusCode::ACCEPTED, Json(record.to_api())))
+    let view = present(&state, project, vec![record]).await?.remove(0);
+    Ok((StatusCode::ACCEPTED, Json(view)))
+}
+
+/// Resolves the requested NICs (default: one on the `default` network) and
+/// checks fixed addresses against their subnets.
+async fn resolve_networks(
+    state: &AppState,
+    project: ProjectId,
+    requested: Option<&[NetworkRequest]>,
+) -> ApiResult<Vec<(Network, Option<std::net::Ipv4Addr>)>> {
+    let Some(requested) = requested else {
+        let default = state
+            .store
+            .ensure_default_network(project, &state.dns_zone)
+            .await?;
+        return Ok(vec![(default, None)]);
+    };
+    if requested.is_empty() || requested.len() > MAX_NICS {
+        return Err(ApiError::bad_request(format!(
+            "networks must list 1 to {MAX_NICS} networks"
+        )));
+    }
+    let mut out = Vec::new();
+    for nic in requested {
+        let network = if nic.network == "default" {
+            state
+                .store
+                .ensure_default_network(project, &state.dns_zone)
+                .await?
+        } else {
+            state
+                .store
+                .network(project, &nic.network)
+                .await
+                .map_err(|e| match e {
+                    StoreError::NotFound => {
+                        ApiError::bad_request(format!("network '{}' not found", nic.network))
+                    }
+                    other => other.into(),
+                })?
+        };
+        if let Some(ip) = nic.fixed_ip {
+            if !network.cidr.is_host(ip) || ip == network.gateway {
+                return Err(ApiError::bad_request(format!(
+                    "fixed_ip {ip} is not a free host address of {} ({}, gateway {})",
+                    network.name, network.cidr, network.gateway
+                )));
+            }
+        }
+        out.push((network, nic.fixed_ip));
+    }
+    Ok(out)
+}
+
+/// The API view of servers of one project: with addresses and DNS names.
+async fn present(
+    state: &AppState,
+    project: ProjectId,
+    records: Vec<ServerRecord>,
+) -> ApiResult<Vec<Server>> {
+    let mut addresses = state
+        .store
+        .addresses(AddressScope::Project(project))
+        .await?;
+    let networks = state.store.list_networks(project).await?;
+    let project_name = state.store.project_name(project).await?;
+    Ok(records
+        .into_iter()
+        .map(|r| {
+            let addrs = addresses.remove(&r.id).unwrap_or_default();
+            let dns = addrs
+                .first()
+                .and_then(|a| networks.iter().find(|n| n.id == a.network))
+                .map(|n| server_dns_name(&r.name, &project_name, &n.dns_zone));
+            r.to_api(addrs, dns)
+        })
+        .collect())
+}
+
+async fn present_one(state: &AppState, record: ServerRecord) -> ApiResult<Server> {
+    Ok(present(state, record.project, vec![record])
+        .await?
+        .remove(0))
 }
 
 /// List the project's servers.
@@ -126,7 +240,7 @@ pub async fn create(
     responses((status = 200, body = [Server])), security(("bearer" = [])))]
 pub async fn list(State(state): State<AppState>, caller: Caller) -> ApiResult<Json<Vec<Server>>> {
     let servers = state.store.list_servers(caller.user.project).await?;
-    Ok(Json(servers.iter().map(ServerRecord::to_api).collect()))
+    Ok(Json(present(&state, caller.user.project, servers).await?))
 }
 
 async fn find(state: &AppState, caller: &Caller, id: ServerId) -> ApiResult<ServerRecord> {
@@ -146,7 +260,8 @@ pub async fn show(
     caller: Caller,
     ApiPath(id): ApiPath<ServerId>,
 ) -> ApiResult<Json<Server>> {
-    Ok(Json(find(&state, &caller, id).await?.to_api()))
+    let record = find(&state, &caller, id).await?;
+    Ok(Json(present_one(&state, record).await?))
 }
 
 /// Start a stopped server.
@@ -191,7 +306,10 @@ async fn set_power(
         .await
         .map_err(ApiError::from_store("server"))?;
     state.desired_state_changed();
-    Ok((StatusCode::ACCEPTED, Json(record.to_api())))
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(present_one(state, record).await?),
+    ))
 }
 
 /// Reboot a running server (a hard reset of the virtual machine).
@@ -217,7 +335,10 @@ pub async fn reboot(
         .await
         .map_err(ApiError::from_store("server"))?;
     state.desired_state_changed();
-    Ok((StatusCode::ACCEPTED, Json(record.to_api())))
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(present_one(&state, record).await?),
+    ))
 }
 
 /// Delete a server; its host removes the VM, disk, sockets and logs.

@@ -7,12 +7,14 @@
 mod flavors;
 pub mod hosts;
 pub mod images;
+mod keypairs;
 mod migrations;
+pub mod networks;
 mod rows;
 mod servers;
 mod users;
 
-pub use servers::{NewServer, ServerRecord};
+pub use servers::{NewPort, NewServer, ServerRecord};
 pub use users::UserRecord;
 
 use sqlx::any::AnyPoolOptions;

@@ -2,13 +2,16 @@
 //! the host's agent last reported). The status users see is derived from both.
 
 use super::rows::{big, count, flag, parse, parse_opt, time, time_opt};
-use super::{found, is_unique_violation, now_ms, Store, StoreError, StoreResult};
+use super::{found, is_unique_violation, now_ms, Backend, Store, StoreError, StoreResult};
 use nubis_api::agent::{HostReport, ObservedPower, PowerState};
+use nubis_api::networks::{Network, ServerAddress};
 use nubis_api::servers::{Server, ServerStatus};
+use nubis_api::PortId;
 use nubis_api::{FlavorId, HostId, ImageId, ProjectId, ServerId};
 use sqlx::any::AnyRow;
 use sqlx::Row;
 use std::collections::HashSet;
+use std::net::Ipv4Addr;
 
 /// A server row: desired and observed state.
 #[derive(Clone, Debug)]
@@ -30,6 +33,19 @@ pub struct ServerRecord {
     pub fault: Option<String>,
     pub launched_at: Option<chrono::DateTime<chrono::Utc>>,
     pub created_at: chrono::DateTime<chrono::Utc>,
+    pub key_name: Option<String>,
+    /// The public key as it was when the server was created.
+    pub key_data: Option<String>,
+    /// Base64.
+    pub user_data: Option<String>,
+    pub config_drive: bool,
+}
+
+/// One NIC of a new server.
+pub struct NewPort<'a> {
+    pub network: &'a Network,
+    /// Checked to be a host address of the network other than its gateway.
+    pub fixed_ip: Option<Ipv4Addr>,
 }
 
 /// A placed server to insert.
@@ -42,6 +58,11 @@ pub struct NewServer<'a> {
     pub memory_mib: u64,
     pub disk_gib: u64,
     pub host: HostId,
+    pub ports: Vec<NewPort<'a>>,
+    pub key_name: Option<&'a str>,
+    pub key_data: Option<&'a str>,
+    pub user_data: Option<String>,
+    pub config_drive: bool,
 }
 
 impl ServerRecord {
@@ -68,8 +89,8 @@ impl ServerRecord {
         }
     }
 
-    /// The API view.
-    pub fn to_api(&self) -> Server {
+    /// The API view, given the server's addresses and DNS name.
+    pub fn to_api(&self, addresses: Vec<ServerAddress>, dns_name: Option<String>) -> Server {
         let status = self.status();
         Server {
             id: self.id,
@@ -89,6 +110,10 @@ impl ServerRecord {
             host: self.host,
             created_at: self.created_at,
             launched_at: self.launched_at,
+            addresses,
+            dns_name,
+            key_name: self.key_name.clone(),
+            config_drive: self.config_drive,
         }
     }
 }
@@ -138,17 +163,31 @@ fn server_from_row(row: &AnyRow) -> StoreResult<ServerRecord> {
         fault: row.try_get("fault")?,
         launched_at: time_opt(row, "launched_at")?,
         created_at: time(row, "created_at")?,
+        key_name: row.try_get("key_name")?,
+        key_data: row.try_get("key_data")?,
+        user_data: row.try_get("user_data")?,
+        config_drive: flag(row, "config_drive")?,
     })
 }
 
+/// A locally administered, unicast MAC in QEMU's range.
+fn random_mac() -> String {
+    let mut b = [0u8; 3];
+    let _ = getrandom::fill(&mut b);
+    format!("52:54:00:{:02x}:{:02x}:{:02x}", b[0], b[1], b[2])
+}
+
 impl Store {
-    /// Inserts a placed server, desired running.
+    /// Inserts a placed server, desired running, with its ports; addresses
+    /// are allocated in the same transaction, so a failure creates nothing.
     pub async fn create_server(&self, new: &NewServer<'_>) -> StoreResult<ServerRecord> {
         let id = ServerId::new();
+        let mut tx = self.pool().begin().await?;
         let res = sqlx::query(
             "INSERT INTO servers (id, project_id, name, image_id, flavor_id, vcpus, memory_mib, \
              disk_gib, host_id, power, reboot_generation, deleting, observed_reboot_generation, \
-             created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, 'running', 0, 0, 0, $10)",
+             created_at, key_name, key_data, user_data, config_drive) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, 'running', 0, 0, 0, $10, $11, $12, $13, $14)",
         )
         .bind(id.to_string())
         .bind(new.project.to_string())
@@ -160,16 +199,114 @@ impl Store {
         .bind(big(new.disk_gib))
         .bind(new.host.to_string())
         .bind(now_ms())
-        .execute(self.pool())
+        .bind(new.key_name)
+        .bind(new.key_data)
+        .bind(new.user_data.as_deref())
+        .bind(i64::from(new.config_drive))
+        .execute(&mut *tx)
+        .await;
+        match res {
+            Err(e) if is_unique_violation(&e) => {
+                return Err(StoreError::Conflict(format!(
+                    "a server named '{}' already exists in this project",
+                    new.name
+                )))
+            }
+            Err(e) => return Err(e.into()),
+            Ok(_) => {}
+        }
+        for (index, port) in new.ports.iter().enumerate() {
+            self.insert_port(&mut tx, id, index, port).await?;
+        }
+        tx.commit().await?;
+        self.server(new.project, id).await
+    }
+
+    /// Allocates an address (the fixed one, or the lowest free) and inserts the port.
+    async fn insert_port(
+        &self,
+        tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+        server: ServerId,
+        index: usize,
+        port: &NewPort<'_>,
+    ) -> StoreResult<()> {
+        let network = port.network;
+        if self.backend() == Backend::Postgres {
+            // Serialize allocations per network (SQLite's write lock already does).
+            sqlx::query("SELECT id FROM networks WHERE id = $1 FOR UPDATE")
+                .bind(network.id.to_string())
+                .fetch_optional(&mut **tx)
+                .await?;
+        }
+        let ip = match port.fixed_ip {
+            Some(ip) => ip,
+            None => {
+                let used: std::collections::HashSet<Ipv4Addr> =
+                    sqlx::query("SELECT ip FROM ports WHERE network_id = $1")
+                        .bind(network.id.to_string())
+                        .fetch_all(&mut **tx)
+                        .await?
+                        .iter()
+                        .filter_map(|r| r.try_get::<String, _>("ip").ok()?.parse().ok())
+                        .collect();
+                network
+                    .cidr
+                    .hosts()
+                    .find(|ip| *ip != network.gateway && !used.contains(ip))
+                    .ok_or_else(|| {
+                        StoreError::Conflict(format!(
+                            "network '{}' has no free address left",
+                            network.name
+                        ))
+                    })?
+            }
+        };
+        let res = sqlx::query(
+            "INSERT INTO ports (id, network_id, server_id, nic_index, mac, ip, created_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7)",
+        )
+        .bind(PortId::new().to_string())
+        .bind(network.id.to_string())
+        .bind(server.to_string())
+        .bind(index as i64)
+        .bind(random_mac())
+        .bind(ip.to_string())
+        .bind(now_ms())
+        .execute(&mut **tx)
         .await;
         match res {
             Err(e) if is_unique_violation(&e) => Err(StoreError::Conflict(format!(
-                "a server named '{}' already exists in this project",
-                new.name
+                "address {ip} is already in use on network '{}'",
+                network.name
             ))),
             Err(e) => Err(e.into()),
-            Ok(_) => self.server(new.project, id).await,
+            Ok(_) => Ok(()),
         }
+    }
+
+    /// The ports of a server: (port id, network id, mac, ip), in NIC order.
+    pub async fn server_ports(
+        &self,
+        server: ServerId,
+    ) -> StoreResult<Vec<(PortId, nubis_api::NetworkId, String, Ipv4Addr)>> {
+        let rows = sqlx::query(
+            "SELECT id, network_id, mac, ip FROM ports WHERE server_id = $1 ORDER BY nic_index",
+        )
+        .bind(server.to_string())
+        .fetch_all(self.pool())
+        .await?;
+        rows.iter()
+            .map(|row| {
+                let ip: String = row.try_get("ip")?;
+                Ok((
+                    parse(row, "id")?,
+                    parse(row, "network_id")?,
+                    row.try_get("mac")?,
+                    ip.parse()
+                        .map_err(|_| StoreError::Corrupt(format!("bad port address '{ip}'")))?,
+                ))
+            })
+            .collect()
     }
 
     /// A server of `project`; another project's server is `NotFound`.

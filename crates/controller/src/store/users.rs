@@ -154,4 +154,13 @@ impl Store {
             .await?;
         Ok(())
     }
+
+    /// A project's name (the name of the user it belongs to).
+    pub async fn project_name(&self, project: ProjectId) -> StoreResult<String> {
+        let row = sqlx::query("SELECT name FROM projects WHERE id = $1")
+            .bind(project.to_string())
+            .fetch_optional(self.pool())
+            .await?;
+        Ok(found(row)?.try_get("name")?)
+    }
 }
