@@ -38,48 +38,29 @@ impl Store {
     /// Registers a host, or updates the one with the same name (agents call
     /// this at every start, so it must be idempotent).
     pub async fn register_host(&self, req: &RegisterHost) -> StoreResult<Host> {
-        let existing = sqlx::query("SELECT id FROM hosts WHERE name = $1")
+        // One statement, so concurrent registrations of a name cannot race.
+        sqlx::query(
+            "INSERT INTO hosts (id, name, vcpus, memory_mib, disk_gib, accel, last_seen, url) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8) \
+             ON CONFLICT (name) DO UPDATE SET vcpus = excluded.vcpus, \
+             memory_mib = excluded.memory_mib, disk_gib = excluded.disk_gib, \
+             accel = excluded.accel, last_seen = excluded.last_seen, url = excluded.url",
+        )
+        .bind(HostId::new().to_string())
+        .bind(&req.name)
+        .bind(big(req.vcpus))
+        .bind(big(req.memory_mib))
+        .bind(big(req.disk_gib))
+        .bind(req.accel.as_str())
+        .bind(now_ms())
+        .bind(&req.url)
+        .execute(self.pool())
+        .await?;
+        let row = sqlx::query("SELECT * FROM hosts WHERE name = $1")
             .bind(&req.name)
             .fetch_optional(self.pool())
             .await?;
-        let id = match existing {
-            Some(row) => {
-                let id: HostId = parse(&row, "id")?;
-                sqlx::query(
-                    "UPDATE hosts SET vcpus = $2, memory_mib = $3, disk_gib = $4, accel = $5, \
-                     last_seen = $6, url = $7 WHERE id = $1",
-                )
-                .bind(id.to_string())
-                .bind(big(req.vcpus))
-                .bind(big(req.memory_mib))
-                .bind(big(req.disk_gib))
-                .bind(req.accel.as_str())
-                .bind(now_ms())
-                .bind(&req.url)
-                .execute(self.pool())
-                .await?;
-                id
-            }
-            None => {
-                let id = HostId::new();
-                sqlx::query(
-                    "INSERT INTO hosts (id, name, vcpus, memory_mib, disk_gib, accel, last_seen, url) \
-                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
-                )
-                .bind(id.to_string())
-                .bind(&req.name)
-                .bind(big(req.vcpus))
-                .bind(big(req.memory_mib))
-                .bind(big(req.disk_gib))
-                .bind(req.accel.as_str())
-                .bind(now_ms())
-                .bind(&req.url)
-                .execute(self.pool())
-                .await?;
-                id
-            }
-        };
-        self.host(id).await
+        host_from_row(&found(row)?)
     }
 
     pub async fn host(&self, id: HostId) -> StoreResult<Host> {

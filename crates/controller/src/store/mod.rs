@@ -110,6 +110,17 @@ impl Store {
     pub(crate) fn pool(&self) -> &AnyPool {
         &self.pool
     }
+
+    /// Begins a transaction that writes after it reads. SQLite gets the write
+    /// lock up front (`BEGIN IMMEDIATE`, which waits out `busy_timeout`): a
+    /// deferred transaction that upgrades from reading to writing fails at once
+    /// with SQLITE_BUSY ("database is locked") when another connection writes.
+    pub(crate) async fn begin_write(&self) -> StoreResult<sqlx::Transaction<'static, sqlx::Any>> {
+        Ok(match self.backend {
+            Backend::Sqlite => self.pool.begin_with("BEGIN IMMEDIATE").await?,
+            Backend::Postgres => self.pool.begin().await?,
+        })
+    }
 }
 
 /// The current time as stored: Unix milliseconds.

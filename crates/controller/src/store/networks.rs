@@ -51,7 +51,7 @@ impl Store {
     /// Creates a network; its subnet must not overlap any other network of
     /// the cloud (hosts route between them, so subnets must be unique).
     pub async fn create_network(&self, new: &NewNetwork<'_>) -> StoreResult<Network> {
-        let mut tx = self.pool().begin().await?;
+        let mut tx = self.begin_write().await?;
         let id = NetworkId::new();
         // Insert first: on SQLite this takes the write lock, so the overlap
         // check below cannot race with another create.

@@ -182,7 +182,7 @@ impl Store {
     /// are allocated in the same transaction, so a failure creates nothing.
     pub async fn create_server(&self, new: &NewServer<'_>) -> StoreResult<ServerRecord> {
         let id = ServerId::new();
-        let mut tx = self.pool().begin().await?;
+        let mut tx = self.begin_write().await?;
         let res = sqlx::query(
             "INSERT INTO servers (id, project_id, name, image_id, flavor_id, vcpus, memory_mib, \
              disk_gib, host_id, power, reboot_generation, deleting, observed_reboot_generation, \
@@ -415,7 +415,7 @@ impl Store {
     /// Applies an agent's full report: observed state of every instance on the
     /// host. Servers being deleted that the host no longer has are removed.
     pub async fn apply_host_report(&self, host: HostId, report: &HostReport) -> StoreResult<()> {
-        let mut tx = self.pool().begin().await?;
+        let mut tx = self.begin_write().await?;
         for inst in &report.instances {
             sqlx::query(
                 "UPDATE servers SET observed_power = $3, observed_reboot_generation = $4, \

@@ -42,7 +42,14 @@ impl Store {
         password_hash: &str,
         admin: bool,
     ) -> StoreResult<User> {
-        let mut tx = self.pool().begin().await?;
+        let mut tx = self.begin_write().await?;
+        if self.backend() == super::Backend::Postgres {
+            // Serialize registrations so only the very first user sees an
+            // empty table (READ COMMITTED would let concurrent ones all see 0).
+            sqlx::query("LOCK TABLE users IN SHARE ROW EXCLUSIVE MODE")
+                .execute(&mut *tx)
+                .await?;
+        }
         let existing: i64 = sqlx::query("SELECT COUNT(*) AS n FROM users")
             .fetch_one(&mut *tx)
             .await?

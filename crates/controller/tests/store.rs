@@ -1,0 +1,1452 @@
+//! The state store's public API, run against both backends.
+//!
+//! Every test is written once, as an `async fn(&Db)`, and `store_tests!` runs
+//! it as `sqlite::NAME` (a fresh SQLite file per test) and `postgres::NAME` (a
+//! fresh database per test on the server named by `NUBIS_TEST_DATABASE_URL`,
+//! which `scripts/with-postgres.sh` provides). Without that variable the
+//! PostgreSQL tests pass with a note, except under CI (`CI` set), where they
+//! fail: CI must never skip them silently.
+//!
+//!     cargo test -p nubis-controller --test store                           # SQLite
+//!     scripts/with-postgres.sh cargo test -p nubis-controller --test store  # both
+
+use chrono::{Duration, Utc};
+use futures_util::future::LocalBoxFuture;
+use futures_util::FutureExt;
+use nubis_api::agent::{
+    Accelerator, HostReport, InstanceReport, ObservedPower, PowerState, RegisterHost,
+};
+use nubis_api::flavors::CreateFlavor;
+use nubis_api::images::{ImageFormat, ImageStatus, Visibility};
+use nubis_api::servers::ServerStatus;
+use nubis_api::users::User;
+use nubis_api::{FlavorId, HostId, ImageId, ProjectId, ServerId, UserId};
+use nubis_controller::store::hosts::HostLoad;
+use nubis_controller::store::images::{NewImage, UploadedFile};
+use nubis_controller::store::{Backend, NewServer, ServerRecord, Store, StoreError};
+use sqlx::Connection;
+use std::ops::Deref;
+use std::panic::AssertUnwindSafe;
+
+// ---------------------------------------------------------------------------
+// Harness
+// ---------------------------------------------------------------------------
+
+/// The environment variable naming the PostgreSQL server to test against.
+const PG_URL_VAR: &str = "NUBIS_TEST_DATABASE_URL";
+
+/// A store on a fresh database, and the URL it was opened with (for tests
+/// that open it again or need raw SQL).
+struct Db {
+    store: Store,
+    url: String,
+}
+
+impl Deref for Db {
+    type Target = Store;
+    fn deref(&self) -> &Store {
+        &self.store
+    }
+}
+
+type TestFn = for<'a> fn(&'a Db) -> LocalBoxFuture<'a, ()>;
+
+/// Runs `test` on a store in a fresh SQLite file.
+async fn on_sqlite(test: TestFn) {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let url = format!("sqlite://{}", dir.path().join("store.db").display());
+    let store = Store::connect(&url).await.expect("open SQLite store");
+    assert_eq!(store.backend(), Backend::Sqlite);
+    let db = Db { store, url };
+    test(&db).await;
+    drop(db);
+    drop(dir);
+}
+
+/// The PostgreSQL server to test against, or `None` (after a note) to skip.
+/// Under CI a missing server is a failure, never a skip.
+fn postgres_admin_url() -> Option<String> {
+    match std::env::var(PG_URL_VAR) {
+        Ok(url) if !url.trim().is_empty() => Some(url),
+        _ if std::env::var_os("CI").is_some() => panic!(
+            "{PG_URL_VAR} is not set, but CI is: the PostgreSQL store tests must run in CI. \
+             Run them under scripts/with-postgres.sh (it starts a throwaway server and sets \
+             {PG_URL_VAR})."
+        ),
+        _ => {
+            eprintln!(
+                "note: {PG_URL_VAR} is not set; skipping this PostgreSQL store test \
+                 (run `scripts/with-postgres.sh cargo test -p nubis-controller --test store`)"
+            );
+            None
+        }
+    }
+}
+
+/// `url` with its database replaced by `database` (query parameters kept).
+fn with_database(url: &str, database: &str) -> String {
+    let (base, query) = match url.split_once('?') {
+        Some((base, query)) => (base, Some(query)),
+        None => (url, None),
+    };
+    let authority = base.find("://").map_or(0, |i| i + 3);
+    let prefix = match base[authority..].find('/') {
+        Some(i) => &base[..authority + i],
+        None => base,
+    };
+    match query {
+        Some(query) => format!("{prefix}/{database}?{query}"),
+        None => format!("{prefix}/{database}"),
+    }
+}
+
+/// Runs `test` on a store in a fresh PostgreSQL database, dropped afterwards
+/// (also when the test fails), so tests run in parallel without sharing state.
+async fn on_postgres(test: TestFn) {
+    let Some(admin_url) = postgres_admin_url() else {
+        return;
+    };
+    let name = format!("t_{}", uuid::Uuid::new_v4().simple());
+    let mut admin = sqlx::PgConnection::connect(&admin_url)
+        .await
+        .unwrap_or_else(|e| panic!("cannot connect to {PG_URL_VAR}={admin_url}: {e}"));
+    sqlx::raw_sql(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
+        .execute(&mut admin)
+        .await
+        .unwrap_or_else(|e| panic!("CREATE DATABASE {name}: {e}"));
+
+    let url = with_database(&admin_url, &name);
+    let result = AssertUnwindSafe(async {
+        let store = Store::connect(&url).await.expect("open PostgreSQL store");
+        assert_eq!(store.backend(), Backend::Postgres);
+        let db = Db { store, url };
+        test(&db).await;
+    })
+    .catch_unwind()
+    .await;
+
+    // FORCE: the store's pool may still hold connections while closing.
+    let dropped = sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
+        "DROP DATABASE IF EXISTS {name} WITH (FORCE)"
+    )))
+    .execute(&mut admin)
+    .await;
+    let _ = admin.close().await;
+    if let Err(panic) = result {
+        std::panic::resume_unwind(panic);
+    }
+    dropped.unwrap_or_else(|e| panic!("DROP DATABASE {name}: {e}"));
+}
+
+/// Generates `sqlite::NAME` and `postgres::NAME` for every test function NAME
+/// (attributes such as `#[ignore]` go on both).
+macro_rules! store_tests {
+    ($($(#[$attr:meta])* $name:ident),+ $(,)?) => {
+        mod sqlite {
+            $(
+                $(#[$attr])*
+                #[tokio::test]
+                async fn $name() {
+                    super::on_sqlite(|db| Box::pin(super::$name(db))).await;
+                }
+            )+
+        }
+        mod postgres {
+            $(
+                $(#[$attr])*
+                #[tokio::test]
+                async fn $name() {
+                    super::on_postgres(|db| Box::pin(super::$name(db))).await;
+                }
+            )+
+        }
+    };
+}
+
+store_tests!(
+    migrations_are_idempotent,
+    first_user_is_admin,
+    duplicate_user_name_conflicts,
+    tokens_expire_and_are_revoked,
+    default_flavors_are_idempotent,
+    default_flavors_skip_a_cloud_with_flavors,
+    flavors_create_and_look_up,
+    images_create_and_activate,
+    image_visibility,
+    hosts_register_idempotently_by_name,
+    host_loads_sum_placed_servers,
+    servers_are_scoped_by_project,
+    set_power_and_request_reboot,
+    mark_deleting,
+    host_report_records_observed_state,
+    host_report_removes_deleted_servers,
+    host_report_for_another_host_changes_nothing,
+    status_follows_the_server_lifecycle,
+    server_guest_config_round_trips,
+    // Concurrency: read-then-write transactions must be serialized.
+    concurrent_first_registrations_make_one_admin,
+    concurrent_host_registrations_are_idempotent,
+    host_reports_beside_concurrent_writes,
+);
+
+// ---------------------------------------------------------------------------
+// Fixtures
+// ---------------------------------------------------------------------------
+
+/// Raw SQL against the test database, for states the API cannot produce.
+async fn raw_execute(db: &Db, sql: &'static str, arg: String) {
+    let mut conn = sqlx::AnyConnection::connect(&db.url)
+        .await
+        .expect("raw connection");
+    sqlx::query(sql)
+        .bind(arg)
+        .execute(&mut conn)
+        .await
+        .expect("raw SQL");
+    conn.close().await.expect("close raw connection");
+}
+
+/// One number from raw SQL.
+async fn raw_count(db: &Db, sql: &'static str) -> i64 {
+    let mut conn = sqlx::AnyConnection::connect(&db.url)
+        .await
+        .expect("raw connection");
+    let (n,): (i64,) = sqlx::query_as(sql)
+        .fetch_one(&mut conn)
+        .await
+        .expect("raw SQL");
+    conn.close().await.expect("close raw connection");
+    n
+}
+
+async fn user(db: &Db, name: &str) -> User {
+    db.create_user(name, &format!("hash-of-{name}"), false)
+        .await
+        .expect("create user")
+}
+
+fn register(name: &str, vcpus: u64) -> RegisterHost {
+    RegisterHost {
+        name: name.to_owned(),
+        url: format!("http://127.0.0.1:8781/{name}"),
+        vcpus,
+        memory_mib: 16_384,
+        disk_gib: 500,
+        accel: Accelerator::Tcg,
+    }
+}
+
+async fn host(db: &Db, name: &str) -> HostId {
+    db.register_host(&register(name, 8))
+        .await
+        .expect("register host")
+        .id
+}
+
+fn new_image(project: ProjectId, name: &str, visibility: Visibility) -> NewImage<'_> {
+    NewImage {
+        project,
+        name,
+        os: "debian",
+        version: "12",
+        format: ImageFormat::Qcow2,
+        visibility,
+        kernel: None,
+        initrd: None,
+        cmdline: None,
+    }
+}
+
+async fn image(db: &Db, project: ProjectId, name: &str) -> ImageId {
+    db.create_image(&new_image(project, name, Visibility::Private))
+        .await
+        .expect("create image")
+        .id
+}
+
+fn new_server(
+    project: ProjectId,
+    name: &str,
+    image: ImageId,
+    host: HostId,
+    size: (u64, u64, u64),
+) -> NewServer<'_> {
+    NewServer {
+        project,
+        name,
+        image,
+        flavor: None,
+        vcpus: size.0,
+        memory_mib: size.1,
+        disk_gib: size.2,
+        host,
+        ports: Vec::new(),
+        key_name: None,
+        key_data: None,
+        user_data: None,
+        config_drive: false,
+    }
+}
+
+/// The API view of a server (without addresses: these tests make no networks).
+fn api(server: &ServerRecord) -> nubis_api::servers::Server {
+    server.to_api(Vec::new(), None)
+}
+
+/// A project with an image, a host, and one server on it.
+#[derive(Clone, Copy)]
+struct World {
+    project: ProjectId,
+    image: ImageId,
+    host: HostId,
+    server: ServerId,
+}
+
+async fn world(db: &Db) -> World {
+    let owner = user(db, "alice").await;
+    let image = image(db, owner.project, "debian-12").await;
+    let host = host(db, "host-a").await;
+    let server = db
+        .create_server(&new_server(
+            owner.project,
+            "web",
+            image,
+            host,
+            (2, 2048, 20),
+        ))
+        .await
+        .expect("create server")
+        .id;
+    World {
+        project: owner.project,
+        image,
+        host,
+        server,
+    }
+}
+
+fn report(id: ServerId, power: ObservedPower) -> InstanceReport {
+    InstanceReport {
+        id,
+        power,
+        fault: None,
+        reboot_generation: 0,
+        launched_at: None,
+        guest_shutdown: false,
+    }
+}
+
+fn full_report(instances: Vec<InstanceReport>) -> HostReport {
+    HostReport { instances }
+}
+
+async fn get(db: &Db, w: &World) -> ServerRecord {
+    db.server(w.project, w.server).await.expect("get server")
+}
+
+fn assert_not_found<T: std::fmt::Debug>(result: Result<T, StoreError>, what: &str) {
+    match result {
+        Err(StoreError::NotFound) => {}
+        other => panic!("{what}: expected NotFound, got {other:?}"),
+    }
+}
+
+fn assert_conflict<T: std::fmt::Debug>(result: Result<T, StoreError>, what: &str) {
+    match result {
+        Err(StoreError::Conflict(_)) => {}
+        other => panic!("{what}: expected Conflict, got {other:?}"),
+    }
+}
+
+fn flavor(name: &str, vcpus: i64, memory_mib: i64, disk_gib: i64) -> CreateFlavor {
+    CreateFlavor {
+        name: name.parse().expect("valid name"),
+        vcpus: vcpus.try_into().expect("valid vcpus"),
+        memory_mib: memory_mib.try_into().expect("valid memory"),
+        disk_gib: disk_gib.try_into().expect("valid disk"),
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Schema
+// ---------------------------------------------------------------------------
+
+async fn migrations_are_idempotent(db: &Db) {
+    let alice = user(db, "alice").await;
+    // Opening the same database again runs the migrations again: a no-op.
+    for _ in 0..2 {
+        let again = Store::connect(&db.url).await.expect("reopen the store");
+        assert_eq!(again.backend(), db.backend());
+        assert_eq!(
+            again.user(alice.id).await.expect("user survives").name,
+            "alice"
+        );
+        again.ensure_default_flavors().await.expect("schema usable");
+    }
+    assert_eq!(
+        raw_count(db, "SELECT COUNT(*) FROM schema_migrations").await,
+        raw_count(db, "SELECT MAX(version) FROM schema_migrations").await,
+        "every version is recorded once"
+    );
+    assert_eq!(db.list_flavors().await.unwrap().len(), 4);
+}
+
+// ---------------------------------------------------------------------------
+// Users and tokens
+// ---------------------------------------------------------------------------
+
+async fn first_user_is_admin(db: &Db) {
+    let first = db.create_user("root", "h0", false).await.unwrap();
+    let second = db.create_user("bob", "h1", false).await.unwrap();
+    let third = db.create_user("carol", "h2", true).await.unwrap();
+    assert!(first.admin, "the first user of a fresh cloud is an admin");
+    assert!(!second.admin);
+    assert!(third.admin, "an explicit admin stays one");
+
+    // Each user has a personal project.
+    assert_ne!(first.project, second.project);
+    assert_ne!(second.project, third.project);
+
+    let by_id = db.user(second.id).await.unwrap();
+    assert_eq!(by_id.name, "bob");
+    assert_eq!(by_id.project, second.project);
+    assert!(!by_id.admin);
+    let record = db.user_by_name("carol").await.unwrap();
+    assert_eq!(record.user.id, third.id);
+    assert_eq!(record.password_hash, "h2");
+    assert!(record.user.admin);
+
+    assert_not_found(db.user(UserId::new()).await, "unknown user id");
+    assert_not_found(
+        db.user_by_name("nobody").await.map(|r| r.user),
+        "unknown user name",
+    );
+}
+
+async fn duplicate_user_name_conflicts(db: &Db) {
+    let alice = user(db, "alice").await;
+    assert_conflict(db.create_user("alice", "other", false).await, "same name");
+    assert_conflict(
+        db.create_user("alice", "other", true).await,
+        "same name, admin",
+    );
+    // The failed attempts changed nothing and the store still works.
+    assert_eq!(
+        db.user_by_name("alice").await.unwrap().password_hash,
+        "hash-of-alice"
+    );
+    assert_eq!(db.user(alice.id).await.unwrap().project, alice.project);
+    assert_eq!(raw_count(db, "SELECT COUNT(*) FROM users").await, 1);
+    assert_eq!(raw_count(db, "SELECT COUNT(*) FROM projects").await, 1);
+    let bob = user(db, "bob").await;
+    assert!(
+        !bob.admin,
+        "a failed first attempt does not make a later user the first"
+    );
+}
+
+async fn tokens_expire_and_are_revoked(db: &Db) {
+    let alice = user(db, "alice").await;
+    let bob = user(db, "bob").await;
+    let now = Utc::now().timestamp_millis();
+    let hour = 3_600_000;
+    db.insert_token("alice-1", alice.id, now + hour)
+        .await
+        .unwrap();
+    db.insert_token("alice-2", alice.id, now + hour)
+        .await
+        .unwrap();
+    db.insert_token("bob-1", bob.id, now + hour).await.unwrap();
+    db.insert_token("bob-expired", bob.id, now - 1)
+        .await
+        .unwrap();
+
+    assert_eq!(db.user_by_token("alice-1").await.unwrap().id, alice.id);
+    assert_eq!(db.user_by_token("bob-1").await.unwrap().id, bob.id);
+    assert_not_found(db.user_by_token("bob-expired").await, "expired token");
+    assert_not_found(db.user_by_token("no-such-token").await, "unknown token");
+
+    // Revoking one token leaves the others, and sweeps expired ones.
+    db.delete_token("alice-1").await.unwrap();
+    assert_not_found(db.user_by_token("alice-1").await, "revoked token");
+    assert_eq!(db.user_by_token("alice-2").await.unwrap().id, alice.id);
+    assert_eq!(db.user_by_token("bob-1").await.unwrap().id, bob.id);
+    assert_eq!(raw_count(db, "SELECT COUNT(*) FROM tokens").await, 2);
+
+    // Revoking an unknown or already revoked token is not an error.
+    db.delete_token("alice-1").await.unwrap();
+    db.delete_token("no-such-token").await.unwrap();
+}
+
+// ---------------------------------------------------------------------------
+// Flavors
+// ---------------------------------------------------------------------------
+
+async fn default_flavors_are_idempotent(db: &Db) {
+    assert!(db.list_flavors().await.unwrap().is_empty());
+    db.ensure_default_flavors().await.unwrap();
+    let first = db.list_flavors().await.unwrap();
+    db.ensure_default_flavors().await.unwrap();
+    let second = db.list_flavors().await.unwrap();
+
+    let names: Vec<&str> = first.iter().map(|f| f.name.as_str()).collect();
+    assert_eq!(names, ["tiny", "small", "medium", "large"]);
+    let ids = |fs: &[nubis_api::flavors::Flavor]| fs.iter().map(|f| f.id).collect::<Vec<_>>();
+    assert_eq!(ids(&first), ids(&second), "a second call creates nothing");
+    let small = db.flavor("small").await.unwrap();
+    assert_eq!(
+        (small.vcpus, small.memory_mib, small.disk_gib),
+        (1, 1024, 10)
+    );
+}
+
+async fn default_flavors_skip_a_cloud_with_flavors(db: &Db) {
+    db.create_flavor(&flavor("custom", 3, 3072, 30))
+        .await
+        .unwrap();
+    db.ensure_default_flavors().await.unwrap();
+    let names: Vec<String> = db
+        .list_flavors()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|f| f.name)
+        .collect();
+    assert_eq!(names, ["custom"]);
+}
+
+async fn flavors_create_and_look_up(db: &Db) {
+    let big = db
+        .create_flavor(&flavor("big", 8, 32_768, 200))
+        .await
+        .unwrap();
+    assert_eq!(big.name, "big");
+    assert_eq!((big.vcpus, big.memory_mib, big.disk_gib), (8, 32_768, 200));
+    let small = db.create_flavor(&flavor("wee", 1, 256, 2)).await.unwrap();
+
+    assert_eq!(db.flavor(&big.id.to_string()).await.unwrap().name, "big");
+    assert_eq!(db.flavor("wee").await.unwrap().id, small.id);
+    assert_not_found(db.flavor("nope").await, "unknown flavor name");
+    assert_not_found(
+        db.flavor(&FlavorId::new().to_string()).await,
+        "unknown flavor id",
+    );
+    assert_conflict(
+        db.create_flavor(&flavor("big", 1, 128, 1)).await,
+        "duplicate flavor",
+    );
+    // Listed smallest first.
+    let names: Vec<String> = db
+        .list_flavors()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|f| f.name)
+        .collect();
+    assert_eq!(names, ["wee", "big"]);
+}
+
+// ---------------------------------------------------------------------------
+// Images
+// ---------------------------------------------------------------------------
+
+async fn images_create_and_activate(db: &Db) {
+    let alice = user(db, "alice").await;
+    let kernel = db
+        .create_image(&NewImage {
+            format: ImageFormat::Aki,
+            ..new_image(alice.project, "vmlinuz", Visibility::Private)
+        })
+        .await
+        .unwrap();
+    let initrd = db
+        .create_image(&NewImage {
+            format: ImageFormat::Ari,
+            ..new_image(alice.project, "initrd", Visibility::Private)
+        })
+        .await
+        .unwrap();
+    let disk = db
+        .create_image(&NewImage {
+            kernel: Some(kernel.id),
+            initrd: Some(initrd.id),
+            cmdline: Some("console=ttyS0 root=/dev/vda"),
+            format: ImageFormat::Raw,
+            ..new_image(alice.project, "tiny-linux", Visibility::Private)
+        })
+        .await
+        .unwrap();
+    assert_eq!(disk.name, "tiny-linux");
+    assert_eq!(disk.os, "debian");
+    assert_eq!(disk.version, "12");
+    assert_eq!(disk.format, ImageFormat::Raw);
+    assert_eq!(disk.status, ImageStatus::Queued);
+    assert_eq!(disk.visibility, Visibility::Private);
+    assert_eq!(disk.project, alice.project);
+    assert_eq!(disk.kernel, Some(kernel.id));
+    assert_eq!(disk.initrd, Some(initrd.id));
+    assert_eq!(disk.cmdline.as_deref(), Some("console=ttyS0 root=/dev/vda"));
+    assert_eq!(
+        (disk.size, disk.virtual_size, disk.checksum),
+        (None, None, None)
+    );
+    assert_eq!(kernel.format, ImageFormat::Aki);
+    assert_eq!(initrd.format, ImageFormat::Ari);
+    assert_eq!(kernel.kernel, None);
+    assert_eq!(kernel.cmdline, None);
+
+    let checksum = "ab".repeat(32);
+    let active = db
+        .activate_image(
+            disk.id,
+            &UploadedFile {
+                size: 5 << 30,
+                virtual_size: 20 << 30,
+                checksum: checksum.clone(),
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(active.status, ImageStatus::Active);
+    assert_eq!(active.size, Some(5 << 30), "sizes above 4 GiB survive");
+    assert_eq!(active.virtual_size, Some(20 << 30));
+    assert_eq!(active.checksum.as_deref(), Some(checksum.as_str()));
+    let again = db.image_any_project(disk.id).await.unwrap();
+    assert_eq!(again.status, ImageStatus::Active);
+    assert_eq!(again.created_at, disk.created_at);
+
+    assert_conflict(
+        db.create_image(&new_image(alice.project, "tiny-linux", Visibility::Public))
+            .await,
+        "duplicate image name in a project",
+    );
+    assert_not_found(db.image_any_project(ImageId::new()).await, "unknown image");
+    assert_not_found(
+        db.activate_image(
+            ImageId::new(),
+            &UploadedFile {
+                size: 1,
+                virtual_size: 1,
+                checksum: checksum.clone(),
+            },
+        )
+        .await,
+        "activating an unknown image",
+    );
+}
+
+async fn image_visibility(db: &Db) {
+    let admin = user(db, "admin").await;
+    let alice = user(db, "alice").await;
+    let bob = user(db, "bob").await;
+    let public = db
+        .create_image(&new_image(admin.project, "debian", Visibility::Public))
+        .await
+        .unwrap();
+    let admin_private = image(db, admin.project, "secret").await;
+    // The same name in another project is fine.
+    let alice_debian = image(db, alice.project, "debian").await;
+
+    // Alice sees her own image and public ones, not others' private ones.
+    let seen = db.image_visible(alice.project, "debian").await.unwrap();
+    assert_eq!(seen.id, alice_debian, "her own image wins by name");
+    let seen = db
+        .image_visible(alice.project, &public.id.to_string())
+        .await
+        .unwrap();
+    assert_eq!(seen.id, public.id, "a public image by id");
+    assert_not_found(
+        db.image_visible(alice.project, "secret").await,
+        "another project's private image by name",
+    );
+    assert_not_found(
+        db.image_visible(alice.project, &admin_private.to_string())
+            .await,
+        "another project's private image by id",
+    );
+    // Bob has no "debian" of his own: he gets the public one.
+    assert_eq!(
+        db.image_visible(bob.project, "debian").await.unwrap().id,
+        public.id
+    );
+    assert_eq!(
+        db.image_visible(admin.project, "secret").await.unwrap().id,
+        admin_private
+    );
+    assert_not_found(db.image_visible(bob.project, "nope").await, "unknown image");
+
+    let ids = |images: Vec<nubis_api::images::Image>| {
+        let mut ids: Vec<ImageId> = images.into_iter().map(|i| i.id).collect();
+        ids.sort();
+        ids
+    };
+    let mut expect_alice = vec![public.id, alice_debian];
+    expect_alice.sort();
+    assert_eq!(
+        ids(db.list_images(alice.project).await.unwrap()),
+        expect_alice
+    );
+    assert_eq!(ids(db.list_images(bob.project).await.unwrap()), [public.id]);
+    let mut expect_admin = vec![public.id, admin_private];
+    expect_admin.sort();
+    assert_eq!(
+        ids(db.list_images(admin.project).await.unwrap()),
+        expect_admin
+    );
+}
+
+// ---------------------------------------------------------------------------
+// Hosts
+// ---------------------------------------------------------------------------
+
+async fn hosts_register_idempotently_by_name(db: &Db) {
+    let b = db.register_host(&register("host-b", 8)).await.unwrap();
+    assert_eq!(b.name, "host-b");
+    assert_eq!(b.vcpus, 8);
+    assert_eq!(b.accel, Accelerator::Tcg);
+    let a = db.register_host(&register("host-a", 4)).await.unwrap();
+    assert_ne!(a.id, b.id);
+
+    // Registering again updates the host in place.
+    let again = db
+        .register_host(&RegisterHost {
+            url: "http://127.0.0.1:9999".into(),
+            memory_mib: 65_536,
+            accel: Accelerator::Kvm,
+            ..register("host-b", 16)
+        })
+        .await
+        .unwrap();
+    assert_eq!(again.id, b.id);
+    assert_eq!(again.vcpus, 16);
+    assert_eq!(again.memory_mib, 65_536);
+    assert_eq!(again.url, "http://127.0.0.1:9999");
+    assert_eq!(again.accel, Accelerator::Kvm);
+    assert!(again.last_seen >= b.last_seen);
+
+    let hosts = db.list_hosts().await.unwrap();
+    let names: Vec<&str> = hosts.iter().map(|h| h.name.as_str()).collect();
+    assert_eq!(names, ["host-a", "host-b"]);
+    assert_eq!(db.host(b.id).await.unwrap().vcpus, 16);
+    assert_not_found(db.host(HostId::new()).await, "unknown host");
+
+    db.touch_host(a.id).await.unwrap();
+    assert!(db.host(a.id).await.unwrap().last_seen >= a.last_seen);
+    assert_not_found(
+        db.touch_host(HostId::new()).await,
+        "touching an unknown host",
+    );
+}
+
+async fn host_loads_sum_placed_servers(db: &Db) {
+    let alice = user(db, "alice").await;
+    let bob = user(db, "bob").await;
+    let img = image(db, alice.project, "img").await;
+    let a = host(db, "host-a").await;
+    let b = host(db, "host-b").await;
+    let idle = host(db, "host-c").await;
+
+    db.create_server(&new_server(alice.project, "s1", img, a, (2, 2048, 20)))
+        .await
+        .unwrap();
+    let s2 = db
+        .create_server(&new_server(alice.project, "s2", img, a, (1, 512, 5)))
+        .await
+        .unwrap();
+    // Another project's server on the same host counts too.
+    db.create_server(&new_server(bob.project, "s1", img, a, (4, 4096, 40)))
+        .await
+        .unwrap();
+    db.create_server(&new_server(alice.project, "s3", img, b, (3, 3000, 300_000)))
+        .await
+        .unwrap();
+    // A server being deleted still holds its resources until its host drops it.
+    db.mark_deleting(alice.project, s2.id).await.unwrap();
+
+    let loads = db.host_loads().await.unwrap();
+    let load = |id: HostId| -> &HostLoad {
+        loads
+            .iter()
+            .find(|l| l.host.id == id)
+            .expect("every host has a load")
+    };
+    assert_eq!(loads.len(), 3);
+    let la = load(a);
+    assert_eq!(
+        (la.used_vcpus, la.used_memory_mib, la.used_disk_gib),
+        (7, 6656, 65)
+    );
+    let lb = load(b);
+    assert_eq!(
+        (lb.used_vcpus, lb.used_memory_mib, lb.used_disk_gib),
+        (3, 3000, 300_000)
+    );
+    let lc = load(idle);
+    assert_eq!(
+        (lc.used_vcpus, lc.used_memory_mib, lc.used_disk_gib),
+        (0, 0, 0)
+    );
+    assert_eq!(lc.host.name, "host-c");
+
+    // Once the host no longer reports the deleted server, its share is free.
+    db.apply_host_report(a, &full_report(vec![])).await.unwrap();
+    let loads = db.host_loads().await.unwrap();
+    let la = loads.iter().find(|l| l.host.id == a).unwrap();
+    assert_eq!(
+        (la.used_vcpus, la.used_memory_mib, la.used_disk_gib),
+        (6, 6144, 60)
+    );
+}
+
+// ---------------------------------------------------------------------------
+// Servers
+// ---------------------------------------------------------------------------
+
+async fn servers_are_scoped_by_project(db: &Db) {
+    let alice = user(db, "alice").await;
+    let bob = user(db, "bob").await;
+    let img = image(db, alice.project, "img").await;
+    let h = host(db, "host-a").await;
+    let small = db
+        .create_flavor(&flavor("small", 1, 1024, 10))
+        .await
+        .unwrap();
+
+    let web = db
+        .create_server(&NewServer {
+            flavor: Some(small.id),
+            ..new_server(alice.project, "web", img, h, (1, 1024, 10))
+        })
+        .await
+        .unwrap();
+    assert_eq!(web.project, alice.project);
+    assert_eq!(web.name, "web");
+    assert_eq!(web.image, img);
+    assert_eq!(web.flavor, Some(small.id));
+    assert_eq!((web.vcpus, web.memory_mib, web.disk_gib), (1, 1024, 10));
+    assert_eq!(web.host, Some(h));
+    assert_eq!(web.power, PowerState::Running);
+    assert_eq!(web.reboot_generation, 0);
+    assert!(!web.deleting);
+    assert_eq!(web.observed_power, None);
+    assert_eq!(web.observed_reboot_generation, 0);
+    assert_eq!(web.fault, None);
+    assert_eq!(web.launched_at, None);
+    assert_eq!(web.status(), ServerStatus::Building);
+    let api = api(&web);
+    assert_eq!(api.status, ServerStatus::Building);
+    assert_eq!(api.id, web.id);
+
+    let db_server = db
+        .create_server(&new_server(alice.project, "db", img, h, (2, 2048, 20)))
+        .await
+        .unwrap();
+    assert_conflict(
+        db.create_server(&new_server(alice.project, "web", img, h, (1, 128, 1)))
+            .await,
+        "duplicate server name in a project",
+    );
+    // Bob may use the same name.
+    let bobs = db
+        .create_server(&new_server(bob.project, "web", img, h, (1, 128, 1)))
+        .await
+        .unwrap();
+
+    let got = db.server(alice.project, web.id).await.unwrap();
+    assert_eq!(got.name, "web");
+    assert_eq!(got.created_at, web.created_at);
+    assert_eq!(
+        db.server_by_ref(alice.project, "db").await.unwrap().id,
+        db_server.id
+    );
+    assert_eq!(
+        db.server_by_ref(alice.project, &web.id.to_string())
+            .await
+            .unwrap()
+            .id,
+        web.id
+    );
+    assert_eq!(
+        db.server_by_ref(bob.project, "web").await.unwrap().id,
+        bobs.id
+    );
+
+    // Another project's server does not exist for you.
+    assert_not_found(
+        db.server(bob.project, web.id).await,
+        "another project's server",
+    );
+    assert_not_found(
+        db.server_by_ref(bob.project, "db").await,
+        "another project's server by name",
+    );
+    assert_not_found(
+        db.server_by_ref(bob.project, &web.id.to_string()).await,
+        "another project's server by id",
+    );
+    assert_not_found(
+        db.server(alice.project, ServerId::new()).await,
+        "unknown server",
+    );
+
+    let mut mine: Vec<ServerId> = db
+        .list_servers(alice.project)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|s| s.id)
+        .collect();
+    mine.sort();
+    let mut expect = vec![web.id, db_server.id];
+    expect.sort();
+    assert_eq!(mine, expect);
+    let bobs_list = db.list_servers(bob.project).await.unwrap();
+    assert_eq!(bobs_list.len(), 1);
+    assert_eq!(bobs_list[0].id, bobs.id);
+    assert!(db.list_servers(ProjectId::new()).await.unwrap().is_empty());
+
+    // The host sees every project's servers.
+    assert_eq!(db.servers_on_host(h).await.unwrap().len(), 3);
+    assert!(db.servers_on_host(HostId::new()).await.unwrap().is_empty());
+}
+
+async fn set_power_and_request_reboot(db: &Db) {
+    let w = world(db).await;
+    let other = user(db, "mallory").await;
+
+    let stopped = db
+        .set_power(w.project, w.server, PowerState::Stopped)
+        .await
+        .unwrap();
+    assert_eq!(stopped.power, PowerState::Stopped);
+    assert_eq!(get(db, &w).await.power, PowerState::Stopped);
+    let started = db
+        .set_power(w.project, w.server, PowerState::Running)
+        .await
+        .unwrap();
+    assert_eq!(started.power, PowerState::Running);
+
+    let once = db.request_reboot(w.project, w.server).await.unwrap();
+    assert_eq!(once.reboot_generation, 1);
+    let twice = db.request_reboot(w.project, w.server).await.unwrap();
+    assert_eq!(twice.reboot_generation, 2);
+    assert_eq!(twice.observed_reboot_generation, 0);
+
+    // Another project cannot touch it.
+    assert_not_found(
+        db.set_power(other.project, w.server, PowerState::Stopped)
+            .await,
+        "set_power from another project",
+    );
+    assert_not_found(
+        db.request_reboot(other.project, w.server).await,
+        "request_reboot from another project",
+    );
+    assert_not_found(
+        db.set_power(w.project, ServerId::new(), PowerState::Stopped)
+            .await,
+        "set_power on an unknown server",
+    );
+    let unchanged = get(db, &w).await;
+    assert_eq!(unchanged.power, PowerState::Running);
+    assert_eq!(unchanged.reboot_generation, 2);
+
+    // A server being deleted takes no more power changes or reboots.
+    db.mark_deleting(w.project, w.server).await.unwrap();
+    assert_not_found(
+        db.set_power(w.project, w.server, PowerState::Stopped).await,
+        "set_power while deleting",
+    );
+    assert_not_found(
+        db.request_reboot(w.project, w.server).await,
+        "request_reboot while deleting",
+    );
+    let deleting = get(db, &w).await;
+    assert_eq!(deleting.power, PowerState::Running);
+    assert_eq!(deleting.reboot_generation, 2);
+}
+
+async fn mark_deleting(db: &Db) {
+    let w = world(db).await;
+    let other = user(db, "mallory").await;
+    assert_not_found(
+        db.mark_deleting(other.project, w.server).await,
+        "deleting another project's server",
+    );
+    assert_not_found(
+        db.mark_deleting(w.project, ServerId::new()).await,
+        "deleting an unknown server",
+    );
+    assert!(!get(db, &w).await.deleting);
+
+    // On a host, the server stays until the host no longer reports it.
+    db.mark_deleting(w.project, w.server).await.unwrap();
+    let marked = get(db, &w).await;
+    assert!(marked.deleting);
+    assert_eq!(marked.status(), ServerStatus::Deleting);
+    assert_eq!(db.list_servers(w.project).await.unwrap().len(), 1);
+    // Deleting twice is fine.
+    db.mark_deleting(w.project, w.server).await.unwrap();
+
+    // A server on no host (placement never happened, or its host was
+    // removed) goes at once. The API cannot create one, so make it by hand.
+    let loose = db
+        .create_server(&new_server(
+            w.project,
+            "loose",
+            w.image,
+            w.host,
+            (1, 128, 1),
+        ))
+        .await
+        .unwrap();
+    raw_execute(
+        db,
+        "UPDATE servers SET host_id = NULL WHERE id = $1",
+        loose.id.to_string(),
+    )
+    .await;
+    assert_eq!(db.server(w.project, loose.id).await.unwrap().host, None);
+    db.mark_deleting(w.project, loose.id).await.unwrap();
+    assert_not_found(
+        db.server(w.project, loose.id).await,
+        "hostless server after delete",
+    );
+    assert_eq!(db.list_servers(w.project).await.unwrap().len(), 1);
+}
+
+async fn host_report_records_observed_state(db: &Db) {
+    let w = world(db).await;
+    let launched = Utc::now() - Duration::seconds(5);
+    let launched = chrono::DateTime::from_timestamp_millis(launched.timestamp_millis()).unwrap();
+
+    db.apply_host_report(
+        w.host,
+        &full_report(vec![report(w.server, ObservedPower::Creating)]),
+    )
+    .await
+    .unwrap();
+    let s = get(db, &w).await;
+    assert_eq!(s.observed_power, Some(ObservedPower::Creating));
+    assert_eq!(s.status(), ServerStatus::Building);
+
+    db.apply_host_report(
+        w.host,
+        &full_report(vec![InstanceReport {
+            launched_at: Some(launched),
+            ..report(w.server, ObservedPower::Running)
+        }]),
+    )
+    .await
+    .unwrap();
+    let s = get(db, &w).await;
+    assert_eq!(s.observed_power, Some(ObservedPower::Running));
+    assert_eq!(s.launched_at, Some(launched));
+    assert_eq!(s.status(), ServerStatus::Running);
+
+    // A report without a launch time keeps the known one.
+    db.apply_host_report(
+        w.host,
+        &full_report(vec![InstanceReport {
+            reboot_generation: 3,
+            ..report(w.server, ObservedPower::Running)
+        }]),
+    )
+    .await
+    .unwrap();
+    let s = get(db, &w).await;
+    assert_eq!(s.launched_at, Some(launched));
+    assert_eq!(s.observed_reboot_generation, 3);
+
+    // A failure with its reason.
+    db.apply_host_report(
+        w.host,
+        &full_report(vec![InstanceReport {
+            fault: Some("disk full".into()),
+            ..report(w.server, ObservedPower::Error)
+        }]),
+    )
+    .await
+    .unwrap();
+    let s = get(db, &w).await;
+    assert_eq!(s.observed_power, Some(ObservedPower::Error));
+    assert_eq!(s.fault.as_deref(), Some("disk full"));
+    assert_eq!(s.status(), ServerStatus::Error);
+    assert_eq!(api(&s).fault.as_deref(), Some("disk full"));
+    assert_eq!(s.power, PowerState::Running, "a fault is not a stop");
+
+    // The next good report clears the fault.
+    db.apply_host_report(
+        w.host,
+        &full_report(vec![report(w.server, ObservedPower::Running)]),
+    )
+    .await
+    .unwrap();
+    let s = get(db, &w).await;
+    assert_eq!(s.fault, None);
+    assert_eq!(api(&s).fault, None);
+
+    // Stopped by the host without a guest shutdown: desired state stays.
+    db.apply_host_report(
+        w.host,
+        &full_report(vec![report(w.server, ObservedPower::Stopped)]),
+    )
+    .await
+    .unwrap();
+    let s = get(db, &w).await;
+    assert_eq!(s.observed_power, Some(ObservedPower::Stopped));
+    assert_eq!(s.power, PowerState::Running);
+
+    // The guest powered itself off: recorded as a stop.
+    db.apply_host_report(
+        w.host,
+        &full_report(vec![InstanceReport {
+            guest_shutdown: true,
+            ..report(w.server, ObservedPower::Stopped)
+        }]),
+    )
+    .await
+    .unwrap();
+    let s = get(db, &w).await;
+    assert_eq!(s.power, PowerState::Stopped);
+    assert_eq!(s.status(), ServerStatus::Stopped);
+
+    // guest_shutdown only counts together with an observed stop.
+    db.set_power(w.project, w.server, PowerState::Running)
+        .await
+        .unwrap();
+    db.apply_host_report(
+        w.host,
+        &full_report(vec![InstanceReport {
+            guest_shutdown: true,
+            ..report(w.server, ObservedPower::Running)
+        }]),
+    )
+    .await
+    .unwrap();
+    assert_eq!(get(db, &w).await.power, PowerState::Running);
+
+    // A report naming an unknown server is ignored.
+    db.apply_host_report(
+        w.host,
+        &full_report(vec![report(ServerId::new(), ObservedPower::Running)]),
+    )
+    .await
+    .unwrap();
+}
+
+async fn host_report_removes_deleted_servers(db: &Db) {
+    let w = world(db).await;
+    let s = |name: &'static str| new_server(w.project, name, w.image, w.host, (1, 128, 1));
+    let going = db.create_server(&s("going")).await.unwrap();
+    let gone = db.create_server(&s("gone")).await.unwrap();
+    let quiet = db.create_server(&s("quiet")).await.unwrap();
+    db.mark_deleting(w.project, going.id).await.unwrap();
+    db.mark_deleting(w.project, gone.id).await.unwrap();
+
+    // The host still has `going` (being torn down) and `web`, no longer `gone`;
+    // `quiet` is missing too but not being deleted, so it stays.
+    db.apply_host_report(
+        w.host,
+        &full_report(vec![
+            report(w.server, ObservedPower::Running),
+            report(going.id, ObservedPower::Stopped),
+        ]),
+    )
+    .await
+    .unwrap();
+    assert_not_found(
+        db.server(w.project, gone.id).await,
+        "deleted and unreported",
+    );
+    let kept = db.server(w.project, going.id).await.unwrap();
+    assert!(kept.deleting);
+    assert_eq!(kept.status(), ServerStatus::Deleting);
+    assert!(!db.server(w.project, quiet.id).await.unwrap().deleting);
+    assert_eq!(get(db, &w).await.status(), ServerStatus::Running);
+
+    // Once the host drops it, it goes.
+    db.apply_host_report(
+        w.host,
+        &full_report(vec![report(w.server, ObservedPower::Running)]),
+    )
+    .await
+    .unwrap();
+    assert_not_found(db.server(w.project, going.id).await, "dropped by its host");
+    let left: Vec<String> = db
+        .list_servers(w.project)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|s| s.name)
+        .collect();
+    assert_eq!(left.len(), 2);
+    assert!(left.contains(&"web".to_string()) && left.contains(&"quiet".to_string()));
+}
+
+async fn host_report_for_another_host_changes_nothing(db: &Db) {
+    let w = world(db).await;
+    let intruder = host(db, "host-b").await;
+    let doomed = db
+        .create_server(&new_server(
+            w.project,
+            "doomed",
+            w.image,
+            w.host,
+            (1, 128, 1),
+        ))
+        .await
+        .unwrap();
+    db.mark_deleting(w.project, doomed.id).await.unwrap();
+    let before = get(db, &w).await;
+
+    // Host B reports host A's server (stopped by the guest, even) and an
+    // empty list otherwise: neither may touch host A's servers.
+    db.apply_host_report(
+        intruder,
+        &full_report(vec![InstanceReport {
+            fault: Some("not mine".into()),
+            reboot_generation: 9,
+            launched_at: Some(Utc::now()),
+            guest_shutdown: true,
+            ..report(w.server, ObservedPower::Stopped)
+        }]),
+    )
+    .await
+    .unwrap();
+    db.apply_host_report(intruder, &full_report(vec![]))
+        .await
+        .unwrap();
+
+    let after = get(db, &w).await;
+    assert_eq!(after.power, before.power);
+    assert_eq!(after.observed_power, None);
+    assert_eq!(after.observed_reboot_generation, 0);
+    assert_eq!(after.fault, None);
+    assert_eq!(after.launched_at, None);
+    assert_eq!(after.host, Some(w.host));
+    assert!(
+        db.server(w.project, doomed.id).await.unwrap().deleting,
+        "host A's deleting server survives host B's report"
+    );
+}
+
+/// Walks one server through its life, checking the status users see.
+async fn status_follows_the_server_lifecycle(db: &Db) {
+    let w = world(db).await;
+    let now = Utc::now();
+    let observe = |power: ObservedPower, generation: u64| InstanceReport {
+        reboot_generation: generation,
+        launched_at: matches!(power, ObservedPower::Running).then_some(now),
+        ..report(w.server, power)
+    };
+    let apply = |inst: InstanceReport| async move {
+        db.apply_host_report(w.host, &full_report(vec![inst]))
+            .await
+            .unwrap();
+        get(db, &w).await.status()
+    };
+
+    assert_eq!(get(db, &w).await.status(), ServerStatus::Building);
+    assert_eq!(
+        apply(observe(ObservedPower::Creating, 0)).await,
+        ServerStatus::Building
+    );
+    assert_eq!(
+        apply(observe(ObservedPower::Running, 0)).await,
+        ServerStatus::Running
+    );
+
+    // Stop: stopping until the host confirms.
+    let s = db
+        .set_power(w.project, w.server, PowerState::Stopped)
+        .await
+        .unwrap();
+    assert_eq!(s.status(), ServerStatus::Stopping);
+    assert_eq!(
+        apply(observe(ObservedPower::Stopped, 0)).await,
+        ServerStatus::Stopped
+    );
+
+    // Start again: shown stopped until the host confirms.
+    let s = db
+        .set_power(w.project, w.server, PowerState::Running)
+        .await
+        .unwrap();
+    assert_eq!(s.status(), ServerStatus::Stopped);
+    assert_eq!(
+        apply(observe(ObservedPower::Running, 0)).await,
+        ServerStatus::Running
+    );
+
+    // Reboot: rebooting until the host has carried it out.
+    let s = db.request_reboot(w.project, w.server).await.unwrap();
+    assert_eq!(s.status(), ServerStatus::Rebooting);
+    assert_eq!(
+        apply(observe(ObservedPower::Running, 0)).await,
+        ServerStatus::Rebooting
+    );
+    assert_eq!(
+        apply(observe(ObservedPower::Running, 1)).await,
+        ServerStatus::Running
+    );
+
+    // A stop requested while the host is still creating it.
+    db.set_power(w.project, w.server, PowerState::Stopped)
+        .await
+        .unwrap();
+    assert_eq!(
+        apply(observe(ObservedPower::Creating, 1)).await,
+        ServerStatus::Stopping
+    );
+    db.set_power(w.project, w.server, PowerState::Running)
+        .await
+        .unwrap();
+
+    // A failure shows as an error whatever was asked for.
+    assert_eq!(
+        apply(InstanceReport {
+            fault: Some("qemu exited".into()),
+            ..observe(ObservedPower::Error, 1)
+        })
+        .await,
+        ServerStatus::Error
+    );
+    db.set_power(w.project, w.server, PowerState::Stopped)
+        .await
+        .unwrap();
+    assert_eq!(get(db, &w).await.status(), ServerStatus::Error);
+    db.set_power(w.project, w.server, PowerState::Running)
+        .await
+        .unwrap();
+    assert_eq!(
+        apply(observe(ObservedPower::Running, 1)).await,
+        ServerStatus::Running
+    );
+
+    // Deleting wins over everything, even a fault.
+    db.mark_deleting(w.project, w.server).await.unwrap();
+    assert_eq!(get(db, &w).await.status(), ServerStatus::Deleting);
+    assert_eq!(
+        apply(InstanceReport {
+            fault: Some("stuck".into()),
+            ..observe(ObservedPower::Error, 1)
+        })
+        .await,
+        ServerStatus::Deleting
+    );
+    db.apply_host_report(w.host, &full_report(vec![]))
+        .await
+        .unwrap();
+    assert_not_found(db.server(w.project, w.server).await, "deleted server");
+}
+
+/// What a server's guest is configured with is stored as given.
+async fn server_guest_config_round_trips(db: &Db) {
+    let w = world(db).await;
+    let plain = get(db, &w).await;
+    assert_eq!(plain.key_name, None);
+    assert_eq!(plain.key_data, None);
+    assert_eq!(plain.user_data, None);
+    assert!(!plain.config_drive);
+
+    let key = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIBexample alice@laptop";
+    let user_data = "I2Nsb3VkLWNvbmZpZwpob3N0bmFtZTogd2ViCg==".to_string();
+    let configured = db
+        .create_server(&NewServer {
+            key_name: Some("laptop"),
+            key_data: Some(key),
+            user_data: Some(user_data.clone()),
+            config_drive: true,
+            ..new_server(w.project, "configured", w.image, w.host, (1, 128, 1))
+        })
+        .await
+        .unwrap();
+    for s in [
+        configured.clone(),
+        db.server(w.project, configured.id).await.unwrap(),
+    ] {
+        assert_eq!(s.key_name.as_deref(), Some("laptop"));
+        assert_eq!(s.key_data.as_deref(), Some(key));
+        assert_eq!(s.user_data.as_deref(), Some(user_data.as_str()));
+        assert!(s.config_drive);
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Concurrency
+// ---------------------------------------------------------------------------
+
+/// Opens every connection of the pool, so the requests below really race.
+async fn warm_pool(db: &Db) {
+    let reads = (0..16).map(|_| db.list_flavors());
+    for result in futures_util::future::join_all(reads).await {
+        result.expect("warm-up read");
+    }
+}
+
+/// Open registration: only one of many simultaneous first users may become an
+/// admin, and none of them may fail.
+async fn concurrent_first_registrations_make_one_admin(db: &Db) {
+    warm_pool(db).await;
+    let names: Vec<String> = (0..16).map(|i| format!("user{i}")).collect();
+    let results =
+        futures_util::future::join_all(names.iter().map(|n| db.create_user(n, "hash", false)))
+            .await;
+    let mut admins = 0;
+    for (name, result) in names.iter().zip(results) {
+        match result {
+            Ok(user) => admins += usize::from(user.admin),
+            Err(e) => panic!("registering {name} beside others failed: {e}"),
+        }
+    }
+    assert_eq!(admins, 1, "exactly one of the first users is an admin");
+}
+
+/// An agent restarting while its previous registration is still in flight.
+async fn concurrent_host_registrations_are_idempotent(db: &Db) {
+    warm_pool(db).await;
+    let req = register("host-a", 8);
+    let results = futures_util::future::join_all((0..8).map(|_| db.register_host(&req))).await;
+    let ids: Vec<HostId> = results
+        .into_iter()
+        .map(|r| r.expect("registering the same host concurrently").id)
+        .collect();
+    assert!(ids.iter().all(|id| *id == ids[0]), "one host: {ids:?}");
+    assert_eq!(db.list_hosts().await.unwrap().len(), 1);
+}
+
+/// A host report that removes deleted servers while users create and delete
+/// servers on the same host.
+async fn host_reports_beside_concurrent_writes(db: &Db) {
+    let w = world(db).await;
+    let reports = async {
+        for _ in 0..100 {
+            db.apply_host_report(w.host, &full_report(vec![]))
+                .await
+                .expect("host report beside concurrent writes");
+            tokio::task::yield_now().await;
+        }
+    };
+    let users = async {
+        for i in 0..100 {
+            let name = format!("tmp-{i}");
+            let s = db
+                .create_server(&new_server(w.project, &name, w.image, w.host, (1, 128, 1)))
+                .await
+                .expect("create server beside host reports");
+            db.mark_deleting(w.project, s.id)
+                .await
+                .expect("delete server beside host reports");
+        }
+    };
+    futures_util::future::join(reports, users).await;
+    db.apply_host_report(w.host, &full_report(vec![]))
+        .await
+        .unwrap();
+    let left = db.list_servers(w.project).await.unwrap();
+    assert!(
+        left.iter().all(|s| s.name == "web"),
+        "only the world's server is left"
+    );
+}
