@@ -54,6 +54,7 @@ pub async fn start(config: ControllerConfig) -> anyhow::Result<RunningController
         agent_client: reqwest::Client::builder()
             .timeout(Duration::from_secs(30))
             .build()?,
+        uploads: Default::default(),
     };
     let listener = TcpListener::bind(config.listen)
         .await

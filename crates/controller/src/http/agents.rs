@@ -89,20 +89,23 @@ pub async fn desired(
         };
         let mut nics = Vec::new();
         for (port, network_id, mac, ip) in state.store.server_ports(server.id).await? {
-            if !networks.contains_key(&network_id) {
-                let n = state.store.network_by_id(network_id).await?;
-                let owner = state.store.project_name(n.project).await?;
-                let spec = NetworkSpec {
-                    id: n.id,
-                    cidr: n.cidr,
-                    gateway: n.gateway,
-                    domain: format!("{}.{}", dns_label(&owner), n.dns_zone),
-                };
-                networks.insert(network_id, (n, spec));
-            }
+            let network = match networks.entry(network_id) {
+                std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
+                std::collections::hash_map::Entry::Vacant(e) => {
+                    let n = state.store.network_by_id(network_id).await?;
+                    let owner = state.store.project_name(n.project).await?;
+                    let spec = NetworkSpec {
+                        id: n.id,
+                        cidr: n.cidr,
+                        gateway: n.gateway,
+                        domain: format!("{}.{}", dns_label(&owner), n.dns_zone),
+                    };
+                    e.insert((n, spec))
+                }
+            };
             nics.push(NicSpec {
                 port,
-                network: networks[&network_id].1.clone(),
+                network: network.1.clone(),
                 mac,
                 ip,
             });

@@ -142,13 +142,18 @@ pub async fn upload(
     ApiPath(id): ApiPath<ImageId>,
     body: Body,
 ) -> ApiResult<Json<Image>> {
-    let image = state
+    let owned = state
         .store
         .image_any_project(id)
         .await
-        .ok()
-        .filter(|i| i.project == caller.user.project)
-        .ok_or_else(|| ApiError::not_found("image"))?;
+        .is_ok_and(|i| i.project == caller.user.project);
+    if !owned {
+        return Err(ApiError::not_found("image"));
+    }
+    let _claim = UploadClaim::take(&state, id)?;
+    // Read the status under the claim: an upload that finished since the
+    // read above has made the image active.
+    let image = state.store.image_any_project(id).await?;
     if image.status != ImageStatus::Queued {
         return Err(ApiError::conflict(
             "this image already has its file; images are immutable",
@@ -173,6 +178,33 @@ pub async fn upload(
     let image = state.store.activate_image(id, &file).await?;
     tracing::info!(image = %id, size = file.size, "image uploaded");
     Ok(Json(image))
+}
+
+/// Marks an image as being uploaded until dropped (also when the request is
+/// abandoned), so two concurrent uploads cannot both find the image queued
+/// and overwrite each other's file and checksum.
+struct UploadClaim<'a> {
+    state: &'a AppState,
+    id: ImageId,
+}
+
+impl<'a> UploadClaim<'a> {
+    fn take(state: &'a AppState, id: ImageId) -> ApiResult<Self> {
+        let mut uploads = state.uploads.lock().unwrap_or_else(|e| e.into_inner());
+        if !uploads.insert(id) {
+            return Err(ApiError::conflict(
+                "another upload of this image is in progress",
+            ));
+        }
+        Ok(Self { state, id })
+    }
+}
+
+impl Drop for UploadClaim<'_> {
+    fn drop(&mut self) {
+        let mut uploads = self.state.uploads.lock().unwrap_or_else(|e| e.into_inner());
+        uploads.remove(&self.id);
+    }
 }
 
 /// Streams the body into `temp` (hashing as it goes), then checks the bytes.

@@ -41,6 +41,8 @@ pub struct AppState {
     pub dns_zone: Arc<str>,
     /// Client for the agents' own APIs (console logs).
     pub agent_client: reqwest::Client,
+    /// Images with an upload in progress; see `images::UploadClaim`.
+    pub uploads: Arc<std::sync::Mutex<std::collections::HashSet<nubis_api::ImageId>>>,
 }
 
 impl AppState {
