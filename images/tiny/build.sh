@@ -6,7 +6,8 @@
 # Must run as root on Debian 12. Produces in OUTDIR:
 #   vmlinuz      Debian kernel (bzImage), for QEMU -kernel
 #   vmlinux      the same kernel, uncompressed PVH ELF: QEMU -kernel boots it ~2x faster under TCG
-#   initrd.img   gzip'd newc cpio initramfs (busybox, dropbear, a few modules, /init)
+#   initrd.img   gzip'd newc cpio initramfs (busybox, dropbear, a few modules, /init,
+#                nubis-cloud-init)
 #   disk.qcow2   16 MiB zeroed qcow2 root disk (holds the boot counter in sector 0)
 #   cmdline.txt  kernel command line for QEMU -append
 # Downloaded .deb files and the pruned kernel tree are cached in OUTDIR/cache, so
@@ -92,7 +93,9 @@ wanted_modules=(
     virtio_ring virtio virtio_pci_modern_dev virtio_pci_legacy_dev virtio_pci
     failover net_failover virtio_net virtio_blk
     virtio-rng          # entropy from -device virtio-rng-pci, if present
-    isofs vfat nls_cp437 nls_utf8   # config drive (iso9660 or vfat), later use
+    isofs               # config drive (iso9660)
+    vfat nls_cp437 nls_ascii nls_utf8   # config drive (vfat): this kernel's FAT
+                        # defaults are codepage 437 and iocharset "ascii"
 )
 
 # Extract once per .deb and module list; keep only what we need (the full tree is 400 MB).
@@ -200,7 +203,7 @@ trap 'rm -rf "$stage"' EXIT
 
 (cd "$stage" && mkdir -p bin sbin usr/bin usr/sbin etc dev proc sys tmp run root \
     var/run var/log lib/modules lib/x86_64-linux-gnu lib64 etc/nubis etc/dropbear \
-    usr/share/udhcpc)
+    usr/share/udhcpc usr/share/nubis mnt/config)
 chmod 1777 "$stage/tmp"
 chmod 0700 "$stage/root"
 
@@ -213,12 +216,14 @@ ln -s busybox "$stage/bin/sh"
 install -m 0755 "$here/init" "$stage/init"
 install -m 0755 "$here/udhcpc.script" "$stage/usr/share/udhcpc/default.script"
 install -m 0644 "$here/inittab" "$stage/etc/inittab"
+install -m 0755 "$here/cloud-init" "$stage/usr/sbin/nubis-cloud-init"
+install -m 0644 "$here/jsonflat.awk" "$stage/usr/share/nubis/jsonflat.awk"
 
 cp "$kdir"/modules/*.ko "$stage/lib/modules/"
 cp "$kdir/modules.list" "$stage/etc/nubis/modules"
 echo "$kver" > "$stage/etc/nubis/kernel-release"
 
-# dropbear (not started by /init yet) and the shared libraries it needs.
+# dropbear (started by nubis-cloud-init) and the shared libraries it needs.
 dropbear_bins=(/usr/sbin/dropbear /usr/bin/dropbearkey)
 cp "${dropbear_bins[0]}" "$stage/usr/sbin/"
 cp "${dropbear_bins[1]}" "$stage/usr/bin/"
