@@ -1,5 +1,6 @@
-//! Disks on the host: the local image cache and instance overlays.
+//! Disks on the host: the local image cache, instance overlays and config drives.
 
+pub mod config_drive;
 pub mod image_cache;
 pub mod overlay;
 
