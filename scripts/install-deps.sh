@@ -11,6 +11,10 @@ packages=(
   cpio              # tiny test guest initramfs
   dropbear-bin      # tiny test guest SSH server
   postgresql        # store tests on PostgreSQL
+  dnsmasq-base      # DHCP and DNS for instance networks
+  nftables          # NAT and isolation of instance networks
+  openssh-client    # tests log in to guests
+  dnsutils          # tests query the platform DNS (dig)
   python3           # helper scripts
 )
 

@@ -230,9 +230,10 @@ impl Cloud {
 impl Drop for Cloud {
     fn drop(&mut self) {
         self.kill9();
-        // Whatever QEMU this cloud started (its disks live in the data dir).
+        // Whatever this cloud started: QEMU, dnsmasq (their files live in
+        // the data dir, so their command lines name it).
         let dir = self.data_path().to_string_lossy().into_owned();
-        for pid in super::qemu_pids(&dir) {
+        for pid in super::pids_mentioning(&dir, "") {
             let _ = nix::sys::signal::kill(
                 nix::unistd::Pid::from_raw(pid),
                 nix::sys::signal::Signal::SIGKILL,

@@ -45,6 +45,12 @@ where
 
 /// PIDs of QEMU processes whose command line mentions `needle`.
 pub fn qemu_pids(needle: &str) -> Vec<i32> {
+    pids_mentioning(needle, "qemu-system")
+}
+
+/// PIDs of processes whose command line starts with `program` (any, if
+/// empty) and mentions `needle`.
+pub fn pids_mentioning(needle: &str, program: &str) -> Vec<i32> {
     let mut pids = Vec::new();
     for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
         let Ok(pid) = entry.file_name().to_string_lossy().parse::<i32>() else {
@@ -54,7 +60,9 @@ pub fn qemu_pids(needle: &str) -> Vec<i32> {
             continue;
         };
         let text = String::from_utf8_lossy(&cmdline);
-        if text.starts_with("qemu-system") && text.contains(needle) {
+        let name = text.split('\0').next().unwrap_or("");
+        let base = name.rsplit('/').next().unwrap_or(name);
+        if base.starts_with(program) && text.contains(needle) && pid != std::process::id() as i32 {
             pids.push(pid);
         }
     }

@@ -5,10 +5,13 @@
 //! process, the disk, the agent's notes in `state.json`), so an actor that
 //! starts over after an agent restart picks up where things are.
 
+use crate::guest_data;
 use crate::layout::InstanceFiles;
+use crate::network::HostNetworking;
 use crate::qemu::cmdline::DiskDriver;
 use crate::qemu::{QemuProcess, QmpClient, QmpEvent, VmConfig};
 use crate::reports::Reports;
+use crate::storage::config_drive::{self, ConfigDrive, DriveFlavor};
 use crate::storage::{overlay, ImageCache};
 use anyhow::Context;
 use chrono::{DateTime, Utc};
@@ -27,6 +30,10 @@ pub struct InstanceContext {
     /// How long a guest gets to power down before it is stopped hard.
     pub stop_timeout: Duration,
     pub reports: Reports,
+    pub networking: HostNetworking,
+    /// Whether this host serves the metadata service; without it every guest
+    /// gets a config drive.
+    pub metadata_service: bool,
 }
 
 /// The agent's persisted notes about an instance.
@@ -38,6 +45,9 @@ struct InstanceState {
     /// controller has recorded the stop.
     guest_shutdown: bool,
     launched_at: Option<DateTime<Utc>>,
+    /// TAP devices made for the instance, removed with it.
+    #[serde(default)]
+    taps: Vec<String>,
 }
 
 /// A QEMU process we are connected to.
@@ -79,7 +89,7 @@ async fn run(
     loop {
         let spec = spec_rx.borrow_and_update().clone();
         let Some(spec) = spec else {
-            destroy(id, vm.take(), &files).await;
+            destroy(id, vm.take(), &files, &ctx, &state).await;
             ctx.reports.remove(id);
             return;
         };
@@ -158,7 +168,7 @@ async fn converge(
     match spec.power {
         PowerState::Running => {
             if vm.is_none() && !state.guest_shutdown {
-                *vm = Some(boot(ctx, files, spec).await?);
+                *vm = Some(boot(ctx, files, spec, state).await?);
                 state.launched_at = Some(Utc::now());
                 // A fresh boot satisfies every reboot asked for so far.
                 state.reboot_generation = spec.reboot_generation;
@@ -212,6 +222,7 @@ async fn boot(
     ctx: &InstanceContext,
     files: &InstanceFiles,
     spec: &InstanceSpec,
+    state: &mut InstanceState,
 ) -> anyhow::Result<Vm> {
     let backing = ctx.images.ensure(&spec.disk_image).await?;
     let kernel = match &spec.kernel {
@@ -221,6 +232,20 @@ async fn boot(
     let initrd = match &spec.initrd {
         Some(i) => Some(ctx.images.ensure(i).await?),
         None => None,
+    };
+    let mut nics = Vec::new();
+    for nic in &spec.nics {
+        let tap = ctx.networking.plug(nic).await?;
+        if !state.taps.contains(&tap) {
+            state.taps.push(tap.clone());
+            save_state(files, state).await;
+        }
+        nics.push((tap, nic.mac.clone()));
+    }
+    let config_drive = if spec.guest.config_drive || !ctx.metadata_service {
+        Some(write_config_drive(files, spec).await?)
+    } else {
+        None
     };
     let config = VmConfig {
         uuid: spec.id.to_string(),
@@ -237,6 +262,8 @@ async fn boot(
         qmp_socket: files.qmp_socket(),
         pidfile: files.pidfile(),
         console_log: files.console_log(),
+        nics,
+        config_drive,
     };
     let process = QemuProcess::start(&config).await?;
     match connect(process, files).await {
@@ -246,6 +273,27 @@ async fn boot(
             Err(e)
         }
     }
+}
+
+/// Writes the instance's config drive (rewritten at each boot, so it always
+/// matches the current spec).
+async fn write_config_drive(
+    files: &InstanceFiles,
+    spec: &InstanceSpec,
+) -> anyhow::Result<std::path::PathBuf> {
+    let path = files.config_drive();
+    let drive = ConfigDrive {
+        meta_data: guest_data::meta_data(spec),
+        user_data: guest_data::user_data(spec),
+        network_data: guest_data::network_data(spec),
+        vendor_data: serde_json::json!({}),
+    };
+    let target = path.clone();
+    tokio::task::spawn_blocking(move || {
+        config_drive::write(&target, &drive, DriveFlavor::ConfigDrive2)
+    })
+    .await??;
+    Ok(path)
 }
 
 /// Connects to a QEMU's QMP socket and checks that the guest runs.
@@ -301,13 +349,24 @@ async fn graceful_stop(mut vm: Vm, timeout: Duration) {
     }
 }
 
-/// Ends the QEMU process (if any) and removes every file of the instance.
-async fn destroy(id: ServerId, vm: Option<Vm>, files: &InstanceFiles) {
+/// Ends the QEMU process (if any) and removes its TAPs and every file.
+async fn destroy(
+    id: ServerId,
+    vm: Option<Vm>,
+    files: &InstanceFiles,
+    ctx: &InstanceContext,
+    state: &InstanceState,
+) {
     let process = vm
         .map(|v| v.process)
         .or_else(|| QemuProcess::from_pidfile(&files.pidfile(), &id.to_string()));
     if let Some(p) = process {
         p.kill().await;
+    }
+    for tap in &state.taps {
+        if let Err(e) = ctx.networking.unplug(tap).await {
+            tracing::warn!(instance = %id, tap = %tap, error = %format!("{e:#}"), "could not remove TAP");
+        }
     }
     if let Err(e) = tokio::fs::remove_dir_all(&files.dir).await {
         if e.kind() != std::io::ErrorKind::NotFound {

@@ -19,6 +19,11 @@ impl Layout {
         self.root.join("images")
     }
 
+    /// Per-network state (dnsmasq files).
+    pub fn networks(&self) -> PathBuf {
+        self.root.join("networks")
+    }
+
     /// One directory per instance.
     pub fn instances(&self) -> PathBuf {
         self.root.join("instances")
@@ -61,6 +66,10 @@ impl InstanceFiles {
     }
     pub fn console_log(&self) -> PathBuf {
         self.dir.join("console.log")
+    }
+    /// The config drive (`config-2`, VFAT).
+    pub fn config_drive(&self) -> PathBuf {
+        self.dir.join("config.img")
     }
     /// The agent's own notes about the instance (see `InstanceState`).
     pub fn state(&self) -> PathBuf {

@@ -5,9 +5,11 @@
 pub mod accel;
 pub mod api;
 pub mod controller_client;
+pub mod guest_data;
 pub mod host_info;
 pub mod instance;
 pub mod layout;
+pub mod network;
 pub mod qemu;
 pub mod reconciler;
 pub mod reports;
@@ -93,6 +95,8 @@ pub async fn start(config: AgentConfig) -> anyhow::Result<RunningAgent> {
         accel,
         stop_timeout: config.stop_timeout,
         reports: reports::Reports::default(),
+        networking: network::HostNetworking::new(layout.networks()),
+        metadata_service: false,
     };
     let reconcile = tokio::spawn(reconciler::follow_desired_state(
         client.clone(),

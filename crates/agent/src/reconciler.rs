@@ -22,7 +22,18 @@ pub async fn follow_desired_state(
         match client.desired(host, revision).await {
             Ok(desired) => {
                 revision = Some(desired.revision);
+                // Networks first: instances plug into them.
+                if let Err(e) = ctx
+                    .networking
+                    .converge(&desired.networks, &desired.instances)
+                    .await
+                {
+                    tracing::warn!(error = %format!("{e:#}"), "cannot converge host networking");
+                }
                 apply(&desired, &mut actors, &layout, &ctx);
+                if let Err(e) = ctx.networking.remove_stray_taps(&desired.instances).await {
+                    tracing::warn!(error = %format!("{e:#}"), "cannot remove stray TAPs");
+                }
             }
             Err(e) => {
                 tracing::warn!(error = %format!("{e:#}"), "cannot fetch desired state; retrying");

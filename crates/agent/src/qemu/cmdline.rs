@@ -52,6 +52,10 @@ pub struct VmConfig {
     pub qmp_socket: PathBuf,
     pub pidfile: PathBuf,
     pub console_log: PathBuf,
+    /// NICs: (TAP device name, MAC address), in guest order.
+    pub nics: Vec<(String, String)>,
+    /// A read-only raw disk with the guest's configuration (`config-2`).
+    pub config_drive: Option<PathBuf>,
 }
 
 /// Doubles commas, QEMU's escape inside `key=value,...` option strings.
@@ -114,6 +118,29 @@ impl VmConfig {
         });
         push(&["-blockdev", &blockdev.to_string()]);
         push(&["-device", "virtio-blk-pci,drive=disk0,bootindex=1"]);
+        if let Some(drive) = &self.config_drive {
+            let blockdev = json!({
+                "node-name": "config0",
+                "driver": "raw",
+                "read-only": true,
+                "file": {"driver": "file", "filename": path_str(drive), "read-only": true},
+            });
+            push(&["-blockdev", &blockdev.to_string()]);
+            push(&["-device", "virtio-blk-pci,drive=config0"]);
+        }
+        for (i, (tap, mac)) in self.nics.iter().enumerate() {
+            push(&[
+                "-netdev",
+                &format!(
+                    "tap,id=net{i},ifname={},script=no,downscript=no",
+                    escape_opt(tap)
+                ),
+            ]);
+            push(&[
+                "-device",
+                &format!("virtio-net-pci,netdev=net{i},mac={}", escape_opt(mac)),
+            ]);
+        }
         if let Some(kernel) = &self.kernel {
             push(&["-kernel", &path_str(kernel)]);
             if let Some(initrd) = &self.initrd {
@@ -147,6 +174,8 @@ mod tests {
             qmp_socket: "/run/x/qmp.sock".into(),
             pidfile: "/run/x/qemu.pid".into(),
             console_log: "/run/x/console.log".into(),
+            nics: vec![("ntap-1".into(), "52:54:00:00:00:01".into())],
+            config_drive: Some("/run/x/config.img".into()),
         }
     }
 
@@ -194,6 +223,25 @@ mod tests {
         let a = args(&kvm);
         assert_eq!(after(&a, "-accel"), "kvm");
         assert_eq!(after(&a, "-cpu"), "host");
+    }
+
+    #[test]
+    fn nics_and_config_drive() {
+        let a = args(&config());
+        assert_eq!(
+            after(&a, "-netdev"),
+            "tap,id=net0,ifname=ntap-1,script=no,downscript=no"
+        );
+        assert!(a.contains(&"virtio-net-pci,netdev=net0,mac=52:54:00:00:00:01".to_string()));
+        let drives: Vec<serde_json::Value> = a
+            .iter()
+            .zip(a.iter().skip(1))
+            .filter(|(f, _)| *f == "-blockdev")
+            .map(|(_, v)| serde_json::from_str(v).unwrap())
+            .collect();
+        assert_eq!(drives.len(), 2);
+        assert_eq!(drives[1]["driver"], "raw");
+        assert_eq!(drives[1]["read-only"], true);
     }
 
     #[test]

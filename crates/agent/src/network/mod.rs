@@ -1,0 +1,152 @@
+//! Instance networking on a host: a switch segment (bridge) per network
+//! with the gateway address, a TAP per NIC, dnsmasq for DHCP and DNS, and
+//! the nftables rules (NAT, isolation). Converged as a whole from the
+//! desired state, like instances, so restarts leave nothing extra.
+
+mod command;
+pub mod dnsmasq;
+pub mod firewall;
+pub mod switch;
+pub mod tap;
+
+use dnsmasq::{DhcpHost, Dnsmasq};
+use nubis_api::agent::{HostNetwork, InstanceSpec, NicSpec};
+use nubis_api::NetworkId;
+use std::collections::HashSet;
+use std::path::PathBuf;
+use std::sync::Arc;
+use switch::{bridge_name, LinuxBridge, Switch, BRIDGE_PREFIX};
+use tokio::sync::Mutex;
+
+/// The host's instance networking.
+#[derive(Clone)]
+pub struct HostNetworking {
+    dir: PathBuf,
+    switch: LinuxBridge,
+    /// The ruleset last applied, to skip reloading an unchanged one.
+    applied_rules: Arc<Mutex<Option<String>>>,
+}
+
+impl HostNetworking {
+    /// `dir` holds per-network state (dnsmasq files).
+    pub fn new(dir: PathBuf) -> Self {
+        Self {
+            dir,
+            switch: LinuxBridge,
+            applied_rules: Arc::default(),
+        }
+    }
+
+    fn dnsmasq(&self, id: NetworkId) -> Dnsmasq {
+        Dnsmasq::new(self.dir.join(id.to_string()))
+    }
+
+    /// Where a network's DHCP entries live (tests check them after deletes).
+    pub fn dhcp_hosts_file(&self, id: NetworkId) -> PathBuf {
+        self.dnsmasq(id).dhcp_hosts_path()
+    }
+
+    /// Converges bridges, dnsmasq and nftables to `networks`, serving DHCP
+    /// for the NICs of `instances`; removes networks no longer used here.
+    pub async fn converge(
+        &self,
+        networks: &[HostNetwork],
+        instances: &[InstanceSpec],
+    ) -> anyhow::Result<()> {
+        enable_forwarding().await?;
+        for network in networks {
+            let bridge = self.switch.ensure_network(&network.spec).await?;
+            let hosts: Vec<DhcpHost> = instances
+                .iter()
+                .flat_map(|i| i.nics.iter().map(move |n| (i, n)))
+                .filter(|(_, n)| n.network.id == network.spec.id)
+                .map(|(i, n)| DhcpHost {
+                    mac: n.mac.clone(),
+                    ip: n.ip,
+                    hostname: i.guest.hostname.clone(),
+                })
+                .collect();
+            self.dnsmasq(network.spec.id)
+                .ensure(&network.spec, &bridge, &hosts, &network.dns)
+                .await?;
+        }
+        self.remove_unused(networks).await?;
+        let specs: Vec<_> = networks.iter().map(|n| n.spec.clone()).collect();
+        let rules = firewall::ruleset(&specs);
+        let mut applied = self.applied_rules.lock().await;
+        if applied.as_deref() != Some(rules.as_str()) {
+            if specs.is_empty() {
+                firewall::clear().await?;
+            } else {
+                firewall::apply(&rules).await?;
+            }
+            *applied = Some(rules);
+        }
+        Ok(())
+    }
+
+    /// Removes bridges and dnsmasq state of networks not in `networks`.
+    async fn remove_unused(&self, networks: &[HostNetwork]) -> anyhow::Result<()> {
+        let wanted_bridges: HashSet<String> =
+            networks.iter().map(|n| bridge_name(&n.spec)).collect();
+        let wanted_ids: HashSet<NetworkId> = networks.iter().map(|n| n.spec.id).collect();
+        if let Ok(entries) = std::fs::read_dir(&self.dir) {
+            for entry in entries.flatten() {
+                let Some(id) = entry
+                    .file_name()
+                    .to_str()
+                    .and_then(|s| s.parse::<NetworkId>().ok())
+                else {
+                    continue;
+                };
+                if !wanted_ids.contains(&id) {
+                    self.dnsmasq(id).remove().await?;
+                    tracing::info!(network = %id, "network removed from host");
+                }
+            }
+        }
+        for bridge in command::links_with_prefix(BRIDGE_PREFIX).await? {
+            if !wanted_bridges.contains(&bridge) {
+                self.switch.remove_network(&bridge).await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Creates a NIC's TAP and attaches it to its network; returns its name.
+    pub async fn plug(&self, nic: &NicSpec) -> anyhow::Result<String> {
+        let name = tap::tap_name(nic.port);
+        tap::ensure(&name).await?;
+        self.switch.ensure_network(&nic.network).await?;
+        self.switch.attach(&name, &nic.network).await?;
+        Ok(name)
+    }
+
+    /// Removes a NIC's TAP.
+    pub async fn unplug(&self, tap_name: &str) -> anyhow::Result<()> {
+        tap::remove(tap_name).await
+    }
+
+    /// Removes TAPs that belong to no desired instance (left by a crash).
+    pub async fn remove_stray_taps(&self, instances: &[InstanceSpec]) -> anyhow::Result<()> {
+        let wanted: HashSet<String> = instances
+            .iter()
+            .flat_map(|i| i.nics.iter().map(|n| tap::tap_name(n.port)))
+            .collect();
+        for name in command::links_with_prefix(tap::TAP_PREFIX).await? {
+            if !wanted.contains(&name) {
+                tap::remove(&name).await?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Routing between instance networks and the uplink needs forwarding on.
+async fn enable_forwarding() -> anyhow::Result<()> {
+    let path = "/proc/sys/net/ipv4/ip_forward";
+    if tokio::fs::read_to_string(path).await?.trim() != "1" {
+        tokio::fs::write(path, "1\n").await?;
+    }
+    Ok(())
+}

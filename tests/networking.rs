@@ -1,0 +1,192 @@
+//! Networking end to end, inside a network namespace: a server created with
+//! a key pair, user data and a fixed address on its own network is reachable
+//! by `ssh -i key` from the host side; its hostname is the server name, the
+//! user-data script ran, its DNS name resolves; deleting it (and then the
+//! network) leaves no TAP, DHCP entry, bridge or dnsmasq behind.
+
+mod support;
+
+use base64::Engine;
+use reqwest::{Method, StatusCode};
+use serde_json::json;
+use std::process::Command;
+use std::time::Duration;
+use support::cloud::Cloud;
+use support::netns::run_in_netns;
+
+const BOOT: Duration = Duration::from_secs(180);
+
+/// Runs `ssh` to the guest with the test key; returns stdout.
+fn ssh(key: &std::path::Path, ip: &str, command: &str) -> String {
+    let out = Command::new("ssh")
+        .arg("-i")
+        .arg(key)
+        .args([
+            "-o",
+            "StrictHostKeyChecking=no",
+            "-o",
+            "UserKnownHostsFile=/dev/null",
+            "-o",
+            "BatchMode=yes",
+            "-o",
+            "ConnectTimeout=10",
+            "-o",
+            "LogLevel=ERROR",
+        ])
+        .arg(format!("root@{ip}"))
+        .arg(command)
+        .output()
+        .expect("running ssh (is openssh-client installed?)");
+    assert!(
+        out.status.success(),
+        "ssh {command:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+fn links() -> String {
+    let out = Command::new("ip")
+        .args(["-o", "link", "show"])
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+#[test]
+fn server_is_reachable_by_ssh_with_its_key_and_dns_name() {
+    run_in_netns("net", || async {
+        let mut cloud = Cloud::start().await;
+        cloud.register_and_login("carol", "carol-password").await;
+        cloud.upload_tiny_image();
+
+        let (s, net) = cloud
+            .call(
+                Method::POST,
+                "/v1/networks",
+                Some(json!({"name": "lan", "cidr": "10.77.0.0/24"})),
+            )
+            .await;
+        assert_eq!(s, StatusCode::CREATED, "{net}");
+        assert_eq!(net["gateway"], "10.77.0.1");
+        let (s, kp) = cloud
+            .call(Method::POST, "/v1/keypairs", Some(json!({"name": "k1"})))
+            .await;
+        assert_eq!(s, StatusCode::CREATED, "{kp}");
+        let key = cloud.data_path().join("k1.pem");
+        std::fs::write(&key, kp["private_key"].as_str().unwrap()).unwrap();
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600)).unwrap();
+
+        let script = "#!/bin/sh\necho user-data-ran > /tmp/ud\n";
+        let user_data = base64::engine::general_purpose::STANDARD.encode(script);
+        let (s, server) = cloud
+            .call(
+                Method::POST,
+                "/v1/servers",
+                Some(json!({
+                    "name": "web", "image": "tiny", "flavor": "tiny", "key_name": "k1",
+                    "user_data": user_data,
+                    "networks": [{"network": "lan", "fixed_ip": "10.77.0.50"}],
+                })),
+            )
+            .await;
+        assert_eq!(s, StatusCode::ACCEPTED, "{server}");
+        let id = server["id"].as_str().unwrap().to_owned();
+        assert_eq!(server["addresses"][0]["ip"], "10.77.0.50");
+        assert_eq!(server["dns_name"], "web.carol.nubis.internal");
+
+        // The same fixed address again is a conflict, and creates nothing.
+        let (s, err) = cloud
+            .call(
+                Method::POST,
+                "/v1/servers",
+                Some(json!({"name": "web2", "image": "tiny", "flavor": "tiny",
+                            "networks": [{"network": "lan", "fixed_ip": "10.77.0.50"}]})),
+            )
+            .await;
+        assert_eq!(s, StatusCode::CONFLICT, "{err}");
+        assert!(err["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("10.77.0.50"));
+
+        cloud.wait_status(&id, "running", BOOT).await;
+        cloud
+            .wait_console(&id, "nubis-tiny: sshd ready", BOOT)
+            .await;
+        cloud
+            .wait_console(&id, "nubis-tiny: user-data exit 0", BOOT)
+            .await;
+
+        let out = ssh(&key, "10.77.0.50", "hostname; cat /tmp/ud");
+        assert_eq!(out, "web\nuser-data-ran\n");
+
+        // The platform's DNS answers for the zone, from the host ...
+        let dig = Command::new("dig")
+            .args([
+                "+short",
+                "+time=2",
+                "+tries=3",
+                "@10.77.0.1",
+                "web.carol.nubis.internal",
+            ])
+            .output()
+            .expect("running dig (is dnsutils installed?)");
+        assert_eq!(String::from_utf8_lossy(&dig.stdout).trim(), "10.77.0.50");
+        // ... and from instances.
+        let lookup = ssh(&key, "10.77.0.50", "nslookup web.carol.nubis.internal");
+        assert!(lookup.contains("10.77.0.50"), "{lookup}");
+
+        // Delete: no TAP and no DHCP entry remain; then the network goes.
+        let mac = server["addresses"][0]["mac"].as_str().unwrap().to_owned();
+        let (s, _) = cloud
+            .call(Method::DELETE, &format!("/v1/servers/{id}"), None)
+            .await;
+        assert_eq!(s, StatusCode::ACCEPTED);
+        support::wait_for("the server to go", BOOT, || async {
+            let (s, _) = cloud
+                .call(Method::GET, &format!("/v1/servers/{id}"), None)
+                .await;
+            (s == StatusCode::NOT_FOUND).then_some(())
+        })
+        .await;
+        support::wait_for("its TAP to go", BOOT, || async {
+            (!links().contains("ntap-")).then_some(())
+        })
+        .await;
+        let networks_dir = cloud.data_path().join("agent/networks");
+        let dhcp_entries = walk_text(&networks_dir);
+        assert!(
+            !dhcp_entries.contains(&mac),
+            "DHCP entry left: {dhcp_entries}"
+        );
+
+        let net_id = net["id"].as_str().unwrap();
+        let (s, b) = cloud
+            .call(Method::DELETE, &format!("/v1/networks/{net_id}"), None)
+            .await;
+        assert_eq!(s, StatusCode::NO_CONTENT, "{b}");
+        // No server is left on the host, so no bridge or dnsmasq remains.
+        let dir = cloud.data_path().to_string_lossy().into_owned();
+        support::wait_for("bridges and dnsmasq to go", BOOT, || async {
+            (!links().contains("nbr-") && support::pids_mentioning(&dir, "dnsmasq").is_empty())
+                .then_some(())
+        })
+        .await;
+    });
+}
+
+/// All text of the files below `dir` (missing dir: empty).
+fn walk_text(dir: &std::path::Path) -> String {
+    let mut text = String::new();
+    for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let path = entry.path();
+        if path.is_dir() {
+            text.push_str(&walk_text(&path));
+        } else if let Ok(t) = std::fs::read_to_string(&path) {
+            text.push_str(&t);
+        }
+    }
+    text
+}
