@@ -15,6 +15,7 @@ packages=(
   nftables          # NAT and isolation of instance networks
   openssh-client    # tests log in to guests
   dnsutils          # tests query the platform DNS (dig)
+  iputils-ping      # tests ping guests
   python3           # helper scripts
 )
 

@@ -72,7 +72,16 @@ impl HostNetworking {
         }
         self.remove_unused(networks).await?;
         let specs: Vec<_> = networks.iter().map(|n| n.spec.clone()).collect();
-        let rules = firewall::ruleset(&specs);
+        let ports: Vec<firewall::Port> = instances
+            .iter()
+            .flat_map(|i| &i.nics)
+            .map(|n| firewall::Port {
+                tap: tap::tap_name(n.port),
+                mac: n.mac.clone(),
+                ip: n.ip,
+            })
+            .collect();
+        let rules = firewall::ruleset(&specs, &ports);
         let mut applied = self.applied_rules.lock().await;
         if applied.as_deref() != Some(rules.as_str()) {
             if specs.is_empty() {

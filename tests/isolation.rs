@@ -1,0 +1,168 @@
+//! Tenant isolation, inside a network namespace: a server of one project
+//! cannot reach a server of another, and a guest cannot send from an
+//! address that is not its own.
+
+mod support;
+
+use reqwest::{Method, StatusCode};
+use serde_json::json;
+use std::process::Command;
+use std::time::Duration;
+use support::cloud::Cloud;
+use support::netns::run_in_netns;
+
+const BOOT: Duration = Duration::from_secs(180);
+
+/// Creates a key pair and a server with it; returns (server id, ip, key path).
+async fn server_with_key(cloud: &Cloud, name: &str) -> (String, String, std::path::PathBuf) {
+    let (s, kp) = cloud
+        .call(
+            Method::POST,
+            "/v1/keypairs",
+            Some(json!({"name": format!("{name}-key")})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{kp}");
+    let key = cloud.data_path().join(format!("{name}.pem"));
+    std::fs::write(&key, kp["private_key"].as_str().unwrap()).unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let (s, server) = cloud
+        .call(
+            Method::POST,
+            "/v1/servers",
+            Some(json!({"name": name, "image": "tiny", "flavor": "tiny", "key_name": format!("{name}-key")})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::ACCEPTED, "{server}");
+    (
+        server["id"].as_str().unwrap().to_owned(),
+        server["addresses"][0]["ip"].as_str().unwrap().to_owned(),
+        key,
+    )
+}
+
+/// Runs a command in the guest over ssh; returns whether it succeeded.
+fn in_guest(key: &std::path::Path, ip: &str, command: &str) -> bool {
+    Command::new("ssh")
+        .arg("-i")
+        .arg(key)
+        .args([
+            "-o",
+            "StrictHostKeyChecking=no",
+            "-o",
+            "UserKnownHostsFile=/dev/null",
+            "-o",
+            "BatchMode=yes",
+            "-o",
+            "ConnectTimeout=10",
+            "-o",
+            "LogLevel=ERROR",
+        ])
+        .arg(format!("root@{ip}"))
+        .arg(command)
+        .status()
+        .expect("ssh")
+        .success()
+}
+
+fn host_pings(ip: &str) -> bool {
+    Command::new("ping")
+        .args(["-c", "1", "-W", "2", ip])
+        .stdout(std::process::Stdio::null())
+        .status()
+        .expect("ping (is iputils-ping installed?)")
+        .success()
+}
+
+#[test]
+fn projects_are_isolated_and_guests_cannot_spoof() {
+    run_in_netns("iso", || async {
+        let mut cloud = Cloud::start().await;
+        cloud.register_and_login("dave", "dave-password").await;
+        cloud.upload_tiny_image();
+        // Images are private: the second project uploads its own copy.
+        let (a_id, a_ip, a_key) = server_with_key(&cloud, "a").await;
+        cloud.register_and_login("erin", "erin-password").await;
+        cloud.upload_tiny_image();
+        let (b_id, b_ip, _) = server_with_key(&cloud, "b").await;
+        let erin = cloud.token.clone();
+
+        cloud.token = erin;
+        cloud
+            .wait_console(&b_id, "nubis-tiny: sshd ready", BOOT)
+            .await;
+        assert!(
+            host_pings(&b_ip),
+            "the host reaches the other project's server"
+        );
+
+        let (s, _) = cloud
+            .call(Method::GET, &format!("/v1/servers/{a_id}"), None)
+            .await;
+        assert_eq!(
+            s,
+            StatusCode::NOT_FOUND,
+            "another project's server is invisible"
+        );
+        // Back to dave for his server.
+        let (s, tok) = cloud
+            .call(
+                Method::POST,
+                "/v1/tokens",
+                Some(json!({"name": "dave", "password": "dave-password"})),
+            )
+            .await;
+        assert_eq!(s, StatusCode::CREATED);
+        cloud.token = Some(tok["token"].as_str().unwrap().to_owned());
+        cloud
+            .wait_console(&a_id, "nubis-tiny: sshd ready", BOOT)
+            .await;
+
+        let gateway = {
+            let (_, server) = cloud
+                .call(Method::GET, &format!("/v1/servers/{a_id}"), None)
+                .await;
+            let ip: std::net::Ipv4Addr = server["addresses"][0]["ip"]
+                .as_str()
+                .unwrap()
+                .parse()
+                .unwrap();
+            let o = ip.octets();
+            format!("{}.{}.{}.1", o[0], o[1], o[2])
+        };
+        assert!(
+            in_guest(&a_key, &a_ip, &format!("ping -c 1 -W 2 {gateway}")),
+            "own gateway reachable"
+        );
+        assert!(
+            !in_guest(&a_key, &a_ip, &format!("ping -c 2 -W 2 {b_ip}")),
+            "a server of another project must not be reachable"
+        );
+
+        // Spoofing: an extra address on the guest's NIC gets nowhere.
+        let o: Vec<&str> = a_ip.split('.').collect();
+        let spoofed = format!("{}.{}.{}.200", o[0], o[1], o[2]);
+        assert!(in_guest(
+            &a_key,
+            &a_ip,
+            &format!("ip addr add {spoofed}/24 dev eth0")
+        ));
+        assert!(
+            !in_guest(
+                &a_key,
+                &a_ip,
+                &format!("ping -c 2 -W 2 -I {spoofed} {gateway}")
+            ),
+            "traffic from a spoofed source address must be dropped"
+        );
+        assert!(
+            in_guest(&a_key, &a_ip, &format!("ping -c 1 -W 2 {gateway}")),
+            "own address still works"
+        );
+        assert!(
+            !host_pings(&spoofed),
+            "the spoofed address does not answer either"
+        );
+    });
+}
