@@ -25,7 +25,7 @@ pub async fn follow_desired_state(
                 // Networks first: instances plug into them.
                 if let Err(e) = ctx
                     .networking
-                    .converge(&desired.networks, &desired.instances)
+                    .converge(&desired.networks, &desired.instances, &desired.floating_ips)
                     .await
                 {
                     tracing::warn!(error = %format!("{e:#}"), "cannot converge host networking");

@@ -162,6 +162,18 @@ pub struct DesiredState {
     pub instances: Vec<InstanceSpec>,
     /// Networks the host's instances use; others are removed from the host.
     pub networks: Vec<HostNetwork>,
+    /// Floating IPs of this host's instances.
+    #[serde(default)]
+    pub floating_ips: Vec<FloatingIpSpec>,
+}
+
+/// A 1:1 NAT from a public address to an instance's address on this host.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct FloatingIpSpec {
+    #[schema(value_type = String)]
+    pub ip: Ipv4Addr,
+    #[schema(value_type = String)]
+    pub fixed_ip: Ipv4Addr,
 }
 
 /// What a host observes of one instance.

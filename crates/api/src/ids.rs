@@ -77,6 +77,14 @@ typed_id!(
     /// Identifies an SSH key pair.
     KeypairId
 );
+typed_id!(
+    /// Identifies a floating IP.
+    FloatingIpId
+);
+typed_id!(
+    /// Identifies a floating IP pool.
+    FloatingIpPoolId
+);
 
 #[cfg(test)]
 mod tests {

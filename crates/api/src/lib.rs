@@ -7,6 +7,7 @@
 pub mod agent;
 pub mod error;
 pub mod flavors;
+pub mod floating_ips;
 pub mod ids;
 pub mod images;
 pub mod keypairs;
@@ -18,6 +19,7 @@ pub mod users;
 
 pub use error::{ErrorBody, ErrorDetail};
 pub use ids::{
-    FlavorId, HostId, ImageId, KeypairId, NetworkId, PortId, ProjectId, ServerId, UserId,
+    FlavorId, FloatingIpId, FloatingIpPoolId, HostId, ImageId, KeypairId, NetworkId, PortId,
+    ProjectId, ServerId, UserId,
 };
 pub use names::Name;

@@ -3,7 +3,7 @@
 
 use super::command::run_with_input;
 use super::switch::BRIDGE_PREFIX;
-use nubis_api::agent::NetworkSpec;
+use nubis_api::agent::{FloatingIpSpec, NetworkSpec};
 use std::net::Ipv4Addr;
 
 /// The table Nubis owns; nothing else in the host's ruleset is touched.
@@ -20,8 +20,8 @@ pub struct Port {
 /// The host's whole ruleset: routing rules (`inet nubis`) and per-port
 /// anti-spoofing (`bridge nubis`). Only generated names, validated CIDRs
 /// and addresses go into it.
-pub fn ruleset(networks: &[NetworkSpec], ports: &[Port]) -> String {
-    format!("{}{}", inet_table(networks), bridge_table(ports))
+pub fn ruleset(networks: &[NetworkSpec], ports: &[Port], floating: &[FloatingIpSpec]) -> String {
+    format!("{}{}", inet_table(networks, floating), bridge_table(ports))
 }
 
 /// Anti-spoofing: a guest may only send frames from its own MAC, and IPv4
@@ -60,8 +60,21 @@ fn bridge_table(ports: &[Port]) -> String {
     )
 }
 
-fn inet_table(networks: &[NetworkSpec]) -> String {
+fn inet_table(networks: &[NetworkSpec], floating: &[FloatingIpSpec]) -> String {
+    let mut dnat = String::new();
     let mut nat = String::new();
+    for f in floating {
+        // 1:1 NAT: in to the instance, and the instance's traffic out as the
+        // floating address (before the general masquerade below).
+        dnat.push_str(&format!(
+            "        ip daddr {} dnat ip to {}\n",
+            f.ip, f.fixed_ip
+        ));
+        nat.push_str(&format!(
+            "        ip saddr {} oifname != \"{BRIDGE_PREFIX}*\" snat ip to {}\n",
+            f.fixed_ip, f.ip
+        ));
+    }
     for n in networks {
         // Outbound NAT: instance traffic leaving through anything but an
         // instance bridge takes the host's address.
@@ -78,6 +91,14 @@ fn inet_table(networks: &[NetworkSpec]) -> String {
          \x20       type filter hook forward priority filter; policy accept;\n\
          \x20       # Networks are isolated from each other: nothing is routed between bridges.\n\
          \x20       iifname \"{BRIDGE_PREFIX}*\" oifname \"{BRIDGE_PREFIX}*\" drop\n\
+         \x20   }}\n\
+         \x20   chain prerouting {{\n\
+         \x20       type nat hook prerouting priority dstnat; policy accept;\n\
+         {dnat}\
+         \x20   }}\n\
+         \x20   chain output {{\n\
+         \x20       type nat hook output priority -100; policy accept;\n\
+         {dnat}\
          \x20   }}\n\
          \x20   chain postrouting {{\n\
          \x20       type nat hook postrouting priority srcnat; policy accept;\n\
@@ -122,7 +143,17 @@ mod tests {
             mac: "52:54:00:aa:bb:cc".into(),
             ip: "10.9.0.5".parse().unwrap(),
         };
-        let r = ruleset(&[n], &[port]);
+        let fip = FloatingIpSpec {
+            ip: "203.0.113.10".parse().unwrap(),
+            fixed_ip: "10.9.0.5".parse().unwrap(),
+        };
+        let r = ruleset(&[n], &[port], &[fip]);
+        assert!(r.contains("ip daddr 203.0.113.10 dnat ip to 10.9.0.5"));
+        assert!(r.contains("ip saddr 10.9.0.5 oifname != \"nbr-*\" snat ip to 203.0.113.10"));
+        assert!(
+            r.find("snat ip to").unwrap() < r.find("masquerade").unwrap(),
+            "1:1 NAT before masquerade"
+        );
         assert!(r.contains("ip saddr 10.9.0.0/24 oifname != \"nbr-*\" masquerade"));
         assert!(r.starts_with("table inet nubis\ndelete table inet nubis\n"));
         assert!(r.contains("iifname \"nbr-*\" oifname \"nbr-*\" drop"));
@@ -172,7 +203,17 @@ mod tests {
             .stdin
             .take()
             .unwrap()
-            .write_all(ruleset(&[n], &ports).as_bytes())
+            .write_all(
+                ruleset(
+                    &[n],
+                    &ports,
+                    &[FloatingIpSpec {
+                        ip: "203.0.113.10".parse().unwrap(),
+                        fixed_ip: "10.9.0.5".parse().unwrap(),
+                    }],
+                )
+                .as_bytes(),
+            )
             .unwrap();
         let out = child.wait_with_output().unwrap();
         let _ = ip(&["netns", "del", &ns]);

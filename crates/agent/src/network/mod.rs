@@ -10,7 +10,7 @@ pub mod switch;
 pub mod tap;
 
 use dnsmasq::{DhcpHost, Dnsmasq};
-use nubis_api::agent::{HostNetwork, InstanceSpec, NicSpec};
+use nubis_api::agent::{FloatingIpSpec, HostNetwork, InstanceSpec, NicSpec};
 use nubis_api::NetworkId;
 use std::collections::HashSet;
 use std::path::PathBuf;
@@ -46,12 +46,14 @@ impl HostNetworking {
         self.dnsmasq(id).dhcp_hosts_path()
     }
 
-    /// Converges bridges, dnsmasq and nftables to `networks`, serving DHCP
-    /// for the NICs of `instances`; removes networks no longer used here.
+    /// Converges bridges, dnsmasq, floating addresses and nftables to
+    /// `networks` and `floating`, serving DHCP for the NICs of `instances`;
+    /// removes networks no longer used here.
     pub async fn converge(
         &self,
         networks: &[HostNetwork],
         instances: &[InstanceSpec],
+        floating: &[FloatingIpSpec],
     ) -> anyhow::Result<()> {
         enable_forwarding().await?;
         for network in networks {
@@ -81,7 +83,8 @@ impl HostNetworking {
                 ip: n.ip,
             })
             .collect();
-        let rules = firewall::ruleset(&specs, &ports);
+        floating_addresses(floating).await?;
+        let rules = firewall::ruleset(&specs, &ports, floating);
         let mut applied = self.applied_rules.lock().await;
         if applied.as_deref() != Some(rules.as_str()) {
             if specs.is_empty() {
@@ -149,6 +152,36 @@ impl HostNetworking {
         }
         Ok(())
     }
+}
+
+/// The label of floating addresses on `lo` (Linux answers ARP for any local
+/// address, so the uplink attracts their traffic; the labels tell ours apart).
+const FLOATING_LABEL: &str = "lo:nfip";
+
+/// Makes exactly the floating IPs in `floating` local addresses.
+async fn floating_addresses(floating: &[FloatingIpSpec]) -> anyhow::Result<()> {
+    let json = command::run("ip", &["-j", "addr", "show", "dev", "lo"]).await?;
+    let links: Vec<serde_json::Value> = serde_json::from_str(&json)?;
+    let present: HashSet<String> = links
+        .iter()
+        .flat_map(|l| l["addr_info"].as_array().cloned().unwrap_or_default())
+        .filter(|a| a["label"] == FLOATING_LABEL)
+        .filter_map(|a| a["local"].as_str().map(str::to_owned))
+        .collect();
+    let wanted: HashSet<String> = floating.iter().map(|f| f.ip.to_string()).collect();
+    for ip in wanted.difference(&present) {
+        let cidr = format!("{ip}/32");
+        command::run(
+            "ip",
+            &["addr", "add", &cidr, "dev", "lo", "label", FLOATING_LABEL],
+        )
+        .await?;
+    }
+    for ip in present.difference(&wanted) {
+        let cidr = format!("{ip}/32");
+        command::run("ip", &["addr", "del", &cidr, "dev", "lo"]).await?;
+    }
+    Ok(())
 }
 
 /// Routing between instance networks and the uplink needs forwarding on.

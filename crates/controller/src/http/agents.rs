@@ -12,8 +12,8 @@ use axum::http::{header, StatusCode};
 use axum::response::Response;
 use axum::Json;
 use nubis_api::agent::{
-    DesiredState, DnsRecord, GuestConfig, Host, HostNetwork, HostReport, ImageRef, InstanceSpec,
-    NamedKey, NetworkSpec, NicSpec, RegisterHost,
+    DesiredState, DnsRecord, FloatingIpSpec, GuestConfig, Host, HostNetwork, HostReport, ImageRef,
+    InstanceSpec, NamedKey, NetworkSpec, NicSpec, RegisterHost,
 };
 use nubis_api::images::{Image, ImageStatus};
 use nubis_api::networks::{dns_label, server_dns_name, Network};
@@ -154,10 +154,18 @@ pub async fn desired(
         host_networks.push(HostNetwork { spec, dns });
     }
     host_networks.sort_by_key(|n| n.spec.id);
+    let floating_ips = state
+        .store
+        .host_floating_ips(host)
+        .await?
+        .into_iter()
+        .map(|(ip, fixed_ip)| FloatingIpSpec { ip, fixed_ip })
+        .collect();
     Ok(Json(DesiredState {
         revision,
         instances,
         networks: host_networks,
+        floating_ips,
     }))
 }
 

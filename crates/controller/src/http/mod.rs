@@ -4,6 +4,7 @@ mod agents;
 pub mod error;
 pub mod extract;
 mod flavors;
+mod floating_ips;
 mod images;
 mod keypairs;
 mod networks;
@@ -81,6 +82,20 @@ pub fn router(state: AppState) -> Router {
         .route(
             "/keypairs/{id}",
             get(keypairs::show).delete(keypairs::delete),
+        )
+        .route(
+            "/floating-ip-pools",
+            get(floating_ips::list_pools).post(floating_ips::create_pool),
+        )
+        .route(
+            "/floating-ips",
+            get(floating_ips::list).post(floating_ips::allocate),
+        )
+        .route(
+            "/floating-ips/{id}",
+            get(floating_ips::show)
+                .patch(floating_ips::update)
+                .delete(floating_ips::release),
         )
         .route("/hosts", get(agents::list_hosts))
         .route("/agent/hosts", post(agents::register))

@@ -18,6 +18,9 @@ use utoipa::{Modify, OpenApi};
         super::agents::list_hosts,
         super::networks::create, super::networks::list, super::networks::show, super::networks::delete,
         super::keypairs::create, super::keypairs::list, super::keypairs::show, super::keypairs::delete,
+        super::floating_ips::create_pool, super::floating_ips::list_pools, super::floating_ips::allocate,
+        super::floating_ips::list, super::floating_ips::show, super::floating_ips::update,
+        super::floating_ips::release,
     ),
     modifiers(&BearerAuth)
 )]

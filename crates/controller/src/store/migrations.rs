@@ -126,11 +126,31 @@ ALTER TABLE servers ADD COLUMN user_data TEXT;
 ALTER TABLE servers ADD COLUMN config_drive BIGINT NOT NULL DEFAULT 0
 "#;
 
+/// Version 3: floating IP pools and floating IPs.
+const V3: &str = r#"
+CREATE TABLE floating_ip_pools (
+    id TEXT PRIMARY KEY,
+    name TEXT NOT NULL UNIQUE,
+    first_ip BIGINT NOT NULL,
+    last_ip BIGINT NOT NULL,
+    created_at BIGINT NOT NULL
+);
+CREATE TABLE floating_ips (
+    id TEXT PRIMARY KEY,
+    pool_id TEXT NOT NULL REFERENCES floating_ip_pools(id),
+    project_id TEXT NOT NULL REFERENCES projects(id),
+    ip BIGINT NOT NULL UNIQUE,
+    server_id TEXT REFERENCES servers(id) ON DELETE SET NULL,
+    created_at BIGINT NOT NULL
+);
+CREATE INDEX floating_ips_by_server ON floating_ips (server_id)
+"#;
+
 /// The migrations of one backend, in order. Index + 1 is the version.
 fn migrations(backend: Backend) -> Vec<&'static str> {
     // Portable as written so far; later versions may need per-backend text.
     match backend {
-        Backend::Sqlite | Backend::Postgres => vec![V1, V2],
+        Backend::Sqlite | Backend::Postgres => vec![V1, V2, V3],
     }
 }
 

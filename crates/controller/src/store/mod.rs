@@ -5,6 +5,7 @@
 //! only the schema migrations differ per backend.
 
 mod flavors;
+mod floating_ips;
 pub mod hosts;
 pub mod images;
 mod keypairs;
