@@ -25,6 +25,20 @@ pub fn token_file() -> PathBuf {
     home.join(".config").join("nubis").join("token")
 }
 
+/// Percent-encodes one path segment, so a name such as `my net` or `a?b`
+/// reaches the API intact.
+pub fn segment(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
 impl ApiClient {
     /// A client for `base`, using `NUBIS_TOKEN` or the saved token.
     pub fn new(base: &str) -> anyhow::Result<Self> {
@@ -98,5 +112,18 @@ impl ApiClient {
         self.send(self.request(reqwest::Method::DELETE, path))
             .await?;
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::segment;
+
+    #[test]
+    fn segments_are_percent_encoded() {
+        assert_eq!(segment("lan-1_a.b~"), "lan-1_a.b~");
+        assert_eq!(segment("my net"), "my%20net");
+        assert_eq!(segment("a?b#c%"), "a%3Fb%23c%25");
+        assert_eq!(segment("ü"), "%C3%BC");
     }
 }

@@ -6,8 +6,9 @@ pub mod output;
 
 use clap::{Args, Subcommand};
 use client::ApiClient;
-use commands::{auth, flavors, images, servers};
+use commands::{auth, flavors, images, keypairs, networks, servers, ssh};
 use nubis_api::images::ImageFormat;
+use nubis_api::servers::NetworkRequest;
 use std::path::PathBuf;
 
 /// Options every client command takes.
@@ -53,6 +54,12 @@ pub enum ClientCommand {
     /// Servers (virtual machines).
     #[command(subcommand)]
     Server(ServerCommand),
+    /// Private networks.
+    #[command(subcommand)]
+    Network(networks::NetworkCommand),
+    /// SSH key pairs for servers.
+    #[command(subcommand)]
+    Keypair(keypairs::KeypairCommand),
 }
 
 #[derive(Subcommand, Debug)]
@@ -127,6 +134,20 @@ pub enum ServerCommand {
         memory_mib: Option<u64>,
         #[arg(long)]
         disk_gib: Option<u64>,
+        /// A NIC on a network (name or id), optionally with a fixed address;
+        /// repeat for more NICs. Default: one NIC on the `default` network.
+        #[arg(long = "network", value_name = commands::nics::NIC_SYNTAX,
+            value_parser = commands::nics::parse_nic)]
+        networks: Vec<NetworkRequest>,
+        /// Key pair whose public key the guest authorizes.
+        #[arg(long, value_name = "NAME")]
+        key_name: Option<String>,
+        /// A file given to the guest as user data (e.g. a `#!` script).
+        #[arg(long, value_name = "PATH")]
+        user_data_file: Option<PathBuf>,
+        /// Attach a config drive with the metadata and user data.
+        #[arg(long)]
+        config_drive: bool,
         /// Wait until it runs.
         #[arg(long)]
         wait: bool,
@@ -154,6 +175,20 @@ pub enum ServerCommand {
     /// Print the serial console output.
     ConsoleLog {
         server: String,
+    },
+    /// Log in to a server with ssh, at its first address.
+    Ssh {
+        server: String,
+        /// Private key. Default: ./KEY_NAME.pem if the server has a key pair
+        /// and that file exists.
+        #[arg(short = 'i', long, value_name = "PATH")]
+        identity: Option<PathBuf>,
+        /// The user to log in as.
+        #[arg(short = 'l', long, default_value = "root")]
+        user: String,
+        /// More ssh options, or a command to run, after `--`.
+        #[arg(last = true, value_name = "SSH_ARGS")]
+        args: Vec<String>,
     },
 }
 
@@ -206,6 +241,8 @@ pub async fn run(opts: &ClientOptions, command: ClientCommand) -> anyhow::Result
             .await
         }
         ClientCommand::Server(cmd) => run_server(&client, cmd, json).await,
+        ClientCommand::Network(cmd) => networks::run(&client, cmd, json).await,
+        ClientCommand::Keypair(cmd) => keypairs::run(&client, cmd, json).await,
     }
 }
 
@@ -220,6 +257,10 @@ async fn run_server(client: &ApiClient, cmd: ServerCommand, json: bool) -> anyho
             vcpus,
             memory_mib,
             disk_gib,
+            networks,
+            key_name,
+            user_data_file,
+            config_drive,
             wait,
         } => {
             servers::create(
@@ -231,6 +272,10 @@ async fn run_server(client: &ApiClient, cmd: ServerCommand, json: bool) -> anyho
                     vcpus,
                     memory_mib,
                     disk_gib,
+                    networks: &networks,
+                    key_name: key_name.as_deref(),
+                    user_data_file: user_data_file.as_deref(),
+                    config_drive,
                 },
                 wait,
                 json,
@@ -248,5 +293,141 @@ async fn run_server(client: &ApiClient, cmd: ServerCommand, json: bool) -> anyho
         }
         ServerCommand::Delete { server, wait } => servers::delete(client, &server, wait).await,
         ServerCommand::ConsoleLog { server } => servers::console_log(client, &server).await,
+        ServerCommand::Ssh {
+            server,
+            identity,
+            user,
+            args,
+        } => {
+            ssh::run(
+                client,
+                ssh::SshRequest {
+                    server: &server,
+                    identity: identity.as_deref(),
+                    user: &user,
+                    extra: &args,
+                },
+            )
+            .await
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[derive(Parser, Debug)]
+    struct Cli {
+        #[command(flatten)]
+        opts: ClientOptions,
+        #[command(subcommand)]
+        command: ClientCommand,
+    }
+
+    fn parse(args: &[&str]) -> Result<ClientCommand, clap::Error> {
+        Cli::try_parse_from(std::iter::once("nubis").chain(args.iter().copied())).map(|c| c.command)
+    }
+
+    #[test]
+    fn server_create_takes_nics_keys_user_data() {
+        let cmd = parse(&[
+            "server",
+            "create",
+            "web",
+            "--image",
+            "tiny",
+            "--flavor",
+            "tiny",
+            "--network",
+            "lan,fixed-ip=10.0.0.5",
+            "--network",
+            "default",
+            "--key-name",
+            "k",
+            "--user-data-file",
+            "cc.yaml",
+            "--config-drive",
+        ])
+        .unwrap();
+        let ClientCommand::Server(ServerCommand::Create {
+            networks,
+            key_name,
+            user_data_file,
+            config_drive,
+            ..
+        }) = cmd
+        else {
+            panic!("{cmd:?}");
+        };
+        assert_eq!(networks.len(), 2);
+        assert_eq!(networks[0].network, "lan");
+        assert_eq!(networks[0].fixed_ip, Some([10, 0, 0, 5].into()));
+        assert_eq!(
+            (networks[1].network.as_str(), networks[1].fixed_ip),
+            ("default", None)
+        );
+        assert_eq!(key_name.as_deref(), Some("k"));
+        assert_eq!(user_data_file, Some(PathBuf::from("cc.yaml")));
+        assert!(config_drive);
+
+        let err = parse(&[
+            "server",
+            "create",
+            "web",
+            "--image",
+            "tiny",
+            "--network",
+            "lan,bogus=1",
+        ])
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("unknown option 'bogus'"), "{err}");
+    }
+
+    #[test]
+    fn ssh_passes_what_follows_the_double_dash() {
+        let cmd = parse(&["server", "ssh", "web", "-i", "k.pem", "--", "-v", "uptime"]).unwrap();
+        let ClientCommand::Server(ServerCommand::Ssh {
+            server,
+            identity,
+            user,
+            args,
+        }) = cmd
+        else {
+            panic!("{cmd:?}");
+        };
+        assert_eq!(server, "web");
+        assert_eq!(identity, Some(PathBuf::from("k.pem")));
+        assert_eq!(user, "root");
+        assert_eq!(args, ["-v", "uptime"]);
+    }
+
+    #[test]
+    fn network_and_keypair_options() {
+        let cmd = parse(&[
+            "network",
+            "create",
+            "lan",
+            "--cidr",
+            "10.0.0.0/24",
+            "--gateway",
+            "10.0.0.254",
+        ]);
+        assert!(cmd.is_ok(), "{cmd:?}");
+        let err = parse(&["network", "create", "lan", "--cidr", "10.0.0.1/24"]).unwrap_err();
+        assert!(err.to_string().contains("host bits"), "{err}");
+        let err = parse(&[
+            "keypair",
+            "create",
+            "k",
+            "--public-key-file",
+            "k.pub",
+            "--private-key-file",
+            "k.pem",
+        ])
+        .unwrap_err();
+        assert_eq!(err.kind(), clap::error::ErrorKind::ArgumentConflict);
     }
 }

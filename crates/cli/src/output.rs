@@ -30,6 +30,12 @@ pub fn print_list<T: Serialize>(
 
 /// Prints one object as a two-column table, or as JSON.
 pub fn print_one<T: Serialize>(json: bool, item: &T) {
+    print_one_with(json, item, |_| None);
+}
+
+/// Like [`print_one`], but `shown` may give a field's table text (for nested
+/// values people should not read as JSON); `None` keeps the default.
+pub fn print_one_with<T: Serialize>(json: bool, item: &T, shown: impl Fn(&str) -> Option<String>) {
     let value = serde_json::to_value(item).unwrap_or_default();
     if json {
         println!(
@@ -44,12 +50,12 @@ pub fn print_one<T: Serialize>(json: bool, item: &T) {
         .set_header(vec!["field", "value"]);
     if let Some(map) = value.as_object() {
         for (k, v) in map {
-            let shown = match v {
+            let text = shown(k).unwrap_or_else(|| match v {
                 serde_json::Value::String(s) => s.clone(),
                 serde_json::Value::Null => "-".into(),
                 other => other.to_string(),
-            };
-            table.add_row(vec![k.clone(), shown]);
+            });
+            table.add_row(vec![k.clone(), text]);
         }
     }
     println!("{table}");

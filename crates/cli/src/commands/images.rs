@@ -1,6 +1,6 @@
 //! `nubis image ...`: the catalog, and uploads with a progress bar.
 
-use crate::client::ApiClient;
+use crate::client::{segment, ApiClient};
 use crate::output::{opt, print_list, print_one};
 use anyhow::Context;
 use futures_util::StreamExt;
@@ -31,7 +31,9 @@ pub async fn list(client: &ApiClient, json: bool) -> anyhow::Result<()> {
 }
 
 pub async fn show(client: &ApiClient, image: &str, json: bool) -> anyhow::Result<()> {
-    let image: Image = client.get(&format!("/v1/images/{image}")).await?;
+    let image: Image = client
+        .get(&format!("/v1/images/{}", segment(image)))
+        .await?;
     print_one(json, &image);
     Ok(())
 }

@@ -3,4 +3,8 @@
 pub mod auth;
 pub mod flavors;
 pub mod images;
+pub mod keypairs;
+pub mod networks;
+pub mod nics;
 pub mod servers;
+pub mod ssh;

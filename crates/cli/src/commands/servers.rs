@@ -1,26 +1,42 @@
 //! `nubis server ...`: create, inspect, power actions, waits with a spinner.
+//! (`nubis server ssh` is in `ssh.rs`.)
 
 use crate::client::ApiClient;
-use crate::output::{opt, print_list, print_one};
-use anyhow::bail;
+use crate::output::{opt, print_list, print_one_with};
+use anyhow::{bail, Context};
+use base64::Engine;
 use indicatif::{ProgressBar, ProgressStyle};
-use nubis_api::servers::{Server, ServerStatus};
+use nubis_api::networks::ServerAddress;
+use nubis_api::servers::{NetworkRequest, Server, ServerStatus, MAX_USER_DATA};
 use serde_json::{json, Value};
+use std::path::Path;
 use std::time::Duration;
 
 /// How long `--wait` waits before giving up.
 const WAIT_LIMIT: Duration = Duration::from_secs(600);
 
+/// `nubis server list`: one row per server, with its first address.
 pub async fn list(client: &ApiClient, json: bool) -> anyhow::Result<()> {
     let servers: Vec<Server> = client.get("/v1/servers").await?;
     print_list(
         json,
         &servers,
-        &["name", "status", "vcpus", "memory_mib", "disk_gib", "id"],
+        &[
+            "name",
+            "status",
+            "ip",
+            "vcpus",
+            "memory_mib",
+            "disk_gib",
+            "id",
+        ],
         |s| {
             vec![
                 s.name.clone(),
                 s.status.to_string(),
+                s.addresses
+                    .first()
+                    .map_or_else(|| "-".into(), |a| a.ip.to_string()),
                 s.vcpus.to_string(),
                 s.memory_mib.to_string(),
                 s.disk_gib.to_string(),
@@ -43,10 +59,31 @@ pub async fn find(client: &ApiClient, reference: &str) -> anyhow::Result<Server>
         .ok_or_else(|| anyhow::anyhow!("no server named '{reference}'"))
 }
 
+/// `nubis server show`.
 pub async fn show(client: &ApiClient, reference: &str, json: bool) -> anyhow::Result<()> {
     let server = find(client, reference).await?;
-    print_one(json, &server);
+    print_server(json, &server);
     Ok(())
+}
+
+/// Prints a server as a table (addresses one per line) or as JSON.
+pub fn print_server(json: bool, server: &Server) {
+    print_one_with(json, server, |field| match field {
+        "addresses" => Some(addresses_text(&server.addresses)),
+        _ => None,
+    });
+}
+
+/// `10.64.0.2 (default, 52:54:00:12:34:56)`, one address a line.
+pub fn addresses_text(addresses: &[ServerAddress]) -> String {
+    if addresses.is_empty() {
+        return "-".into();
+    }
+    addresses
+        .iter()
+        .map(|a| format!("{} ({}, {})", a.ip, a.network_name, a.mac))
+        .collect::<Vec<_>>()
+        .join("\n")
 }
 
 /// What `nubis server create` asks for.
@@ -57,34 +94,67 @@ pub struct NewServer<'a> {
     pub vcpus: Option<u64>,
     pub memory_mib: Option<u64>,
     pub disk_gib: Option<u64>,
+    /// NICs; empty means the API's default (one on `default`).
+    pub networks: &'a [NetworkRequest],
+    pub key_name: Option<&'a str>,
+    /// A file whose contents become the guest's user data.
+    pub user_data_file: Option<&'a Path>,
+    pub config_drive: bool,
 }
 
+/// `nubis server create`, optionally waiting until the server runs.
 pub async fn create(
     client: &ApiClient,
     new: NewServer<'_>,
     wait: bool,
     json: bool,
 ) -> anyhow::Result<()> {
-    let mut body = json!({"name": new.name, "image": new.image});
-    let fields: [(&str, Value); 4] = [
-        ("flavor", json!(new.flavor)),
-        ("vcpus", json!(new.vcpus)),
-        ("memory_mib", json!(new.memory_mib)),
-        ("disk_gib", json!(new.disk_gib)),
-    ];
-    for (k, v) in fields {
-        if !v.is_null() {
-            body[k] = v;
-        }
-    }
+    let user_data = new.user_data_file.map(read_user_data).transpose()?;
+    let body = create_body(&new, user_data);
     let server: Server = client.post("/v1/servers", &body).await?;
     let server = if wait {
         wait_for(client, &server, &[ServerStatus::Running]).await?
     } else {
         server
     };
-    print_one(json, &server);
+    print_server(json, &server);
     Ok(())
+}
+
+/// Reads a user data file and base64-encodes it, as the API wants it.
+fn read_user_data(path: &Path) -> anyhow::Result<String> {
+    let bytes =
+        std::fs::read(path).with_context(|| format!("reading user data {}", path.display()))?;
+    if bytes.len() > MAX_USER_DATA {
+        bail!(
+            "user data {} is {} bytes; at most {MAX_USER_DATA} are accepted",
+            path.display(),
+            bytes.len()
+        );
+    }
+    Ok(base64::engine::general_purpose::STANDARD.encode(bytes))
+}
+
+/// The `POST /v1/servers` body: only the fields that were given.
+fn create_body(new: &NewServer<'_>, user_data: Option<String>) -> Value {
+    let mut body = json!({"name": new.name, "image": new.image});
+    let networks = (!new.networks.is_empty()).then_some(new.networks);
+    let fields: [(&str, Value); 8] = [
+        ("flavor", json!(new.flavor)),
+        ("vcpus", json!(new.vcpus)),
+        ("memory_mib", json!(new.memory_mib)),
+        ("disk_gib", json!(new.disk_gib)),
+        ("networks", json!(networks)),
+        ("key_name", json!(new.key_name)),
+        ("user_data", json!(user_data)),
+        ("config_drive", json!(new.config_drive.then_some(true))),
+    ];
+    for (k, v) in fields {
+        if !v.is_null() {
+            body[k] = v;
+        }
+    }
+    body
 }
 
 /// A power action (`start`, `stop`, `reboot`), optionally waiting for its end.
@@ -184,5 +254,88 @@ async fn wait_for(
             );
         }
         tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::net::Ipv4Addr;
+
+    fn new_server<'a>(networks: &'a [NetworkRequest]) -> NewServer<'a> {
+        NewServer {
+            name: "web",
+            image: "tiny",
+            flavor: Some("tiny"),
+            vcpus: None,
+            memory_mib: None,
+            disk_gib: None,
+            networks,
+            key_name: None,
+            user_data_file: None,
+            config_drive: false,
+        }
+    }
+
+    #[test]
+    fn create_body_has_only_given_fields() {
+        let body = create_body(&new_server(&[]), None);
+        assert_eq!(
+            body,
+            json!({"name": "web", "image": "tiny", "flavor": "tiny"})
+        );
+        let nics = [
+            NetworkRequest {
+                network: "lan".into(),
+                fixed_ip: Some(Ipv4Addr::new(10, 0, 0, 5)),
+            },
+            NetworkRequest {
+                network: "default".into(),
+                fixed_ip: None,
+            },
+        ];
+        let mut new = new_server(&nics);
+        new.key_name = Some("k");
+        new.config_drive = true;
+        let body = create_body(&new, Some("aGk=".into()));
+        assert_eq!(
+            body["networks"],
+            json!([{"network": "lan", "fixed_ip": "10.0.0.5"},
+                   {"network": "default", "fixed_ip": null}])
+        );
+        assert_eq!(body["key_name"], "k");
+        assert_eq!(body["user_data"], "aGk=");
+        assert_eq!(body["config_drive"], true);
+    }
+
+    #[test]
+    fn user_data_is_base64_and_limited() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("cloud-config");
+        std::fs::write(&path, "#cloud-config\n").unwrap();
+        assert_eq!(read_user_data(&path).unwrap(), "I2Nsb3VkLWNvbmZpZwo=");
+        std::fs::write(&path, vec![b'x'; MAX_USER_DATA + 1]).unwrap();
+        let err = read_user_data(&path).unwrap_err().to_string();
+        assert!(err.contains("at most"), "{err}");
+        let err = read_user_data(&dir.path().join("missing")).unwrap_err();
+        assert!(format!("{err:#}").contains("reading user data"), "{err:#}");
+    }
+
+    #[test]
+    fn addresses_one_per_line() {
+        let a = |ip: [u8; 4], net: &str, mac: &str| ServerAddress {
+            network: nubis_api::NetworkId::new(),
+            network_name: net.into(),
+            ip: Ipv4Addr::from(ip),
+            mac: mac.into(),
+        };
+        assert_eq!(addresses_text(&[]), "-");
+        assert_eq!(
+            addresses_text(&[
+                a([10, 64, 0, 2], "default", "52:54:00:00:00:01"),
+                a([10, 0, 0, 5], "lan", "52:54:00:00:00:02"),
+            ]),
+            "10.64.0.2 (default, 52:54:00:00:00:01)\n10.0.0.5 (lan, 52:54:00:00:00:02)"
+        );
     }
 }
