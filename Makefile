@@ -12,7 +12,7 @@ up: deps release
 
 ## Install missing packages, build, and run every test (PostgreSQL included).
 test: deps tiny-image lint
-	scripts/with-postgres.sh $(CARGO) test --workspace --all-targets
+	scripts/with-postgres.sh $(CARGO) test --workspace
 	@echo "make test: all tests passed"
 
 deps:
