@@ -69,6 +69,10 @@ pub struct AgentOnlyArgs {
     /// Seconds a guest gets to power down before a hard stop.
     #[arg(long, default_value_t = 60)]
     pub stop_timeout: u64,
+    /// Port of the metadata service on instance gateways (guests use
+    /// 169.254.169.254:80).
+    #[arg(long, default_value_t = 8775)]
+    pub metadata_port: u16,
 }
 
 #[derive(Args, Debug, Clone)]
@@ -186,6 +190,7 @@ fn agent_config(
             AccelChoice::Tcg => Some(Accel::Tcg),
         },
         stop_timeout: Duration::from_secs(args.stop_timeout),
+        metadata_port: args.metadata_port,
     })
 }
 

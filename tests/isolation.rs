@@ -1,6 +1,7 @@
 //! Tenant isolation, inside a network namespace: a server of one project
-//! cannot reach a server of another, and a guest cannot send from an
-//! address that is not its own.
+//! cannot reach a server of another, a guest cannot send from an address
+//! that is not its own, and the metadata service tells each guest only its
+//! own data (both guests configure themselves from it: no config drive).
 
 mod support;
 
@@ -64,6 +65,35 @@ fn in_guest(key: &std::path::Path, ip: &str, command: &str) -> bool {
         .status()
         .expect("ssh")
         .success()
+}
+
+/// Runs a command in the guest over ssh; returns its output (must succeed).
+fn guest_output(key: &std::path::Path, ip: &str, command: &str) -> String {
+    let out = Command::new("ssh")
+        .arg("-i")
+        .arg(key)
+        .args([
+            "-o",
+            "StrictHostKeyChecking=no",
+            "-o",
+            "UserKnownHostsFile=/dev/null",
+            "-o",
+            "BatchMode=yes",
+            "-o",
+            "ConnectTimeout=10",
+            "-o",
+            "LogLevel=ERROR",
+        ])
+        .arg(format!("root@{ip}"))
+        .arg(command)
+        .output()
+        .expect("ssh");
+    assert!(
+        out.status.success(),
+        "{command}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
 fn host_pings(ip: &str) -> bool {
@@ -135,6 +165,40 @@ fn projects_are_isolated_and_guests_cannot_spoof() {
             in_guest(&a_key, &a_ip, &format!("ping -c 1 -W 2 {gateway}")),
             "own gateway reachable"
         );
+
+        // Metadata: each guest configured itself from the service with its own data.
+        assert!(cloud
+            .console_log(&a_id)
+            .await
+            .contains("nubis-tiny: metadata-service"));
+        let meta = guest_output(
+            &a_key,
+            &a_ip,
+            "wget -qO- http://169.254.169.254/openstack/latest/meta_data.json",
+        );
+        assert!(meta.contains(&a_id) && !meta.contains(&b_id), "{meta}");
+        let ec2_id = guest_output(
+            &a_key,
+            &a_ip,
+            "wget -qO- http://169.254.169.254/latest/meta-data/instance-id",
+        );
+        assert_eq!(ec2_id.trim(), a_id);
+        let dave_token = cloud.token.clone();
+        let b_console = {
+            let (s, t) = cloud
+                .call(
+                    Method::POST,
+                    "/v1/tokens",
+                    Some(json!({"name": "erin", "password": "erin-password"})),
+                )
+                .await;
+            assert_eq!(s, StatusCode::CREATED);
+            cloud.token = Some(t["token"].as_str().unwrap().to_owned());
+            let log = cloud.console_log(&b_id).await;
+            cloud.token = dave_token;
+            log
+        };
+        assert!(b_console.contains("nubis-tiny: hostname b"), "{b_console}");
         assert!(
             !in_guest(&a_key, &a_ip, &format!("ping -c 2 -W 2 {b_ip}")),
             "a server of another project must not be reachable"

@@ -1,5 +1,6 @@
 //! Networking end to end, inside a network namespace: a server created with
-//! a key pair, user data and a fixed address on its own network is reachable
+//! a key pair, user data, a config drive and a fixed address on its own
+//! network is reachable
 //! by `ssh -i key` from the host side; its hostname is the server name, the
 //! user-data script ran, its DNS name resolves; deleting it (and then the
 //! network) leaves no TAP, DHCP entry, bridge or dnsmasq behind.
@@ -86,7 +87,7 @@ fn server_is_reachable_by_ssh_with_its_key_and_dns_name() {
                 "/v1/servers",
                 Some(json!({
                     "name": "web", "image": "tiny", "flavor": "tiny", "key_name": "k1",
-                    "user_data": user_data,
+                    "user_data": user_data, "config_drive": true,
                     "networks": [{"network": "lan", "fixed_ip": "10.77.0.50"}],
                 })),
             )

@@ -9,6 +9,8 @@ pub mod guest_data;
 pub mod host_info;
 pub mod instance;
 pub mod layout;
+pub mod local_instances;
+pub mod metadata;
 pub mod network;
 pub mod qemu;
 pub mod reconciler;
@@ -38,6 +40,9 @@ pub struct AgentConfig {
     /// Force an accelerator instead of detecting one.
     pub accel: Option<qemu::Accel>,
     pub stop_timeout: Duration,
+    /// Port of the metadata service on each network's gateway address;
+    /// guests reach it as 169.254.169.254:80.
+    pub metadata_port: u16,
 }
 
 /// An agent running in the background.
@@ -90,23 +95,38 @@ pub async fn start(config: AgentConfig) -> anyhow::Result<RunningAgent> {
         }
     };
     tracing::info!(host = %host.name, id = %host.id, "registered with the controller");
+    let directory = std::sync::Arc::new(local_instances::LocalInstances::default());
+    let metadata_listener = tokio::net::TcpListener::bind(("0.0.0.0", config.metadata_port))
+        .await
+        .with_context(|| format!("metadata service on port {}", config.metadata_port))?;
+    let metadata_task = tokio::spawn(metadata::serve(metadata_listener, directory.clone()));
     let ctx = InstanceContext {
         images: storage::ImageCache::new(layout.images(), client.clone()),
         accel,
         stop_timeout: config.stop_timeout,
         reports: reports::Reports::default(),
-        networking: network::HostNetworking::new(layout.networks()),
-        metadata_service: false,
+        networking: network::HostNetworking::new(layout.networks(), config.metadata_port),
+        metadata_service: true,
     };
     let reconcile = tokio::spawn(reconciler::follow_desired_state(
         client.clone(),
         host.id,
         layout,
         ctx.clone(),
+        directory,
     ));
     let report = tokio::spawn(reconciler::report_observed_state(client, host.id, ctx));
     Ok(RunningAgent {
         api_addr,
-        tasks: vec![api_task, reconcile, report],
+        tasks: vec![
+            api_task,
+            reconcile,
+            report,
+            tokio::spawn(async move {
+                if let Ok(Err(e)) = metadata_task.await {
+                    tracing::error!(error = %e, "metadata service stopped");
+                }
+            }),
+        ],
     })
 }

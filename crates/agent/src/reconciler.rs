@@ -15,6 +15,7 @@ pub async fn follow_desired_state(
     host: HostId,
     layout: Layout,
     ctx: InstanceContext,
+    directory: std::sync::Arc<crate::local_instances::LocalInstances>,
 ) {
     let mut actors: HashMap<ServerId, InstanceHandle> = HashMap::new();
     let mut revision = None;
@@ -22,6 +23,7 @@ pub async fn follow_desired_state(
         match client.desired(host, revision).await {
             Ok(desired) => {
                 revision = Some(desired.revision);
+                directory.update(&desired.instances);
                 // Networks first: instances plug into them.
                 if let Err(e) = ctx
                     .networking

@@ -20,9 +20,21 @@ pub struct Port {
 /// The host's whole ruleset: routing rules (`inet nubis`) and per-port
 /// anti-spoofing (`bridge nubis`). Only generated names, validated CIDRs
 /// and addresses go into it.
-pub fn ruleset(networks: &[NetworkSpec], ports: &[Port], floating: &[FloatingIpSpec]) -> String {
-    format!("{}{}", inet_table(networks, floating), bridge_table(ports))
+pub fn ruleset(
+    networks: &[NetworkSpec],
+    ports: &[Port],
+    floating: &[FloatingIpSpec],
+    metadata_port: u16,
+) -> String {
+    format!(
+        "{}{}",
+        inet_table(networks, floating, metadata_port),
+        bridge_table(ports)
+    )
 }
+
+/// The address guests ask for their metadata, as in EC2 and OpenStack.
+pub const METADATA_ADDRESS: &str = "169.254.169.254";
 
 /// Anti-spoofing: a guest may only send frames from its own MAC, and IPv4
 /// and ARP only from its own address (DHCP discovery from 0.0.0.0 aside).
@@ -60,10 +72,20 @@ fn bridge_table(ports: &[Port]) -> String {
     )
 }
 
-fn inet_table(networks: &[NetworkSpec], floating: &[FloatingIpSpec]) -> String {
-    let mut dnat = String::new();
+fn inet_table(networks: &[NetworkSpec], floating: &[FloatingIpSpec], metadata_port: u16) -> String {
+    // Metadata requests from guests go to the service on the gateway
+    // address of the bridge they arrive on; the service is reachable from
+    // instance bridges only.
+    let mut dnat = format!(
+        "        iifname \"{BRIDGE_PREFIX}*\" ip daddr {METADATA_ADDRESS} tcp dport 80 redirect to :{metadata_port}\n"
+    );
     let mut nat = String::new();
+    let mut floating_dnat = String::new();
     for f in floating {
+        floating_dnat.push_str(&format!(
+            "        ip daddr {} dnat ip to {}\n",
+            f.ip, f.fixed_ip
+        ));
         // 1:1 NAT: in to the instance, and the instance's traffic out as the
         // floating address (before the general masquerade below).
         dnat.push_str(&format!(
@@ -87,6 +109,10 @@ fn inet_table(networks: &[NetworkSpec], floating: &[FloatingIpSpec]) -> String {
         "table inet {TABLE}\n\
          delete table inet {TABLE}\n\
          table inet {TABLE} {{\n\
+         \x20   chain input {{\n\
+         \x20       type filter hook input priority filter; policy accept;\n\
+         \x20       tcp dport {metadata_port} iifname != \"{BRIDGE_PREFIX}*\" drop\n\
+         \x20   }}\n\
          \x20   chain forward {{\n\
          \x20       type filter hook forward priority filter; policy accept;\n\
          \x20       # Networks are isolated from each other: nothing is routed between bridges.\n\
@@ -98,7 +124,7 @@ fn inet_table(networks: &[NetworkSpec], floating: &[FloatingIpSpec]) -> String {
          \x20   }}\n\
          \x20   chain output {{\n\
          \x20       type nat hook output priority -100; policy accept;\n\
-         {dnat}\
+         {floating_dnat}\
          \x20   }}\n\
          \x20   chain postrouting {{\n\
          \x20       type nat hook postrouting priority srcnat; policy accept;\n\
@@ -147,7 +173,9 @@ mod tests {
             ip: "203.0.113.10".parse().unwrap(),
             fixed_ip: "10.9.0.5".parse().unwrap(),
         };
-        let r = ruleset(&[n], &[port], &[fip]);
+        let r = ruleset(&[n], &[port], &[fip], 8775);
+        assert!(r.contains("ip daddr 169.254.169.254 tcp dport 80 redirect to :8775"));
+        assert!(r.contains("tcp dport 8775 iifname != \"nbr-*\" drop"));
         assert!(r.contains("ip daddr 203.0.113.10 dnat ip to 10.9.0.5"));
         assert!(r.contains("ip saddr 10.9.0.5 oifname != \"nbr-*\" snat ip to 203.0.113.10"));
         assert!(
@@ -211,6 +239,7 @@ mod tests {
                         ip: "203.0.113.10".parse().unwrap(),
                         fixed_ip: "10.9.0.5".parse().unwrap(),
                     }],
+                    8775,
                 )
                 .as_bytes(),
             )

@@ -25,15 +25,18 @@ pub struct HostNetworking {
     switch: LinuxBridge,
     /// The ruleset last applied, to skip reloading an unchanged one.
     applied_rules: Arc<Mutex<Option<String>>>,
+    /// Where guests' metadata requests are redirected to.
+    metadata_port: u16,
 }
 
 impl HostNetworking {
     /// `dir` holds per-network state (dnsmasq files).
-    pub fn new(dir: PathBuf) -> Self {
+    pub fn new(dir: PathBuf, metadata_port: u16) -> Self {
         Self {
             dir,
             switch: LinuxBridge,
             applied_rules: Arc::default(),
+            metadata_port,
         }
     }
 
@@ -84,7 +87,7 @@ impl HostNetworking {
             })
             .collect();
         floating_addresses(floating).await?;
-        let rules = firewall::ruleset(&specs, &ports, floating);
+        let rules = firewall::ruleset(&specs, &ports, floating, self.metadata_port);
         let mut applied = self.applied_rules.lock().await;
         if applied.as_deref() != Some(rules.as_str()) {
             if specs.is_empty() {
