@@ -205,6 +205,10 @@ as_pg "$PG_BIN/psql" -X -q -h "$WORK" -p "$PORT" -U postgres -d postgres -v ON_E
   -c "CREATE DATABASE $DB_NAME OWNER $DB_USER" >/dev/null
 
 export NUBIS_TEST_DATABASE_URL="postgres://$DB_USER:$DB_PASSWORD@127.0.0.1:$PORT/$DB_NAME"
+# The same server through its unix socket, for processes inside network
+# namespaces (a socket file is reachable from every namespace).
+export NUBIS_TEST_DATABASE_SOCKET="$WORK"
+export NUBIS_TEST_DATABASE_PORT="$PORT"
 log "PostgreSQL $PG_VERSION on 127.0.0.1:$PORT ($WORK); NUBIS_TEST_DATABASE_URL=$NUBIS_TEST_DATABASE_URL"
 
 # Run the command; the EXIT trap stops the server and exits with its status.

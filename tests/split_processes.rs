@@ -1,0 +1,258 @@
+//! The parts apart: `nubis controller` (on PostgreSQL when the test run has
+//! one, as a multi-controller deployment would) and `nubis agent` as two
+//! processes with their own data directories, talking only through the
+//! agent protocol; a server boots through them and is deleted cleanly.
+
+mod support;
+
+use reqwest::{Method, StatusCode};
+use serde_json::json;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+use support::cloud::nubis_bin;
+use support::netns::run_in_netns;
+
+const BOOT: Duration = Duration::from_secs(180);
+
+/// Kills the child process on drop.
+struct Process(Child);
+
+impl Drop for Process {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn spawn(args: &[&str], log: &std::path::Path) -> Process {
+    let log = std::fs::File::create(log).unwrap();
+    Process(
+        Command::new(nubis_bin())
+            .args(args)
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("nubis"),
+    )
+}
+
+/// A fresh PostgreSQL database on the test run's server, if there is one.
+fn postgres_database() -> Option<String> {
+    let admin = std::env::var("NUBIS_TEST_DATABASE_URL").ok()?;
+    let name = format!("split_{}", std::process::id());
+    let ok = Command::new("psql")
+        .arg(&admin)
+        .args(["-q", "-c", &format!("CREATE DATABASE {name}")])
+        .status()
+        .expect("psql")
+        .success();
+    assert!(ok, "creating a test database");
+    // The controller runs in the test's network namespace, where the
+    // server's 127.0.0.1 is not reachable: go through its unix socket.
+    let socket = std::env::var("NUBIS_TEST_DATABASE_SOCKET").expect("socket dir");
+    let port = std::env::var("NUBIS_TEST_DATABASE_PORT").expect("port");
+    Some(format!(
+        "postgres://nubis:nubis@localhost:{port}/{name}?host={socket}"
+    ))
+}
+
+#[test]
+fn controller_and_agent_as_separate_processes() {
+    let database = postgres_database();
+    run_in_netns("split", move || async move {
+        let controller_dir = tempfile::tempdir().unwrap();
+        let agent_dir = tempfile::tempdir().unwrap();
+        let c = controller_dir.path().to_string_lossy().into_owned();
+        let a = agent_dir.path().to_string_lossy().into_owned();
+        let token_file = format!("{c}/agent-token");
+        let mut controller_args = vec![
+            "controller",
+            "--data-dir",
+            &c,
+            "--agent-token-file",
+            &token_file,
+        ];
+        if let Some(url) = &database {
+            controller_args.extend(["--database-url", url.as_str()]);
+        }
+        let _controller = spawn(&controller_args, &controller_dir.path().join("log"));
+        support::wait_for("the token file", Duration::from_secs(30), || async {
+            std::path::Path::new(&token_file).exists().then_some(())
+        })
+        .await;
+        let _agent = spawn(
+            &[
+                "agent",
+                "--controller-url",
+                "http://127.0.0.1:8780",
+                "--data-dir",
+                &a,
+                "--agent-token-file",
+                &token_file,
+                "--accel",
+                "tcg",
+                "--host-name",
+                "host-a",
+            ],
+            &agent_dir.path().join("log"),
+        );
+
+        let http = reqwest::Client::new();
+        let url = |p: &str| format!("http://127.0.0.1:8780{p}");
+        support::wait_for("the API", Duration::from_secs(30), || async {
+            http.get(url("/v1/openapi.json"))
+                .send()
+                .await
+                .ok()
+                .filter(|r| r.status().is_success())
+        })
+        .await;
+        let creds = json!({"name": "gina", "password": "gina-password"});
+        let r = http
+            .post(url("/v1/users"))
+            .json(&creds)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), StatusCode::CREATED);
+        let t: serde_json::Value = http
+            .post(url("/v1/tokens"))
+            .json(&creds)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let token = t["token"].as_str().unwrap().to_owned();
+        let call = |m: Method, p: &str, body: Option<serde_json::Value>| {
+            let mut r = http.request(m, url(p)).bearer_auth(&token);
+            if let Some(b) = body {
+                r = r.json(&b);
+            }
+            r.send()
+        };
+        // The host registered itself through the agent protocol.
+        let hosts: serde_json::Value = call(Method::GET, "/v1/hosts", None)
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let hosts_text = hosts.to_string();
+        assert!(hosts_text.contains("host-a"), "{hosts_text}");
+
+        // Upload the tiny guest through the CLI.
+        let dir = support::tiny_image_dir();
+        let cfg = controller_dir.path().join("cli");
+        std::fs::create_dir_all(&cfg).unwrap();
+        std::fs::write(cfg.join("token"), &token).unwrap();
+        let cli = |args: &[&str]| {
+            let out = Command::new(nubis_bin())
+                .args(args)
+                .env("NUBIS_CONFIG_DIR", &cfg)
+                .output()
+                .unwrap();
+            assert!(
+                out.status.success(),
+                "{args:?}: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        };
+        let p = |f: &str| dir.join(f).to_string_lossy().into_owned();
+        let cmdline = std::fs::read_to_string(dir.join("cmdline.txt")).unwrap();
+        cli(&[
+            "image",
+            "create",
+            "k",
+            "--format",
+            "aki",
+            "--file",
+            &p("vmlinuz"),
+        ]);
+        cli(&[
+            "image",
+            "create",
+            "r",
+            "--format",
+            "ari",
+            "--file",
+            &p("initrd.img"),
+        ]);
+        cli(&[
+            "image",
+            "create",
+            "tiny",
+            "--format",
+            "qcow2",
+            "--file",
+            &p("disk.qcow2"),
+            "--kernel",
+            "k",
+            "--initrd",
+            "r",
+            "--cmdline",
+            cmdline.trim(),
+        ]);
+
+        let server: serde_json::Value = call(
+            Method::POST,
+            "/v1/servers",
+            Some(json!({"name": "s", "image": "tiny", "flavor": "tiny"})),
+        )
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+        let id = server["id"].as_str().expect("server id").to_owned();
+        support::wait_for("running", BOOT, || async {
+            let s: serde_json::Value = call(Method::GET, &format!("/v1/servers/{id}"), None)
+                .await
+                .ok()?
+                .json()
+                .await
+                .ok()?;
+            assert_ne!(s["status"], "error", "{s}");
+            (s["status"] == "running").then_some(())
+        })
+        .await;
+        support::wait_for(
+            "boot-count: 1 through the agent's console API",
+            BOOT,
+            || async {
+                let log = call(Method::GET, &format!("/v1/servers/{id}/console-log"), None)
+                    .await
+                    .ok()?
+                    .text()
+                    .await
+                    .ok()?;
+                log.contains("boot-count: 1").then_some(())
+            },
+        )
+        .await;
+        // Only the agent's data dir holds the instance.
+        assert!(agent_dir.path().join("agent/instances").join(&id).exists());
+
+        let r = call(Method::DELETE, &format!("/v1/servers/{id}"), None)
+            .await
+            .unwrap();
+        assert_eq!(r.status(), StatusCode::ACCEPTED);
+        support::wait_for("delete", BOOT, || async {
+            let r = call(Method::GET, &format!("/v1/servers/{id}"), None)
+                .await
+                .ok()?;
+            (r.status() == StatusCode::NOT_FOUND && support::qemu_pids(&id).is_empty())
+                .then_some(())
+        })
+        .await;
+        assert!(!agent_dir.path().join("agent/instances").join(&id).exists());
+        // Stop the agent's dnsmasq too (the processes die with the guards).
+        for pid in support::pids_mentioning(&a, "") {
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(pid),
+                nix::sys::signal::Signal::SIGKILL,
+            );
+        }
+    });
+}
