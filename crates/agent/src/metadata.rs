@@ -623,6 +623,7 @@ mod tests {
                 user_data: user_data.map(|b| base64::engine::general_purpose::STANDARD.encode(b)),
                 config_drive: false,
             },
+            security_groups: Vec::new(),
         }
     }
 

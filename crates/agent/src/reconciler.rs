@@ -27,7 +27,12 @@ pub async fn follow_desired_state(
                 // Networks first: instances plug into them.
                 if let Err(e) = ctx
                     .networking
-                    .converge(&desired.networks, &desired.instances, &desired.floating_ips)
+                    .converge(
+                        &desired.networks,
+                        &desired.instances,
+                        &desired.floating_ips,
+                        &desired.security_groups,
+                    )
                     .await
                 {
                     tracing::warn!(error = %format!("{e:#}"), "cannot converge host networking");

@@ -94,6 +94,9 @@ pub struct InstanceSpec {
     pub reboot_generation: u64,
     pub nics: Vec<NicSpec>,
     pub guest: GuestConfig,
+    /// The security groups applied to every NIC of the instance.
+    #[serde(default)]
+    pub security_groups: Vec<crate::SecurityGroupId>,
 }
 
 /// A network as a host needs it.
@@ -165,6 +168,35 @@ pub struct DesiredState {
     /// Floating IPs of this host's instances.
     #[serde(default)]
     pub floating_ips: Vec<FloatingIpSpec>,
+    /// Every security group this host's instances use, remote groups resolved.
+    #[serde(default)]
+    pub security_groups: Vec<SecurityGroupSpec>,
+}
+
+/// Whom a rule allows: a prefix, or the current members of a group.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum RuleRemote {
+    #[schema(value_type = String)]
+    Cidr(crate::security_groups::Prefix),
+    #[schema(value_type = Vec<String>)]
+    Addresses(Vec<Ipv4Addr>),
+}
+
+/// A rule as a host enforces it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct RuleSpec {
+    pub direction: crate::security_groups::Direction,
+    pub protocol: crate::security_groups::Protocol,
+    pub ports: Option<(u16, u16)>,
+    pub remote: RuleRemote,
+}
+
+/// A security group as a host enforces it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct SecurityGroupSpec {
+    pub id: crate::SecurityGroupId,
+    pub rules: Vec<RuleSpec>,
 }
 
 /// A 1:1 NAT from a public address to an instance's address on this host.

@@ -85,6 +85,14 @@ typed_id!(
     /// Identifies a floating IP pool.
     FloatingIpPoolId
 );
+typed_id!(
+    /// Identifies a security group.
+    SecurityGroupId
+);
+typed_id!(
+    /// Identifies a security group rule.
+    SecurityGroupRuleId
+);
 
 #[cfg(test)]
 mod tests {

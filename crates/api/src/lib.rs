@@ -14,12 +14,13 @@ pub mod keypairs;
 pub mod names;
 pub mod networks;
 pub mod resources;
+pub mod security_groups;
 pub mod servers;
 pub mod users;
 
 pub use error::{ErrorBody, ErrorDetail};
 pub use ids::{
     FlavorId, FloatingIpId, FloatingIpPoolId, HostId, ImageId, KeypairId, NetworkId, PortId,
-    ProjectId, ServerId, UserId,
+    ProjectId, SecurityGroupId, SecurityGroupRuleId, ServerId, UserId,
 };
 pub use names::Name;

@@ -92,6 +92,9 @@ pub struct CreateServer {
     /// Attach a config drive (`config-2`) with metadata and user data.
     #[serde(default)]
     pub config_drive: bool,
+    /// Security groups (ids or names); default: the project's `default`.
+    #[serde(default)]
+    pub security_groups: Option<Vec<String>>,
 }
 
 /// The size a create request asks for, once the flavor-or-sizes choice is made.
@@ -192,4 +195,5 @@ pub struct Server {
     pub dns_name: Option<String>,
     pub key_name: Option<String>,
     pub config_drive: bool,
+    pub security_groups: Vec<String>,
 }

@@ -285,12 +285,13 @@ fn new_server(
         key_data: None,
         user_data: None,
         config_drive: false,
+        security_groups: Vec::new(),
     }
 }
 
 /// The API view of a server (without addresses: these tests make no networks).
 fn api(server: &ServerRecord) -> nubis_api::servers::Server {
-    server.to_api(Vec::new(), None)
+    server.to_api(Vec::new(), None, Vec::new())
 }
 
 /// A project with an image, a host, and one server on it.

@@ -3,7 +3,8 @@
 
 use super::command::run_with_input;
 use super::switch::BRIDGE_PREFIX;
-use nubis_api::agent::{FloatingIpSpec, NetworkSpec};
+use nubis_api::agent::{FloatingIpSpec, NetworkSpec, RuleRemote, RuleSpec};
+use nubis_api::security_groups::{Direction, Protocol};
 use std::net::Ipv4Addr;
 
 /// The table Nubis owns; nothing else in the host's ruleset is touched.
@@ -15,48 +16,131 @@ pub struct Port {
     pub tap: String,
     pub mac: String,
     pub ip: Ipv4Addr,
+    /// The gateway of the port's network (DHCP, DNS).
+    pub gateway: Ipv4Addr,
+    /// The rules of every security group of the port's instance.
+    pub rules: Vec<RuleSpec>,
+}
+
+/// How replies are recognised in the bridge table.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Tracking {
+    /// Connection tracking works in the bridge family (`nf_conntrack_bridge`).
+    Stateful,
+    /// No bridge conntrack: replies are approximated (TCP without a new SYN,
+    /// ICMP replies and errors, DHCP and DNS from the gateway).
+    Stateless,
 }
 
 /// The host's whole ruleset: routing rules (`inet nubis`) and per-port
-/// anti-spoofing (`bridge nubis`). Only generated names, validated CIDRs
-/// and addresses go into it.
+/// anti-spoofing and security groups (`bridge nubis`). Only generated
+/// names, validated prefixes, addresses and numbers go into it.
 pub fn ruleset(
     networks: &[NetworkSpec],
     ports: &[Port],
     floating: &[FloatingIpSpec],
     metadata_port: u16,
+    tracking: Tracking,
 ) -> String {
     format!(
         "{}{}",
         inet_table(networks, floating, metadata_port),
-        bridge_table(ports)
+        bridge_table(ports, tracking)
     )
 }
 
 /// The address guests ask for their metadata, as in EC2 and OpenStack.
 pub const METADATA_ADDRESS: &str = "169.254.169.254";
 
-/// Anti-spoofing: a guest may only send frames from its own MAC, and IPv4
-/// and ARP only from its own address (DHCP discovery from 0.0.0.0 aside).
-/// Checked at bridge prerouting, so it covers traffic to other guests on
-/// the bridge and to the host alike.
-fn bridge_table(ports: &[Port]) -> String {
-    let mut dispatch = String::new();
+/// The match of one rule (without the verdict), or `None` if it can match
+/// nothing (a remote group with no members).
+fn rule_match(rule: &RuleSpec) -> Option<String> {
+    let peer = match rule.direction {
+        Direction::Ingress => "saddr",
+        Direction::Egress => "daddr",
+    };
+    let mut m = String::from("ether type ip");
+    match &rule.remote {
+        RuleRemote::Cidr(p) if p.len == 0 => {}
+        RuleRemote::Cidr(p) => m.push_str(&format!(" ip {peer} {p}")),
+        RuleRemote::Addresses(a) if a.is_empty() => return None,
+        RuleRemote::Addresses(a) => {
+            let set: Vec<String> = a.iter().map(Ipv4Addr::to_string).collect();
+            m.push_str(&format!(" ip {peer} {{ {} }}", set.join(", ")));
+        }
+    }
+    let ports = |proto: &str| match rule.ports {
+        Some((lo, hi)) if lo == hi => format!(" {proto} dport {lo}"),
+        Some((lo, hi)) => format!(" {proto} dport {lo}-{hi}"),
+        None => format!(" meta l4proto {proto}"),
+    };
+    match rule.protocol {
+        Protocol::Tcp => m.push_str(&ports("tcp")),
+        Protocol::Udp => m.push_str(&ports("udp")),
+        Protocol::Icmp => m.push_str(" meta l4proto icmp"),
+        Protocol::Any => {}
+    }
+    Some(m)
+}
+
+/// What counts as a reply to traffic the other side started.
+fn replies(tracking: Tracking) -> &'static str {
+    match tracking {
+        Tracking::Stateful => "        ct state established,related accept\n",
+        Tracking::Stateless => {
+            "        ether type ip tcp flags & (syn | ack) != syn accept\n\
+             \x20       ether type ip icmp type { echo-reply, destination-unreachable, time-exceeded, parameter-problem } accept\n"
+        }
+    }
+}
+
+fn bridge_table(ports: &[Port], tracking: Tracking) -> String {
+    let mut from = String::new();
+    let mut to = String::new();
     let mut chains = String::new();
     for (i, p) in ports.iter().enumerate() {
-        dispatch.push_str(&format!("        iifname \"{}\" jump port{i}\n", p.tap));
+        from.push_str(&format!("        iifname \"{}\" jump from{i}\n", p.tap));
+        to.push_str(&format!("        oifname \"{}\" jump to{i}\n", p.tap));
+        let rules = |d: Direction| -> String {
+            p.rules
+                .iter()
+                .filter(|r| r.direction == d)
+                .filter_map(rule_match)
+                .map(|m| format!("        {m} accept\n"))
+                .collect()
+        };
+        // From the guest: anti-spoofing first (own MAC; ARP and IPv4 only
+        // from its own address, DHCP discovery aside), then egress rules.
         chains.push_str(&format!(
-            "    chain port{i} {{\n\
+            "    chain from{i} {{\n\
              \x20       ether saddr != {mac} drop\n\
              \x20       ether type arp arp saddr ether != {mac} drop\n\
              \x20       ether type arp arp saddr ip != {{ {ip}, 0.0.0.0 }} drop\n\
+             \x20       ether type arp accept\n\
              \x20       ether type ip ip saddr 0.0.0.0 udp sport 68 udp dport 67 accept\n\
-             \x20       ether type ip ip saddr != {ip} drop\n\
-             \x20       ether type {{ ip, arp }} accept\n\
+             \x20       ether type != ip drop\n\
+             \x20       ip saddr != {ip} drop\n\
+             {replies}\
+             \x20       ip daddr {gw} udp dport {{ 53, 67 }} accept\n\
+             \x20       ip daddr {gw} tcp dport 53 accept\n\
+             \x20       ip daddr {METADATA_ADDRESS} tcp dport 80 accept\n\
+             {egress}\
+             \x20       drop\n\
+             \x20   }}\n\
+             \x20   chain to{i} {{\n\
+             \x20       ether type arp accept\n\
+             {replies}\
+             \x20       ether type ip udp sport 67 udp dport 68 accept\n\
+             \x20       ether type ip ip saddr {gw} udp sport 53 accept\n\
+             {ingress}\
              \x20       drop\n\
              \x20   }}\n",
             mac = p.mac,
-            ip = p.ip
+            ip = p.ip,
+            gw = p.gateway,
+            replies = replies(tracking),
+            egress = rules(Direction::Egress),
+            ingress = rules(Direction::Ingress),
         ));
     }
     format!(
@@ -65,11 +149,29 @@ fn bridge_table(ports: &[Port]) -> String {
          table bridge {TABLE} {{\n\
          \x20   chain prerouting {{\n\
          \x20       type filter hook prerouting priority filter; policy accept;\n\
-         {dispatch}\
+         {from}\
+         \x20   }}\n\
+         \x20   chain forward {{\n\
+         \x20       type filter hook forward priority filter; policy accept;\n\
+         {to}\
+         \x20   }}\n\
+         \x20   chain output {{\n\
+         \x20       type filter hook output priority filter; policy accept;\n\
+         {to}\
          \x20   }}\n\
          {chains}\
          }}\n"
     )
+}
+
+/// Whether this kernel tracks connections in the bridge family.
+pub async fn probe_tracking() -> Tracking {
+    let probe = "table bridge nubis_probe {\n chain c {\n  ct state established accept\n }\n}\n\
+                 delete table bridge nubis_probe\n";
+    match run_with_input("nft", &["-f", "-"], probe).await {
+        Ok(()) => Tracking::Stateful,
+        Err(_) => Tracking::Stateless,
+    }
 }
 
 fn inet_table(networks: &[NetworkSpec], floating: &[FloatingIpSpec], metadata_port: u16) -> String {
@@ -156,6 +258,52 @@ pub async fn clear() -> anyhow::Result<()> {
 mod tests {
     use super::*;
 
+    /// Rules of every kind: any-prefix, group members, ports, an empty group.
+    fn sample_rules() -> Vec<RuleSpec> {
+        let cidr = |s: &str| RuleRemote::Cidr(s.parse().unwrap());
+        vec![
+            RuleSpec {
+                direction: Direction::Egress,
+                protocol: Protocol::Any,
+                ports: None,
+                remote: cidr("0.0.0.0/0"),
+            },
+            RuleSpec {
+                direction: Direction::Ingress,
+                protocol: Protocol::Tcp,
+                ports: Some((22, 22)),
+                remote: cidr("0.0.0.0/0"),
+            },
+            RuleSpec {
+                direction: Direction::Ingress,
+                protocol: Protocol::Icmp,
+                ports: None,
+                remote: cidr("0.0.0.0/0"),
+            },
+            RuleSpec {
+                direction: Direction::Ingress,
+                protocol: Protocol::Any,
+                ports: None,
+                remote: RuleRemote::Addresses(vec![
+                    "10.9.0.7".parse().unwrap(),
+                    "10.9.0.8".parse().unwrap(),
+                ]),
+            },
+            RuleSpec {
+                direction: Direction::Ingress,
+                protocol: Protocol::Udp,
+                ports: Some((1000, 2000)),
+                remote: cidr("192.0.2.0/24"),
+            },
+            RuleSpec {
+                direction: Direction::Ingress,
+                protocol: Protocol::Any,
+                ports: None,
+                remote: RuleRemote::Addresses(vec![]),
+            },
+        ]
+    }
+
     #[test]
     fn ruleset_names_only_generated_values() {
         let n = NetworkSpec {
@@ -168,12 +316,14 @@ mod tests {
             tap: "ntap-12345678".into(),
             mac: "52:54:00:aa:bb:cc".into(),
             ip: "10.9.0.5".parse().unwrap(),
+            gateway: "10.9.0.1".parse().unwrap(),
+            rules: sample_rules(),
         };
         let fip = FloatingIpSpec {
             ip: "203.0.113.10".parse().unwrap(),
             fixed_ip: "10.9.0.5".parse().unwrap(),
         };
-        let r = ruleset(&[n], &[port], &[fip], 8775);
+        let r = ruleset(&[n], &[port], &[fip], 8775, Tracking::Stateless);
         assert!(r.contains("ip daddr 169.254.169.254 tcp dport 80 redirect to :8775"));
         assert!(r.contains("tcp dport 8775 iifname != \"nbr-*\" drop"));
         assert!(r.contains("ip daddr 203.0.113.10 dnat ip to 10.9.0.5"));
@@ -185,7 +335,20 @@ mod tests {
         assert!(r.contains("ip saddr 10.9.0.0/24 oifname != \"nbr-*\" masquerade"));
         assert!(r.starts_with("table inet nubis\ndelete table inet nubis\n"));
         assert!(r.contains("iifname \"nbr-*\" oifname \"nbr-*\" drop"));
-        assert!(r.contains("iifname \"ntap-12345678\" jump port0"));
+        assert!(r.contains("iifname \"ntap-12345678\" jump from0"));
+        assert!(r.contains("oifname \"ntap-12345678\" jump to0"));
+        assert!(r.contains("ether type ip tcp dport 22 accept"), "{r}");
+        assert!(
+            r.contains("ether type ip ip saddr { 10.9.0.7, 10.9.0.8 } accept"),
+            "{r}"
+        );
+        assert!(
+            r.contains("ether type ip ip saddr 192.0.2.0/24 udp dport 1000-2000 accept"),
+            "{r}"
+        );
+        assert!(!r.contains("ct state"), "stateless mode has no conntrack");
+        let stateful = ruleset(&[], &[], &[], 8775, Tracking::Stateful);
+        assert!(!stateful.contains("jump"));
         assert!(r.contains("ether saddr != 52:54:00:aa:bb:cc drop"));
         assert!(r.contains("ip saddr != 10.9.0.5 drop"));
     }
@@ -219,6 +382,8 @@ mod tests {
             tap: "ntap-1".into(),
             mac: "52:54:00:00:00:01".into(),
             ip: "10.9.0.5".parse().unwrap(),
+            gateway: "10.9.0.1".parse().unwrap(),
+            rules: sample_rules(),
         }];
         let mut child = std::process::Command::new("ip")
             .args(["netns", "exec", &ns, "nft", "-f", "-"])
@@ -240,6 +405,7 @@ mod tests {
                         fixed_ip: "10.9.0.5".parse().unwrap(),
                     }],
                     8775,
+                    Tracking::Stateless,
                 )
                 .as_bytes(),
             )

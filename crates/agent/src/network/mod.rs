@@ -10,7 +10,7 @@ pub mod switch;
 pub mod tap;
 
 use dnsmasq::{DhcpHost, Dnsmasq};
-use nubis_api::agent::{FloatingIpSpec, HostNetwork, InstanceSpec, NicSpec};
+use nubis_api::agent::{FloatingIpSpec, HostNetwork, InstanceSpec, NicSpec, SecurityGroupSpec};
 use nubis_api::NetworkId;
 use std::collections::HashSet;
 use std::path::PathBuf;
@@ -27,6 +27,8 @@ pub struct HostNetworking {
     applied_rules: Arc<Mutex<Option<String>>>,
     /// Where guests' metadata requests are redirected to.
     metadata_port: u16,
+    /// Whether the bridge family tracks connections here (probed once).
+    tracking: Arc<tokio::sync::OnceCell<firewall::Tracking>>,
 }
 
 impl HostNetworking {
@@ -37,6 +39,7 @@ impl HostNetworking {
             switch: LinuxBridge,
             applied_rules: Arc::default(),
             metadata_port,
+            tracking: Arc::default(),
         }
     }
 
@@ -57,6 +60,7 @@ impl HostNetworking {
         networks: &[HostNetwork],
         instances: &[InstanceSpec],
         floating: &[FloatingIpSpec],
+        groups: &[SecurityGroupSpec],
     ) -> anyhow::Result<()> {
         enable_forwarding().await?;
         for network in networks {
@@ -79,15 +83,31 @@ impl HostNetworking {
         let specs: Vec<_> = networks.iter().map(|n| n.spec.clone()).collect();
         let ports: Vec<firewall::Port> = instances
             .iter()
-            .flat_map(|i| &i.nics)
-            .map(|n| firewall::Port {
-                tap: tap::tap_name(n.port),
-                mac: n.mac.clone(),
-                ip: n.ip,
+            .flat_map(|i| {
+                let rules: Vec<_> = groups
+                    .iter()
+                    .filter(|g| i.security_groups.contains(&g.id))
+                    .flat_map(|g| g.rules.iter().cloned())
+                    .collect();
+                i.nics.iter().map(move |n| firewall::Port {
+                    tap: tap::tap_name(n.port),
+                    mac: n.mac.clone(),
+                    ip: n.ip,
+                    gateway: n.network.gateway,
+                    rules: rules.clone(),
+                })
             })
             .collect();
+        let tracking = *self
+            .tracking
+            .get_or_init(|| async {
+                let t = firewall::probe_tracking().await;
+                tracing::info!(?t, "bridge firewall connection tracking");
+                t
+            })
+            .await;
         floating_addresses(floating).await?;
-        let rules = firewall::ruleset(&specs, &ports, floating, self.metadata_port);
+        let rules = firewall::ruleset(&specs, &ports, floating, self.metadata_port, tracking);
         let mut applied = self.applied_rules.lock().await;
         if applied.as_deref() != Some(rules.as_str()) {
             if specs.is_empty() {

@@ -13,12 +13,13 @@ use axum::response::Response;
 use axum::Json;
 use nubis_api::agent::{
     DesiredState, DnsRecord, FloatingIpSpec, GuestConfig, Host, HostNetwork, HostReport, ImageRef,
-    InstanceSpec, NamedKey, NetworkSpec, NicSpec, RegisterHost,
+    InstanceSpec, NamedKey, NetworkSpec, NicSpec, RegisterHost, RuleRemote, RuleSpec,
+    SecurityGroupSpec,
 };
 use nubis_api::images::{Image, ImageStatus};
 use nubis_api::networks::{dns_label, server_dns_name, Network};
-use nubis_api::NetworkId;
 use nubis_api::{ErrorBody, HostId, ImageId};
+use nubis_api::{NetworkId, SecurityGroupId};
 use serde::Deserialize;
 use std::collections::HashMap;
 use std::time::Duration;
@@ -137,6 +138,13 @@ pub async fn desired(
             reboot_generation: server.reboot_generation,
             nics,
             guest,
+            security_groups: state
+                .store
+                .server_security_groups(server.id)
+                .await?
+                .into_iter()
+                .map(|(id, _)| id)
+                .collect(),
         });
     }
     let mut host_networks = Vec::new();
@@ -161,12 +169,51 @@ pub async fn desired(
         .into_iter()
         .map(|(ip, fixed_ip)| FloatingIpSpec { ip, fixed_ip })
         .collect();
+    let security_groups = group_specs(&state, &instances).await?;
     Ok(Json(DesiredState {
         revision,
         instances,
         networks: host_networks,
         floating_ips,
+        security_groups,
     }))
+}
+
+/// The groups the instances use, with remote groups resolved to the
+/// current addresses of their members (on any host).
+async fn group_specs(
+    state: &AppState,
+    instances: &[InstanceSpec],
+) -> ApiResult<Vec<SecurityGroupSpec>> {
+    let mut ids: Vec<SecurityGroupId> = instances
+        .iter()
+        .flat_map(|i| i.security_groups.iter().copied())
+        .collect();
+    ids.sort();
+    ids.dedup();
+    let mut specs = Vec::new();
+    for id in ids {
+        let group = state.store.security_group_by_id(id).await?;
+        let mut rules = Vec::new();
+        for rule in &group.rules {
+            let remote = match (rule.remote_group, rule.remote_cidr) {
+                (Some(g), _) => RuleRemote::Addresses(state.store.group_member_addresses(g).await?),
+                (None, Some(cidr)) => RuleRemote::Cidr(cidr),
+                (None, None) => RuleRemote::Cidr(nubis_api::security_groups::Prefix {
+                    addr: std::net::Ipv4Addr::UNSPECIFIED,
+                    len: 0,
+                }),
+            };
+            rules.push(RuleSpec {
+                direction: rule.direction,
+                protocol: rule.protocol,
+                ports: rule.port_min.map(|lo| (lo, rule.port_max.unwrap_or(lo))),
+                remote,
+            });
+        }
+        specs.push(SecurityGroupSpec { id, rules });
+    }
+    Ok(specs)
 }
 
 async fn image_ref(

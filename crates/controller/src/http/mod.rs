@@ -9,6 +9,7 @@ mod images;
 mod keypairs;
 mod networks;
 mod openapi;
+mod security_groups;
 mod servers;
 mod users;
 
@@ -96,6 +97,22 @@ pub fn router(state: AppState) -> Router {
             get(floating_ips::show)
                 .patch(floating_ips::update)
                 .delete(floating_ips::release),
+        )
+        .route(
+            "/security-groups",
+            get(security_groups::list).post(security_groups::create),
+        )
+        .route(
+            "/security-groups/{id}",
+            get(security_groups::show).delete(security_groups::delete),
+        )
+        .route(
+            "/security-groups/{id}/rules",
+            post(security_groups::add_rule),
+        )
+        .route(
+            "/security-groups/{id}/rules/{rule}",
+            axum::routing::delete(security_groups::delete_rule),
         )
         .route("/hosts", get(agents::list_hosts))
         .route("/agent/hosts", post(agents::register))

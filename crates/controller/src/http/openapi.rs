@@ -21,6 +21,8 @@ use utoipa::{Modify, OpenApi};
         super::floating_ips::create_pool, super::floating_ips::list_pools, super::floating_ips::allocate,
         super::floating_ips::list, super::floating_ips::show, super::floating_ips::update,
         super::floating_ips::release,
+        super::security_groups::create, super::security_groups::list, super::security_groups::show,
+        super::security_groups::delete, super::security_groups::add_rule, super::security_groups::delete_rule,
     ),
     modifiers(&BearerAuth)
 )]

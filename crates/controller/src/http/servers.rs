@@ -107,6 +107,7 @@ pub async fn create(
         None => None,
     };
     let networks = resolve_networks(&state, project, req.networks.as_deref()).await?;
+    let security_groups = resolve_groups(&state, project, req.security_groups.as_deref()).await?;
     let loads = state.store.host_loads().await?;
     let host = scheduler::place(
         &loads,
@@ -145,6 +146,7 @@ pub async fn create(
             key_data: key.as_ref().map(|k| k.public_key.as_str()),
             user_data: req.user_data.clone().map(String::from),
             config_drive: req.config_drive,
+            security_groups,
         })
         .await?;
     state.desired_state_changed();
@@ -204,6 +206,42 @@ async fn resolve_networks(
     Ok(out)
 }
 
+/// Resolves the requested security groups (default: the `default` group).
+async fn resolve_groups(
+    state: &AppState,
+    project: ProjectId,
+    requested: Option<&[String]>,
+) -> ApiResult<Vec<nubis_api::SecurityGroupId>> {
+    let default = ["default".to_string()];
+    let requested = requested.unwrap_or(&default);
+    if requested.len() > 16 {
+        return Err(ApiError::bad_request(
+            "at most 16 security groups per server",
+        ));
+    }
+    let mut ids = Vec::new();
+    for name in requested {
+        let group = if name == "default" {
+            state.store.ensure_default_security_group(project).await?
+        } else {
+            state
+                .store
+                .security_group(project, name)
+                .await
+                .map_err(|e| match e {
+                    StoreError::NotFound => {
+                        ApiError::bad_request(format!("security group '{name}' not found"))
+                    }
+                    other => other.into(),
+                })?
+        };
+        if !ids.contains(&group.id) {
+            ids.push(group.id);
+        }
+    }
+    Ok(ids)
+}
+
 /// The API view of servers of one project: with addresses and DNS names.
 async fn present(
     state: &AppState,
@@ -216,17 +254,23 @@ async fn present(
         .await?;
     let networks = state.store.list_networks(project).await?;
     let project_name = state.store.project_name(project).await?;
-    Ok(records
-        .into_iter()
-        .map(|r| {
-            let addrs = addresses.remove(&r.id).unwrap_or_default();
-            let dns = addrs
-                .first()
-                .and_then(|a| networks.iter().find(|n| n.id == a.network))
-                .map(|n| server_dns_name(&r.name, &project_name, &n.dns_zone));
-            r.to_api(addrs, dns)
-        })
-        .collect())
+    let mut out = Vec::new();
+    for r in records {
+        let addrs = addresses.remove(&r.id).unwrap_or_default();
+        let dns = addrs
+            .first()
+            .and_then(|a| networks.iter().find(|n| n.id == a.network))
+            .map(|n| server_dns_name(&r.name, &project_name, &n.dns_zone));
+        let groups = state
+            .store
+            .server_security_groups(r.id)
+            .await?
+            .into_iter()
+            .map(|(_, name)| name)
+            .collect();
+        out.push(r.to_api(addrs, dns, groups));
+    }
+    Ok(out)
 }
 
 async fn present_one(state: &AppState, record: ServerRecord) -> ApiResult<Server> {

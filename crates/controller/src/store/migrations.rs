@@ -146,11 +146,39 @@ CREATE TABLE floating_ips (
 CREATE INDEX floating_ips_by_server ON floating_ips (server_id)
 "#;
 
+/// Version 4: security groups, their rules, and which servers use them.
+const V4: &str = r#"
+CREATE TABLE security_groups (
+    id TEXT PRIMARY KEY,
+    project_id TEXT NOT NULL REFERENCES projects(id),
+    name TEXT NOT NULL,
+    description TEXT NOT NULL,
+    created_at BIGINT NOT NULL,
+    UNIQUE (project_id, name)
+);
+CREATE TABLE security_group_rules (
+    id TEXT PRIMARY KEY,
+    group_id TEXT NOT NULL REFERENCES security_groups(id) ON DELETE CASCADE,
+    direction TEXT NOT NULL,
+    protocol TEXT NOT NULL,
+    port_min BIGINT,
+    port_max BIGINT,
+    remote_cidr TEXT,
+    remote_group_id TEXT REFERENCES security_groups(id) ON DELETE CASCADE,
+    created_at BIGINT NOT NULL
+);
+CREATE TABLE server_security_groups (
+    server_id TEXT NOT NULL REFERENCES servers(id) ON DELETE CASCADE,
+    group_id TEXT NOT NULL REFERENCES security_groups(id),
+    PRIMARY KEY (server_id, group_id)
+)
+"#;
+
 /// The migrations of one backend, in order. Index + 1 is the version.
 fn migrations(backend: Backend) -> Vec<&'static str> {
     // Portable as written so far; later versions may need per-backend text.
     match backend {
-        Backend::Sqlite | Backend::Postgres => vec![V1, V2, V3],
+        Backend::Sqlite | Backend::Postgres => vec![V1, V2, V3, V4],
     }
 }
 

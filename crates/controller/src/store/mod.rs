@@ -12,6 +12,7 @@ mod keypairs;
 mod migrations;
 pub mod networks;
 mod rows;
+pub mod security_groups;
 mod servers;
 mod users;
 

@@ -63,6 +63,7 @@ pub struct NewServer<'a> {
     pub key_data: Option<&'a str>,
     pub user_data: Option<String>,
     pub config_drive: bool,
+    pub security_groups: Vec<nubis_api::SecurityGroupId>,
 }
 
 impl ServerRecord {
@@ -89,8 +90,13 @@ impl ServerRecord {
         }
     }
 
-    /// The API view, given the server's addresses and DNS name.
-    pub fn to_api(&self, addresses: Vec<ServerAddress>, dns_name: Option<String>) -> Server {
+    /// The API view, given the server's addresses, DNS name and group names.
+    pub fn to_api(
+        &self,
+        addresses: Vec<ServerAddress>,
+        dns_name: Option<String>,
+        security_groups: Vec<String>,
+    ) -> Server {
         let status = self.status();
         Server {
             id: self.id,
@@ -114,6 +120,7 @@ impl ServerRecord {
             dns_name,
             key_name: self.key_name.clone(),
             config_drive: self.config_drive,
+            security_groups,
         }
     }
 }
@@ -217,6 +224,13 @@ impl Store {
         }
         for (index, port) in new.ports.iter().enumerate() {
             self.insert_port(&mut tx, id, index, port).await?;
+        }
+        for group in &new.security_groups {
+            sqlx::query("INSERT INTO server_security_groups (server_id, group_id) VALUES ($1, $2)")
+                .bind(id.to_string())
+                .bind(group.to_string())
+                .execute(&mut *tx)
+                .await?;
         }
         tx.commit().await?;
         self.server(new.project, id).await
