@@ -44,14 +44,32 @@ pub async fn run_with_input(prog: &str, args: &[&str], input: &str) -> anyhow::R
     Ok(())
 }
 
-/// Names of the links whose name starts with `prefix`.
+/// Runs several `ip` commands in one process (`ip -batch -`). With `force`,
+/// a failing line (e.g. "exists") does not stop the ones after it.
+pub async fn ip_batch(lines: &[String], force: bool) -> anyhow::Result<()> {
+    if lines.is_empty() {
+        return Ok(());
+    }
+    let mut input = lines.join("\n");
+    input.push('\n');
+    let args: &[&str] = if force {
+        &["-force", "-batch", "-"]
+    } else {
+        &["-batch", "-"]
+    };
+    run_with_input("ip", args, &input).await
+}
+
+/// Names of the links whose name starts with `prefix`, from /proc/net/dev,
+/// which (unlike /sys/class/net) always shows the caller's own network
+/// namespace, and costs no process.
 pub async fn links_with_prefix(prefix: &str) -> anyhow::Result<Vec<String>> {
-    let json = run("ip", &["-j", "link", "show"]).await?;
-    let links: Vec<serde_json::Value> =
-        serde_json::from_str(&json).context("parsing ip -j link")?;
-    Ok(links
-        .iter()
-        .filter_map(|l| l["ifname"].as_str())
+    let dev = tokio::fs::read_to_string("/proc/net/dev")
+        .await
+        .context("reading /proc/net/dev")?;
+    Ok(dev
+        .lines()
+        .filter_map(|l| l.split_once(':').map(|(name, _)| name.trim()))
         .filter(|n| n.starts_with(prefix))
         .map(str::to_owned)
         .collect())

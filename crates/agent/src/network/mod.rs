@@ -29,6 +29,19 @@ pub struct HostNetworking {
     metadata_port: u16,
     /// Whether the bridge family tracks connections here (probed once).
     tracking: Arc<tokio::sync::OnceCell<firewall::Tracking>>,
+    /// What was last verified on the host, and when: unchanged desired state
+    /// within `RECHECK` costs no commands; older checks are redone.
+    verified: Arc<Mutex<Verified>>,
+}
+
+/// How long a verified bridge or address set is trusted without looking.
+const RECHECK: std::time::Duration = std::time::Duration::from_secs(60);
+
+#[derive(Default)]
+struct Verified {
+    bridges: HashSet<NetworkId>,
+    floating: Option<HashSet<std::net::Ipv4Addr>>,
+    at: Option<std::time::Instant>,
 }
 
 impl HostNetworking {
@@ -40,6 +53,7 @@ impl HostNetworking {
             applied_rules: Arc::default(),
             metadata_port,
             tracking: Arc::default(),
+            verified: Arc::default(),
         }
     }
 
@@ -63,8 +77,22 @@ impl HostNetworking {
         groups: &[SecurityGroupSpec],
     ) -> anyhow::Result<()> {
         enable_forwarding().await?;
+        let mut verified = self.verified.lock().await;
+        if verified.at.is_none_or(|t| t.elapsed() > RECHECK) {
+            *verified = Verified {
+                at: Some(std::time::Instant::now()),
+                ..Verified::default()
+            };
+        }
+        let missing: Vec<&nubis_api::agent::NetworkSpec> = networks
+            .iter()
+            .map(|n| &n.spec)
+            .filter(|n| !verified.bridges.contains(&n.id))
+            .collect();
+        self.switch.ensure_networks(&missing).await?;
+        verified.bridges.extend(missing.iter().map(|n| n.id));
         for network in networks {
-            let bridge = self.switch.ensure_network(&network.spec).await?;
+            let bridge = bridge_name(&network.spec);
             let hosts: Vec<DhcpHost> = instances
                 .iter()
                 .flat_map(|i| i.nics.iter().map(move |n| (i, n)))
@@ -106,7 +134,12 @@ impl HostNetworking {
                 t
             })
             .await;
-        floating_addresses(floating).await?;
+        let wanted: HashSet<std::net::Ipv4Addr> = floating.iter().map(|f| f.ip).collect();
+        if verified.floating.as_ref() != Some(&wanted) {
+            floating_addresses(floating).await?;
+            verified.floating = Some(wanted);
+        }
+        drop(verified);
         let rules = firewall::ruleset(&specs, &ports, floating, self.metadata_port, tracking);
         let mut applied = self.applied_rules.lock().await;
         if applied.as_deref() != Some(rules.as_str()) {
@@ -148,12 +181,11 @@ impl HostNetworking {
         Ok(())
     }
 
-    /// Creates a NIC's TAP and attaches it to its network; returns its name.
+    /// Creates a NIC's TAP and attaches it to its network (which `converge`
+    /// has made); returns its name.
     pub async fn plug(&self, nic: &NicSpec) -> anyhow::Result<String> {
         let name = tap::tap_name(nic.port);
-        tap::ensure(&name).await?;
-        self.switch.ensure_network(&nic.network).await?;
-        self.switch.attach(&name, &nic.network).await?;
+        self.switch.plug(&name, &nic.network).await?;
         Ok(name)
     }
 

@@ -1,22 +1,23 @@
 //! The virtual switch a host's networks are built on. One implementation
 //! today (Linux bridges); the trait is what Open vSwitch would implement.
 
-use super::command::{link_exists, run};
+use super::command::{ip_batch, link_exists, links_with_prefix, run};
 use nubis_api::agent::NetworkSpec;
 use std::future::Future;
 
 /// A virtual switch: one segment per network, ports attached to segments.
 pub trait Switch: Send + Sync {
-    /// Makes the segment of `network` exist, up, with the gateway address on
-    /// the host side. Returns the host-side interface name.
-    fn ensure_network(
+    /// Makes the segments of `networks` exist, up, with the gateway address
+    /// on the host side (all at once: one call for many networks).
+    fn ensure_networks(
         &self,
-        network: &NetworkSpec,
-    ) -> impl Future<Output = anyhow::Result<String>> + Send;
+        networks: &[&NetworkSpec],
+    ) -> impl Future<Output = anyhow::Result<()>> + Send;
     /// Removes a segment by its interface name.
     fn remove_network(&self, interface: &str) -> impl Future<Output = anyhow::Result<()>> + Send;
-    /// Attaches a port (a TAP) to the segment of `network`, up.
-    fn attach(
+    /// Creates a port (a persistent TAP) if missing and attaches it, up, to
+    /// the segment of `network`, which must exist.
+    fn plug(
         &self,
         port: &str,
         network: &NetworkSpec,
@@ -36,19 +37,25 @@ pub fn bridge_name(network: &NetworkSpec) -> String {
 pub struct LinuxBridge;
 
 impl Switch for LinuxBridge {
-    async fn ensure_network(&self, network: &NetworkSpec) -> anyhow::Result<String> {
-        let name = bridge_name(network);
-        if !link_exists(&name).await {
-            run(
-                "ip",
-                &["link", "add", &name, "type", "bridge", "stp_state", "0"],
-            )
-            .await?;
+    async fn ensure_networks(&self, networks: &[&NetworkSpec]) -> anyhow::Result<()> {
+        if networks.is_empty() {
+            return Ok(());
         }
-        let addr = format!("{}/{}", network.gateway, network.cidr.prefix());
-        run("ip", &["addr", "replace", &addr, "dev", &name]).await?;
-        run("ip", &["link", "set", &name, "up"]).await?;
-        Ok(name)
+        let present = links_with_prefix(BRIDGE_PREFIX).await?;
+        let mut lines = Vec::new();
+        for network in networks {
+            let name = bridge_name(network);
+            if !present.contains(&name) {
+                lines.push(format!("link add {name} type bridge stp_state 0"));
+            }
+            lines.push(format!(
+                "addr replace {}/{} dev {name}",
+                network.gateway,
+                network.cidr.prefix()
+            ));
+            lines.push(format!("link set {name} up"));
+        }
+        ip_batch(&lines, false).await
     }
 
     async fn remove_network(&self, interface: &str) -> anyhow::Result<()> {
@@ -58,12 +65,15 @@ impl Switch for LinuxBridge {
         Ok(())
     }
 
-    async fn attach(&self, port: &str, network: &NetworkSpec) -> anyhow::Result<()> {
-        run(
-            "ip",
-            &["link", "set", port, "master", &bridge_name(network), "up"],
-        )
-        .await?;
-        Ok(())
+    async fn plug(&self, port: &str, network: &NetworkSpec) -> anyhow::Result<()> {
+        let mut lines = Vec::new();
+        if !links_with_prefix(port).await?.iter().any(|l| l == port) {
+            lines.push(format!("tuntap add dev {port} mode tap"));
+        }
+        lines.push(format!(
+            "link set {port} master {} up",
+            bridge_name(network)
+        ));
+        ip_batch(&lines, false).await
     }
 }

@@ -12,14 +12,6 @@ pub fn tap_name(port: PortId) -> String {
     format!("{TAP_PREFIX}{}", &port.0.simple().to_string()[..8])
 }
 
-/// Creates the TAP if it does not exist.
-pub async fn ensure(name: &str) -> anyhow::Result<()> {
-    if !link_exists(name).await {
-        run("ip", &["tuntap", "add", "dev", name, "mode", "tap"]).await?;
-    }
-    Ok(())
-}
-
 /// Removes the TAP if it exists.
 pub async fn remove(name: &str) -> anyhow::Result<()> {
     if link_exists(name).await {
