@@ -9,6 +9,7 @@ use serde_json::json;
 use std::process::Command;
 use std::time::Duration;
 use support::cloud::Cloud;
+use support::guest::{ping, ssh};
 use support::netns::{run_in_netns, NetNs};
 
 const BOOT: Duration = Duration::from_secs(180);
@@ -16,41 +17,6 @@ const BOOT: Duration = Duration::from_secs(180);
 fn ip(args: &[&str]) {
     let status = Command::new("ip").args(args).status().expect("ip");
     assert!(status.success(), "ip {args:?}");
-}
-
-/// Runs `ssh` from the outside namespace; returns stdout on success.
-fn ssh_from(outside: &str, key: &std::path::Path, to: &str, command: &str) -> Option<String> {
-    let out = Command::new("ip")
-        .args(["netns", "exec", outside, "ssh", "-i"])
-        .arg(key)
-        .args([
-            "-o",
-            "StrictHostKeyChecking=no",
-            "-o",
-            "UserKnownHostsFile=/dev/null",
-            "-o",
-            "BatchMode=yes",
-            "-o",
-            "ConnectTimeout=3",
-            "-o",
-            "LogLevel=ERROR",
-        ])
-        .arg(format!("root@{to}"))
-        .arg(command)
-        .output()
-        .expect("ssh");
-    out.status
-        .success()
-        .then(|| String::from_utf8_lossy(&out.stdout).into_owned())
-}
-
-fn ping_from(outside: &str, to: &str) -> bool {
-    Command::new("ip")
-        .args(["netns", "exec", outside, "ping", "-c", "1", "-W", "1", to])
-        .stdout(std::process::Stdio::null())
-        .status()
-        .expect("ping")
-        .success()
 }
 
 #[test]
@@ -87,14 +53,7 @@ fn floating_ip_reaches_the_server_from_outside() {
             )
             .await;
         assert_eq!(s, StatusCode::CREATED, "{pool}");
-        let (s, kp) = cloud
-            .call(Method::POST, "/v1/keypairs", Some(json!({"name": "k"})))
-            .await;
-        assert_eq!(s, StatusCode::CREATED);
-        let key = cloud.data_path().join("k.pem");
-        std::fs::write(&key, kp["private_key"].as_str().unwrap()).unwrap();
-        use std::os::unix::fs::PermissionsExt;
-        std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600)).unwrap();
+        let key = cloud.keypair("k").await;
         let (s, server) = cloud
             .call(
                 Method::POST,
@@ -127,12 +86,17 @@ fn floating_ip_reaches_the_server_from_outside() {
             .wait_console(&id, "nubis-tiny: sshd ready", BOOT)
             .await;
         let hostname = support::wait_for("ssh through the floating IP", BOOT, || async {
-            ssh_from(&out_name, &key, "203.0.113.10", "hostname")
+            {
+                let out = ssh(Some(&out_name), &key, "203.0.113.10", "hostname");
+                out.status
+                    .success()
+                    .then(|| String::from_utf8_lossy(&out.stdout).into_owned())
+            }
         })
         .await;
         assert_eq!(hostname.trim(), "pub");
         assert!(
-            !ping_from(&out_name, &fixed),
+            !ping(Some(&out_name), &fixed),
             "the private address is not reachable from outside"
         );
 
@@ -146,7 +110,7 @@ fn floating_ip_reaches_the_server_from_outside() {
         assert_eq!(s, StatusCode::OK, "{b}");
         assert!(b["server"].is_null());
         support::wait_for("the floating IP to stop answering", BOOT, || async {
-            (!ping_from(&out_name, "203.0.113.10")).then_some(())
+            (!ping(Some(&out_name), "203.0.113.10")).then_some(())
         })
         .await;
         let (s, _) = cloud

@@ -7,27 +7,16 @@ mod support;
 
 use reqwest::{Method, StatusCode};
 use serde_json::json;
-use std::process::Command;
 use std::time::Duration;
 use support::cloud::Cloud;
+use support::guest::{ping, ssh_ok, ssh_stdout};
 use support::netns::run_in_netns;
 
 const BOOT: Duration = Duration::from_secs(180);
 
 /// Creates a key pair and a server with it; returns (server id, ip, key path).
 async fn server_with_key(cloud: &Cloud, name: &str) -> (String, String, std::path::PathBuf) {
-    let (s, kp) = cloud
-        .call(
-            Method::POST,
-            "/v1/keypairs",
-            Some(json!({"name": format!("{name}-key")})),
-        )
-        .await;
-    assert_eq!(s, StatusCode::CREATED, "{kp}");
-    let key = cloud.data_path().join(format!("{name}.pem"));
-    std::fs::write(&key, kp["private_key"].as_str().unwrap()).unwrap();
-    use std::os::unix::fs::PermissionsExt;
-    std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let key = cloud.keypair(&format!("{name}-key")).await;
     let (s, server) = cloud
         .call(
             Method::POST,
@@ -41,68 +30,6 @@ async fn server_with_key(cloud: &Cloud, name: &str) -> (String, String, std::pat
         server["addresses"][0]["ip"].as_str().unwrap().to_owned(),
         key,
     )
-}
-
-/// Runs a command in the guest over ssh; returns whether it succeeded.
-fn in_guest(key: &std::path::Path, ip: &str, command: &str) -> bool {
-    Command::new("ssh")
-        .arg("-i")
-        .arg(key)
-        .args([
-            "-o",
-            "StrictHostKeyChecking=no",
-            "-o",
-            "UserKnownHostsFile=/dev/null",
-            "-o",
-            "BatchMode=yes",
-            "-o",
-            "ConnectTimeout=10",
-            "-o",
-            "LogLevel=ERROR",
-        ])
-        .arg(format!("root@{ip}"))
-        .arg(command)
-        .status()
-        .expect("ssh")
-        .success()
-}
-
-/// Runs a command in the guest over ssh; returns its output (must succeed).
-fn guest_output(key: &std::path::Path, ip: &str, command: &str) -> String {
-    let out = Command::new("ssh")
-        .arg("-i")
-        .arg(key)
-        .args([
-            "-o",
-            "StrictHostKeyChecking=no",
-            "-o",
-            "UserKnownHostsFile=/dev/null",
-            "-o",
-            "BatchMode=yes",
-            "-o",
-            "ConnectTimeout=10",
-            "-o",
-            "LogLevel=ERROR",
-        ])
-        .arg(format!("root@{ip}"))
-        .arg(command)
-        .output()
-        .expect("ssh");
-    assert!(
-        out.status.success(),
-        "{command}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-fn host_pings(ip: &str) -> bool {
-    Command::new("ping")
-        .args(["-c", "1", "-W", "2", ip])
-        .stdout(std::process::Stdio::null())
-        .status()
-        .expect("ping (is iputils-ping installed?)")
-        .success()
 }
 
 #[test]
@@ -123,7 +50,7 @@ fn projects_are_isolated_and_guests_cannot_spoof() {
             .wait_console(&b_id, "nubis-tiny: sshd ready", BOOT)
             .await;
         assert!(
-            host_pings(&b_ip),
+            ping(None, &b_ip),
             "the host reaches the other project's server"
         );
 
@@ -162,7 +89,7 @@ fn projects_are_isolated_and_guests_cannot_spoof() {
             format!("{}.{}.{}.1", o[0], o[1], o[2])
         };
         assert!(
-            in_guest(&a_key, &a_ip, &format!("ping -c 1 -W 2 {gateway}")),
+            ssh_ok(&a_key, &a_ip, &format!("ping -c 1 -W 2 {gateway}")),
             "own gateway reachable"
         );
 
@@ -171,13 +98,13 @@ fn projects_are_isolated_and_guests_cannot_spoof() {
             .console_log(&a_id)
             .await
             .contains("nubis-tiny: metadata-service"));
-        let meta = guest_output(
+        let meta = ssh_stdout(
             &a_key,
             &a_ip,
             "wget -qO- http://169.254.169.254/openstack/latest/meta_data.json",
         );
         assert!(meta.contains(&a_id) && !meta.contains(&b_id), "{meta}");
-        let ec2_id = guest_output(
+        let ec2_id = ssh_stdout(
             &a_key,
             &a_ip,
             "wget -qO- http://169.254.169.254/latest/meta-data/instance-id",
@@ -200,20 +127,20 @@ fn projects_are_isolated_and_guests_cannot_spoof() {
         };
         assert!(b_console.contains("nubis-tiny: hostname b"), "{b_console}");
         assert!(
-            !in_guest(&a_key, &a_ip, &format!("ping -c 2 -W 2 {b_ip}")),
+            !ssh_ok(&a_key, &a_ip, &format!("ping -c 2 -W 2 {b_ip}")),
             "a server of another project must not be reachable"
         );
 
         // Spoofing: an extra address on the guest's NIC gets nowhere.
         let o: Vec<&str> = a_ip.split('.').collect();
         let spoofed = format!("{}.{}.{}.200", o[0], o[1], o[2]);
-        assert!(in_guest(
+        assert!(ssh_ok(
             &a_key,
             &a_ip,
             &format!("ip addr add {spoofed}/24 dev eth0")
         ));
         assert!(
-            !in_guest(
+            !ssh_ok(
                 &a_key,
                 &a_ip,
                 &format!("ping -c 2 -W 2 -I {spoofed} {gateway}")
@@ -221,11 +148,11 @@ fn projects_are_isolated_and_guests_cannot_spoof() {
             "traffic from a spoofed source address must be dropped"
         );
         assert!(
-            in_guest(&a_key, &a_ip, &format!("ping -c 1 -W 2 {gateway}")),
+            ssh_ok(&a_key, &a_ip, &format!("ping -c 1 -W 2 {gateway}")),
             "own address still works"
         );
         assert!(
-            !host_pings(&spoofed),
+            !ping(None, &spoofed),
             "the spoofed address does not answer either"
         );
     });

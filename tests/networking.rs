@@ -13,38 +13,10 @@ use serde_json::json;
 use std::process::Command;
 use std::time::Duration;
 use support::cloud::Cloud;
+use support::guest::ssh_stdout;
 use support::netns::run_in_netns;
 
 const BOOT: Duration = Duration::from_secs(180);
-
-/// Runs `ssh` to the guest with the test key; returns stdout.
-fn ssh(key: &std::path::Path, ip: &str, command: &str) -> String {
-    let out = Command::new("ssh")
-        .arg("-i")
-        .arg(key)
-        .args([
-            "-o",
-            "StrictHostKeyChecking=no",
-            "-o",
-            "UserKnownHostsFile=/dev/null",
-            "-o",
-            "BatchMode=yes",
-            "-o",
-            "ConnectTimeout=10",
-            "-o",
-            "LogLevel=ERROR",
-        ])
-        .arg(format!("root@{ip}"))
-        .arg(command)
-        .output()
-        .expect("running ssh (is openssh-client installed?)");
-    assert!(
-        out.status.success(),
-        "ssh {command:?} failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
 
 fn links() -> String {
     let out = Command::new("ip")
@@ -70,14 +42,7 @@ fn server_is_reachable_by_ssh_with_its_key_and_dns_name() {
             .await;
         assert_eq!(s, StatusCode::CREATED, "{net}");
         assert_eq!(net["gateway"], "10.77.0.1");
-        let (s, kp) = cloud
-            .call(Method::POST, "/v1/keypairs", Some(json!({"name": "k1"})))
-            .await;
-        assert_eq!(s, StatusCode::CREATED, "{kp}");
-        let key = cloud.data_path().join("k1.pem");
-        std::fs::write(&key, kp["private_key"].as_str().unwrap()).unwrap();
-        use std::os::unix::fs::PermissionsExt;
-        std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600)).unwrap();
+        let key = cloud.keypair("k1").await;
 
         let script = "#!/bin/sh\necho user-data-ran > /tmp/ud\n";
         let user_data = base64::engine::general_purpose::STANDARD.encode(script);
@@ -120,7 +85,7 @@ fn server_is_reachable_by_ssh_with_its_key_and_dns_name() {
             .wait_console(&id, "nubis-tiny: user-data exit 0", BOOT)
             .await;
 
-        let out = ssh(&key, "10.77.0.50", "hostname; cat /tmp/ud");
+        let out = ssh_stdout(&key, "10.77.0.50", "hostname; cat /tmp/ud");
         assert_eq!(out, "web\nuser-data-ran\n");
 
         // The platform's DNS answers for the zone, from the host ...
@@ -136,7 +101,7 @@ fn server_is_reachable_by_ssh_with_its_key_and_dns_name() {
             .expect("running dig (is dnsutils installed?)");
         assert_eq!(String::from_utf8_lossy(&dig.stdout).trim(), "10.77.0.50");
         // ... and from instances.
-        let lookup = ssh(&key, "10.77.0.50", "nslookup web.carol.nubis.internal");
+        let lookup = ssh_stdout(&key, "10.77.0.50", "nslookup web.carol.nubis.internal");
         assert!(lookup.contains("10.77.0.50"), "{lookup}");
 
         // Delete: no TAP and no DHCP entry remain; then the network goes.

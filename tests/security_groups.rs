@@ -5,44 +5,12 @@ mod support;
 
 use reqwest::{Method, StatusCode};
 use serde_json::json;
-use std::process::Command;
 use std::time::Duration;
 use support::cloud::Cloud;
+use support::guest::{ping, ssh_ok};
 use support::netns::run_in_netns;
 
 const BOOT: Duration = Duration::from_secs(180);
-
-fn ssh_ok(key: &std::path::Path, ip: &str) -> bool {
-    Command::new("ssh")
-        .arg("-i")
-        .arg(key)
-        .args([
-            "-o",
-            "StrictHostKeyChecking=no",
-            "-o",
-            "UserKnownHostsFile=/dev/null",
-            "-o",
-            "BatchMode=yes",
-            "-o",
-            "ConnectTimeout=2",
-            "-o",
-            "LogLevel=QUIET",
-        ])
-        .arg(format!("root@{ip}"))
-        .arg("true")
-        .status()
-        .map(|s| s.success())
-        .unwrap_or(false)
-}
-
-fn ping_ok(ip: &str) -> bool {
-    Command::new("ping")
-        .args(["-c", "1", "-W", "1", ip])
-        .stdout(std::process::Stdio::null())
-        .status()
-        .map(|s| s.success())
-        .unwrap_or(false)
-}
 
 #[test]
 fn rules_are_enforced_and_changed_live() {
@@ -50,14 +18,7 @@ fn rules_are_enforced_and_changed_live() {
         let mut cloud = Cloud::start().await;
         cloud.register_and_login("hana", "hana-password").await;
         cloud.upload_tiny_image();
-        let (s, kp) = cloud
-            .call(Method::POST, "/v1/keypairs", Some(json!({"name": "k"})))
-            .await;
-        assert_eq!(s, StatusCode::CREATED);
-        let key = cloud.data_path().join("k.pem");
-        std::fs::write(&key, kp["private_key"].as_str().unwrap()).unwrap();
-        use std::os::unix::fs::PermissionsExt;
-        std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600)).unwrap();
+        let key = cloud.keypair("k").await;
 
         let (s, group) = cloud
             .call(
@@ -87,8 +48,11 @@ fn rules_are_enforced_and_changed_live() {
         cloud
             .wait_console(&id, "nubis-tiny: sshd ready", BOOT)
             .await;
-        assert!(!ssh_ok(&key, &ip), "no ingress rule: ssh must be refused");
-        assert!(!ping_ok(&ip), "no ingress rule: ping must be refused");
+        assert!(
+            !ssh_ok(&key, &ip, "true"),
+            "no ingress rule: ssh must be refused"
+        );
+        assert!(!ping(None, &ip), "no ingress rule: ping must be refused");
 
         // Open SSH on the running server.
         let (s, rule) = cloud
@@ -100,10 +64,10 @@ fn rules_are_enforced_and_changed_live() {
             .await;
         assert_eq!(s, StatusCode::CREATED, "{rule}");
         support::wait_for("ssh to open", BOOT, || async {
-            ssh_ok(&key, &ip).then_some(())
+            ssh_ok(&key, &ip, "true").then_some(())
         })
         .await;
-        assert!(!ping_ok(&ip), "ICMP is still not allowed");
+        assert!(!ping(None, &ip), "ICMP is still not allowed");
 
         // ... and close it again.
         let rid = rule["id"].as_str().unwrap();
@@ -116,7 +80,7 @@ fn rules_are_enforced_and_changed_live() {
             .await;
         assert_eq!(s, StatusCode::NO_CONTENT);
         support::wait_for("ssh to close", BOOT, || async {
-            (!ssh_ok(&key, &ip)).then_some(())
+            (!ssh_ok(&key, &ip, "true")).then_some(())
         })
         .await;
 

@@ -192,6 +192,19 @@ impl Cloud {
         ]);
     }
 
+    /// Generates a key pair `name`; returns the path of its private key (0600).
+    pub async fn keypair(&self, name: &str) -> PathBuf {
+        let (s, kp) = self
+            .call(Method::POST, "/v1/keypairs", Some(json!({"name": name})))
+            .await;
+        assert_eq!(s, StatusCode::CREATED, "{kp}");
+        let key = self.data_path().join(format!("{name}.pem"));
+        std::fs::write(&key, kp["private_key"].as_str().expect("private key")).expect("key file");
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600)).expect("chmod");
+        key
+    }
+
     /// Polls a server until its status is `want`.
     pub async fn wait_status(&self, id: &str, want: &str, limit: Duration) -> Value {
         let what = format!("server {id} to be {want}");

@@ -4,6 +4,7 @@
 #![allow(dead_code)] // Each test binary uses a different part of the harness.
 
 pub mod cloud;
+pub mod guest;
 pub mod netns;
 
 use std::path::PathBuf;
