@@ -9,7 +9,7 @@ use serde_json::json;
 use std::process::Command;
 use std::time::Duration;
 use support::cloud::Cloud;
-use support::guest::{ping, ssh};
+use support::guest::{ping, ssh, ssh_ok as ssh_ok_from_host};
 use support::netns::{run_in_netns, NetNs};
 
 const BOOT: Duration = Duration::from_secs(180);
@@ -99,6 +99,11 @@ fn floating_ip_reaches_the_server_from_outside() {
             !ping(Some(&out_name), &fixed),
             "the private address is not reachable from outside"
         );
+        // Outbound: the guest reaches the outside world (as its floating IP).
+        assert!(
+            ssh_ok_from_host(&key, &fixed, "ping -c 1 -W 2 203.0.113.254"),
+            "the guest reaches outside"
+        );
 
         let (s, b) = cloud
             .call(
@@ -113,6 +118,11 @@ fn floating_ip_reaches_the_server_from_outside() {
             (!ping(Some(&out_name), "203.0.113.10")).then_some(())
         })
         .await;
+        // Without a floating IP, outbound traffic is NATed to the host's address.
+        assert!(
+            ssh_ok_from_host(&key, &fixed, "ping -c 1 -W 2 203.0.113.254"),
+            "outbound NAT without a floating IP"
+        );
         let (s, _) = cloud
             .call(Method::DELETE, &format!("/v1/floating-ips/{fip_id}"), None)
             .await;

@@ -104,6 +104,20 @@ fn server_is_reachable_by_ssh_with_its_key_and_dns_name() {
         let lookup = ssh_stdout(&key, "10.77.0.50", "nslookup web.carol.nubis.internal");
         assert!(lookup.contains("10.77.0.50"), "{lookup}");
 
+        // A crash of `nubis up` changes nothing: after the restart the server
+        // is reachable again and its network has exactly one dnsmasq.
+        cloud.kill9();
+        cloud.spawn().await;
+        cloud.wait_status(&id, "running", BOOT).await;
+        assert_eq!(ssh_stdout(&key, "10.77.0.50", "hostname"), "web\n");
+        let dir = cloud.data_path().to_string_lossy().into_owned();
+        let dnsmasqs = support::pids_mentioning(&dir, "dnsmasq");
+        assert_eq!(
+            dnsmasqs.len(),
+            1,
+            "one dnsmasq (default network unused): {dnsmasqs:?}"
+        );
+
         // Delete: no TAP and no DHCP entry remain; then the network goes.
         let mac = server["addresses"][0]["mac"].as_str().unwrap().to_owned();
         let (s, _) = cloud
@@ -134,7 +148,6 @@ fn server_is_reachable_by_ssh_with_its_key_and_dns_name() {
             .await;
         assert_eq!(s, StatusCode::NO_CONTENT, "{b}");
         // No server is left on the host, so no bridge or dnsmasq remains.
-        let dir = cloud.data_path().to_string_lossy().into_owned();
         support::wait_for("bridges and dnsmasq to go", BOOT, || async {
             (!links().contains("nbr-") && support::pids_mentioning(&dir, "dnsmasq").is_empty())
                 .then_some(())
