@@ -104,6 +104,56 @@ fn server_is_reachable_by_ssh_with_its_key_and_dns_name() {
         let lookup = ssh_stdout(&key, "10.77.0.50", "nslookup web.carol.nubis.internal");
         assert!(lookup.contains("10.77.0.50"), "{lookup}");
 
+        // An image that wants a NoCloud seed gets one (label cidata).
+        let dir = support::tiny_image_dir();
+        let p = |f: &str| dir.join(f).to_string_lossy().into_owned();
+        let cmdline = std::fs::read_to_string(dir.join("cmdline.txt")).unwrap();
+        cloud.cli(&[
+            "image",
+            "create",
+            "tiny-nocloud",
+            "--format",
+            "qcow2",
+            "--file",
+            &p("disk.qcow2"),
+            "--kernel",
+            "tiny-kernel",
+            "--initrd",
+            "tiny-initrd",
+            "--cmdline",
+            cmdline.trim(),
+            "--config-format",
+            "nocloud",
+        ]);
+        let (s, seeded) = cloud
+            .call(
+                Method::POST,
+                "/v1/servers",
+                Some(
+                    json!({"name": "seeded", "image": "tiny-nocloud", "flavor": "tiny",
+                            "networks": [{"network": "lan"}]}),
+                ),
+            )
+            .await;
+        assert_eq!(s, StatusCode::ACCEPTED, "{seeded}");
+        let seeded_id = seeded["id"].as_str().unwrap().to_owned();
+        cloud.wait_status(&seeded_id, "running", BOOT).await;
+        let seed = cloud
+            .data_path()
+            .join("agent/instances")
+            .join(&seeded_id)
+            .join("config.img");
+        let label = Command::new("blkid")
+            .args(["-o", "value", "-s", "LABEL"])
+            .arg(&seed)
+            .output()
+            .unwrap();
+        assert_eq!(String::from_utf8_lossy(&label.stdout).trim(), "cidata");
+        let (s, _) = cloud
+            .call(Method::DELETE, &format!("/v1/servers/{seeded_id}"), None)
+            .await;
+        assert_eq!(s, StatusCode::ACCEPTED);
+
         // A crash of `nubis up` changes nothing: after the restart the server
         // is reachable again and its network has exactly one dnsmasq.
         cloud.kill9();

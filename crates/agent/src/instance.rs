@@ -16,7 +16,7 @@ use crate::storage::{overlay, ImageCache};
 use anyhow::Context;
 use chrono::{DateTime, Utc};
 use nubis_api::agent::{InstanceReport, InstanceSpec, ObservedPower, PowerState};
-use nubis_api::images::ImageFormat;
+use nubis_api::images::{ConfigFormat, ImageFormat};
 use nubis_api::ServerId;
 use serde::{Deserialize, Serialize};
 use std::time::Duration;
@@ -242,10 +242,14 @@ async fn boot(
         }
         nics.push((tap, nic.mac.clone()));
     }
-    let config_drive = if spec.guest.config_drive || !ctx.metadata_service {
-        Some(write_config_drive(files, spec).await?)
-    } else {
-        None
+    // A NoCloud seed whenever the image wants one; a config drive when
+    // asked for, or when no metadata service can answer instead.
+    let config_drive = match spec.guest.config_format {
+        ConfigFormat::Nocloud => Some(write_config_drive(files, spec, DriveFlavor::NoCloud).await?),
+        ConfigFormat::ConfigDrive if spec.guest.config_drive || !ctx.metadata_service => {
+            Some(write_config_drive(files, spec, DriveFlavor::ConfigDrive2).await?)
+        }
+        ConfigFormat::ConfigDrive => None,
     };
     let config = VmConfig {
         uuid: spec.id.to_string(),
@@ -280,6 +284,7 @@ async fn boot(
 async fn write_config_drive(
     files: &InstanceFiles,
     spec: &InstanceSpec,
+    flavor: DriveFlavor,
 ) -> anyhow::Result<std::path::PathBuf> {
     let path = files.config_drive();
     let drive = ConfigDrive {
@@ -289,10 +294,7 @@ async fn write_config_drive(
         vendor_data: serde_json::json!({}),
     };
     let target = path.clone();
-    tokio::task::spawn_blocking(move || {
-        config_drive::write(&target, &drive, DriveFlavor::ConfigDrive2)
-    })
-    .await??;
+    tokio::task::spawn_blocking(move || config_drive::write(&target, &drive, flavor)).await??;
     Ok(path)
 }
 

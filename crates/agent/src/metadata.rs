@@ -622,6 +622,7 @@ mod tests {
                     .collect(),
                 user_data: user_data.map(|b| base64::engine::general_purpose::STANDARD.encode(b)),
                 config_drive: false,
+                config_format: Default::default(),
             },
             security_groups: Vec::new(),
         }

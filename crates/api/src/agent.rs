@@ -137,6 +137,9 @@ pub struct GuestConfig {
     /// Base64.
     pub user_data: Option<String>,
     pub config_drive: bool,
+    /// The format of the configuration disk, when one is attached.
+    #[serde(default)]
+    pub config_format: crate::images::ConfigFormat,
 }
 
 /// A DNS record a network's resolver answers on every host.

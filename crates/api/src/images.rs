@@ -79,6 +79,27 @@ pub enum Visibility {
     Public,
 }
 
+/// How an image wants its first-boot configuration on a disk.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum ConfigFormat {
+    /// OpenStack's config drive (label `config-2`), attached when asked for.
+    #[default]
+    #[serde(rename = "config-2")]
+    ConfigDrive,
+    /// A cloud-init NoCloud seed (label `cidata`), always attached.
+    Nocloud,
+}
+
+impl ConfigFormat {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::ConfigDrive => "config-2",
+            Self::Nocloud => "nocloud",
+        }
+    }
+}
+
 /// The longest kernel command line accepted.
 pub const MAX_CMDLINE_LEN: usize = 2048;
 
@@ -103,6 +124,9 @@ pub struct CreateImage {
     pub cmdline: Option<String>,
     #[serde(default)]
     pub visibility: Visibility,
+    /// How the image reads its first-boot configuration from a disk.
+    #[serde(default)]
+    pub config_format: ConfigFormat,
 }
 
 /// An image in the catalog.
@@ -119,6 +143,7 @@ pub struct Image {
     pub kernel: Option<ImageId>,
     pub initrd: Option<ImageId>,
     pub cmdline: Option<String>,
+    pub config_format: ConfigFormat,
     /// Bytes of the uploaded file.
     pub size: Option<u64>,
     /// The disk size the image presents to a guest.

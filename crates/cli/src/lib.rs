@@ -108,6 +108,10 @@ pub enum ImageCommand {
         /// Visible to every project (admin).
         #[arg(long)]
         public: bool,
+        /// How the image reads its first-boot configuration: config-2
+        /// (OpenStack config drive, on request) or nocloud (always).
+        #[arg(long, default_value = "config-2", value_parser = ["config-2", "nocloud"])]
+        config_format: String,
     },
 }
 
@@ -223,6 +227,7 @@ pub async fn run(opts: &ClientOptions, command: ClientCommand) -> anyhow::Result
             initrd,
             cmdline,
             public,
+            config_format,
         }) => {
             images::create(
                 &client,
@@ -236,6 +241,7 @@ pub async fn run(opts: &ClientOptions, command: ClientCommand) -> anyhow::Result
                     initrd: initrd.as_deref(),
                     cmdline: cmdline.as_deref(),
                     public,
+                    config_format: &config_format,
                 },
             )
             .await

@@ -254,6 +254,7 @@ fn new_image(project: ProjectId, name: &str, visibility: Visibility) -> NewImage
         kernel: None,
         initrd: None,
         cmdline: None,
+        config_format: Default::default(),
     }
 }
 

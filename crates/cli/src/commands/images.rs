@@ -49,6 +49,8 @@ pub struct NewImage<'a> {
     pub initrd: Option<&'a str>,
     pub cmdline: Option<&'a str>,
     pub public: bool,
+    /// `config-2` or `nocloud`.
+    pub config_format: &'a str,
 }
 
 /// Creates the record, then uploads the file.
@@ -66,6 +68,7 @@ pub async fn create(client: &ApiClient, new: NewImage<'_>) -> anyhow::Result<()>
                 "format": new.format, "kernel": new.kernel, "initrd": new.initrd,
                 "cmdline": new.cmdline,
                 "visibility": if new.public { "public" } else { "private" },
+                "config_format": new.config_format,
             }),
         )
         .await?;

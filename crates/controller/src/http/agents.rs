@@ -123,6 +123,7 @@ pub async fn desired(
             },
             user_data: server.user_data.clone(),
             config_drive: server.config_drive,
+            config_format: image.config_format,
         };
         instances.push(InstanceSpec {
             id: server.id,

@@ -65,6 +65,7 @@ pub async fn create(
             kernel,
             initrd,
             cmdline: req.cmdline.as_deref(),
+            config_format: req.config_format,
         })
         .await?;
     Ok((StatusCode::CREATED, Json(image)))

@@ -2,7 +2,7 @@
 
 use super::rows::{big, count_opt, parse, parse_opt, time};
 use super::{found, is_unique_violation, now_ms, Store, StoreError, StoreResult};
-use nubis_api::images::{Image, ImageFormat, ImageStatus, Visibility};
+use nubis_api::images::{ConfigFormat, Image, ImageFormat, ImageStatus, Visibility};
 use nubis_api::{ImageId, ProjectId};
 use sqlx::any::AnyRow;
 use sqlx::Row;
@@ -18,6 +18,7 @@ pub struct NewImage<'a> {
     pub kernel: Option<ImageId>,
     pub initrd: Option<ImageId>,
     pub cmdline: Option<&'a str>,
+    pub config_format: ConfigFormat,
 }
 
 /// What an upload established about the bytes.
@@ -49,6 +50,14 @@ fn image_from_row(row: &AnyRow) -> StoreResult<Image> {
         kernel: parse_opt(row, "kernel_id")?,
         initrd: parse_opt(row, "initrd_id")?,
         cmdline: row.try_get("cmdline")?,
+        config_format: {
+            let f: String = row.try_get("config_format")?;
+            if f == "nocloud" {
+                ConfigFormat::Nocloud
+            } else {
+                ConfigFormat::ConfigDrive
+            }
+        },
         size: count_opt(row, "size")?,
         virtual_size: count_opt(row, "virtual_size")?,
         checksum: row.try_get("checksum")?,
@@ -68,8 +77,8 @@ impl Store {
         let id = ImageId::new();
         let res = sqlx::query(
             "INSERT INTO images (id, project_id, name, os, version, format, status, visibility, \
-             kernel_id, initrd_id, cmdline, created_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
+             kernel_id, initrd_id, cmdline, created_at, config_format) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)",
         )
         .bind(id.to_string())
         .bind(new.project.to_string())
@@ -83,6 +92,7 @@ impl Store {
         .bind(new.initrd.map(|k| k.to_string()))
         .bind(new.cmdline)
         .bind(now_ms())
+        .bind(new.config_format.as_str())
         .execute(self.pool())
         .await;
         match res {

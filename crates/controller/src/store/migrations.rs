@@ -174,11 +174,14 @@ CREATE TABLE server_security_groups (
 )
 "#;
 
+/// Version 5: how an image wants its first-boot configuration disk.
+const V5: &str = "ALTER TABLE images ADD COLUMN config_format TEXT NOT NULL DEFAULT 'config-2'";
+
 /// The migrations of one backend, in order. Index + 1 is the version.
 fn migrations(backend: Backend) -> Vec<&'static str> {
     // Portable as written so far; later versions may need per-backend text.
     match backend {
-        Backend::Sqlite | Backend::Postgres => vec![V1, V2, V3, V4],
+        Backend::Sqlite | Backend::Postgres => vec![V1, V2, V3, V4, V5],
     }
 }
 
