@@ -108,6 +108,21 @@ fn server_lifecycle_with_restart_and_clean_delete() {
         assert!(qemu_pids(&id).is_empty(), "no QEMU left");
         let leftovers = files_mentioning(cloud.data_path(), &id);
         assert!(leftovers.is_empty(), "files left behind: {leftovers:?}");
+
+        // With the last server gone its network left the host; a new server
+        // brings it back at once (not after a cache of the old state expires).
+        let (s, next) = cloud
+            .call(
+                Method::POST,
+                "/v1/servers",
+                Some(json!({"name": "vm2", "image": "tiny", "flavor": "tiny"})),
+            )
+            .await;
+        assert_eq!(s, StatusCode::ACCEPTED, "{next}");
+        let next_id = next["id"].as_str().unwrap().to_owned();
+        cloud
+            .wait_status(&next_id, "running", Duration::from_secs(20))
+            .await;
     });
 }
 

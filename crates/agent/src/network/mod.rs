@@ -84,6 +84,11 @@ impl HostNetworking {
                 ..Verified::default()
             };
         }
+        // Networks no longer wanted lose their bridge below: forget them, so
+        // they are made again when wanted again.
+        verified
+            .bridges
+            .retain(|id| networks.iter().any(|n| n.spec.id == *id));
         let missing: Vec<&nubis_api::agent::NetworkSpec> = networks
             .iter()
             .map(|n| &n.spec)
