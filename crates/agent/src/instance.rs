@@ -7,6 +7,7 @@
 
 use crate::guest_data;
 use crate::layout::InstanceFiles;
+use crate::network::tap::tap_name;
 use crate::network::HostNetworking;
 use crate::qemu::cmdline::DiskDriver;
 use crate::qemu::{QemuProcess, QmpClient, QmpEvent, VmConfig};
@@ -169,13 +170,27 @@ async fn converge(
         PowerState::Running => {
             if vm.is_none() && !state.guest_shutdown {
                 *vm = Some(boot(ctx, files, spec, state).await?);
-                state.launched_at = Some(Utc::now());
-                // A fresh boot satisfies every reboot asked for so far.
-                state.reboot_generation = spec.reboot_generation;
-                save_state(files, state).await;
-                tracing::info!(instance = %spec.id, "instance started");
             }
             if let Some(running) = vm {
+                // A guest starts paused; it runs only once the firewall
+                // (anti-spoofing, security groups) covers its ports.
+                if matches!(
+                    running.qmp.run_state().await?.as_str(),
+                    "prelaunch" | "paused"
+                ) {
+                    let taps: Vec<String> = spec.nics.iter().map(|n| tap_name(n.port)).collect();
+                    ctx.networking.wait_protected(&taps).await?;
+                    running
+                        .qmp
+                        .execute("cont", None)
+                        .await
+                        .context("resuming the guest")?;
+                    state.launched_at = Some(Utc::now());
+                    // A fresh boot satisfies every reboot asked for so far.
+                    state.reboot_generation = spec.reboot_generation;
+                    save_state(files, state).await;
+                    tracing::info!(instance = %spec.id, "instance started");
+                }
                 if spec.reboot_generation > state.reboot_generation {
                     running.qmp.execute("system_reset", None).await?;
                     state.reboot_generation = spec.reboot_generation;
@@ -224,6 +239,7 @@ async fn boot(
     spec: &InstanceSpec,
     state: &mut InstanceState,
 ) -> anyhow::Result<Vm> {
+    let started = std::time::Instant::now();
     let backing = ctx.images.ensure(&spec.disk_image).await?;
     let kernel = match &spec.kernel {
         Some(k) => Some(ctx.images.ensure(k).await?),
@@ -268,8 +284,11 @@ async fn boot(
         console_log: files.console_log(),
         nics,
         config_drive,
+        paused: true,
     };
+    tracing::debug!(instance = %spec.id, ms = started.elapsed().as_millis() as u64, "NICs and config drive ready");
     let process = QemuProcess::start(&config).await?;
+    tracing::debug!(instance = %spec.id, ms = started.elapsed().as_millis() as u64, "QEMU started");
     match connect(process, files).await {
         Ok(vm) => Ok(vm),
         Err(e) => {
@@ -298,17 +317,13 @@ async fn write_config_drive(
     Ok(path)
 }
 
-/// Connects to a QEMU's QMP socket and checks that the guest runs.
+/// Connects to a QEMU's QMP socket and checks that it answers.
 async fn connect(process: QemuProcess, files: &InstanceFiles) -> anyhow::Result<Vm> {
     let (qmp, events) = QmpClient::connect(&files.qmp_socket())
         .await
         .context("connecting to QMP")?;
-    let run_state = qmp.run_state().await?;
-    if run_state != "running" {
-        qmp.execute("cont", None)
-            .await
-            .context("resuming the guest")?;
-    }
+    // Answering proves QEMU is ours to control; resuming is converge's job.
+    qmp.run_state().await?;
     Ok(Vm {
         process,
         qmp,

@@ -24,10 +24,21 @@ pub async fn follow_desired_state(
             Ok(desired) => {
                 revision = Some(desired.revision);
                 directory.update(&desired.instances);
-                // Networks first: instances plug into them.
+                let started = std::time::Instant::now();
+                // Bridges first: instances plug into them. Instances then
+                // start paused while the firewall loads, and resume once it
+                // covers their ports; DHCP and DNS follow.
                 if let Err(e) = ctx
                     .networking
-                    .converge(
+                    .converge(&desired.networks, &desired.floating_ips)
+                    .await
+                {
+                    tracing::warn!(error = %format!("{e:#}"), "cannot converge host networking");
+                }
+                apply(&desired, &mut actors, &layout, &ctx);
+                if let Err(e) = ctx
+                    .networking
+                    .apply_firewall(
                         &desired.networks,
                         &desired.instances,
                         &desired.floating_ips,
@@ -35,9 +46,19 @@ pub async fn follow_desired_state(
                     )
                     .await
                 {
-                    tracing::warn!(error = %format!("{e:#}"), "cannot converge host networking");
+                    tracing::warn!(error = %format!("{e:#}"), "cannot apply the firewall");
                 }
-                apply(&desired, &mut actors, &layout, &ctx);
+                tracing::debug!(
+                    ms = started.elapsed().as_millis() as u64,
+                    "host networking converged"
+                );
+                if let Err(e) = ctx
+                    .networking
+                    .serve(&desired.networks, &desired.instances)
+                    .await
+                {
+                    tracing::warn!(error = %format!("{e:#}"), "cannot serve DHCP and DNS");
+                }
                 if let Err(e) = ctx.networking.remove_stray_taps(&desired.instances).await {
                     tracing::warn!(error = %format!("{e:#}"), "cannot remove stray TAPs");
                 }

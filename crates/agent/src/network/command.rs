@@ -60,13 +60,13 @@ pub async fn ip_batch(lines: &[String], force: bool) -> anyhow::Result<()> {
     run_with_input("ip", args, &input).await
 }
 
-/// Names of the links whose name starts with `prefix`, from /proc/net/dev,
-/// which (unlike /sys/class/net) always shows the caller's own network
-/// namespace, and costs no process.
+/// Names of the links whose name starts with `prefix`, from the calling
+/// thread's own network namespace (/proc/thread-self/net/dev: unlike
+/// /sys/class/net or /proc/self, it follows a thread's setns), at no process.
 pub async fn links_with_prefix(prefix: &str) -> anyhow::Result<Vec<String>> {
-    let dev = tokio::fs::read_to_string("/proc/net/dev")
+    let dev = tokio::fs::read_to_string("/proc/thread-self/net/dev")
         .await
-        .context("reading /proc/net/dev")?;
+        .context("reading /proc/thread-self/net/dev")?;
     Ok(dev
         .lines()
         .filter_map(|l| l.split_once(':').map(|(name, _)| name.trim()))

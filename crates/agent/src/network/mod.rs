@@ -29,6 +29,8 @@ pub struct HostNetworking {
     metadata_port: u16,
     /// Whether the bridge family tracks connections here (probed once).
     tracking: Arc<tokio::sync::OnceCell<firewall::Tracking>>,
+    /// The TAPs the applied firewall covers (see `wait_protected`).
+    protected: Arc<tokio::sync::watch::Sender<HashSet<String>>>,
     /// What was last verified on the host, and when: unchanged desired state
     /// within `RECHECK` costs no commands; older checks are redone.
     verified: Arc<Mutex<Verified>>,
@@ -53,6 +55,7 @@ impl HostNetworking {
             applied_rules: Arc::default(),
             metadata_port,
             tracking: Arc::default(),
+            protected: Arc::new(tokio::sync::watch::Sender::new(HashSet::new())),
             verified: Arc::default(),
         }
     }
@@ -66,15 +69,13 @@ impl HostNetworking {
         self.dnsmasq(id).dhcp_hosts_path()
     }
 
-    /// Converges bridges, dnsmasq, floating addresses and nftables to
-    /// `networks` and `floating`, serving DHCP for the NICs of `instances`;
-    /// removes networks no longer used here.
+    /// Converges what instances plug into: forwarding, bridges and floating
+    /// addresses for `networks` and `floating`; removes the networks no
+    /// longer used here. The firewall follows in `apply_firewall`.
     pub async fn converge(
         &self,
         networks: &[HostNetwork],
-        instances: &[InstanceSpec],
         floating: &[FloatingIpSpec],
-        groups: &[SecurityGroupSpec],
     ) -> anyhow::Result<()> {
         enable_forwarding().await?;
         let mut verified = self.verified.lock().await;
@@ -94,25 +95,28 @@ impl HostNetworking {
             .map(|n| &n.spec)
             .filter(|n| !verified.bridges.contains(&n.id))
             .collect();
+        // Networks no longer used go first, before any instance is touched.
+        self.remove_unused(networks).await?;
         self.switch.ensure_networks(&missing).await?;
         verified.bridges.extend(missing.iter().map(|n| n.id));
-        for network in networks {
-            let bridge = bridge_name(&network.spec);
-            let hosts: Vec<DhcpHost> = instances
-                .iter()
-                .flat_map(|i| i.nics.iter().map(move |n| (i, n)))
-                .filter(|(_, n)| n.network.id == network.spec.id)
-                .map(|(i, n)| DhcpHost {
-                    mac: n.mac.clone(),
-                    ip: n.ip,
-                    hostname: i.guest.hostname.clone(),
-                })
-                .collect();
-            self.dnsmasq(network.spec.id)
-                .ensure(&network.spec, &bridge, &hosts, &network.dns)
-                .await?;
+        let wanted: HashSet<std::net::Ipv4Addr> = floating.iter().map(|f| f.ip).collect();
+        if verified.floating.as_ref() != Some(&wanted) {
+            floating_addresses(floating).await?;
+            verified.floating = Some(wanted);
         }
-        self.remove_unused(networks).await?;
+        Ok(())
+    }
+
+    /// Loads the whole firewall (NAT, isolation, floating IPs, anti-spoofing,
+    /// security groups) for the desired state, then announces which TAPs it
+    /// protects: instances resume their (paused) guests only after that.
+    pub async fn apply_firewall(
+        &self,
+        networks: &[HostNetwork],
+        instances: &[InstanceSpec],
+        floating: &[FloatingIpSpec],
+        groups: &[SecurityGroupSpec],
+    ) -> anyhow::Result<()> {
         let specs: Vec<_> = networks.iter().map(|n| n.spec.clone()).collect();
         let ports: Vec<firewall::Port> = instances
             .iter()
@@ -139,12 +143,6 @@ impl HostNetworking {
                 t
             })
             .await;
-        let wanted: HashSet<std::net::Ipv4Addr> = floating.iter().map(|f| f.ip).collect();
-        if verified.floating.as_ref() != Some(&wanted) {
-            floating_addresses(floating).await?;
-            verified.floating = Some(wanted);
-        }
-        drop(verified);
         let rules = firewall::ruleset(&specs, &ports, floating, self.metadata_port, tracking);
         let mut applied = self.applied_rules.lock().await;
         if applied.as_deref() != Some(rules.as_str()) {
@@ -154,6 +152,50 @@ impl HostNetworking {
                 firewall::apply(&rules).await?;
             }
             *applied = Some(rules);
+        }
+        let covered: HashSet<String> = ports.iter().map(|p| p.tap.clone()).collect();
+        self.protected.send_replace(covered);
+        Ok(())
+    }
+
+    /// Waits until the applied firewall covers every TAP in `taps`.
+    pub async fn wait_protected(&self, taps: &[String]) -> anyhow::Result<()> {
+        let mut rx = self.protected.subscribe();
+        let covered = tokio::time::timeout(std::time::Duration::from_secs(60), async {
+            rx.wait_for(|covered| taps.iter().all(|t| covered.contains(t)))
+                .await
+                .is_ok()
+        })
+        .await;
+        match covered {
+            Ok(true) => Ok(()),
+            _ => anyhow::bail!("the firewall for this instance's ports was not applied"),
+        }
+    }
+
+    /// Converges what guests need only once they run: DHCP and DNS for
+    /// `networks` (static entries for the NICs of `instances`). Called after
+    /// instances got their specs, so starting dnsmasq does not delay them.
+    pub async fn serve(
+        &self,
+        networks: &[HostNetwork],
+        instances: &[InstanceSpec],
+    ) -> anyhow::Result<()> {
+        for network in networks {
+            let bridge = bridge_name(&network.spec);
+            let hosts: Vec<DhcpHost> = instances
+                .iter()
+                .flat_map(|i| i.nics.iter().map(move |n| (i, n)))
+                .filter(|(_, n)| n.network.id == network.spec.id)
+                .map(|(i, n)| DhcpHost {
+                    mac: n.mac.clone(),
+                    ip: n.ip,
+                    hostname: i.guest.hostname.clone(),
+                })
+                .collect();
+            self.dnsmasq(network.spec.id)
+                .ensure(&network.spec, &bridge, &hosts, &network.dns)
+                .await?;
         }
         Ok(())
     }

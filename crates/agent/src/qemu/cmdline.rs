@@ -56,6 +56,8 @@ pub struct VmConfig {
     pub nics: Vec<(String, String)>,
     /// A read-only raw disk with the guest's configuration (`config-2`).
     pub config_drive: Option<PathBuf>,
+    /// Start with the CPUs stopped (`-S`): the guest runs only after `cont`.
+    pub paused: bool,
 }
 
 /// Doubles commas, QEMU's escape inside `key=value,...` option strings.
@@ -78,6 +80,9 @@ impl VmConfig {
         ]);
         push(&["-uuid", &self.uuid]);
         push(&["-nodefaults", "-no-user-config"]);
+        if self.paused {
+            push(&["-S"]);
+        }
         match self.accel {
             Accel::Kvm => push(&["-machine", "pc", "-accel", "kvm", "-cpu", "host"]),
             Accel::Tcg => push(&["-machine", "pc", "-accel", "tcg"]),
@@ -176,6 +181,7 @@ mod tests {
             console_log: "/run/x/console.log".into(),
             nics: vec![("ntap-1".into(), "52:54:00:00:00:01".into())],
             config_drive: Some("/run/x/config.img".into()),
+            paused: true,
         }
     }
 
@@ -199,6 +205,7 @@ mod tests {
         let a = args(&config());
         assert!(a.contains(&"-nodefaults".to_string()));
         assert!(a.contains(&"-no-user-config".to_string()));
+        assert!(a.contains(&"-S".to_string()), "starts paused");
         let blockdev: serde_json::Value = serde_json::from_str(after(&a, "-blockdev")).unwrap();
         assert_eq!(blockdev["driver"], "qcow2");
         assert_eq!(blockdev["file"]["driver"], "file");

@@ -925,8 +925,10 @@ fn volume_id(label: &str, files: &[DriveFile]) -> u32 {
     u32::from_le_bytes([digest[0], digest[1], digest[2], digest[3]])
 }
 
-/// Writes `bytes` to a temporary sibling of `path`, syncs it and renames it
-/// over `path`. The temporary file is removed on failure.
+/// Writes `bytes` to a temporary sibling of `path` and renames it over
+/// `path`. The temporary file is removed on failure. No fsync: the agent
+/// writes the drive afresh before every boot, so a copy lost in a crash is
+/// simply made again (and the sync cost milliseconds on every create).
 fn write_atomically(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
     let mut temp = path.with_extension("tmp");
     if temp == path {
@@ -942,8 +944,6 @@ fn write_atomically(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
             .with_context(|| format!("creating {}", temp.display()))?;
         file.write_all(bytes)
             .with_context(|| format!("writing {}", temp.display()))?;
-        file.sync_data()
-            .with_context(|| format!("syncing {}", temp.display()))?;
         std::fs::rename(&temp, path)
             .with_context(|| format!("renaming {} to {}", temp.display(), path.display()))
     })();
