@@ -24,6 +24,21 @@ impl Drop for Process {
     }
 }
 
+/// Kills, on drop (also when the test fails), every process whose command
+/// line names the directory: the agent's QEMUs and dnsmasqs.
+struct Reaper(String);
+
+impl Drop for Reaper {
+    fn drop(&mut self) {
+        for pid in support::pids_mentioning(&self.0, "") {
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(pid),
+                nix::sys::signal::Signal::SIGKILL,
+            );
+        }
+    }
+}
+
 fn spawn(args: &[&str], log: &std::path::Path) -> Process {
     let log = std::fs::File::create(log).unwrap();
     Process(
@@ -64,6 +79,7 @@ fn controller_and_agent_as_separate_processes() {
         let agent_dir = tempfile::tempdir().unwrap();
         let c = controller_dir.path().to_string_lossy().into_owned();
         let a = agent_dir.path().to_string_lossy().into_owned();
+        let _reaper = Reaper(a.clone());
         let token_file = format!("{c}/agent-token");
         let mut controller_args = vec![
             "controller",
@@ -247,12 +263,5 @@ fn controller_and_agent_as_separate_processes() {
         })
         .await;
         assert!(!agent_dir.path().join("agent/instances").join(&id).exists());
-        // Stop the agent's dnsmasq too (the processes die with the guards).
-        for pid in support::pids_mentioning(&a, "") {
-            let _ = nix::sys::signal::kill(
-                nix::unistd::Pid::from_raw(pid),
-                nix::sys::signal::Signal::SIGKILL,
-            );
-        }
     });
 }
