@@ -105,26 +105,7 @@ fn server_is_reachable_by_ssh_with_its_key_and_dns_name() {
         assert!(lookup.contains("10.77.0.50"), "{lookup}");
 
         // An image that wants a NoCloud seed gets one (label cidata).
-        let dir = support::tiny_image_dir();
-        let p = |f: &str| dir.join(f).to_string_lossy().into_owned();
-        let cmdline = std::fs::read_to_string(dir.join("cmdline.txt")).unwrap();
-        cloud.cli(&[
-            "image",
-            "create",
-            "tiny-nocloud",
-            "--format",
-            "qcow2",
-            "--file",
-            &p("disk.qcow2"),
-            "--kernel",
-            "tiny-kernel",
-            "--initrd",
-            "tiny-initrd",
-            "--cmdline",
-            cmdline.trim(),
-            "--config-format",
-            "nocloud",
-        ]);
+        cloud.create_tiny_disk_image("tiny-nocloud", &["--config-format", "nocloud"]);
         let (s, seeded) = cloud
             .call(
                 Method::POST,

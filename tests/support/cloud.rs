@@ -152,7 +152,6 @@ impl Cloud {
     pub fn upload_tiny_image(&self) {
         let dir: PathBuf = super::tiny_image_dir();
         let p = |f: &str| dir.join(f).to_string_lossy().into_owned();
-        let cmdline = std::fs::read_to_string(dir.join("cmdline.txt")).expect("cmdline");
         self.cli(&[
             "image",
             "create",
@@ -171,14 +170,23 @@ impl Cloud {
             "--file",
             &p("initrd.img"),
         ]);
-        self.cli(&[
+        self.create_tiny_disk_image("tiny", &[]);
+    }
+
+    /// Registers the tiny guest's disk as image `name` (booting the already
+    /// uploaded `tiny-kernel` and `tiny-initrd`), with `extra` CLI options.
+    pub fn create_tiny_disk_image(&self, name: &str, extra: &[&str]) {
+        let dir: PathBuf = super::tiny_image_dir();
+        let disk = dir.join("disk.qcow2").to_string_lossy().into_owned();
+        let cmdline = std::fs::read_to_string(dir.join("cmdline.txt")).expect("cmdline");
+        let mut args = vec![
             "image",
             "create",
-            "tiny",
+            name,
             "--format",
             "qcow2",
             "--file",
-            &p("disk.qcow2"),
+            &disk,
             "--kernel",
             "tiny-kernel",
             "--initrd",
@@ -189,7 +197,9 @@ impl Cloud {
             "cirros-like",
             "--os-version",
             "1",
-        ]);
+        ];
+        args.extend_from_slice(extra);
+        self.cli(&args);
     }
 
     /// Generates a key pair `name`; returns the path of its private key (0600).
