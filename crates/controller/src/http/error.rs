@@ -69,6 +69,23 @@ impl ApiError {
     }
 }
 
+impl ApiError {
+    /// For a reference inside a request body (an image, a key pair, ...):
+    /// `NotFound` becomes a 400 "`what` '`reference`' not found", since the
+    /// request, not the URL, names something that does not exist.
+    pub fn from_store_ref<'a>(
+        what: &'a str,
+        reference: &'a str,
+    ) -> impl FnOnce(StoreError) -> ApiError + 'a {
+        move |e| match e {
+            StoreError::NotFound => {
+                ApiError::bad_request(format!("{what} '{reference}' not found"))
+            }
+            other => other.into(),
+        }
+    }
+}
+
 impl From<StoreError> for ApiError {
     fn from(e: StoreError) -> Self {
         match e {

@@ -3,7 +3,6 @@
 use super::error::{ApiError, ApiResult};
 use super::extract::{ApiJson, ApiPath, Caller};
 use super::AppState;
-use crate::store::StoreError;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::Json;
@@ -54,13 +53,10 @@ pub async fn allocate(
         .store
         .allocate_floating_ip(caller.user.project, req.pool.as_deref())
         .await
-        .map_err(|e| match e {
-            StoreError::NotFound => ApiError::bad_request(format!(
-                "floating IP pool '{}' not found",
-                req.pool.as_deref().unwrap_or_default()
-            )),
-            other => other.into(),
-        })?;
+        .map_err(ApiError::from_store_ref(
+            "floating IP pool",
+            req.pool.as_deref().unwrap_or_default(),
+        ))?;
     Ok((StatusCode::CREATED, Json(ip)))
 }
 
@@ -115,12 +111,7 @@ pub async fn update(
                 .store
                 .server_by_ref(project, reference)
                 .await
-                .map_err(|e| match e {
-                    StoreError::NotFound => {
-                        ApiError::bad_request(format!("server '{reference}' not found"))
-                    }
-                    other => other.into(),
-                })?;
+                .map_err(ApiError::from_store_ref("server", reference))?;
             if server.deleting {
                 return Err(ApiError::conflict("the server is being deleted"));
             }

@@ -82,23 +82,18 @@ async fn boot_part(
         return Ok(None);
     };
     let what = if format == ImageFormat::Aki {
-        "kernel"
+        "kernel image"
     } else {
-        "initrd"
+        "initrd image"
     };
     let image = state
         .store
         .image_visible(project, reference)
         .await
-        .map_err(|e| match e {
-            crate::store::StoreError::NotFound => {
-                ApiError::bad_request(format!("{what} image '{reference}' not found"))
-            }
-            other => other.into(),
-        })?;
+        .map_err(ApiError::from_store_ref(what, reference))?;
     if image.format != format || image.status != ImageStatus::Active {
         return Err(ApiError::bad_request(format!(
-            "{what} image '{reference}' must be an active {} image",
+            "{what} '{reference}' must be an active {} image",
             format.as_str()
         )));
     }

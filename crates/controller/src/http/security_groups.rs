@@ -5,7 +5,6 @@ use super::error::{ApiError, ApiResult};
 use super::extract::{ApiJson, ApiPath, Caller};
 use super::AppState;
 use crate::store::security_groups::NewRule;
-use crate::store::StoreError;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::Json;
@@ -118,12 +117,7 @@ pub async fn add_rule(
                 .store
                 .security_group(project, r)
                 .await
-                .map_err(|e| match e {
-                    StoreError::NotFound => {
-                        ApiError::bad_request(format!("security group '{r}' not found"))
-                    }
-                    other => other.into(),
-                })?
+                .map_err(ApiError::from_store_ref("security group", r))?
                 .id,
         ),
         None => None,

@@ -5,7 +5,7 @@ use super::extract::{ApiJson, ApiPath, Caller};
 use super::AppState;
 use crate::scheduler::{self, Demand, Overcommit, PlacementError};
 use crate::store::networks::AddressScope;
-use crate::store::{NewPort, NewServer, ServerRecord, StoreError};
+use crate::store::{NewPort, NewServer, ServerRecord};
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::Json;
@@ -37,10 +37,11 @@ pub async fn create(
     let (flavor, demand) = match req.requested_size().map_err(ApiError::bad_request)? {
         RequestedSize::Flavor => {
             let name = req.flavor.as_deref().unwrap_or_default();
-            let f = state.store.flavor(name).await.map_err(|e| match e {
-                StoreError::NotFound => ApiError::bad_request(format!("flavor '{name}' not found")),
-                other => other.into(),
-            })?;
+            let f = state
+                .store
+                .flavor(name)
+                .await
+                .map_err(ApiError::from_store_ref("flavor", name))?;
             let demand = Demand {
                 vcpus: f.vcpus,
                 memory_mib: f.memory_mib,
@@ -65,12 +66,7 @@ pub async fn create(
         .store
         .image_visible(project, &req.image)
         .await
-        .map_err(|e| match e {
-            StoreError::NotFound => {
-                ApiError::bad_request(format!("image '{}' not found", req.image))
-            }
-            other => other.into(),
-        })?;
+        .map_err(ApiError::from_store_ref("image", &req.image))?;
     if !image.format.is_disk() {
         return Err(ApiError::bad_request(format!(
             "image '{}' is a {} image, not a disk image",
@@ -97,12 +93,7 @@ pub async fn create(
                 .store
                 .keypair(project, name)
                 .await
-                .map_err(|e| match e {
-                    StoreError::NotFound => {
-                        ApiError::bad_request(format!("key pair '{name}' not found"))
-                    }
-                    other => other.into(),
-                })?,
+                .map_err(ApiError::from_store_ref("key pair", name))?,
         ),
         None => None,
     };
@@ -186,12 +177,7 @@ async fn resolve_networks(
                 .store
                 .network(project, &nic.network)
                 .await
-                .map_err(|e| match e {
-                    StoreError::NotFound => {
-                        ApiError::bad_request(format!("network '{}' not found", nic.network))
-                    }
-                    other => other.into(),
-                })?
+                .map_err(ApiError::from_store_ref("network", &nic.network))?
         };
         if let Some(ip) = nic.fixed_ip {
             if !network.cidr.is_host(ip) || ip == network.gateway {
@@ -228,12 +214,7 @@ async fn resolve_groups(
                 .store
                 .security_group(project, name)
                 .await
-                .map_err(|e| match e {
-                    StoreError::NotFound => {
-                        ApiError::bad_request(format!("security group '{name}' not found"))
-                    }
-                    other => other.into(),
-                })?
+                .map_err(ApiError::from_store_ref("security group", name))?
         };
         if !ids.contains(&group.id) {
             ids.push(group.id);
