@@ -1,7 +1,7 @@
 //! Where an agent keeps things under its data directory.
 
 use nubis_api::ServerId;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 /// The agent's directories.
 #[derive(Clone, Debug)]
@@ -74,8 +74,5 @@ impl InstanceFiles {
     /// The agent's own notes about the instance (see `InstanceState`).
     pub fn state(&self) -> PathBuf {
         self.dir.join("state.json")
-    }
-    pub fn exists(&self) -> bool {
-        Path::new(&self.dir).exists()
     }
 }

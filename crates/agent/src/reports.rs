@@ -31,10 +31,6 @@ impl Reports {
         }
     }
 
-    pub fn get(&self, id: ServerId) -> Option<InstanceReport> {
-        self.map.lock().expect("poisoned").get(&id).cloned()
-    }
-
     /// The full report of this host.
     pub fn snapshot(&self) -> HostReport {
         let mut instances: Vec<InstanceReport> = self

@@ -56,12 +56,6 @@ impl From<UserData> for String {
         base64::engine::general_purpose::STANDARD.encode(u.0)
     }
 }
-
-impl From<Vec<u8>> for UserData {
-    fn from(bytes: Vec<u8>) -> Self {
-        Self(bytes)
-    }
-}
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 

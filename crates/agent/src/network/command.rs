@@ -75,7 +75,9 @@ pub async fn links_with_prefix(prefix: &str) -> anyhow::Result<Vec<String>> {
         .collect())
 }
 
-/// Whether a link exists.
+/// Whether a link exists (in the calling thread's namespace, at no process).
 pub async fn link_exists(name: &str) -> bool {
-    run("ip", &["link", "show", "dev", name]).await.is_ok()
+    links_with_prefix(name)
+        .await
+        .is_ok_and(|links| links.iter().any(|l| l == name))
 }

@@ -35,10 +35,6 @@ impl Dnsmasq {
     fn dhcp_hosts(&self) -> PathBuf {
         self.dir.join("dhcp-hosts")
     }
-    /// The DHCP entries currently served (for tests and inspection).
-    pub fn dhcp_hosts_path(&self) -> PathBuf {
-        self.dhcp_hosts()
-    }
     fn dns_hosts(&self) -> PathBuf {
         self.dir.join("dns-hosts")
     }

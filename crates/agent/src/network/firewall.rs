@@ -143,25 +143,17 @@ fn bridge_table(ports: &[Port], tracking: Tracking) -> String {
             ingress = rules(Direction::Ingress),
         ));
     }
-    format!(
-        "table bridge {TABLE}\n\
-         delete table bridge {TABLE}\n\
-         table bridge {TABLE} {{\n\
-         \x20   chain prerouting {{\n\
-         \x20       type filter hook prerouting priority filter; policy accept;\n\
-         {from}\
-         \x20   }}\n\
-         \x20   chain forward {{\n\
-         \x20       type filter hook forward priority filter; policy accept;\n\
-         {to}\
-         \x20   }}\n\
-         \x20   chain output {{\n\
-         \x20       type filter hook output priority filter; policy accept;\n\
-         {to}\
-         \x20   }}\n\
-         {chains}\
-         }}\n"
-    )
+    let chains = [
+        chain(
+            "prerouting",
+            "filter hook prerouting priority filter",
+            &from,
+        ),
+        chain("forward", "filter hook forward priority filter", &to),
+        chain("output", "filter hook output priority filter", &to),
+        chains,
+    ];
+    table("bridge", &chains.concat())
 }
 
 /// Whether this kernel tracks connections in the bridge family.
@@ -207,33 +199,40 @@ fn inet_table(networks: &[NetworkSpec], floating: &[FloatingIpSpec], metadata_po
             n.cidr
         ));
     }
+    let input = format!("        tcp dport {metadata_port} iifname != \"{BRIDGE_PREFIX}*\" drop\n");
+    let forward = format!(
+        "        # Networks are isolated from each other: nothing is routed between bridges.\n\
+         \x20       iifname \"{BRIDGE_PREFIX}*\" oifname \"{BRIDGE_PREFIX}*\" drop\n"
+    );
+    let chains = [
+        chain("input", "filter hook input priority filter", &input),
+        chain("forward", "filter hook forward priority filter", &forward),
+        chain("prerouting", "nat hook prerouting priority dstnat", &dnat),
+        chain("output", "nat hook output priority -100", &floating_dnat),
+        chain("postrouting", "nat hook postrouting priority srcnat", &nat),
+    ];
+    table("inet", &chains.concat())
+}
+
+/// Declares and deletes our table of `family`: declaring first makes the
+/// delete succeed even when the table does not exist yet.
+fn drop_table(family: &str) -> String {
+    format!("table {family} {TABLE}\ndelete table {family} {TABLE}\n")
+}
+
+/// Our table of `family` with `chains`, replacing the old one: loaded in one
+/// `nft -f` transaction, the rules change atomically.
+fn table(family: &str, chains: &str) -> String {
     format!(
-        "table inet {TABLE}\n\
-         delete table inet {TABLE}\n\
-         table inet {TABLE} {{\n\
-         \x20   chain input {{\n\
-         \x20       type filter hook input priority filter; policy accept;\n\
-         \x20       tcp dport {metadata_port} iifname != \"{BRIDGE_PREFIX}*\" drop\n\
-         \x20   }}\n\
-         \x20   chain forward {{\n\
-         \x20       type filter hook forward priority filter; policy accept;\n\
-         \x20       # Networks are isolated from each other: nothing is routed between bridges.\n\
-         \x20       iifname \"{BRIDGE_PREFIX}*\" oifname \"{BRIDGE_PREFIX}*\" drop\n\
-         \x20   }}\n\
-         \x20   chain prerouting {{\n\
-         \x20       type nat hook prerouting priority dstnat; policy accept;\n\
-         {dnat}\
-         \x20   }}\n\
-         \x20   chain output {{\n\
-         \x20       type nat hook output priority -100; policy accept;\n\
-         {floating_dnat}\
-         \x20   }}\n\
-         \x20   chain postrouting {{\n\
-         \x20       type nat hook postrouting priority srcnat; policy accept;\n\
-         {nat}\
-         \x20   }}\n\
-         }}\n"
+        "{}table {family} {TABLE} {{\n{chains}}}\n",
+        drop_table(family)
     )
+}
+
+/// A base chain attached to a hook (`hook` is e.g. `filter hook forward
+/// priority filter`), accepting what `body` does not decide.
+fn chain(name: &str, hook: &str, body: &str) -> String {
+    format!("    chain {name} {{\n        type {hook}; policy accept;\n{body}    }}\n")
 }
 
 /// Loads the ruleset in one transaction (`nft -f -`).
@@ -246,10 +245,7 @@ pub async fn clear() -> anyhow::Result<()> {
     run_with_input(
         "nft",
         &["-f", "-"],
-        &format!(
-            "table inet {TABLE}\ndelete table inet {TABLE}\n\
-             table bridge {TABLE}\ndelete table bridge {TABLE}\n"
-        ),
+        &format!("{}{}", drop_table("inet"), drop_table("bridge")),
     )
     .await
 }

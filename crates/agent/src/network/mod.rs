@@ -64,11 +64,6 @@ impl HostNetworking {
         Dnsmasq::new(self.dir.join(id.to_string()))
     }
 
-    /// Where a network's DHCP entries live (tests check them after deletes).
-    pub fn dhcp_hosts_file(&self, id: NetworkId) -> PathBuf {
-        self.dnsmasq(id).dhcp_hosts_path()
-    }
-
     /// Converges what instances plug into: forwarding, bridges and floating
     /// addresses for `networks` and `floating`; removes the networks no
     /// longer used here. The firewall follows in `apply_firewall`.

@@ -67,7 +67,7 @@ impl Switch for LinuxBridge {
 
     async fn plug(&self, port: &str, network: &NetworkSpec) -> anyhow::Result<()> {
         let mut lines = Vec::new();
-        if !links_with_prefix(port).await?.iter().any(|l| l == port) {
+        if !link_exists(port).await {
             lines.push(format!("tuntap add dev {port} mode tap"));
         }
         lines.push(format!(
