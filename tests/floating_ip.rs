@@ -54,15 +54,11 @@ fn floating_ip_reaches_the_server_from_outside() {
             .await;
         assert_eq!(s, StatusCode::CREATED, "{pool}");
         let key = cloud.keypair("k").await;
-        let (s, server) = cloud
-            .call(
-                Method::POST,
-                "/v1/servers",
-                Some(json!({"name": "pub", "image": "tiny", "flavor": "tiny", "key_name": "k"})),
+        let (id, server) = cloud
+            .create_server(
+                json!({"name": "pub", "image": "tiny", "flavor": "tiny", "key_name": "k"}),
             )
             .await;
-        assert_eq!(s, StatusCode::ACCEPTED, "{server}");
-        let id = server["id"].as_str().unwrap().to_owned();
         let fixed = server["addresses"][0]["ip"].as_str().unwrap().to_owned();
 
         let (s, fip) = cloud

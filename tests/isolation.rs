@@ -17,19 +17,11 @@ const BOOT: Duration = Duration::from_secs(180);
 /// Creates a key pair and a server with it; returns (server id, ip, key path).
 async fn server_with_key(cloud: &Cloud, name: &str) -> (String, String, std::path::PathBuf) {
     let key = cloud.keypair(&format!("{name}-key")).await;
-    let (s, server) = cloud
-        .call(
-            Method::POST,
-            "/v1/servers",
-            Some(json!({"name": name, "image": "tiny", "flavor": "tiny", "key_name": format!("{name}-key")})),
-        )
+    let (id, server) = cloud
+        .create_server(json!({"name": name, "image": "tiny", "flavor": "tiny", "key_name": format!("{name}-key")}))
         .await;
-    assert_eq!(s, StatusCode::ACCEPTED, "{server}");
-    (
-        server["id"].as_str().unwrap().to_owned(),
-        server["addresses"][0]["ip"].as_str().unwrap().to_owned(),
-        key,
-    )
+    let ip = server["addresses"][0]["ip"].as_str().unwrap().to_owned();
+    (id, ip, key)
 }
 
 #[test]

@@ -23,15 +23,9 @@ fn server_lifecycle_with_restart_and_clean_delete() {
         cloud.register_and_login("alice", "alice-password").await;
         cloud.upload_tiny_image();
 
-        let (s, server) = cloud
-            .call(
-                Method::POST,
-                "/v1/servers",
-                Some(json!({"name": "vm1", "image": "tiny", "flavor": "tiny"})),
-            )
+        let (id, server) = cloud
+            .create_server(json!({"name": "vm1", "image": "tiny", "flavor": "tiny"}))
             .await;
-        assert_eq!(s, StatusCode::ACCEPTED, "{server}");
-        let id = server["id"].as_str().unwrap().to_owned();
         assert!(
             ["building", "running"].contains(&server["status"].as_str().unwrap()),
             "{server}"
@@ -111,15 +105,9 @@ fn server_lifecycle_with_restart_and_clean_delete() {
 
         // With the last server gone its network left the host; a new server
         // brings it back at once (not after a cache of the old state expires).
-        let (s, next) = cloud
-            .call(
-                Method::POST,
-                "/v1/servers",
-                Some(json!({"name": "vm2", "image": "tiny", "flavor": "tiny"})),
-            )
+        let (next_id, _) = cloud
+            .create_server(json!({"name": "vm2", "image": "tiny", "flavor": "tiny"}))
             .await;
-        assert_eq!(s, StatusCode::ACCEPTED, "{next}");
-        let next_id = next["id"].as_str().unwrap().to_owned();
         cloud
             .wait_status(&next_id, "running", Duration::from_secs(20))
             .await;

@@ -46,19 +46,13 @@ fn server_is_reachable_by_ssh_with_its_key_and_dns_name() {
 
         let script = "#!/bin/sh\necho user-data-ran > /tmp/ud\n";
         let user_data = base64::engine::general_purpose::STANDARD.encode(script);
-        let (s, server) = cloud
-            .call(
-                Method::POST,
-                "/v1/servers",
-                Some(json!({
-                    "name": "web", "image": "tiny", "flavor": "tiny", "key_name": "k1",
-                    "user_data": user_data, "config_drive": true,
-                    "networks": [{"network": "lan", "fixed_ip": "10.77.0.50"}],
-                })),
-            )
+        let (id, server) = cloud
+            .create_server(json!({
+                "name": "web", "image": "tiny", "flavor": "tiny", "key_name": "k1",
+                "user_data": user_data, "config_drive": true,
+                "networks": [{"network": "lan", "fixed_ip": "10.77.0.50"}],
+            }))
             .await;
-        assert_eq!(s, StatusCode::ACCEPTED, "{server}");
-        let id = server["id"].as_str().unwrap().to_owned();
         assert_eq!(server["addresses"][0]["ip"], "10.77.0.50");
         assert_eq!(server["dns_name"], "web.carol.nubis.internal");
 
@@ -106,18 +100,12 @@ fn server_is_reachable_by_ssh_with_its_key_and_dns_name() {
 
         // An image that wants a NoCloud seed gets one (label cidata).
         cloud.create_tiny_disk_image("tiny-nocloud", &["--config-format", "nocloud"]);
-        let (s, seeded) = cloud
-            .call(
-                Method::POST,
-                "/v1/servers",
-                Some(
-                    json!({"name": "seeded", "image": "tiny-nocloud", "flavor": "tiny",
-                            "networks": [{"network": "lan"}]}),
-                ),
+        let (seeded_id, _) = cloud
+            .create_server(
+                json!({"name": "seeded", "image": "tiny-nocloud", "flavor": "tiny",
+                                  "networks": [{"network": "lan"}]}),
             )
             .await;
-        assert_eq!(s, StatusCode::ACCEPTED, "{seeded}");
-        let seeded_id = seeded["id"].as_str().unwrap().to_owned();
         cloud.wait_status(&seeded_id, "running", BOOT).await;
         let seed = cloud
             .data_path()

@@ -215,6 +215,14 @@ impl Cloud {
         key
     }
 
+    /// Creates a server (must be accepted); returns its id and the answer.
+    pub async fn create_server(&self, body: Value) -> (String, Value) {
+        let (s, server) = self.call(Method::POST, "/v1/servers", Some(body)).await;
+        assert_eq!(s, StatusCode::ACCEPTED, "{server}");
+        let id = server["id"].as_str().expect("server id").to_owned();
+        (id, server)
+    }
+
     /// Polls a server until its status is `want`.
     pub async fn wait_status(&self, id: &str, want: &str, limit: Duration) -> Value {
         let what = format!("server {id} to be {want}");
