@@ -30,12 +30,7 @@ struct Reaper(String);
 
 impl Drop for Reaper {
     fn drop(&mut self) {
-        for pid in support::pids_mentioning(&self.0, "") {
-            let _ = nix::sys::signal::kill(
-                nix::unistd::Pid::from_raw(pid),
-                nix::sys::signal::Signal::SIGKILL,
-            );
-        }
+        support::kill_processes_mentioning(&self.0);
     }
 }
 

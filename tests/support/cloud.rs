@@ -263,12 +263,6 @@ impl Drop for Cloud {
         self.kill9();
         // Whatever this cloud started: QEMU, dnsmasq (their files live in
         // the data dir, so their command lines name it).
-        let dir = self.data_path().to_string_lossy().into_owned();
-        for pid in super::pids_mentioning(&dir, "") {
-            let _ = nix::sys::signal::kill(
-                nix::unistd::Pid::from_raw(pid),
-                nix::sys::signal::Signal::SIGKILL,
-            );
-        }
+        super::kill_processes_mentioning(&self.data_path().to_string_lossy());
     }
 }

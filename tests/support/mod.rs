@@ -44,6 +44,17 @@ where
     }
 }
 
+/// Kills every process whose command line mentions `needle` (a test's data
+/// directory: its QEMUs and dnsmasqs name files in it).
+pub fn kill_processes_mentioning(needle: &str) {
+    for pid in pids_mentioning(needle, "") {
+        let _ = nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(pid),
+            nix::sys::signal::Signal::SIGKILL,
+        );
+    }
+}
+
 /// PIDs of QEMU processes whose command line mentions `needle`.
 pub fn qemu_pids(needle: &str) -> Vec<i32> {
     pids_mentioning(needle, "qemu-system")
