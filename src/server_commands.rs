@@ -4,6 +4,8 @@ use anyhow::Context;
 use clap::{Args, Subcommand, ValueEnum};
 use nubis_agent::qemu::Accel;
 use nubis_agent::AgentConfig;
+use nubis_controller::clock::Clock;
+use nubis_controller::rental::RentalSettings;
 use nubis_controller::ControllerConfig;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -54,6 +56,20 @@ pub struct ControllerArgs {
     /// DNS zone of server names: `<server>.<project>.<zone>`.
     #[arg(long, default_value = "nubis.internal")]
     pub dns_zone: String,
+    /// Rate (Mbit/s, each direction) of a server whose traffic quota is used
+    /// up under the `throttle` policy.
+    #[arg(long, default_value_t = 1)]
+    pub throttle_mbit: u32,
+    /// Seconds an expired lease's stopped server is kept before deletion.
+    #[arg(long, default_value_t = 3 * 86_400)]
+    pub lease_grace: u64,
+    /// Seconds between checks of leases and traffic-quota periods.
+    #[arg(long, default_value_t = 10)]
+    pub rental_check_interval: u64,
+    /// Testing only: a file holding seconds to add to the clock of rental
+    /// terms (leases, billing periods).
+    #[arg(long, hide = true)]
+    pub clock_offset_file: Option<PathBuf>,
 }
 
 #[derive(Args, Debug, Clone)]
@@ -73,6 +89,9 @@ pub struct AgentOnlyArgs {
     /// 169.254.169.254:80).
     #[arg(long, default_value_t = 8775)]
     pub metadata_port: u16,
+    /// Seconds between traffic-counter reports (and heartbeats).
+    #[arg(long, default_value_t = 10)]
+    pub meter_interval: u64,
 }
 
 #[derive(Args, Debug, Clone)]
@@ -162,6 +181,16 @@ fn controller_config(args: &ControllerArgs) -> anyhow::Result<ControllerConfig> 
             .map_err(|e| anyhow::anyhow!("--dns-zone: {e}"))?
             .as_str()
             .to_owned(),
+        rental: RentalSettings {
+            throttle: nubis_api::bandwidth::RateLimit::try_from_mbit(args.throttle_mbit)
+                .map_err(|e| anyhow::anyhow!("--throttle-mbit: {e}"))?,
+            lease_grace: chrono::Duration::seconds(args.lease_grace.min(i64::MAX as u64) as i64),
+            sweep_interval: Duration::from_secs(args.rental_check_interval.max(1)),
+        },
+        clock: match &args.clock_offset_file {
+            Some(path) => Clock::with_offset_file(path.clone()),
+            None => Clock::system(),
+        },
     })
 }
 
@@ -191,6 +220,7 @@ fn agent_config(
         },
         stop_timeout: Duration::from_secs(args.stop_timeout),
         metadata_port: args.metadata_port,
+        meter_interval: Duration::from_secs(args.meter_interval.max(1)),
     })
 }
 

@@ -11,6 +11,7 @@ pub mod instance;
 pub mod layout;
 pub mod local_instances;
 pub mod metadata;
+pub mod metering;
 pub mod network;
 pub mod qemu;
 pub mod reconciler;
@@ -43,6 +44,8 @@ pub struct AgentConfig {
     /// Port of the metadata service on each network's gateway address;
     /// guests reach it as 169.254.169.254:80.
     pub metadata_port: u16,
+    /// How often traffic counters are reported (also the heartbeat).
+    pub meter_interval: Duration,
 }
 
 /// An agent running in the background.
@@ -113,9 +116,15 @@ pub async fn start(config: AgentConfig) -> anyhow::Result<RunningAgent> {
         host.id,
         layout,
         ctx.clone(),
-        directory,
+        directory.clone(),
     ));
-    let report = tokio::spawn(reconciler::report_observed_state(client, host.id, ctx));
+    let report = tokio::spawn(reconciler::report_observed_state(
+        client,
+        host.id,
+        ctx,
+        directory,
+        config.meter_interval,
+    ));
     Ok(RunningAgent {
         api_addr,
         tasks: vec![

@@ -23,6 +23,16 @@ impl LocalInstances {
             .collect();
         *self.by_ip.write().expect("poisoned") = map;
     }
+
+    /// Every desired instance with at least one NIC, once each.
+    pub fn all(&self) -> Vec<InstanceSpec> {
+        let map = self.by_ip.read().expect("poisoned");
+        let mut seen = std::collections::HashSet::new();
+        map.values()
+            .filter(|s| seen.insert(s.id))
+            .cloned()
+            .collect()
+    }
 }
 
 impl InstanceDirectory for LocalInstances {

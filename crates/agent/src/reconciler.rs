@@ -120,16 +120,25 @@ fn apply(
     }
 }
 
-/// Sends the host's full report whenever an observation changes, and at
-/// least every few seconds as a heartbeat.
-pub async fn report_observed_state(client: ControllerClient, host: HostId, ctx: InstanceContext) {
+/// Sends the host's full report, with the traffic counters of its NICs,
+/// whenever an observation changes and at least every `interval` (a
+/// heartbeat and the metering period).
+pub async fn report_observed_state(
+    client: ControllerClient,
+    host: HostId,
+    ctx: InstanceContext,
+    directory: std::sync::Arc<crate::local_instances::LocalInstances>,
+    interval: Duration,
+) {
+    let meter = crate::metering::Meter::new();
     loop {
-        let report = ctx.reports.snapshot();
+        let mut report = ctx.reports.snapshot();
+        report.traffic = meter.read(&directory.all());
         if let Err(e) = client.report(host, &report).await {
             tracing::warn!(error = %format!("{e:#}"), "cannot report to the controller");
             tokio::time::sleep(Duration::from_secs(2)).await;
             continue;
         }
-        let _ = tokio::time::timeout(Duration::from_secs(10), ctx.reports.changed()).await;
+        let _ = tokio::time::timeout(interval, ctx.reports.changed()).await;
     }
 }

@@ -41,7 +41,10 @@ impl Reports {
             .cloned()
             .collect();
         instances.sort_by_key(|i| i.id);
-        HostReport { instances }
+        HostReport {
+            instances,
+            traffic: Vec::new(),
+        }
     }
 
     /// Waits until some observation changes.

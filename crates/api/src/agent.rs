@@ -97,6 +97,18 @@ pub struct InstanceSpec {
     /// The security groups applied to every NIC of the instance.
     #[serde(default)]
     pub security_groups: Vec<crate::SecurityGroupId>,
+    /// Bandwidth and suspension, applied to every NIC.
+    #[serde(default)]
+    pub network_limits: NetworkLimits,
+}
+
+/// What the host enforces on an instance's NICs: the effective bandwidth
+/// (the server's, capped while throttled) and whether networking is cut.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct NetworkLimits {
+    pub bandwidth: crate::bandwidth::Bandwidth,
+    /// Traffic quota used up with the `suspend` policy: drop everything.
+    pub suspended: bool,
 }
 
 /// A network as a host needs it.
@@ -238,8 +250,27 @@ pub struct InstanceReport {
     pub guest_shutdown: bool,
 }
 
+/// The byte counters of one NIC as the host reads them. Counters only grow
+/// while `source` stays the same; a new source (a new TAP, another host)
+/// starts from zero. The controller adds the difference to the last values
+/// it stored, so repeating a report counts nothing twice.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct TrafficCounter {
+    pub server: ServerId,
+    pub port: PortId,
+    /// Identifies the counter: host, device and its creation.
+    pub source: String,
+    /// Bytes delivered towards the guest.
+    pub inbound_bytes: u64,
+    /// Bytes the guest sent.
+    pub outbound_bytes: u64,
+}
+
 /// `PUT /v1/agent/hosts/{id}/report`: every instance present on the host.
 #[derive(Clone, Debug, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct HostReport {
     pub instances: Vec<InstanceReport>,
+    /// Traffic counters of every NIC on the host.
+    #[serde(default)]
+    pub traffic: Vec<TrafficCounter>,
 }

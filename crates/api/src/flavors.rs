@@ -12,6 +12,9 @@ pub struct Flavor {
     pub vcpus: u64,
     pub memory_mib: u64,
     pub disk_gib: u64,
+    /// Default bandwidth limits of servers of this flavor.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bandwidth: Option<crate::bandwidth::Bandwidth>,
 }
 
 /// `POST /v1/flavors` (admin only).
@@ -22,4 +25,6 @@ pub struct CreateFlavor {
     pub vcpus: Vcpus,
     pub memory_mib: MemoryMib,
     pub disk_gib: DiskGib,
+    #[serde(default)]
+    pub bandwidth: Option<crate::bandwidth::Bandwidth>,
 }

@@ -5,17 +5,23 @@
 //! in this crate is known to be well-formed, so handlers never re-check it.
 
 pub mod agent;
+pub mod bandwidth;
 pub mod error;
+pub mod events;
 pub mod flavors;
 pub mod floating_ips;
 pub mod ids;
 pub mod images;
 pub mod keypairs;
+pub mod leases;
 pub mod names;
 pub mod networks;
+pub mod quotas;
 pub mod resources;
 pub mod security_groups;
 pub mod servers;
+pub mod traffic;
+pub mod usage_records;
 pub mod users;
 
 pub use error::{ErrorBody, ErrorDetail};
@@ -24,3 +30,20 @@ pub use ids::{
     ProjectId, SecurityGroupId, SecurityGroupRuleId, ServerId, UserId,
 };
 pub use names::Name;
+
+/// Documents a type validated through a wire struct with that struct's schema.
+#[macro_export]
+macro_rules! schema_as {
+    ($ty:ty, $wire:ty) => {
+        impl utoipa::PartialSchema for $ty {
+            fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+                <$wire as utoipa::PartialSchema>::schema()
+            }
+        }
+        impl utoipa::ToSchema for $ty {
+            fn name() -> std::borrow::Cow<'static, str> {
+                std::borrow::Cow::Borrowed(stringify!($ty))
+            }
+        }
+    };
+}

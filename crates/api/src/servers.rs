@@ -56,6 +56,9 @@ impl From<UserData> for String {
         base64::engine::general_purpose::STANDARD.encode(u.0)
     }
 }
+use crate::bandwidth::Bandwidth;
+use crate::leases::{Lease, LeaseRequest};
+use crate::traffic::{TrafficQuota, TrafficState};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
@@ -89,6 +92,35 @@ pub struct CreateServer {
     /// Security groups (ids or names); default: the project's `default`.
     #[serde(default)]
     pub security_groups: Option<Vec<String>>,
+    /// Bandwidth limits; default: the flavor's, else unlimited.
+    #[serde(default)]
+    pub bandwidth: Option<Bandwidth>,
+    /// Monthly traffic quota; default: none.
+    #[serde(default)]
+    pub traffic_quota: Option<TrafficQuota>,
+    /// Rent the server for a term; default: no lease.
+    #[serde(default)]
+    pub lease: Option<LeaseRequest>,
+}
+
+/// `PATCH /v1/servers/{id}`: change the rental terms of a server; absent
+/// fields stay as they are, `"traffic_quota": null` removes the quota.
+#[derive(Clone, Debug, Default, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct UpdateServer {
+    /// New limits, applied to the running server at once (`{}` = unlimited).
+    #[serde(default)]
+    pub bandwidth: Option<Bandwidth>,
+    #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<TrafficQuota>)]
+    pub traffic_quota: Option<Option<TrafficQuota>>,
+}
+
+/// Tells a field given as `null` (Some(None)) from an absent one (None).
+fn present<'de, T: Deserialize<'de>, D: serde::Deserializer<'de>>(
+    d: D,
+) -> Result<Option<Option<T>>, D::Error> {
+    Option::<T>::deserialize(d).map(Some)
 }
 
 /// The size a create request asks for, once the flavor-or-sizes choice is made.
@@ -190,4 +222,29 @@ pub struct Server {
     pub key_name: Option<String>,
     pub config_drive: bool,
     pub security_groups: Vec<String>,
+    /// Bandwidth limits as asked for (unlimited directions are absent).
+    pub bandwidth: Bandwidth,
+    pub traffic_quota: Option<TrafficQuota>,
+    /// `throttled` or `suspended` once the traffic quota is used up;
+    /// `traffic_reason` says why.
+    pub traffic_state: TrafficState,
+    pub traffic_reason: Option<String>,
+    pub lease: Option<Lease>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn update_tells_null_from_absent() {
+        let u: UpdateServer = serde_json::from_str(r#"{"traffic_quota":null}"#).unwrap();
+        assert_eq!(u.traffic_quota, Some(None));
+        let u: UpdateServer = serde_json::from_str(r#"{"bandwidth":{}}"#).unwrap();
+        assert_eq!(
+            (u.bandwidth, u.traffic_quota),
+            (Some(Bandwidth::default()), None)
+        );
+        assert!(serde_json::from_str::<UpdateServer>(r#"{"name":"x"}"#).is_err());
+    }
 }

@@ -2,7 +2,9 @@
 //! state store. It holds desired state; agents converge hosts to it.
 
 pub mod auth;
+pub mod clock;
 pub mod http;
+pub mod rental;
 pub mod scheduler;
 pub mod server;
 pub mod store;

@@ -24,6 +24,8 @@ pub struct ControllerConfig {
     pub max_image_bytes: u64,
     /// The DNS zone of server names.
     pub dns_zone: String,
+    pub rental: crate::rental::RentalSettings,
+    pub clock: crate::clock::Clock,
 }
 
 /// A controller serving in the background.
@@ -55,6 +57,8 @@ pub async fn start(config: ControllerConfig) -> anyhow::Result<RunningController
             .timeout(Duration::from_secs(30))
             .build()?,
         uploads: Default::default(),
+        rental: Arc::new(config.rental),
+        clock: config.clock,
     };
     let listener = TcpListener::bind(config.listen)
         .await

@@ -87,6 +87,8 @@ impl Cloud {
             token_ttl,
             max_image_bytes: MAX_IMAGE_BYTES,
             dns_zone: "nubis.internal".into(),
+            rental: Default::default(),
+            clock: Default::default(),
         };
         let controller = start(config).await.expect("controller starts");
         Self {

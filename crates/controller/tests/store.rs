@@ -287,12 +287,15 @@ fn new_server(
         user_data: None,
         config_drive: false,
         security_groups: Vec::new(),
+        bandwidth: Default::default(),
+        traffic_quota: None,
+        lease_expires_at: None,
     }
 }
 
 /// The API view of a server (without addresses: these tests make no networks).
 fn api(server: &ServerRecord) -> nubis_api::servers::Server {
-    server.to_api(Vec::new(), None, Vec::new())
+    server.to_api(Vec::new(), None, Vec::new(), chrono::Duration::days(3))
 }
 
 /// A project with an image, a host, and one server on it.
@@ -339,7 +342,10 @@ fn report(id: ServerId, power: ObservedPower) -> InstanceReport {
 }
 
 fn full_report(instances: Vec<InstanceReport>) -> HostReport {
-    HostReport { instances }
+    HostReport {
+        instances,
+        traffic: Vec::new(),
+    }
 }
 
 async fn get(db: &Db, w: &World) -> ServerRecord {
@@ -366,6 +372,7 @@ fn flavor(name: &str, vcpus: i64, memory_mib: i64, disk_gib: i64) -> CreateFlavo
         vcpus: vcpus.try_into().expect("valid vcpus"),
         memory_mib: memory_mib.try_into().expect("valid memory"),
         disk_gib: disk_gib.try_into().expect("valid disk"),
+        bandwidth: None,
     }
 }
 

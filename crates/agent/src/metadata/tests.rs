@@ -69,6 +69,7 @@ fn spec(
             config_format: Default::default(),
         },
         security_groups: Vec::new(),
+        network_limits: Default::default(),
     }
 }
 

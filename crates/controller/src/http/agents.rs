@@ -146,6 +146,7 @@ pub async fn desired(
                 .into_iter()
                 .map(|(id, _)| id)
                 .collect(),
+            network_limits: server.network_limits(state.rental.throttle),
         });
     }
     let mut host_networks = Vec::new();

@@ -45,6 +45,9 @@ pub struct AppState {
     pub agent_client: reqwest::Client,
     /// Images with an upload in progress; see `images::UploadClaim`.
     pub uploads: Arc<std::sync::Mutex<std::collections::HashSet<nubis_api::ImageId>>>,
+    pub rental: Arc<crate::rental::RentalSettings>,
+    /// "Now" for rental terms (leases, periods).
+    pub clock: crate::clock::Clock,
 }
 
 impl AppState {

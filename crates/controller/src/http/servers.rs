@@ -47,7 +47,7 @@ pub async fn create(
                 memory_mib: f.memory_mib,
                 disk_gib: f.disk_gib,
             };
-            (Some(f.id), demand)
+            (Some(f), demand)
         }
         RequestedSize::Explicit {
             vcpus,
@@ -62,6 +62,11 @@ pub async fn create(
             },
         ),
     };
+    let lease_expires_at = req
+        .lease
+        .map(|l| l.expiry(state.clock.now()))
+        .transpose()
+        .map_err(ApiError::bad_request)?;
     let image = state
         .store
         .image_visible(project, &req.image)
@@ -121,7 +126,7 @@ pub async fn create(
             project,
             name: req.name.as_str(),
             image: image.id,
-            flavor,
+            flavor: flavor.as_ref().map(|f| f.id),
             vcpus: demand.vcpus,
             memory_mib: demand.memory_mib,
             disk_gib: demand.disk_gib,
@@ -138,6 +143,12 @@ pub async fn create(
             user_data: req.user_data.clone().map(String::from),
             config_drive: req.config_drive,
             security_groups,
+            bandwidth: req
+                .bandwidth
+                .or_else(|| flavor.as_ref().and_then(|f| f.bandwidth))
+                .unwrap_or_default(),
+            traffic_quota: req.traffic_quota,
+            lease_expires_at,
         })
         .await?;
     state.desired_state_changed();
@@ -249,7 +260,7 @@ async fn present(
             .into_iter()
             .map(|(_, name)| name)
             .collect();
-        out.push(r.to_api(addrs, dns, groups));
+        out.push(r.to_api(addrs, dns, groups, state.rental.lease_grace));
     }
     Ok(out)
 }

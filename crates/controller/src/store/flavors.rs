@@ -1,6 +1,6 @@
 //! Flavors.
 
-use super::rows::{big, count, parse};
+use super::rows::{big, count, json_or_default, parse, to_json};
 use super::{found, is_unique_violation, now_ms, Store, StoreError, StoreResult};
 use nubis_api::flavors::{CreateFlavor, Flavor};
 use nubis_api::FlavorId;
@@ -22,6 +22,7 @@ fn flavor_from_row(row: &AnyRow) -> StoreResult<Flavor> {
         vcpus: count(row, "vcpus")?,
         memory_mib: count(row, "memory_mib")?,
         disk_gib: count(row, "disk_gib")?,
+        bandwidth: json_or_default(row, "bandwidth")?,
     })
 }
 
@@ -37,6 +38,7 @@ impl Store {
                 vcpus: vcpus.try_into().expect("valid"),
                 memory_mib: memory_mib.try_into().expect("valid"),
                 disk_gib: disk_gib.try_into().expect("valid"),
+                bandwidth: None,
             };
             match self.create_flavor(&req).await {
                 Ok(_) | Err(StoreError::Conflict(_)) => {}
@@ -49,8 +51,8 @@ impl Store {
     pub async fn create_flavor(&self, req: &CreateFlavor) -> StoreResult<Flavor> {
         let id = FlavorId::new();
         let res = sqlx::query(
-            "INSERT INTO flavors (id, name, vcpus, memory_mib, disk_gib, created_at) \
-             VALUES ($1, $2, $3, $4, $5, $6)",
+            "INSERT INTO flavors (id, name, vcpus, memory_mib, disk_gib, created_at, bandwidth) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7)",
         )
         .bind(id.to_string())
         .bind(req.name.as_str())
@@ -58,6 +60,7 @@ impl Store {
         .bind(big(req.memory_mib.get()))
         .bind(big(req.disk_gib.get()))
         .bind(now_ms())
+        .bind(req.bandwidth.as_ref().map(to_json))
         .execute(self.pool())
         .await;
         match res {

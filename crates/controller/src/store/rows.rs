@@ -53,6 +53,25 @@ pub(crate) fn time_opt(row: &AnyRow, col: &str) -> StoreResult<Option<DateTime<U
     Ok(ms.and_then(from_ms))
 }
 
+/// Reads a nullable TEXT column holding JSON; NULL is the type's default.
+pub(crate) fn json_or_default<T: serde::de::DeserializeOwned + Default>(
+    row: &AnyRow,
+    col: &str,
+) -> StoreResult<T> {
+    let s: Option<String> = row.try_get(col)?;
+    match s {
+        None => Ok(T::default()),
+        Some(s) => {
+            serde_json::from_str(&s).map_err(|e| StoreError::Corrupt(format!("column {col}: {e}")))
+        }
+    }
+}
+
+/// Encodes a value for a JSON TEXT column.
+pub(crate) fn to_json<T: serde::Serialize>(v: &T) -> String {
+    serde_json::to_string(v).expect("our types serialize")
+}
+
 pub(crate) fn from_ms(ms: i64) -> Option<DateTime<Utc>> {
     DateTime::from_timestamp_millis(ms)
 }

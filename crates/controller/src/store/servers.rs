@@ -1,11 +1,14 @@
 //! Servers: desired state (what users asked for) beside observed state (what
 //! the host's agent last reported). The status users see is derived from both.
 
-use super::rows::{big, count, flag, parse, parse_opt, time, time_opt};
+use super::rows::{big, count, flag, json_or_default, parse, parse_opt, time, time_opt, to_json};
 use super::{found, is_unique_violation, now_ms, Backend, Store, StoreError, StoreResult};
-use nubis_api::agent::{HostReport, ObservedPower, PowerState};
+use nubis_api::agent::{HostReport, NetworkLimits, ObservedPower, PowerState};
+use nubis_api::bandwidth::Bandwidth;
+use nubis_api::leases::{Lease, LeaseState};
 use nubis_api::networks::{Network, ServerAddress};
 use nubis_api::servers::{Server, ServerStatus};
+use nubis_api::traffic::{QuotaPolicy, TrafficQuota, TrafficState};
 use nubis_api::PortId;
 use nubis_api::{FlavorId, HostId, ImageId, ProjectId, ServerId};
 use sqlx::any::AnyRow;
@@ -39,6 +42,14 @@ pub struct ServerRecord {
     /// Base64.
     pub user_data: Option<String>,
     pub config_drive: bool,
+    pub bandwidth: Bandwidth,
+    pub traffic_quota: Option<TrafficQuota>,
+    pub traffic_state: TrafficState,
+    pub traffic_reason: Option<String>,
+    pub lease_expires_at: Option<chrono::DateTime<chrono::Utc>>,
+    pub lease_exempt: bool,
+    /// The lease ran out and the server was stopped for it.
+    pub lease_expired: bool,
 }
 
 /// One NIC of a new server.
@@ -64,6 +75,9 @@ pub struct NewServer<'a> {
     pub user_data: Option<String>,
     pub config_drive: bool,
     pub security_groups: Vec<nubis_api::SecurityGroupId>,
+    pub bandwidth: Bandwidth,
+    pub traffic_quota: Option<TrafficQuota>,
+    pub lease_expires_at: Option<chrono::DateTime<chrono::Utc>>,
 }
 
 impl ServerRecord {
@@ -90,12 +104,47 @@ impl ServerRecord {
         }
     }
 
-    /// The API view, given the server's addresses, DNS name and group names.
+    /// What the host must enforce on the server's NICs: its bandwidth, capped
+    /// at `throttle` while throttled, or nothing at all while suspended.
+    pub fn network_limits(&self, throttle: nubis_api::bandwidth::RateLimit) -> NetworkLimits {
+        match self.traffic_state {
+            TrafficState::Normal => NetworkLimits {
+                bandwidth: self.bandwidth,
+                suspended: false,
+            },
+            TrafficState::Throttled => NetworkLimits {
+                bandwidth: self.bandwidth.capped(throttle),
+                suspended: false,
+            },
+            TrafficState::Suspended => NetworkLimits {
+                bandwidth: self.bandwidth,
+                suspended: true,
+            },
+        }
+    }
+
+    /// The lease as users see it; deletion follows `grace` after expiry.
+    pub fn lease(&self, grace: chrono::Duration) -> Option<Lease> {
+        self.lease_expires_at.map(|expires_at| Lease {
+            expires_at,
+            delete_at: expires_at + grace,
+            state: if self.lease_expired {
+                LeaseState::Expired
+            } else {
+                LeaseState::Active
+            },
+            exempt: self.lease_exempt,
+        })
+    }
+
+    /// The API view, given the server's addresses, DNS name and group names,
+    /// and the operator's lease grace period.
     pub fn to_api(
         &self,
         addresses: Vec<ServerAddress>,
         dns_name: Option<String>,
         security_groups: Vec<String>,
+        lease_grace: chrono::Duration,
     ) -> Server {
         let status = self.status();
         Server {
@@ -121,6 +170,11 @@ impl ServerRecord {
             key_name: self.key_name.clone(),
             config_drive: self.config_drive,
             security_groups,
+            bandwidth: self.bandwidth,
+            traffic_quota: self.traffic_quota,
+            traffic_state: self.traffic_state,
+            traffic_reason: self.traffic_reason.clone(),
+            lease: self.lease(lease_grace),
         }
     }
 }
@@ -174,6 +228,30 @@ fn server_from_row(row: &AnyRow) -> StoreResult<ServerRecord> {
         key_data: row.try_get("key_data")?,
         user_data: row.try_get("user_data")?,
         config_drive: flag(row, "config_drive")?,
+        bandwidth: json_or_default(row, "bandwidth")?,
+        traffic_quota: traffic_quota_from_row(row)?,
+        traffic_state: {
+            let s: String = row.try_get("traffic_state")?;
+            TrafficState::parse(&s)
+                .ok_or_else(|| StoreError::Corrupt(format!("bad traffic_state '{s}'")))?
+        },
+        traffic_reason: row.try_get("traffic_reason")?,
+        lease_expires_at: time_opt(row, "lease_expires_at")?,
+        lease_exempt: flag(row, "lease_exempt")?,
+        lease_expired: flag(row, "lease_expired")?,
+    })
+}
+
+fn traffic_quota_from_row(row: &AnyRow) -> StoreResult<Option<TrafficQuota>> {
+    let bytes: Option<i64> = row.try_get("traffic_quota_bytes")?;
+    let policy: Option<String> = row.try_get("traffic_policy")?;
+    Ok(match (bytes, policy) {
+        (Some(b), Some(p)) => Some(TrafficQuota::from_bytes(
+            b.max(0) as u64,
+            QuotaPolicy::parse(&p)
+                .ok_or_else(|| StoreError::Corrupt(format!("bad traffic_policy '{p}'")))?,
+        )),
+        _ => None,
     })
 }
 
@@ -193,8 +271,10 @@ impl Store {
         let res = sqlx::query(
             "INSERT INTO servers (id, project_id, name, image_id, flavor_id, vcpus, memory_mib, \
              disk_gib, host_id, power, reboot_generation, deleting, observed_reboot_generation, \
-             created_at, key_name, key_data, user_data, config_drive) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, 'running', 0, 0, 0, $10, $11, $12, $13, $14)",
+             created_at, key_name, key_data, user_data, config_drive, bandwidth, \
+             traffic_quota_bytes, traffic_policy, lease_expires_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, 'running', 0, 0, 0, $10, $11, $12, $13, $14, \
+             $15, $16, $17, $18)",
         )
         .bind(id.to_string())
         .bind(new.project.to_string())
@@ -210,6 +290,10 @@ impl Store {
         .bind(new.key_data)
         .bind(new.user_data.as_deref())
         .bind(i64::from(new.config_drive))
+        .bind((!new.bandwidth.is_unlimited()).then(|| to_json(&new.bandwidth)))
+        .bind(new.traffic_quota.map(|q| big(q.bytes())))
+        .bind(new.traffic_quota.map(|q| q.policy.as_str()))
+        .bind(new.lease_expires_at.map(|t| t.timestamp_millis()))
         .execute(&mut *tx)
         .await;
         match res {

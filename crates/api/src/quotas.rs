@@ -1,0 +1,186 @@
+//! Project quotas: how much a project may hold at once
+//! (`GET/PUT /v1/projects/{id}/quotas`).
+
+use serde::{Deserialize, Serialize};
+
+/// The largest limit accepted for any resource.
+pub const MAX_LIMIT: u64 = 1 << 40;
+
+/// Limits of one project. Every field is a maximum of what the project may
+/// hold at the same time.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct QuotaLimits {
+    pub servers: u64,
+    pub vcpus: u64,
+    pub memory_mib: u64,
+    pub disk_gib: u64,
+    pub floating_ips: u64,
+    pub networks: u64,
+}
+
+impl Default for QuotaLimits {
+    /// OpenStack's defaults (Nova, Neutron).
+    fn default() -> Self {
+        Self {
+            servers: 10,
+            vcpus: 20,
+            memory_mib: 51_200,
+            disk_gib: 1_000,
+            floating_ips: 10,
+            networks: 10,
+        }
+    }
+}
+
+/// What a project holds now, in the same units.
+pub type QuotaUsage = QuotaLimits;
+
+impl QuotaLimits {
+    /// All zero (a usage with nothing in it).
+    pub fn default_zero() -> Self {
+        Self {
+            servers: 0,
+            vcpus: 0,
+            memory_mib: 0,
+            disk_gib: 0,
+            floating_ips: 0,
+            networks: 0,
+        }
+    }
+
+    /// (name, limit, used) for each resource, in a fixed order.
+    pub fn pairs(&self, used: &QuotaUsage) -> [(&'static str, u64, u64); 6] {
+        [
+            ("servers", self.servers, used.servers),
+            ("vcpus", self.vcpus, used.vcpus),
+            ("memory_mib", self.memory_mib, used.memory_mib),
+            ("disk_gib", self.disk_gib, used.disk_gib),
+            ("floating_ips", self.floating_ips, used.floating_ips),
+            ("networks", self.networks, used.networks),
+        ]
+    }
+
+    /// The first resource where `used + extra` would exceed the limit.
+    pub fn exceeded_by(&self, used: &QuotaUsage, extra: &QuotaUsage) -> Option<String> {
+        let extras = [
+            extra.servers,
+            extra.vcpus,
+            extra.memory_mib,
+            extra.disk_gib,
+            extra.floating_ips,
+            extra.networks,
+        ];
+        self.pairs(used)
+            .into_iter()
+            .zip(extras)
+            .find(|((_, limit, used), extra)| *extra > 0 && used + extra > *limit)
+            .map(|((name, limit, used), extra)| {
+                format!(
+                    "quota exceeded for {name}: limit {limit}, in use {used}, requested {extra}"
+                )
+            })
+    }
+}
+
+/// `PUT /v1/projects/{id}/quotas` (admin): the limits to change; others stay.
+#[derive(Clone, Copy, Debug, Default, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct UpdateQuotas {
+    #[serde(default, deserialize_with = "limit")]
+    pub servers: Option<u64>,
+    #[serde(default, deserialize_with = "limit")]
+    pub vcpus: Option<u64>,
+    #[serde(default, deserialize_with = "limit")]
+    pub memory_mib: Option<u64>,
+    #[serde(default, deserialize_with = "limit")]
+    pub disk_gib: Option<u64>,
+    #[serde(default, deserialize_with = "limit")]
+    pub floating_ips: Option<u64>,
+    #[serde(default, deserialize_with = "limit")]
+    pub networks: Option<u64>,
+}
+
+fn limit<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<u64>, D::Error> {
+    let v = i64::deserialize(d)?;
+    if v < 0 || v as u64 > MAX_LIMIT {
+        return Err(serde::de::Error::custom(format!(
+            "quota limits must be between 0 and {MAX_LIMIT}, got {v}"
+        )));
+    }
+    Ok(Some(v as u64))
+}
+
+impl UpdateQuotas {
+    /// `current` with this update's fields replaced.
+    pub fn apply(&self, current: QuotaLimits) -> QuotaLimits {
+        QuotaLimits {
+            servers: self.servers.unwrap_or(current.servers),
+            vcpus: self.vcpus.unwrap_or(current.vcpus),
+            memory_mib: self.memory_mib.unwrap_or(current.memory_mib),
+            disk_gib: self.disk_gib.unwrap_or(current.disk_gib),
+            floating_ips: self.floating_ips.unwrap_or(current.floating_ips),
+            networks: self.networks.unwrap_or(current.networks),
+        }
+    }
+}
+
+/// `GET /v1/projects/{id}/quotas`: limits beside what is in use.
+#[derive(Clone, Debug, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct ProjectQuotas {
+    pub project: crate::ProjectId,
+    pub limits: QuotaLimits,
+    pub in_use: QuotaUsage,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn updates_are_checked_and_merge() {
+        let u: UpdateQuotas = serde_json::from_str(r#"{"servers":3,"vcpus":0}"#).unwrap();
+        let l = u.apply(QuotaLimits::default());
+        assert_eq!((l.servers, l.vcpus, l.networks), (3, 0, 10));
+        for bad in [
+            r#"{"servers":-1}"#,
+            r#"{"servers":1.5}"#,
+            r#"{"servers":"many"}"#,
+            r#"{"disk_gib":99999999999999999}"#,
+            r#"{"cpus":2}"#,
+        ] {
+            assert!(serde_json::from_str::<UpdateQuotas>(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn exceeding_names_the_resource() {
+        let limits = QuotaLimits {
+            servers: 2,
+            ..QuotaLimits::default()
+        };
+        let used = QuotaUsage {
+            servers: 2,
+            vcpus: 2,
+            memory_mib: 256,
+            disk_gib: 2,
+            floating_ips: 0,
+            networks: 1,
+        };
+        let one = QuotaUsage {
+            servers: 1,
+            vcpus: 1,
+            memory_mib: 128,
+            disk_gib: 1,
+            floating_ips: 0,
+            networks: 0,
+        };
+        let e = limits.exceeded_by(&used, &one).unwrap();
+        assert!(e.contains("servers: limit 2, in use 2, requested 1"), "{e}");
+        // A request that adds nothing of a full resource passes.
+        let fip = QuotaUsage {
+            floating_ips: 1,
+            ..QuotaUsage::default_zero()
+        };
+        assert!(limits.exceeded_by(&used, &fip).is_none());
+    }
+}
