@@ -14,6 +14,8 @@ pub struct Cloud {
     child: Option<Child>,
     pub token: Option<String>,
     http: reqwest::Client,
+    /// Extra `nubis up` arguments, kept for restarts.
+    extra_args: Vec<String>,
 }
 
 pub fn nubis_bin() -> &'static str {
@@ -23,6 +25,11 @@ pub fn nubis_bin() -> &'static str {
 impl Cloud {
     /// Starts `nubis up` on an empty data dir and waits for its API.
     pub async fn start() -> Self {
+        Self::start_with(&[]).await
+    }
+
+    /// Like `start`, with extra `nubis up` arguments (also used on restarts).
+    pub async fn start_with(extra_args: &[&str]) -> Self {
         let data_dir = tempfile::Builder::new()
             .prefix("nubis-e2e-")
             .tempdir()
@@ -33,6 +40,7 @@ impl Cloud {
             child: None,
             token: None,
             http: reqwest::Client::new(),
+            extra_args: extra_args.iter().map(|s| s.to_string()).collect(),
         };
         cloud.spawn().await;
         cloud
@@ -53,6 +61,7 @@ impl Cloud {
             .args(["up", "--data-dir"])
             .arg(self.data_path())
             .args(["--accel", "tcg", "--stop-timeout", "20"])
+            .args(&self.extra_args)
             .env("NUBIS_LOG", "info,nubis=debug")
             .stdout(Stdio::null())
             .stderr(log)
