@@ -185,7 +185,7 @@ impl Store {
         let rows = sqlx::query(
             "SELECT t.server_id, \
              COALESCE(MAX(s.name), MAX(e.server_name), t.server_id) AS name, \
-             SUM(t.inbound_bytes) AS inbound, SUM(t.outbound_bytes) AS outbound \
+             CAST(SUM(t.inbound_bytes) AS BIGINT) AS inbound, CAST(SUM(t.outbound_bytes) AS BIGINT) AS outbound \
              FROM traffic_hourly t \
              LEFT JOIN servers s ON s.id = t.server_id \
              LEFT JOIN server_events e ON e.server_id = t.server_id \
@@ -229,12 +229,12 @@ impl Store {
     ) -> StoreResult<BTreeMap<i64, (u64, u64)>> {
         let sql = match column {
             Series::Server => {
-                "SELECT hour, SUM(inbound_bytes) AS inbound, SUM(outbound_bytes) AS outbound \
+                "SELECT hour, CAST(SUM(inbound_bytes) AS BIGINT) AS inbound, CAST(SUM(outbound_bytes) AS BIGINT) AS outbound \
                  FROM traffic_hourly WHERE server_id = $1 AND hour >= $2 AND hour < $3 \
                  GROUP BY hour ORDER BY hour"
             }
             Series::Project => {
-                "SELECT hour, SUM(inbound_bytes) AS inbound, SUM(outbound_bytes) AS outbound \
+                "SELECT hour, CAST(SUM(inbound_bytes) AS BIGINT) AS inbound, CAST(SUM(outbound_bytes) AS BIGINT) AS outbound \
                  FROM traffic_hourly WHERE project_id = $1 AND hour >= $2 AND hour < $3 \
                  GROUP BY hour ORDER BY hour"
             }
@@ -295,7 +295,7 @@ pub(crate) async fn enforce_quota(
     let period = Period::containing(now);
     let used = found(
         sqlx::query(
-            "SELECT COALESCE(SUM(inbound_bytes), 0) + COALESCE(SUM(outbound_bytes), 0) AS used \
+            "SELECT CAST(COALESCE(SUM(inbound_bytes), 0) + COALESCE(SUM(outbound_bytes), 0) AS BIGINT) AS used \
              FROM traffic_hourly WHERE server_id = $1 AND hour >= $2 AND hour < $3",
         )
         .bind(server.to_string())
