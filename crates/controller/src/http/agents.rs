@@ -251,7 +251,10 @@ pub async fn report(
         .touch_host(host)
         .await
         .map_err(ApiError::from_store("host"))?;
-    state.store.apply_host_report(host, &report).await?;
+    state
+        .store
+        .apply_host_report_at(host, &report, state.clock.now())
+        .await?;
     // A guest that powered itself off changes desired state too.
     if report.instances.iter().any(|i| i.guest_shutdown) {
         state.desired_state_changed();

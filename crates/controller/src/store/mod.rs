@@ -14,6 +14,7 @@ pub mod networks;
 mod rows;
 pub mod security_groups;
 mod servers;
+pub mod usage;
 mod users;
 
 pub use servers::{NewPort, NewServer, ServerRecord};
