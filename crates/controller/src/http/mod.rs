@@ -11,6 +11,7 @@ mod networks;
 mod openapi;
 mod security_groups;
 mod servers;
+mod usage_records;
 mod users;
 
 use crate::store::Store;
@@ -117,6 +118,7 @@ pub fn router(state: AppState) -> Router {
             "/security-groups/{id}/rules/{rule}",
             axum::routing::delete(security_groups::delete_rule),
         )
+        .route("/projects/{id}/usage-records", get(usage_records::list))
         .route("/hosts", get(agents::list_hosts))
         .route("/agent/hosts", post(agents::register))
         .route("/agent/hosts/{id}/desired", get(agents::desired))
