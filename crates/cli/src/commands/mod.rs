@@ -8,3 +8,4 @@ pub mod networks;
 pub mod nics;
 pub mod servers;
 pub mod ssh;
+pub mod usage;
