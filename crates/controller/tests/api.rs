@@ -1965,12 +1965,21 @@ async fn usage_records_as_json_and_csv() {
         lines[0],
         "project,period,kind,resource,name,size,quantity,unit"
     );
-    assert!(
-        lines[1].starts_with(&format!(
-            "{project},2026-11,instance,{sid},web,1vcpu-128mib,2.0"
-        )),
+    let fields: Vec<&str> = lines[1].split(',').collect();
+    assert_eq!(
+        fields[..6],
+        [
+            project.as_str(),
+            "2026-11",
+            "instance",
+            &sid,
+            "web",
+            "1vcpu-128mib"
+        ],
         "{text}"
     );
+    let hours: f64 = fields[6].parse().unwrap();
+    assert!((hours - 2.0).abs() < 0.02, "{text}");
     assert!(lines[1].ends_with(",hours"), "{text}");
     assert!(
         lines[2].contains(",disk,") && lines[2].ends_with(",GiB-hours"),
