@@ -2038,4 +2038,13 @@ async fn usage_records_reject_bad_periods_formats_and_other_projects() {
     // Without a token: 401.
     let resp = cloud.send(Method::GET, &path, None).await;
     assert_error("no token", resp, UNAUTHORIZED, "Authorization").await;
+    // The report's shape is described.
+    let resp = cloud.send(Method::GET, "/v1/openapi.json", None).await;
+    let spec = ok_json(resp, StatusCode::OK).await;
+    for schema in ["UsageReport", "UsageRecord", "UsageKind", "Period"] {
+        assert!(
+            spec["components"]["schemas"][schema].is_object(),
+            "{schema}"
+        );
+    }
 }
