@@ -1664,7 +1664,7 @@ async fn unknown_paths_are_404_and_wrong_methods_405_in_json() {
         (Method::GET, "/v1/users".to_owned()),
         (Method::POST, "/v1/openapi.json".to_owned()),
         (Method::GET, "/v1/agent/hosts".to_owned()),
-        (Method::PATCH, format!("/v1/servers/{some}")),
+        (Method::PUT, format!("/v1/servers/{some}")),
         (Method::GET, format!("/v1/servers/{some}/start")),
         (Method::POST, format!("/v1/images/{some}/file")),
         (Method::DELETE, format!("/v1/images/{some}")),

@@ -255,8 +255,13 @@ pub async fn report(
         .store
         .apply_host_report_at(host, &report, state.clock.now())
         .await?;
-    // A guest that powered itself off changes desired state too.
-    if report.instances.iter().any(|i| i.guest_shutdown) {
+    let changes = state
+        .store
+        .record_traffic(host, &report.traffic, state.clock.now())
+        .await?;
+    // A guest that powered itself off, or a server that used up its traffic
+    // quota, changes desired state too.
+    if !changes.is_empty() || report.instances.iter().any(|i| i.guest_shutdown) {
         state.desired_state_changed();
     }
     Ok(StatusCode::NO_CONTENT)

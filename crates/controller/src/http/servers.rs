@@ -268,7 +268,7 @@ async fn present(
     Ok(out)
 }
 
-async fn present_one(state: &AppState, record: ServerRecord) -> ApiResult<Server> {
+pub(super) async fn present_one(state: &AppState, record: ServerRecord) -> ApiResult<Server> {
     Ok(present(state, record.project, vec![record])
         .await?
         .remove(0))
@@ -282,7 +282,11 @@ pub async fn list(State(state): State<AppState>, caller: Caller) -> ApiResult<Js
     Ok(Json(present(&state, caller.user.project, servers).await?))
 }
 
-async fn find(state: &AppState, caller: &Caller, id: ServerId) -> ApiResult<ServerRecord> {
+pub(super) async fn find(
+    state: &AppState,
+    caller: &Caller,
+    id: ServerId,
+) -> ApiResult<ServerRecord> {
     state
         .store
         .server(caller.user.project, id)
@@ -338,6 +342,11 @@ async fn set_power(
     let current = find(state, caller, id).await?;
     if current.deleting {
         return Err(ApiError::conflict("the server is being deleted"));
+    }
+    if power == PowerState::Running && current.lease_expired && !current.lease_exempt {
+        return Err(ApiError::conflict(
+            "the server's lease has expired; renew it (POST /v1/servers/{id}/lease) before starting it",
+        ));
     }
     let record = state
         .store

@@ -428,6 +428,15 @@ impl Store {
         server_from_row(&found(row)?)
     }
 
+    /// A server of any project (for administrators).
+    pub async fn server_anywhere(&self, id: ServerId) -> StoreResult<ServerRecord> {
+        let row = sqlx::query("SELECT * FROM servers WHERE id = $1")
+            .bind(id.to_string())
+            .fetch_optional(self.pool())
+            .await?;
+        server_from_row(&found(row)?)
+    }
+
     /// A server of `project` by id or name.
     pub async fn server_by_ref(
         &self,
