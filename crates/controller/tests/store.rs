@@ -191,6 +191,7 @@ store_tests!(
     server_guest_config_round_trips,
     usage_follows_the_server_lifecycle,
     usage_of_floating_ips_and_traffic,
+    usage_stops_with_expired_leases,
     // Concurrency: read-then-write transactions must be serialized.
     concurrent_first_registrations_make_one_admin,
     concurrent_host_registrations_are_idempotent,
@@ -1676,6 +1677,36 @@ async fn usage_follows_the_server_lifecycle(db: &Db) {
     assert_eq!(usage(db, p, "2027-01", later).await, []);
     assert_eq!(usage(db, other.project, "2026-11", later).await, []);
     assert_eq!(usage(db, other.project, "2026-12", later).await, []);
+}
+
+async fn usage_stops_with_expired_leases(db: &Db) {
+    let owner = user(db, "alice").await;
+    let p = owner.project;
+    let (image, host) = (image(db, p, "debian-12").await, host(db, "host-a").await);
+    let mut new = new_server(p, "web", image, host, (1, 1024, 10));
+    new.lease_expires_at = Some(at("2026-11-01T01:00:00Z"));
+    db.create_server_at(&new, at("2026-11-01T00:00:00Z"))
+        .await
+        .expect("create");
+    let grace = Duration::hours(2);
+    // Stopped by the sweep at 02:00 (an hour after expiry), deleted at 04:00.
+    let sweep = db
+        .sweep_leases(at("2026-11-01T02:00:00Z"), grace)
+        .await
+        .expect("sweep");
+    assert_eq!(sweep.stopped.len(), 1);
+    let sweep = db
+        .sweep_leases(at("2026-11-01T04:00:00Z"), grace)
+        .await
+        .expect("sweep");
+    assert_eq!(sweep.deleted.len(), 1);
+    assert_eq!(
+        usage(db, p, "2026-11", "2026-12-01T00:00:00Z").await,
+        [
+            rec("instance", "web", "1vcpu-1024mib", 2.0),
+            rec("disk", "web", "10gib", 40.0),
+        ]
+    );
 }
 
 async fn get_server(db: &Db, project: ProjectId, id: ServerId) -> ServerRecord {
