@@ -6,7 +6,7 @@ pub mod output;
 
 use clap::{Args, Subcommand};
 use client::ApiClient;
-use commands::{auth, flavors, images, keypairs, networks, servers, ssh, terms};
+use commands::{auth, flavors, images, keypairs, networks, servers, ssh, terms, usage};
 use nubis_api::images::ImageFormat;
 use nubis_api::servers::NetworkRequest;
 use std::path::PathBuf;
@@ -60,6 +60,9 @@ pub enum ClientCommand {
     /// SSH key pairs for servers.
     #[command(subcommand)]
     Keypair(keypairs::KeypairCommand),
+    /// Usage records for billing.
+    #[command(subcommand)]
+    Usage(usage::UsageCommand),
 }
 
 #[derive(Subcommand, Debug)]
@@ -266,6 +269,7 @@ pub async fn run(opts: &ClientOptions, command: ClientCommand) -> anyhow::Result
         ClientCommand::Server(cmd) => run_server(&client, cmd, json).await,
         ClientCommand::Network(cmd) => networks::run(&client, cmd, json).await,
         ClientCommand::Keypair(cmd) => keypairs::run(&client, cmd, json).await,
+        ClientCommand::Usage(cmd) => usage::run(&client, cmd, json).await,
     }
 }
 

@@ -9,3 +9,4 @@ pub mod nics;
 pub mod servers;
 pub mod ssh;
 pub mod terms;
+pub mod usage;

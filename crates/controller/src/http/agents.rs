@@ -251,7 +251,10 @@ pub async fn report(
         .touch_host(host)
         .await
         .map_err(ApiError::from_store("host"))?;
-    state.store.apply_host_report(host, &report).await?;
+    state
+        .store
+        .apply_host_report_at(host, &report, state.clock.now())
+        .await?;
     let changes = state
         .store
         .record_traffic(host, &report.traffic, state.clock.now())

@@ -12,6 +12,7 @@ mod openapi;
 mod security_groups;
 mod server_terms;
 mod servers;
+mod usage_records;
 mod users;
 
 use crate::store::Store;
@@ -128,6 +129,7 @@ pub fn router(state: AppState) -> Router {
             "/security-groups/{id}/rules/{rule}",
             axum::routing::delete(security_groups::delete_rule),
         )
+        .route("/projects/{id}/usage-records", get(usage_records::list))
         .route("/hosts", get(agents::list_hosts))
         .route("/agent/hosts", post(agents::register))
         .route("/agent/hosts/{id}/desired", get(agents::desired))

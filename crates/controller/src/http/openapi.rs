@@ -26,6 +26,7 @@ use utoipa::{Modify, OpenApi};
         super::server_terms::update, super::server_terms::renew_lease, super::server_terms::server_usage,
         super::server_terms::project_usage, super::server_terms::server_events,
         super::server_terms::project_events,
+        super::usage_records::list,
     ),
     modifiers(&BearerAuth)
 )]

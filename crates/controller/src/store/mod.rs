@@ -17,6 +17,7 @@ pub mod security_groups;
 mod servers;
 pub mod terms;
 pub mod traffic;
+pub mod usage;
 mod users;
 
 pub use servers::{NewPort, NewServer, ServerRecord};

@@ -3,7 +3,7 @@
 
 use super::rows::{big, parse, to_json};
 use super::traffic::{enforce_quota, StateChange};
-use super::{events, Store, StoreError, StoreResult};
+use super::{events, usage, Store, StoreError, StoreResult};
 use chrono::{DateTime, Utc};
 use nubis_api::bandwidth::Bandwidth;
 use nubis_api::events::EventKind;
@@ -174,6 +174,7 @@ impl Store {
                     .bind(id.to_string())
                     .execute(&mut *tx)
                     .await?;
+                usage::server_deleted(&mut tx, &id.to_string(), now_ms).await?;
                 sqlx::query("DELETE FROM servers WHERE id = $1 AND host_id IS NULL")
                     .bind(id.to_string())
                     .execute(&mut *tx)
@@ -188,6 +189,7 @@ impl Store {
                 .execute(&mut *tx)
                 .await?;
                 if stopped.rows_affected() > 0 {
+                    usage::server_stopped(&mut tx, &id.to_string(), now_ms).await?;
                     let message = format!(
                         "lease expired: server stopped; it will be deleted at {} unless renewed",
                         DateTime::from_timestamp_millis(delete_at)
