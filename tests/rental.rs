@@ -12,7 +12,7 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 use support::cloud::Cloud;
-use support::guest::{ping, ssh_ok, ssh_stdout};
+use support::guest::{ping, ssh, ssh_ok, ssh_stdout};
 use support::netns::run_in_netns;
 use support::wait_for;
 
@@ -115,15 +115,11 @@ fn push_to_guest(key: &Path, ip: &str, bytes: usize) -> Option<Duration> {
 
 /// Pulls `mib` MiB out of the guest over ssh.
 fn pull_from_guest(key: &Path, ip: &str, mib: usize) {
-    let out = ssh_stdout(
-        key,
-        ip,
-        &format!(
-            "dd if=/dev/urandom bs=65536 count={} 2>/dev/null | wc -c",
-            mib * 16
-        ),
-    );
-    assert_eq!(out.trim(), (mib << 20).to_string());
+    let command = format!("dd if=/dev/urandom bs=65536 count={} 2>/dev/null", mib * 16);
+    let out = ssh(None, key, ip, &command);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "pull: {err}");
+    assert_eq!(out.stdout.len(), mib << 20);
 }
 
 /// The metered (inbound, outbound) bytes of a server this month, once two
