@@ -6,6 +6,7 @@
 mod command;
 pub mod dnsmasq;
 pub mod firewall;
+pub mod shaping;
 pub mod switch;
 pub mod tap;
 
