@@ -56,8 +56,14 @@ fn ruleset_follows_the_limits() {
     let tap = "ntap-0000abcd";
     let head = "table netdev nubis_0000abcd\ndelete table netdev nubis_0000abcd\n";
     // Nothing to do in nftables: the table goes.
-    assert_eq!(ruleset(tap, &limits(None, None, false), Outbound::Nftables), head);
-    assert_eq!(ruleset(tap, &limits(Some(5), Some(5), false), Outbound::Police), head);
+    assert_eq!(
+        ruleset(tap, &limits(None, None, false), Outbound::Nftables),
+        head
+    );
+    assert_eq!(
+        ruleset(tap, &limits(Some(5), Some(5), false), Outbound::Police),
+        head
+    );
     let r = ruleset(tap, &limits(Some(5), Some(10), false), Outbound::Nftables);
     assert!(r.starts_with(head), "{r}");
     assert!(
@@ -155,7 +161,10 @@ fn limits_are_applied_changed_and_cleared_on_a_real_tap() {
         let outbound = probe(tap).await;
         eprintln!("outbound limiting here: {outbound:?}");
         let qdisc = || async move { sh("tc", &["qdisc", "show", "dev", tap]).await };
-        assert!(!qdisc().await.contains("ingress"), "the probe leaves no trace");
+        assert!(
+            !qdisc().await.contains("ingress"),
+            "the probe leaves no trace"
+        );
 
         apply(tap, &limits(Some(10), Some(10), false), outbound)
             .await
@@ -166,7 +175,10 @@ fn limits_are_applied_changed_and_cleared_on_a_real_tap() {
             Outbound::Nftables => {
                 let t = table(tap).await.expect("the table exists");
                 assert!(t.contains("hook ingress device \"ntap-5eed0001\""), "{t}");
-                assert!(t.contains("limit rate over 1250000 bytes/second drop"), "{t}");
+                assert!(
+                    t.contains("limit rate over 1250000 bytes/second drop"),
+                    "{t}"
+                );
             }
             Outbound::Police => {
                 let f = sh("tc", &["filter", "show", "dev", tap, "ingress"]).await;
@@ -194,9 +206,15 @@ fn limits_are_applied_changed_and_cleared_on_a_real_tap() {
         };
         apply(tap, &changed, Outbound::Nftables).await.unwrap();
         let q = qdisc().await;
-        assert!(q.contains("rate 4Mbit") && q.contains("peakrate 8Mbit"), "{q}");
+        assert!(
+            q.contains("rate 4Mbit") && q.contains("peakrate 8Mbit"),
+            "{q}"
+        );
         let t = table(tap).await.unwrap();
-        assert!(t.contains("limit rate over 500000 bytes/second drop"), "{t}");
+        assert!(
+            t.contains("limit rate over 500000 bytes/second drop"),
+            "{t}"
+        );
         assert!(!t.contains("1250000"), "{t}");
 
         apply(tap, &limits(None, Some(4), false), Outbound::Nftables)
@@ -209,7 +227,10 @@ fn limits_are_applied_changed_and_cleared_on_a_real_tap() {
             .await
             .unwrap();
         let t = table(tap).await.unwrap();
-        assert!(t.contains("hook ingress") && t.contains("hook egress"), "{t}");
+        assert!(
+            t.contains("hook ingress") && t.contains("hook egress"),
+            "{t}"
+        );
         assert!(!t.contains("limit"), "{t}");
 
         clear(tap).await.unwrap();
