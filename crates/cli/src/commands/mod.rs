@@ -8,3 +8,5 @@ pub mod networks;
 pub mod nics;
 pub mod servers;
 pub mod ssh;
+pub mod terms;
+pub mod usage;

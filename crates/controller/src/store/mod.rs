@@ -4,6 +4,7 @@
 //! placeholders, TEXT ids, BIGINT times in Unix milliseconds, BIGINT 0/1 flags);
 //! only the schema migrations differ per backend.
 
+pub mod events;
 mod flavors;
 mod floating_ips;
 pub mod hosts;
@@ -14,6 +15,9 @@ pub mod networks;
 mod rows;
 pub mod security_groups;
 mod servers;
+pub mod terms;
+pub mod traffic;
+pub mod usage;
 mod users;
 
 pub use servers::{NewPort, NewServer, ServerRecord};
@@ -65,42 +69,56 @@ impl Store {
                 "unsupported database url '{url}': use sqlite://PATH or postgres://..."
             )));
         };
-        let pool = match backend {
-            Backend::Sqlite => {
-                // `mode=rwc` creates the file; WAL lets readers run beside the
-                // writer, and the busy timeout queues concurrent writers.
-                let url = if url.contains('?') {
-                    url.to_owned()
-                } else {
-                    format!("{url}?mode=rwc")
-                };
-                AnyPoolOptions::new()
-                    .max_connections(8)
-                    .after_connect(|conn, _| {
-                        Box::pin(async move {
-                            use sqlx::Executor;
-                            conn.execute(
-                                "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; \
-                                 PRAGMA busy_timeout=10000; PRAGMA foreign_keys=ON;",
-                            )
-                            .await?;
-                            Ok(())
-                        })
-                    })
-                    .connect(&url)
-                    .await?
-            }
-            Backend::Postgres => {
-                AnyPoolOptions::new()
-                    .max_connections(16)
-                    .connect(url)
-                    .await?
-            }
+        let store = Self {
+            pool: open_pool(backend, url).await?,
+            backend,
         };
-        let store = Self { pool, backend };
         migrations::run(&store).await?;
-        Ok(store)
+        // Connections that loaded the schema before a migration altered a
+        // table can describe `SELECT *` with the old columns (sqlx caches
+        // the prepared shape): start the store on fresh connections.
+        store.pool.close().await;
+        Ok(Self {
+            pool: open_pool(backend, url).await?,
+            backend,
+        })
     }
+}
+
+/// A connection pool for `url`.
+async fn open_pool(backend: Backend, url: &str) -> StoreResult<AnyPool> {
+    Ok(match backend {
+        Backend::Sqlite => {
+            // `mode=rwc` creates the file; WAL lets readers run beside the
+            // writer, and the busy timeout queues concurrent writers.
+            let url = if url.contains('?') {
+                url.to_owned()
+            } else {
+                format!("{url}?mode=rwc")
+            };
+            AnyPoolOptions::new()
+                .max_connections(8)
+                .after_connect(|conn, _| {
+                    Box::pin(async move {
+                        use sqlx::Executor;
+                        conn.execute(
+                            "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; \
+                                 PRAGMA busy_timeout=10000; PRAGMA foreign_keys=ON;",
+                        )
+                        .await?;
+                        Ok(())
+                    })
+                })
+                .connect(&url)
+                .await?
+        }
+        Backend::Postgres => {
+            AnyPoolOptions::new()
+                .max_connections(16)
+                .connect(url)
+                .await?
+        }
+    })
 }
 
 impl Store {
