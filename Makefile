@@ -35,6 +35,7 @@ lint:
 ## Control-plane overhead: POST /v1/servers -> QEMU running, against QEMU started directly.
 bench: deps tiny-image
 	$(CARGO) bench --bench create_to_running
+	$(CARGO) bench --bench bandwidth
 
 clean:
 	$(CARGO) clean

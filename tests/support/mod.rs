@@ -5,6 +5,7 @@
 
 pub mod cloud;
 pub mod guest;
+pub mod iperf;
 pub mod netns;
 
 use std::path::PathBuf;
