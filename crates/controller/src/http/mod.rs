@@ -9,6 +9,7 @@ mod images;
 mod keypairs;
 mod networks;
 mod openapi;
+mod quotas;
 mod security_groups;
 mod servers;
 mod users;
@@ -116,6 +117,10 @@ pub fn router(state: AppState) -> Router {
         .route(
             "/security-groups/{id}/rules/{rule}",
             axum::routing::delete(security_groups::delete_rule),
+        )
+        .route(
+            "/projects/{id}/quotas",
+            get(quotas::show).put(quotas::update),
         )
         .route("/hosts", get(agents::list_hosts))
         .route("/agent/hosts", post(agents::register))

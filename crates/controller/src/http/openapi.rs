@@ -23,6 +23,7 @@ use utoipa::{Modify, OpenApi};
         super::floating_ips::release,
         super::security_groups::create, super::security_groups::list, super::security_groups::show,
         super::security_groups::delete, super::security_groups::add_rule, super::security_groups::delete_rule,
+        super::quotas::show, super::quotas::update,
     ),
     modifiers(&BearerAuth)
 )]
