@@ -69,42 +69,59 @@ impl Store {
                 "unsupported database url '{url}': use sqlite://PATH or postgres://..."
             )));
         };
-        let pool = match backend {
-            Backend::Sqlite => {
-                // `mode=rwc` creates the file; WAL lets readers run beside the
-                // writer, and the busy timeout queues concurrent writers.
-                let url = if url.contains('?') {
-                    url.to_owned()
-                } else {
-                    format!("{url}?mode=rwc")
-                };
-                AnyPoolOptions::new()
-                    .max_connections(8)
-                    .after_connect(|conn, _| {
-                        Box::pin(async move {
-                            use sqlx::Executor;
-                            conn.execute(
-                                "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; \
-                                 PRAGMA busy_timeout=10000; PRAGMA foreign_keys=ON;",
-                            )
-                            .await?;
-                            Ok(())
-                        })
-                    })
-                    .connect(&url)
-                    .await?
-            }
-            Backend::Postgres => {
-                AnyPoolOptions::new()
-                    .max_connections(16)
-                    .connect(url)
-                    .await?
-            }
+        let store = Self {
+            pool: open_pool(backend, url).await?,
+            backend,
         };
-        let store = Self { pool, backend };
         migrations::run(&store).await?;
-        Ok(store)
+        // Start over with connections that never saw the old schema: SQLite
+        // compiles a statement against the schema its connection last read,
+        // and sqlx keeps the column list of that first compile, so a
+        // connection that idled through a migration would later read
+        // `SELECT *` rows with the old column count (a panic in sqlx-sqlite's
+        // worker, and an empty answer).
+        store.pool.close().await;
+        Ok(Self {
+            pool: open_pool(backend, url).await?,
+            backend,
+        })
     }
+}
+
+/// A connection pool for `url` on `backend`.
+async fn open_pool(backend: Backend, url: &str) -> StoreResult<AnyPool> {
+    Ok(match backend {
+        Backend::Sqlite => {
+            // `mode=rwc` creates the file; WAL lets readers run beside the
+            // writer, and the busy timeout queues concurrent writers.
+            let url = if url.contains('?') {
+                url.to_owned()
+            } else {
+                format!("{url}?mode=rwc")
+            };
+            AnyPoolOptions::new()
+                .max_connections(8)
+                .after_connect(|conn, _| {
+                    Box::pin(async move {
+                        use sqlx::Executor;
+                        conn.execute(
+                            "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; \
+                             PRAGMA busy_timeout=10000; PRAGMA foreign_keys=ON;",
+                        )
+                        .await?;
+                        Ok(())
+                    })
+                })
+                .connect(&url)
+                .await?
+        }
+        Backend::Postgres => {
+            AnyPoolOptions::new()
+                .max_connections(16)
+                .connect(url)
+                .await?
+        }
+    })
 }
 
 impl Store {
