@@ -6,5 +6,6 @@ pub mod images;
 pub mod keypairs;
 pub mod networks;
 pub mod nics;
+pub mod quotas;
 pub mod servers;
 pub mod ssh;
