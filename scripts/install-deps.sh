@@ -16,6 +16,7 @@ packages=(
   openssh-client    # tests log in to guests
   dnsutils          # tests query the platform DNS (dig)
   iputils-ping      # tests ping guests
+  iperf3            # bandwidth tests (host side, and in the tiny test guest)
   python3           # helper scripts
 )
 

@@ -22,7 +22,7 @@ fn half_done_create_and_delete_are_finished_after_a_crash() {
         // Crash right after the create was accepted, before the guest runs.
         let (id, _) = cloud
             .create_server(
-                json!({"name": "vm", "image": "tiny", "vcpus": 1, "memory_mib": 96, "disk_gib": 1}),
+                json!({"name": "vm", "image": "tiny", "vcpus": 1, "memory_mib": 112, "disk_gib": 1}),
             )
             .await;
         cloud.kill9();

@@ -6,7 +6,7 @@
 # Must run as root on Debian 12. Produces in OUTDIR:
 #   vmlinuz      Debian kernel (bzImage), for QEMU -kernel
 #   vmlinux      the same kernel, uncompressed PVH ELF: QEMU -kernel boots it ~2x faster under TCG
-#   initrd.img   gzip'd newc cpio initramfs (busybox, dropbear, a few modules, /init,
+#   initrd.img   gzip'd newc cpio initramfs (busybox, dropbear, iperf3, a few modules, /init,
 #                nubis-cloud-init)
 #   disk.qcow2   16 MiB zeroed qcow2 root disk (holds the boot counter in sector 0)
 #   cmdline.txt  kernel command line for QEMU -append
@@ -41,7 +41,7 @@ pkg_installed() {
 }
 
 need=()
-for p in busybox-static cpio dropbear-bin qemu-utils gzip xz-utils; do
+for p in busybox-static cpio dropbear-bin iperf3 qemu-utils gzip xz-utils; do
     pkg_installed "$p" || need+=("$p")
 done
 if [ ${#need[@]} -gt 0 ]; then
@@ -223,10 +223,11 @@ cp "$kdir"/modules/*.ko "$stage/lib/modules/"
 cp "$kdir/modules.list" "$stage/etc/nubis/modules"
 echo "$kver" > "$stage/etc/nubis/kernel-release"
 
-# dropbear (started by nubis-cloud-init) and the shared libraries it needs.
-dropbear_bins=(/usr/sbin/dropbear /usr/bin/dropbearkey)
+# dropbear (started by nubis-cloud-init), iperf3 (bandwidth tests) and the
+# shared libraries they need.
+dropbear_bins=(/usr/sbin/dropbear /usr/bin/dropbearkey /usr/bin/iperf3)
 cp "${dropbear_bins[0]}" "$stage/usr/sbin/"
-cp "${dropbear_bins[1]}" "$stage/usr/bin/"
+cp "${dropbear_bins[1]}" "${dropbear_bins[2]}" "$stage/usr/bin/"
 for lib in $(for b in "${dropbear_bins[@]}"; do
         ldd "$b" | awk '$2 == "=>" && $3 ~ /^\// { print $3 } $1 ~ /^\// { print $1 }'
     done | sort -u); do

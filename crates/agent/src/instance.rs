@@ -172,13 +172,16 @@ async fn converge(
                 *vm = Some(boot(ctx, files, spec, state).await?);
             }
             if let Some(running) = vm {
-                // A guest starts paused; it runs only once the firewall
-                // (anti-spoofing, security groups) covers its ports.
+                // Limits follow the spec at once (a change, a fresh boot, an
+                // adopted QEMU alike); a guest starts paused and runs only
+                // once they and the firewall (anti-spoofing, security
+                // groups) cover its ports.
+                let taps: Vec<String> = spec.nics.iter().map(|n| tap_name(n.port)).collect();
+                ctx.networking.limit(&taps, &spec.network_limits).await?;
                 if matches!(
                     running.qmp.run_state().await?.as_str(),
                     "prelaunch" | "paused"
                 ) {
-                    let taps: Vec<String> = spec.nics.iter().map(|n| tap_name(n.port)).collect();
                     ctx.networking.wait_protected(&taps).await?;
                     running
                         .qmp

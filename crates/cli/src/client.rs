@@ -113,6 +113,17 @@ impl ApiClient {
         Ok(resp.json().await?)
     }
 
+    pub async fn patch<B: Serialize, T: DeserializeOwned>(
+        &self,
+        path: &str,
+        body: &B,
+    ) -> anyhow::Result<T> {
+        let resp = self
+            .send(self.request(reqwest::Method::PATCH, path).json(body))
+            .await?;
+        Ok(resp.json().await?)
+    }
+
     /// POST without a body, for actions such as `/start`.
     pub async fn action<T: DeserializeOwned>(&self, path: &str) -> anyhow::Result<T> {
         let resp = self.send(self.request(reqwest::Method::POST, path)).await?;

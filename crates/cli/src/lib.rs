@@ -6,7 +6,7 @@ pub mod output;
 
 use clap::{Args, Subcommand};
 use client::ApiClient;
-use commands::{auth, flavors, images, keypairs, networks, quotas, servers, ssh};
+use commands::{auth, flavors, images, keypairs, networks, quotas, servers, ssh, terms, usage};
 use nubis_api::images::ImageFormat;
 use nubis_api::servers::NetworkRequest;
 use std::path::PathBuf;
@@ -63,6 +63,9 @@ pub enum ClientCommand {
     /// Project quotas: limits and what is in use.
     #[command(subcommand)]
     Quota(quotas::QuotaCommand),
+    /// Usage records for billing.
+    #[command(subcommand)]
+    Usage(usage::UsageCommand),
 }
 
 #[derive(Subcommand, Debug)]
@@ -155,6 +158,21 @@ pub enum ServerCommand {
         /// Attach a config drive with the metadata and user data.
         #[arg(long)]
         config_drive: bool,
+        /// Bandwidth towards the server, Mbit/s (default: the flavor's).
+        #[arg(long, value_name = "MBIT")]
+        inbound_mbit: Option<u32>,
+        /// Bandwidth from the server, Mbit/s (default: the flavor's).
+        #[arg(long, value_name = "MBIT")]
+        outbound_mbit: Option<u32>,
+        /// Monthly traffic quota in GiB (inbound + outbound).
+        #[arg(long, value_name = "GIB")]
+        traffic_quota_gib: Option<f64>,
+        /// What happens when the quota is used up.
+        #[arg(long, value_enum, default_value_t = terms::PolicyArg::Throttle)]
+        quota_policy: terms::PolicyArg,
+        /// Rent for a term: seconds, or 90m, 12h, 30d.
+        #[arg(long, value_name = "DURATION", value_parser = terms::parse_duration)]
+        lease: Option<i64>,
         /// Wait until it runs.
         #[arg(long)]
         wait: bool,
@@ -179,6 +197,8 @@ pub enum ServerCommand {
         #[arg(long)]
         wait: bool,
     },
+    #[command(flatten)]
+    Terms(terms::TermsCommand),
     /// Print the serial console output.
     ConsoleLog {
         server: String,
@@ -253,6 +273,7 @@ pub async fn run(opts: &ClientOptions, command: ClientCommand) -> anyhow::Result
         ClientCommand::Network(cmd) => networks::run(&client, cmd, json).await,
         ClientCommand::Keypair(cmd) => keypairs::run(&client, cmd, json).await,
         ClientCommand::Quota(cmd) => quotas::run(&client, cmd, json).await,
+        ClientCommand::Usage(cmd) => usage::run(&client, cmd, json).await,
     }
 }
 
@@ -271,6 +292,11 @@ async fn run_server(client: &ApiClient, cmd: ServerCommand, json: bool) -> anyho
             key_name,
             user_data_file,
             config_drive,
+            inbound_mbit,
+            outbound_mbit,
+            traffic_quota_gib,
+            quota_policy,
+            lease,
             wait,
         } => {
             servers::create(
@@ -286,6 +312,13 @@ async fn run_server(client: &ApiClient, cmd: ServerCommand, json: bool) -> anyho
                     key_name: key_name.as_deref(),
                     user_data_file: user_data_file.as_deref(),
                     config_drive,
+                    terms: servers::CreateTerms {
+                        inbound_mbit,
+                        outbound_mbit,
+                        traffic_quota_gib,
+                        quota_policy,
+                        lease_seconds: lease,
+                    },
                 },
                 wait,
                 json,
@@ -302,6 +335,7 @@ async fn run_server(client: &ApiClient, cmd: ServerCommand, json: bool) -> anyho
             servers::action(client, &server, "reboot", wait).await
         }
         ServerCommand::Delete { server, wait } => servers::delete(client, &server, wait).await,
+        ServerCommand::Terms(cmd) => terms::run(client, cmd, json).await,
         ServerCommand::ConsoleLog { server } => servers::console_log(client, &server).await,
         ServerCommand::Ssh {
             server,

@@ -8,5 +8,6 @@ pub mod rental;
 pub mod scheduler;
 pub mod server;
 pub mod store;
+pub mod terms_keeper;
 
 pub use server::{ControllerConfig, RunningController};

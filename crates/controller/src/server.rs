@@ -65,6 +65,7 @@ pub async fn start(config: ControllerConfig) -> anyhow::Result<RunningController
         .with_context(|| format!("listening on {}", config.listen))?;
     let addr = listener.local_addr()?;
     tracing::info!(%addr, "controller API listening");
+    tokio::spawn(crate::terms_keeper::run(state.clone()));
     let app = http::router(state);
     let task =
         tokio::spawn(async move { axum::serve(listener, app).await.context("serving the API") });

@@ -75,6 +75,10 @@ impl Cloud {
     }
 
     async fn start_with_token_ttl(token_ttl: Duration) -> Self {
+        Self::start_with(token_ttl, Default::default()).await
+    }
+
+    async fn start_with(token_ttl: Duration, clock: nubis_controller::clock::Clock) -> Self {
         let dir = tempfile::Builder::new()
             .prefix("nubis-api-test-")
             .tempdir()
@@ -88,7 +92,7 @@ impl Cloud {
             max_image_bytes: MAX_IMAGE_BYTES,
             dns_zone: "nubis.internal".into(),
             rental: Default::default(),
-            clock: Default::default(),
+            clock,
         };
         let controller = start(config).await.expect("controller starts");
         Self {
@@ -1660,7 +1664,7 @@ async fn unknown_paths_are_404_and_wrong_methods_405_in_json() {
         (Method::GET, "/v1/users".to_owned()),
         (Method::POST, "/v1/openapi.json".to_owned()),
         (Method::GET, "/v1/agent/hosts".to_owned()),
-        (Method::PATCH, format!("/v1/servers/{some}")),
+        (Method::PUT, format!("/v1/servers/{some}")),
         (Method::GET, format!("/v1/servers/{some}/start")),
         (Method::POST, format!("/v1/images/{some}/file")),
         (Method::DELETE, format!("/v1/images/{some}")),
@@ -1809,6 +1813,388 @@ async fn agent_endpoints_need_the_agent_token() {
     let registered = cloud.register_host().await;
     assert_eq!(registered["name"], "h1");
     assert_eq!(cloud.get_ok(admin, "/v1/hosts").await, json!([registered]));
+}
+
+// ---------------------------------------------------------------------------
+// Usage records
+// ---------------------------------------------------------------------------
+
+/// Sets a controller clock (through its offset file) to about `to`.
+fn set_clock(offset_file: &Path, to: &str) {
+    let to = chrono::DateTime::parse_from_rfc3339(to).unwrap();
+    let offset = (to.with_timezone(&chrono::Utc) - chrono::Utc::now()).num_seconds();
+    std::fs::write(offset_file, offset.to_string()).unwrap();
+}
+
+/// `(kind, name, size, unit)` of each record, and its quantity.
+fn usage_rows(report: &Value) -> Vec<((String, String, String, String), f64)> {
+    let s = |v: &Value| v.as_str().expect("a string").to_owned();
+    report["records"]
+        .as_array()
+        .expect("records")
+        .iter()
+        .map(|r| {
+            let keys: Vec<&String> = r.as_object().unwrap().keys().collect();
+            assert_eq!(
+                keys,
+                ["kind", "name", "quantity", "resource", "size", "unit"],
+                "{r}"
+            );
+            (
+                (s(&r["kind"]), s(&r["name"]), s(&r["size"]), s(&r["unit"])),
+                r["quantity"].as_f64().expect("a quantity"),
+            )
+        })
+        .collect()
+}
+
+fn assert_usage(report: &Value, want: &[(&str, &str, &str, &str, f64)]) {
+    let got = usage_rows(report);
+    assert_eq!(got.len(), want.len(), "{report}");
+    for (((kind, name, size, unit), q), w) in got.iter().zip(want) {
+        assert_eq!(
+            (kind.as_str(), name.as_str(), size.as_str(), unit.as_str()),
+            (w.0, w.1, w.2, w.3),
+            "{report}"
+        );
+        // The clock moves on in real time while the test runs.
+        assert!((q - w.4).abs() < 0.02, "{} {name}: {q} != {}", w.0, w.4);
+    }
+}
+
+#[tokio::test]
+async fn usage_records_as_json_and_csv() {
+    let clock_dir = tempfile::tempdir().unwrap();
+    let offset = clock_dir.path().join("offset");
+    set_clock(&offset, "2026-11-30T20:00:00Z");
+    let clock = nubis_controller::clock::Clock::with_offset_file(offset.clone());
+    let cloud = Cloud::start_with(Duration::from_secs(3600), clock).await;
+    let alice = cloud.user("alice").await;
+    let project = cloud.get_ok(&alice, "/v1/users/me").await["project"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    cloud.register_host().await;
+    cloud
+        .active_image(&alice, "disk", "raw", vec![0; 4096])
+        .await;
+    let body = json!({"name": "web", "image": "disk", "flavor": "tiny"});
+    let resp = cloud.post(Some(&alice), "/v1/servers", &body).await;
+    let server = ok_json(resp, StatusCode::ACCEPTED).await;
+    let sid = id(&server).to_owned();
+    let pool = json!({"name": "public", "first": "203.0.113.1", "last": "203.0.113.9"});
+    let resp = cloud
+        .post(Some(&alice), "/v1/floating-ip-pools", &pool)
+        .await;
+    ok_json(resp, StatusCode::CREATED).await;
+    let resp = cloud
+        .post(Some(&alice), "/v1/floating-ips", &json!({}))
+        .await;
+    let fip = ok_json(resp, StatusCode::CREATED).await;
+
+    // Two hours later the server stops; two more and the address goes.
+    set_clock(&offset, "2026-11-30T22:00:00Z");
+    let resp = cloud
+        .post(Some(&alice), &format!("/v1/servers/{sid}/stop"), &json!({}))
+        .await;
+    ok_json(resp, StatusCode::ACCEPTED).await;
+    set_clock(&offset, "2026-12-01T00:30:00Z");
+    let resp = cloud
+        .send(
+            Method::DELETE,
+            &format!("/v1/floating-ips/{}", id(&fip)),
+            Some(&alice),
+        )
+        .await;
+    assert_eq!(resp.status(), StatusCode::NO_CONTENT);
+
+    // The default is JSON for the current period (December, half an hour in).
+    let path = format!("/v1/projects/{project}/usage-records");
+    let report = cloud.get_ok(&alice, &path).await;
+    assert_eq!(report["project"], project.as_str());
+    assert_eq!(
+        report["period"],
+        json!({"start": "2026-12-01T00:00:00Z", "end": "2027-01-01T00:00:00Z"})
+    );
+    assert_usage(
+        &report,
+        &[
+            ("disk", "web", "1gib", "GiB-hours", 0.5),
+            ("floating_ip", "203.0.113.1", "ipv4", "hours", 0.5),
+        ],
+    );
+    let november = format!("{path}?period=2026-11&format=json");
+    let report = cloud.get_ok(&alice, &november).await;
+    assert_usage(
+        &report,
+        &[
+            ("instance", "web", "1vcpu-128mib", "hours", 2.0),
+            ("disk", "web", "1gib", "GiB-hours", 4.0),
+            ("floating_ip", "203.0.113.1", "ipv4", "hours", 4.0),
+        ],
+    );
+    assert_eq!(report["records"][0]["resource"], sid.as_str());
+    assert_eq!(report["records"][2]["resource"], id(&fip));
+    // `current` names the caller's project.
+    let current = cloud
+        .get_ok(&alice, "/v1/projects/current/usage-records?period=2026-11")
+        .await;
+    assert_eq!(usage_rows(&current).len(), 3);
+
+    // CSV: a download with a header line and one line per record.
+    let resp = cloud
+        .get(&alice, &format!("{path}?period=2026-11&format=csv"))
+        .await;
+    assert_eq!(resp.status(), StatusCode::OK);
+    let header = |name: &str| {
+        resp.headers()
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+            .to_owned()
+    };
+    assert_eq!(header("content-type"), "text/csv; charset=utf-8");
+    assert_eq!(
+        header("content-disposition"),
+        format!("attachment; filename=\"nubis-usage-{project}-2026-11.csv\"")
+    );
+    let text = resp.text().await.unwrap();
+    let lines: Vec<&str> = text.split("\r\n").collect();
+    assert_eq!(lines.len(), 5, "{text}");
+    assert_eq!(
+        lines[0],
+        "project,period,kind,resource,name,size,quantity,unit"
+    );
+    let fields: Vec<&str> = lines[1].split(',').collect();
+    assert_eq!(
+        fields[..6],
+        [
+            project.as_str(),
+            "2026-11",
+            "instance",
+            &sid,
+            "web",
+            "1vcpu-128mib"
+        ],
+        "{text}"
+    );
+    let hours: f64 = fields[6].parse().unwrap();
+    assert!((hours - 2.0).abs() < 0.02, "{text}");
+    assert!(lines[1].ends_with(",hours"), "{text}");
+    assert!(
+        lines[2].contains(",disk,") && lines[2].ends_with(",GiB-hours"),
+        "{text}"
+    );
+    assert!(lines[3].contains(",floating_ip,"), "{text}");
+    assert_eq!(lines[4], "", "{text}");
+}
+
+#[tokio::test]
+async fn usage_records_reject_bad_periods_formats_and_other_projects() {
+    let cloud = Cloud::start().await;
+    let alice = cloud.user("alice").await; // the first user: an admin
+    let bob = cloud.user("bob").await;
+    let me = |token: &str| {
+        let token = token.to_owned();
+        let cloud = &cloud;
+        async move {
+            cloud.get_ok(&token, "/v1/users/me").await["project"]
+                .as_str()
+                .unwrap()
+                .to_owned()
+        }
+    };
+    let (alices, bobs) = (me(&alice).await, me(&bob).await);
+    let path = format!("/v1/projects/{bobs}/usage-records");
+    for (query, mention) in [
+        ("period=2026-13", "period must be YYYY-MM"),
+        ("period=x", "period must be YYYY-MM"),
+        ("period=", "period must be YYYY-MM"),
+        ("format=xml", "format must be json or csv"),
+        ("period=2026-11&format=CSV", "format must be json or csv"),
+        ("format=json&format=csv", "duplicate field"),
+    ] {
+        let resp = cloud.get(&bob, &format!("{path}?{query}")).await;
+        assert_error(query, resp, BAD, mention).await;
+    }
+    // Bob cannot see alice's project, nor anything that is no project.
+    let random = uuid::Uuid::new_v4();
+    for project in [alices.as_str(), "not-a-uuid", &random.to_string()] {
+        let resp = cloud
+            .get(&bob, &format!("/v1/projects/{project}/usage-records"))
+            .await;
+        assert_error(project, resp, NOT_FOUND, "project not found").await;
+    }
+    // Alice, an admin, sees bob's (empty) report, but no unknown project's.
+    let report = cloud
+        .get_ok(&alice, &format!("{path}?period=2026-11"))
+        .await;
+    assert_eq!(report["project"], bobs.as_str());
+    assert_eq!(report["records"], json!([]));
+    let resp = cloud
+        .get(&alice, &format!("/v1/projects/{random}/usage-records"))
+        .await;
+    assert_error("unknown project", resp, NOT_FOUND, "project not found").await;
+    // Without a token: 401.
+    let resp = cloud.send(Method::GET, &path, None).await;
+    assert_error("no token", resp, UNAUTHORIZED, "Authorization").await;
+    // The report's shape is described.
+    let resp = cloud.send(Method::GET, "/v1/openapi.json", None).await;
+    let spec = ok_json(resp, StatusCode::OK).await;
+    for schema in ["UsageReport", "UsageRecord", "UsageKind", "Period"] {
+        assert!(
+            spec["components"]["schemas"][schema].is_object(),
+            "{schema}"
+        );
+    }
+}
+
+/// Sends `body` with `method` to `path` as `token`.
+async fn send_json(
+    cloud: &Cloud,
+    method: Method,
+    token: &str,
+    path: &str,
+    body: &Value,
+) -> Response {
+    cloud
+        .req(method, path, Some(token))
+        .json(body)
+        .send()
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn rental_terms_reject_bad_input_and_change_nothing() {
+    let cloud = Cloud::start().await;
+    let admin = cloud.user("root").await;
+    let alice = cloud.user("alice").await;
+    let bob = cloud.user("bob").await;
+    cloud.register_host().await;
+    cloud
+        .active_image(&alice, "disk", "raw", vec![0; MIB])
+        .await;
+    let valid = json!({"name": "web", "image": "disk", "flavor": "tiny"});
+    let v = |k: &str, x: Value| with(&valid, k, x);
+    let rate = "average_mbit must be between 1 and 100000";
+    let quota = "monthly_gib must be between";
+    #[rustfmt::skip]
+    let create_cases = vec![
+        case("rate 0", v("bandwidth", json!({"inbound": {"average_mbit": 0}})), INVALID, rate),
+        case("rate -5", v("bandwidth", json!({"outbound": {"average_mbit": -5}})), INVALID, rate),
+        case("rate 10^6", v("bandwidth", json!({"outbound": {"average_mbit": 1_000_000}})), INVALID, rate),
+        case("peak below average", v("bandwidth", json!({"inbound": {"average_mbit": 10, "peak_mbit": 5}})), INVALID, "peak_mbit"),
+        case("burst 0", v("bandwidth", json!({"inbound": {"average_mbit": 10, "burst_kib": 0}})), INVALID, "burst_kib"),
+        case("unknown direction", v("bandwidth", json!({"up": {"average_mbit": 10}})), INVALID, "unknown field"),
+        case("quota 0", v("traffic_quota", json!({"monthly_gib": 0})), INVALID, quota),
+        case("quota -1", v("traffic_quota", json!({"monthly_gib": -1})), INVALID, quota),
+        case("quota 10^12", v("traffic_quota", json!({"monthly_gib": 1e12})), INVALID, quota),
+        case("quota policy", v("traffic_quota", json!({"monthly_gib": 1, "policy": "explode"})), INVALID, "policy"),
+        case("lease 0 s", v("lease", json!({"duration_seconds": 0})), INVALID, "duration_seconds"),
+        case("lease -60 s", v("lease", json!({"duration_seconds": -60})), INVALID, "duration_seconds"),
+        case("lease 100 years", v("lease", json!({"duration_seconds": 3_200_000_000i64})), INVALID, "duration_seconds"),
+        case("lease in the past", v("lease", json!({"expires_at": "2001-01-01T00:00:00Z"})), BAD, "in the past"),
+        case("lease both", v("lease", json!({"duration_seconds": 60, "expires_at": "2099-01-01T00:00:00Z"})), INVALID, "not both"),
+        case("lease empty", v("lease", json!({})), INVALID, "duration_seconds or expires_at"),
+    ];
+    cloud.refuse_all(&alice, "/v1/servers", &create_cases).await;
+
+    let server = ok_json(
+        cloud
+            .post(
+                Some(&alice),
+                "/v1/servers",
+                &v("bandwidth", json!({"inbound": {"average_mbit": 10}})),
+            )
+            .await,
+        StatusCode::ACCEPTED,
+    )
+    .await;
+    assert_eq!(server["bandwidth"]["inbound"]["average_mbit"], 10);
+    let path = format!("/v1/servers/{}", id(&server));
+    let before = cloud.get_ok(&alice, &path).await;
+    let strip = |mut s: Value| {
+        // Observed fields may change on their own; the terms may not.
+        for k in ["status", "launched_at", "fault"] {
+            s.as_object_mut().unwrap().remove(k);
+        }
+        s
+    };
+    #[rustfmt::skip]
+    let patch_cases = [
+        ("rate 0", json!({"bandwidth": {"inbound": {"average_mbit": 0}}}), INVALID, rate),
+        ("rate -1", json!({"bandwidth": {"outbound": {"average_mbit": -1}}}), INVALID, rate),
+        ("quota absurd", json!({"traffic_quota": {"monthly_gib": 1e300}}), INVALID, quota),
+        ("quota negative", json!({"traffic_quota": {"monthly_gib": -3}}), INVALID, quota),
+        ("rename", json!({"name": "other"}), INVALID, "unknown field"),
+        ("nothing", json!({}), BAD, "nothing to change"),
+    ];
+    for (what, body, want, mention) in patch_cases {
+        let resp = send_json(&cloud, Method::PATCH, &alice, &path, &body).await;
+        assert_error(what, resp, want, mention).await;
+        assert_eq!(
+            strip(cloud.get_ok(&alice, &path).await),
+            strip(before.clone()),
+            "{what}"
+        );
+    }
+    // Another project's server is not there; bob cannot change it.
+    let body = json!({"bandwidth": {}});
+    let resp = send_json(&cloud, Method::PATCH, &bob, &path, &body).await;
+    assert_error("bob's patch", resp, NOT_FOUND, "server").await;
+
+    let lease = format!("{path}/lease");
+    #[rustfmt::skip]
+    let lease_cases = [
+        ("past", &alice, json!({"term": {"expires_at": "2001-01-01T00:00:00Z"}}), BAD, "in the past"),
+        ("too soon", &alice, json!({"term": {"duration_seconds": 5}}), INVALID, "duration_seconds"),
+        ("exempt by a user", &alice, json!({"exempt": true}), FORBIDDEN, "admin"),
+        ("nothing", &alice, json!({}), BAD, "nothing to change"),
+        ("other project", &bob, json!({"term": {"duration_seconds": 3600}}), NOT_FOUND, "server"),
+    ];
+    for (what, token, body, want, mention) in lease_cases {
+        let resp = send_json(&cloud, Method::POST, token, &lease, &body).await;
+        assert_error(what, resp, want, mention).await;
+        assert_eq!(
+            strip(cloud.get_ok(&alice, &path).await),
+            strip(before.clone()),
+            "{what}"
+        );
+    }
+    // An admin may exempt and extend anyone's server.
+    let body = json!({"exempt": true, "term": {"duration_seconds": 7200}});
+    let s = ok_json(
+        send_json(&cloud, Method::POST, &admin, &lease, &body).await,
+        StatusCode::OK,
+    )
+    .await;
+    assert_eq!(s["lease"]["exempt"], true, "{s}");
+
+    // Usage: bad periods, other projects.
+    for bad in ["2026-13", "x", "2026-1"] {
+        let resp = cloud
+            .get(&alice, &format!("{path}/usage?period={bad}"))
+            .await;
+        assert_error(bad, resp, BAD, "period").await;
+    }
+    let resp = cloud.get(&bob, &format!("{path}/usage")).await;
+    assert_error("bob's usage", resp, NOT_FOUND, "server").await;
+    let alice_project = server["project"].as_str().unwrap();
+    let resp = cloud
+        .get(&bob, &format!("/v1/projects/{alice_project}/usage"))
+        .await;
+    assert_error("bob reads alice's project", resp, NOT_FOUND, "project").await;
+    let usage = cloud.get_ok(&alice, &format!("{path}/usage")).await;
+    assert_eq!(usage["total_bytes"], 0);
+    let events = cloud.get_ok(&alice, &format!("{path}/events")).await;
+    let kinds: Vec<&str> = events
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["kind"].as_str().unwrap())
+        .collect();
+    assert_eq!(kinds, ["lease_exempted", "lease_renewed"], "{events}");
 }
 
 // ---------------------------------------------------------------------------

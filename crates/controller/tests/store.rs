@@ -13,16 +13,22 @@
 use chrono::{Duration, Utc};
 use futures_util::future::LocalBoxFuture;
 use futures_util::FutureExt;
+use nubis_api::agent::TrafficCounter;
 use nubis_api::agent::{
     Accelerator, HostReport, InstanceReport, ObservedPower, PowerState, RegisterHost,
 };
+use nubis_api::bandwidth::RateLimit;
+use nubis_api::events::EventKind;
 use nubis_api::flavors::CreateFlavor;
 use nubis_api::images::{ImageFormat, ImageStatus, Visibility};
+use nubis_api::leases::LeaseState;
 use nubis_api::servers::ServerStatus;
+use nubis_api::traffic::{Period, QuotaPolicy, TrafficQuota, TrafficState};
 use nubis_api::users::User;
 use nubis_api::{FlavorId, HostId, ImageId, ProjectId, ServerId, UserId};
 use nubis_controller::store::hosts::HostLoad;
 use nubis_controller::store::images::{NewImage, UploadedFile};
+use nubis_controller::store::terms::{LeaseSweep, TermsUpdate};
 use nubis_controller::store::{Backend, NewServer, ServerRecord, Store, StoreError};
 use sqlx::Connection;
 use std::ops::Deref;
@@ -183,10 +189,17 @@ store_tests!(
     host_report_for_another_host_changes_nothing,
     status_follows_the_server_lifecycle,
     server_guest_config_round_trips,
+    usage_follows_the_server_lifecycle,
+    usage_of_floating_ips_and_traffic,
+    usage_stops_with_expired_leases,
     // Concurrency: read-then-write transactions must be serialized.
     concurrent_first_registrations_make_one_admin,
     concurrent_host_registrations_are_idempotent,
     host_reports_beside_concurrent_writes,
+    // Rental terms.
+    traffic_counts_each_byte_once,
+    traffic_quota_throttles_suspends_and_lifts,
+    leases_stop_then_delete,
 );
 
 // ---------------------------------------------------------------------------
@@ -1464,6 +1477,604 @@ async fn host_reports_beside_concurrent_writes(db: &Db) {
         left.iter().all(|s| s.name == "web"),
         "only the world's server is left"
     );
+}
+
+// ---------------------------------------------------------------------------
+// Usage records
+// ---------------------------------------------------------------------------
+
+fn at(s: &str) -> chrono::DateTime<Utc> {
+    chrono::DateTime::parse_from_rfc3339(s)
+        .expect("a time")
+        .with_timezone(&Utc)
+}
+
+fn period(s: &str) -> nubis_api::traffic::Period {
+    nubis_api::traffic::Period::parse(s).expect("a period")
+}
+
+/// (kind, name, size, quantity) of every record, in report order.
+async fn usage(
+    db: &Db,
+    project: ProjectId,
+    month: &str,
+    now: &str,
+) -> Vec<(String, String, String, f64)> {
+    let report = db
+        .usage_report(project, period(month), at(now))
+        .await
+        .expect("usage report");
+    assert_eq!(report.project, project);
+    assert_eq!(report.period, period(month));
+    report
+        .records
+        .iter()
+        .map(|r| {
+            assert_eq!(r.unit, r.kind.unit());
+            (
+                r.kind.as_str().to_owned(),
+                r.name.clone(),
+                r.size.clone(),
+                r.quantity,
+            )
+        })
+        .collect()
+}
+
+fn rec(kind: &str, name: &str, size: &str, quantity: f64) -> (String, String, String, f64) {
+    (kind.into(), name.into(), size.into(), quantity)
+}
+
+async fn insert_traffic(
+    db: &Db,
+    server: &str,
+    project: ProjectId,
+    hour: &str,
+    inbound: i64,
+    outbound: i64,
+) {
+    let mut conn = sqlx::AnyConnection::connect(&db.url)
+        .await
+        .expect("raw connection");
+    sqlx::query(
+        "INSERT INTO traffic_hourly (server_id, project_id, hour, inbound_bytes, outbound_bytes) \
+         VALUES ($1, $2, $3, $4, $5)",
+    )
+    .bind(server.to_owned())
+    .bind(project.to_string())
+    .bind(at(hour).timestamp_millis())
+    .bind(inbound)
+    .bind(outbound)
+    .execute(&mut conn)
+    .await
+    .expect("insert traffic");
+    conn.close().await.expect("close raw connection");
+}
+
+async fn usage_follows_the_server_lifecycle(db: &Db) {
+    let owner = user(db, "alice").await;
+    let other = user(db, "bob").await;
+    let (p, image, host) = (
+        owner.project,
+        image(db, owner.project, "debian-12").await,
+        host(db, "host-a").await,
+    );
+    let new = new_server(p, "web", image, host, (2, 2048, 20));
+    let id = db
+        .create_server_at(&new, at("2026-11-30T20:00:00Z"))
+        .await
+        .expect("create")
+        .id;
+    // Stopped for an hour; stopping twice and starting twice change nothing.
+    for t in ["2026-11-30T22:00:00Z", "2026-11-30T22:30:00Z"] {
+        db.set_power_at(p, id, PowerState::Stopped, at(t))
+            .await
+            .expect("stop");
+    }
+    for t in ["2026-11-30T23:00:00Z", "2026-11-30T23:30:00Z"] {
+        db.set_power_at(p, id, PowerState::Running, at(t))
+            .await
+            .expect("start");
+    }
+    // The guest shuts itself down; started again; then deleted.
+    let mut down = report(id, ObservedPower::Stopped);
+    down.guest_shutdown = true;
+    db.apply_host_report_at(host, &full_report(vec![down]), at("2026-12-01T05:00:00Z"))
+        .await
+        .expect("report");
+    assert_eq!(get_server(db, p, id).await.power, PowerState::Stopped);
+    db.set_power_at(p, id, PowerState::Running, at("2026-12-01T06:00:00Z"))
+        .await
+        .expect("start");
+    db.mark_deleting_at(p, id, at("2026-12-01T10:00:00Z"))
+        .await
+        .expect("delete");
+    // A start refused on a deleting server opens nothing.
+    assert_not_found(
+        db.set_power_at(p, id, PowerState::Running, at("2026-12-01T11:00:00Z"))
+            .await,
+        "start while deleting",
+    );
+    // The host no longer has it: the row goes, the usage stays.
+    db.apply_host_report_at(host, &full_report(vec![]), at("2026-12-01T12:00:00Z"))
+        .await
+        .expect("report");
+    assert_not_found(db.server(p, id).await, "deleted server");
+
+    let intervals = db
+        .usage_intervals(&id.to_string())
+        .await
+        .expect("intervals");
+    let shape: Vec<(&str, &str, u64, String, Option<String>)> = intervals
+        .iter()
+        .map(|i| {
+            (
+                i.kind.as_str(),
+                i.size.as_str(),
+                i.quantity,
+                i.started_at.to_rfc3339(),
+                i.ended_at.map(|t| t.to_rfc3339()),
+            )
+        })
+        .collect();
+    let t = |s: &str| at(s).to_rfc3339();
+    assert_eq!(
+        shape,
+        [
+            (
+                "disk",
+                "20gib",
+                20,
+                t("2026-11-30T20:00:00Z"),
+                Some(t("2026-12-01T10:00:00Z"))
+            ),
+            (
+                "instance",
+                "2vcpu-2048mib",
+                1,
+                t("2026-11-30T20:00:00Z"),
+                Some(t("2026-11-30T22:00:00Z"))
+            ),
+            (
+                "instance",
+                "2vcpu-2048mib",
+                1,
+                t("2026-11-30T23:00:00Z"),
+                Some(t("2026-12-01T05:00:00Z"))
+            ),
+            (
+                "instance",
+                "2vcpu-2048mib",
+                1,
+                t("2026-12-01T06:00:00Z"),
+                Some(t("2026-12-01T10:00:00Z"))
+            ),
+        ]
+    );
+    assert!(intervals.iter().all(|i| i.project == p && i.name == "web"));
+
+    // November: 2 h + 1 h running, 4 h of 20 GiB (clipped at the month's end).
+    let later = "2027-02-01T00:00:00Z";
+    assert_eq!(
+        usage(db, p, "2026-11", later).await,
+        [
+            rec("instance", "web", "2vcpu-2048mib", 3.0),
+            rec("disk", "web", "20gib", 80.0),
+        ]
+    );
+    // December: 5 h + 4 h running, 10 h of 20 GiB (clipped at its start).
+    assert_eq!(
+        usage(db, p, "2026-12", later).await,
+        [
+            rec("instance", "web", "2vcpu-2048mib", 9.0),
+            rec("disk", "web", "20gib", 200.0),
+        ]
+    );
+    // Asked during December, at 02:30: counted up to now only.
+    assert_eq!(
+        usage(db, p, "2026-12", "2026-12-01T02:30:00Z").await,
+        [
+            rec("instance", "web", "2vcpu-2048mib", 2.5),
+            rec("disk", "web", "20gib", 50.0),
+        ]
+    );
+    // Before the server existed, after it went, and another project: nothing.
+    assert_eq!(usage(db, p, "2026-10", later).await, []);
+    assert_eq!(usage(db, p, "2027-01", later).await, []);
+    assert_eq!(usage(db, other.project, "2026-11", later).await, []);
+    assert_eq!(usage(db, other.project, "2026-12", later).await, []);
+}
+
+async fn usage_stops_with_expired_leases(db: &Db) {
+    let owner = user(db, "alice").await;
+    let p = owner.project;
+    let (image, host) = (image(db, p, "debian-12").await, host(db, "host-a").await);
+    let mut new = new_server(p, "web", image, host, (1, 1024, 10));
+    new.lease_expires_at = Some(at("2026-11-01T01:00:00Z"));
+    db.create_server_at(&new, at("2026-11-01T00:00:00Z"))
+        .await
+        .expect("create");
+    let grace = Duration::hours(2);
+    // Stopped by the sweep at 02:00 (an hour after expiry), deleted at 04:00.
+    let sweep = db
+        .sweep_leases(at("2026-11-01T02:00:00Z"), grace)
+        .await
+        .expect("sweep");
+    assert_eq!(sweep.stopped.len(), 1);
+    let sweep = db
+        .sweep_leases(at("2026-11-01T04:00:00Z"), grace)
+        .await
+        .expect("sweep");
+    assert_eq!(sweep.deleted.len(), 1);
+    assert_eq!(
+        usage(db, p, "2026-11", "2026-12-01T00:00:00Z").await,
+        [
+            rec("instance", "web", "1vcpu-1024mib", 2.0),
+            rec("disk", "web", "10gib", 40.0),
+        ]
+    );
+}
+
+async fn get_server(db: &Db, project: ProjectId, id: ServerId) -> ServerRecord {
+    db.server(project, id).await.expect("get server")
+}
+
+async fn usage_of_floating_ips_and_traffic(db: &Db) {
+    let owner = user(db, "alice").await;
+    let other = user(db, "bob").await;
+    let p = owner.project;
+    db.create_floating_ip_pool(
+        "public",
+        "203.0.113.10".parse().unwrap(),
+        "203.0.113.20".parse().unwrap(),
+    )
+    .await
+    .expect("pool");
+    let first = db
+        .allocate_floating_ip_at(p, None, at("2026-11-10T00:00:00Z"))
+        .await
+        .expect("allocate");
+    assert_eq!(first.ip.to_string(), "203.0.113.10");
+    let bobs = db
+        .allocate_floating_ip_at(other.project, None, at("2026-11-10T00:00:00Z"))
+        .await
+        .expect("allocate for bob");
+    db.release_floating_ip_at(p, first.id, at("2026-11-10T12:00:00Z"))
+        .await
+        .expect("release");
+    assert_not_found(
+        db.release_floating_ip_at(p, first.id, at("2026-11-10T13:00:00Z"))
+            .await,
+        "release twice",
+    );
+    // Bob's address cannot be released by alice, and stays billed to bob.
+    assert_not_found(
+        db.release_floating_ip_at(p, bobs.id, at("2026-11-11T00:00:00Z"))
+            .await,
+        "release another project's address",
+    );
+    // Held from the last two hours of November on.
+    let second = db
+        .allocate_floating_ip_at(p, None, at("2026-11-30T22:00:00Z"))
+        .await
+        .expect("allocate again");
+    assert_eq!(
+        second.ip.to_string(),
+        "203.0.113.10",
+        "the address is reused"
+    );
+
+    // Traffic of a server that is gone by the time of the report; its name
+    // comes from its usage intervals.
+    let image = image(db, p, "debian-12").await;
+    let host = host(db, "host-a").await;
+    let new = new_server(p, "db", image, host, (1, 512, 5));
+    let server = db
+        .create_server_at(&new, at("2026-12-05T00:00:00Z"))
+        .await
+        .expect("create")
+        .id;
+    db.mark_deleting_at(p, server, at("2026-12-05T01:00:00Z"))
+        .await
+        .expect("delete");
+    db.apply_host_report_at(host, &full_report(vec![]), at("2026-12-05T02:00:00Z"))
+        .await
+        .expect("report");
+    let sid = server.to_string();
+    const GIB: i64 = 1 << 30;
+    insert_traffic(db, &sid, p, "2026-12-05T00:00:00Z", 2 * GIB, GIB / 2).await;
+    insert_traffic(db, &sid, p, "2026-12-31T23:00:00Z", GIB, GIB / 4).await;
+    // Outside December, and another project's: not counted.
+    insert_traffic(db, &sid, p, "2026-11-30T23:00:00Z", 7 * GIB, 7 * GIB).await;
+    insert_traffic(db, &sid, p, "2027-01-01T00:00:00Z", 9 * GIB, 9 * GIB).await;
+    let stranger = uuid::Uuid::new_v4().to_string();
+    insert_traffic(
+        db,
+        &stranger,
+        other.project,
+        "2026-12-06T00:00:00Z",
+        GIB,
+        GIB,
+    )
+    .await;
+
+    let later = "2027-02-01T00:00:00Z";
+    let ip = "203.0.113.10";
+    // November: one address in two allocations (two resources, in id
+    // order), 12 h and 2 h; the traffic of the month's last hour.
+    let mut fips = [(first.id.to_string(), 12.0), (second.id.to_string(), 2.0)];
+    fips.sort_by(|a, b| a.0.cmp(&b.0));
+    let mut want: Vec<_> = fips
+        .iter()
+        .map(|(_, hours)| rec("floating_ip", ip, "ipv4", *hours))
+        .collect();
+    want.push(rec("traffic", "db", "inbound", 7.0));
+    want.push(rec("traffic", "db", "outbound", 7.0));
+    assert_eq!(usage(db, p, "2026-11", later).await, want);
+    // December, asked on the 2nd at noon: the open address counts 36 h so
+    // far; the server's hour on the 5th is still ahead. Traffic is what was
+    // metered in the month.
+    assert_eq!(
+        usage(db, p, "2026-12", "2026-12-02T12:00:00Z").await,
+        [
+            rec("floating_ip", ip, "ipv4", 36.0),
+            rec("traffic", "db", "inbound", 3.0),
+            rec("traffic", "db", "outbound", 0.75),
+        ]
+    );
+    assert_eq!(
+        usage(db, p, "2026-12", later).await,
+        [
+            rec("instance", "db", "1vcpu-512mib", 1.0),
+            rec("disk", "db", "5gib", 5.0),
+            rec("floating_ip", ip, "ipv4", 31.0 * 24.0),
+            rec("traffic", "db", "inbound", 3.0),
+            rec("traffic", "db", "outbound", 0.75),
+        ]
+    );
+    // Bob: his own address all along, and his own traffic (named by id,
+    // since no interval or server knows it).
+    assert_eq!(
+        usage(db, other.project, "2026-12", later).await,
+        [
+            rec("floating_ip", "203.0.113.11", "ipv4", 31.0 * 24.0),
+            rec("traffic", &stranger, "inbound", 1.0),
+            rec("traffic", &stranger, "outbound", 1.0),
+        ]
+    );
+}
+
+// Rental terms: metered traffic, traffic quotas, leases
+// ---------------------------------------------------------------------------
+
+fn counter(w: &World, source: &str, inbound: u64, outbound: u64) -> TrafficCounter {
+    TrafficCounter {
+        server: w.server,
+        // One fixed port id per test is enough: counters are keyed by source.
+        port: "00000000-0000-4000-8000-000000000001"
+            .parse()
+            .expect("port id"),
+        source: source.into(),
+        inbound_bytes: inbound,
+        outbound_bytes: outbound,
+    }
+}
+
+async fn traffic(db: &Db, w: &World, now: chrono::DateTime<Utc>) -> (u64, u64) {
+    let u = db
+        .server_usage(w.project, w.server, Period::containing(now))
+        .await
+        .expect("usage");
+    assert_eq!(u.total_bytes, u.inbound_bytes + u.outbound_bytes);
+    (u.inbound_bytes, u.outbound_bytes)
+}
+
+async fn traffic_counts_each_byte_once(db: &Db) {
+    let w = world(db).await;
+    let now = Utc::now();
+    db.record_traffic(w.host, &[counter(&w, "boot/7/ntap-a", 1000, 500)], now)
+        .await
+        .expect("record");
+    assert_eq!(traffic(db, &w, now).await, (1000, 500));
+    // The same report again (a retry, an agent restart) adds nothing.
+    db.record_traffic(w.host, &[counter(&w, "boot/7/ntap-a", 1000, 500)], now)
+        .await
+        .expect("record");
+    assert_eq!(traffic(db, &w, now).await, (1000, 500));
+    // Growth adds only the difference.
+    db.record_traffic(w.host, &[counter(&w, "boot/7/ntap-a", 1500, 700)], now)
+        .await
+        .expect("record");
+    assert_eq!(traffic(db, &w, now).await, (1500, 700));
+    // A new device counts from zero; a reset device counts what it shows.
+    db.record_traffic(
+        w.host,
+        &[
+            counter(&w, "boot/9/ntap-a", 100, 100),
+            counter(&w, "boot/7/ntap-a", 50, 30),
+        ],
+        now,
+    )
+    .await
+    .expect("record");
+    assert_eq!(traffic(db, &w, now).await, (1650, 830));
+    // Another host cannot bill this server.
+    let other = host(db, "host-b").await;
+    db.record_traffic(
+        other,
+        &[counter(&w, "boot/1/ntap-x", 1 << 30, 1 << 30)],
+        now,
+    )
+    .await
+    .expect("record");
+    assert_eq!(traffic(db, &w, now).await, (1650, 830));
+    // The project's view adds up, and another period is empty.
+    let p = db
+        .project_usage(w.project, Period::containing(now))
+        .await
+        .expect("project usage");
+    assert_eq!((p.inbound_bytes, p.outbound_bytes), (1650, 830));
+    assert_eq!(p.servers.len(), 1);
+    assert_eq!(p.servers[0].name, "web");
+    assert_eq!(p.series.len(), 1);
+    let later = db
+        .project_usage(w.project, Period::containing(now + Duration::days(40)))
+        .await
+        .expect("project usage");
+    assert_eq!(later.total_bytes, 0);
+}
+
+async fn traffic_quota_throttles_suspends_and_lifts(db: &Db) {
+    let w = world(db).await;
+    let now = Utc::now();
+    let quota = |mib: u64, policy| Some(Some(TrafficQuota::from_bytes(mib << 20, policy)));
+    let set = |q| TermsUpdate {
+        bandwidth: None,
+        traffic_quota: q,
+    };
+    db.update_terms(w.server, &set(quota(1, QuotaPolicy::Throttle)), now)
+        .await
+        .expect("set quota");
+    assert_eq!(get(db, &w).await.traffic_state, TrafficState::Normal);
+    let changes = db
+        .record_traffic(w.host, &[counter(&w, "b/1/t", 1 << 20, 1 << 20)], now)
+        .await
+        .expect("record");
+    assert_eq!(changes.len(), 1);
+    let s = get(db, &w).await;
+    assert_eq!(s.traffic_state, TrafficState::Throttled);
+    assert!(
+        s.traffic_reason
+            .as_deref()
+            .unwrap_or("")
+            .contains("throttled"),
+        "{:?}",
+        s.traffic_reason
+    );
+    assert!(!s.network_limits(RateLimit::average(1)).suspended);
+    assert_eq!(
+        s.network_limits(RateLimit::average(1)).bandwidth.inbound,
+        Some(RateLimit::average(1))
+    );
+    // Raising the quota lifts it at once.
+    let change = db
+        .update_terms(w.server, &set(quota(10, QuotaPolicy::Throttle)), now)
+        .await
+        .expect("raise");
+    assert_eq!(change.map(|c| c.state), Some(TrafficState::Normal));
+    assert_eq!(get(db, &w).await.traffic_reason, None);
+    // Suspend policy below usage: networking cut.
+    db.update_terms(w.server, &set(quota(1, QuotaPolicy::Suspend)), now)
+        .await
+        .expect("lower");
+    let s = get(db, &w).await;
+    assert_eq!(s.traffic_state, TrafficState::Suspended);
+    assert!(s.network_limits(RateLimit::average(1)).suspended);
+    // Nothing changes within the month; the next month lifts it.
+    assert!(db
+        .recheck_traffic_states(now)
+        .await
+        .expect("recheck")
+        .is_empty());
+    let next_month = Period::containing(now).end + Duration::hours(1);
+    let lifted = db
+        .recheck_traffic_states(next_month)
+        .await
+        .expect("recheck");
+    assert_eq!(lifted.len(), 1);
+    assert_eq!(get(db, &w).await.traffic_state, TrafficState::Normal);
+    let kinds: Vec<EventKind> = db
+        .events(w.project, Some(w.server))
+        .await
+        .expect("events")
+        .into_iter()
+        .map(|e| e.kind)
+        .collect();
+    use EventKind::*;
+    assert_eq!(
+        kinds,
+        [
+            QuotaChanged,
+            TrafficThrottled,
+            QuotaChanged,
+            TrafficRestored,
+            QuotaChanged,
+            TrafficSuspended,
+            TrafficRestored
+        ]
+    );
+}
+
+async fn leases_stop_then_delete(db: &Db) {
+    let w = world(db).await;
+    let now = Utc::now();
+    let grace = Duration::days(2);
+    db.renew_lease(w.server, now + Duration::hours(1), now)
+        .await
+        .expect("lease");
+    // An exempt server with an expired lease is left alone.
+    let owner2 = user(db, "bob").await;
+    let img2 = image(db, owner2.project, "img").await;
+    let exempt = db
+        .create_server(&NewServer {
+            lease_expires_at: Some(now + Duration::minutes(5)),
+            ..new_server(owner2.project, "kept", img2, w.host, (1, 128, 1))
+        })
+        .await
+        .expect("server")
+        .id;
+    db.set_lease_exempt(exempt, true, now)
+        .await
+        .expect("exempt");
+
+    let sweep = db
+        .sweep_leases(now + Duration::minutes(30), grace)
+        .await
+        .expect("sweep");
+    assert_eq!(sweep, LeaseSweep::default());
+    let sweep = db
+        .sweep_leases(now + Duration::hours(2), grace)
+        .await
+        .expect("sweep");
+    assert_eq!(sweep.stopped, vec![w.server]);
+    let s = get(db, &w).await;
+    assert_eq!(s.power, PowerState::Stopped);
+    assert!(s.lease_expired);
+    assert_eq!(s.lease(grace).unwrap().state, LeaseState::Expired);
+    // A second pass does not stop it again.
+    let sweep = db
+        .sweep_leases(now + Duration::hours(3), grace)
+        .await
+        .expect("sweep");
+    assert_eq!(sweep, LeaseSweep::default());
+    // Past the grace period it is deleted.
+    let sweep = db
+        .sweep_leases(
+            now + Duration::hours(1) + grace + Duration::minutes(1),
+            grace,
+        )
+        .await
+        .expect("sweep");
+    assert_eq!(sweep.deleted, vec![w.server]);
+    assert!(get(db, &w).await.deleting);
+    let kinds: Vec<EventKind> = db
+        .events(w.project, None)
+        .await
+        .expect("events")
+        .into_iter()
+        .map(|e| e.kind)
+        .collect();
+    assert_eq!(
+        kinds,
+        [
+            EventKind::LeaseRenewed,
+            EventKind::LeaseExpired,
+            EventKind::LeaseDeleted
+        ]
+    );
+    let kept = db.server(owner2.project, exempt).await.expect("kept");
+    assert!(!kept.deleting && !kept.lease_expired);
+    assert_eq!(kept.power, PowerState::Running);
 }
 
 // ---------------------------------------------------------------------------

@@ -6,13 +6,16 @@
 mod command;
 pub mod dnsmasq;
 pub mod firewall;
+pub mod shaping;
 pub mod switch;
 pub mod tap;
 
 use dnsmasq::{DhcpHost, Dnsmasq};
-use nubis_api::agent::{FloatingIpSpec, HostNetwork, InstanceSpec, NicSpec, SecurityGroupSpec};
+use nubis_api::agent::{
+    FloatingIpSpec, HostNetwork, InstanceSpec, NetworkLimits, NicSpec, SecurityGroupSpec,
+};
 use nubis_api::NetworkId;
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
 use std::sync::Arc;
 use switch::{bridge_name, LinuxBridge, Switch, BRIDGE_PREFIX};
@@ -34,6 +37,11 @@ pub struct HostNetworking {
     /// What was last verified on the host, and when: unchanged desired state
     /// within `RECHECK` costs no commands; older checks are redone.
     verified: Arc<Mutex<Verified>>,
+    /// The limits each TAP enforces since this agent applied them (empty
+    /// after a restart, so adopted instances get theirs again).
+    limited: Arc<Mutex<HashMap<String, NetworkLimits>>>,
+    /// How traffic from guests is limited here (probed once).
+    outbound: Arc<tokio::sync::OnceCell<shaping::Outbound>>,
 }
 
 /// How long a verified bridge or address set is trusted without looking.
@@ -57,6 +65,8 @@ impl HostNetworking {
             tracking: Arc::default(),
             protected: Arc::new(tokio::sync::watch::Sender::new(HashSet::new())),
             verified: Arc::default(),
+            limited: Arc::default(),
+            outbound: Arc::default(),
         }
     }
 
@@ -228,15 +238,43 @@ impl HostNetworking {
     pub async fn plug(&self, nic: &NicSpec) -> anyhow::Result<String> {
         let name = tap::tap_name(nic.port);
         self.switch.plug(&name, &nic.network).await?;
+        // A TAP made afresh enforces nothing yet.
+        self.limited.lock().await.remove(&name);
         Ok(name)
     }
 
-    /// Removes a NIC's TAP.
+    /// Makes each of `taps` enforce `limits` (bandwidth, suspension); a TAP
+    /// already enforcing them costs nothing.
+    pub async fn limit(&self, taps: &[String], limits: &NetworkLimits) -> anyhow::Result<()> {
+        let mut limited = self.limited.lock().await;
+        for tap in taps {
+            if limited.get(tap) == Some(limits) {
+                continue;
+            }
+            let outbound = *self
+                .outbound
+                .get_or_init(|| async {
+                    let o = shaping::probe(tap).await;
+                    tracing::info!(?o, "limiting traffic from guests with");
+                    o
+                })
+                .await;
+            shaping::apply(tap, limits, outbound).await?;
+            limited.insert(tap.clone(), *limits);
+            tracing::info!(%tap, ?limits, "network limits applied");
+        }
+        Ok(())
+    }
+
+    /// Removes a NIC's TAP and its limits.
     pub async fn unplug(&self, tap_name: &str) -> anyhow::Result<()> {
+        self.limited.lock().await.remove(tap_name);
+        shaping::clear(tap_name).await?;
         tap::remove(tap_name).await
     }
 
-    /// Removes TAPs that belong to no desired instance (left by a crash).
+    /// Removes TAPs that belong to no desired instance (left by a crash),
+    /// and the limits of TAPs that are gone.
     pub async fn remove_stray_taps(&self, instances: &[InstanceSpec]) -> anyhow::Result<()> {
         let wanted: HashSet<String> = instances
             .iter()
@@ -244,10 +282,10 @@ impl HostNetworking {
             .collect();
         for name in command::links_with_prefix(tap::TAP_PREFIX).await? {
             if !wanted.contains(&name) {
-                tap::remove(&name).await?;
+                self.unplug(&name).await?;
             }
         }
-        Ok(())
+        shaping::remove_stray_tables(&wanted).await
     }
 }
 

@@ -9,3 +9,5 @@ pub mod nics;
 pub mod quotas;
 pub mod servers;
 pub mod ssh;
+pub mod terms;
+pub mod usage;

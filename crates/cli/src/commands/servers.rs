@@ -100,6 +100,17 @@ pub struct NewServer<'a> {
     /// A file whose contents become the guest's user data.
     pub user_data_file: Option<&'a Path>,
     pub config_drive: bool,
+    pub terms: CreateTerms,
+}
+
+/// The rental terms `nubis server create` may set.
+#[derive(Default)]
+pub struct CreateTerms {
+    pub inbound_mbit: Option<u32>,
+    pub outbound_mbit: Option<u32>,
+    pub traffic_quota_gib: Option<f64>,
+    pub quota_policy: crate::commands::terms::PolicyArg,
+    pub lease_seconds: Option<i64>,
 }
 
 /// `nubis server create`, optionally waiting until the server runs.
@@ -139,7 +150,17 @@ fn read_user_data(path: &Path) -> anyhow::Result<String> {
 fn create_body(new: &NewServer<'_>, user_data: Option<String>) -> Value {
     let mut body = json!({"name": new.name, "image": new.image});
     let networks = (!new.networks.is_empty()).then_some(new.networks);
-    let fields: [(&str, Value); 8] = [
+    let t = &new.terms;
+    let bandwidth = (t.inbound_mbit.is_some() || t.outbound_mbit.is_some())
+        .then(|| crate::commands::terms::bandwidth_json(t.inbound_mbit, t.outbound_mbit, None));
+    let quota = t.traffic_quota_gib.map(|gib| {
+        json!({"monthly_gib": gib, "policy": match t.quota_policy {
+            crate::commands::terms::PolicyArg::Throttle => "throttle",
+            crate::commands::terms::PolicyArg::Suspend => "suspend",
+        }})
+    });
+    let lease = t.lease_seconds.map(|s| json!({ "duration_seconds": s }));
+    let fields: [(&str, Value); 11] = [
         ("flavor", json!(new.flavor)),
         ("vcpus", json!(new.vcpus)),
         ("memory_mib", json!(new.memory_mib)),
@@ -148,6 +169,9 @@ fn create_body(new: &NewServer<'_>, user_data: Option<String>) -> Value {
         ("key_name", json!(new.key_name)),
         ("user_data", json!(user_data)),
         ("config_drive", json!(new.config_drive.then_some(true))),
+        ("bandwidth", json!(bandwidth)),
+        ("traffic_quota", json!(quota)),
+        ("lease", json!(lease)),
     ];
     for (k, v) in fields {
         if !v.is_null() {
@@ -274,6 +298,7 @@ mod tests {
             key_name: None,
             user_data_file: None,
             config_drive: false,
+            terms: CreateTerms::default(),
         }
     }
 

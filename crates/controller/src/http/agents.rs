@@ -251,9 +251,17 @@ pub async fn report(
         .touch_host(host)
         .await
         .map_err(ApiError::from_store("host"))?;
-    state.store.apply_host_report(host, &report).await?;
-    // A guest that powered itself off changes desired state too.
-    if report.instances.iter().any(|i| i.guest_shutdown) {
+    state
+        .store
+        .apply_host_report_at(host, &report, state.clock.now())
+        .await?;
+    let changes = state
+        .store
+        .record_traffic(host, &report.traffic, state.clock.now())
+        .await?;
+    // A guest that powered itself off, or a server that used up its traffic
+    // quota, changes desired state too.
+    if !changes.is_empty() || report.instances.iter().any(|i| i.guest_shutdown) {
         state.desired_state_changed();
     }
     Ok(StatusCode::NO_CONTENT)

@@ -89,6 +89,33 @@ impl Caller {
             Err(ApiError::forbidden("this needs an admin"))
         }
     }
+
+    /// The project a `/v1/projects/{id}/...` path names: `current` or the
+    /// caller's own id, or for admins any existing project. Anything else
+    /// answers 404, as if it did not exist.
+    pub async fn project_in_path(
+        &self,
+        state: &AppState,
+        raw: &str,
+    ) -> Result<nubis_api::ProjectId, ApiError> {
+        if raw == "current" {
+            return Ok(self.user.project);
+        }
+        let project: nubis_api::ProjectId =
+            raw.parse().map_err(|_| ApiError::not_found("project"))?;
+        if project == self.user.project {
+            return Ok(project);
+        }
+        if self.user.admin {
+            state
+                .store
+                .project_name(project)
+                .await
+                .map_err(ApiError::from_store("project"))?;
+            return Ok(project);
+        }
+        Err(ApiError::not_found("project"))
+    }
 }
 
 impl FromRequestParts<AppState> for Caller {

@@ -53,7 +53,7 @@ pub async fn allocate(
 ) -> ApiResult<(StatusCode, Json<FloatingIp>)> {
     let ip = state
         .store
-        .allocate_floating_ip(caller.user.project, req.pool.as_deref())
+        .allocate_floating_ip_at(caller.user.project, req.pool.as_deref(), state.clock.now())
         .await
         .map_err(ApiError::from_store_ref(
             "floating IP pool",
@@ -142,7 +142,7 @@ pub async fn release(
 ) -> ApiResult<StatusCode> {
     state
         .store
-        .release_floating_ip(caller.user.project, id)
+        .release_floating_ip_at(caller.user.project, id, state.clock.now())
         .await
         .map_err(ApiError::from_store("floating IP"))?;
     state.desired_state_changed();

@@ -11,7 +11,9 @@ mod networks;
 mod openapi;
 mod quotas;
 mod security_groups;
+mod server_terms;
 mod servers;
+mod usage_records;
 mod users;
 
 use crate::store::Store;
@@ -73,7 +75,17 @@ pub fn router(state: AppState) -> Router {
             put(images::upload).layer(DefaultBodyLimit::disable()),
         )
         .route("/servers", get(servers::list).post(servers::create))
-        .route("/servers/{id}", get(servers::show).delete(servers::delete))
+        .route(
+            "/servers/{id}",
+            get(servers::show)
+                .patch(server_terms::update)
+                .delete(servers::delete),
+        )
+        .route("/servers/{id}/lease", post(server_terms::renew_lease))
+        .route("/servers/{id}/usage", get(server_terms::server_usage))
+        .route("/servers/{id}/events", get(server_terms::server_events))
+        .route("/events", get(server_terms::project_events))
+        .route("/projects/{id}/usage", get(server_terms::project_usage))
         .route("/servers/{id}/start", post(servers::start))
         .route("/servers/{id}/stop", post(servers::stop))
         .route("/servers/{id}/reboot", post(servers::reboot))
@@ -122,6 +134,7 @@ pub fn router(state: AppState) -> Router {
             "/projects/{id}/quotas",
             get(quotas::show).put(quotas::update),
         )
+        .route("/projects/{id}/usage-records", get(usage_records::list))
         .route("/hosts", get(agents::list_hosts))
         .route("/agent/hosts", post(agents::register))
         .route("/agent/hosts/{id}/desired", get(agents::desired))

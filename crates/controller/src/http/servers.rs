@@ -124,34 +124,37 @@ pub async fn create(
     })?;
     let record = state
         .store
-        .create_server(&NewServer {
-            project,
-            name: req.name.as_str(),
-            image: image.id,
-            flavor: flavor.as_ref().map(|f| f.id),
-            vcpus: demand.vcpus,
-            memory_mib: demand.memory_mib,
-            disk_gib: demand.disk_gib,
-            host,
-            ports: networks
-                .iter()
-                .map(|(network, fixed_ip)| NewPort {
-                    network,
-                    fixed_ip: *fixed_ip,
-                })
-                .collect(),
-            key_name: key.as_ref().map(|k| k.name.as_str()),
-            key_data: key.as_ref().map(|k| k.public_key.as_str()),
-            user_data: req.user_data.clone().map(String::from),
-            config_drive: req.config_drive,
-            security_groups,
-            bandwidth: req
-                .bandwidth
-                .or_else(|| flavor.as_ref().and_then(|f| f.bandwidth))
-                .unwrap_or_default(),
-            traffic_quota: req.traffic_quota,
-            lease_expires_at,
-        })
+        .create_server_at(
+            &NewServer {
+                project,
+                name: req.name.as_str(),
+                image: image.id,
+                flavor: flavor.as_ref().map(|f| f.id),
+                vcpus: demand.vcpus,
+                memory_mib: demand.memory_mib,
+                disk_gib: demand.disk_gib,
+                host,
+                ports: networks
+                    .iter()
+                    .map(|(network, fixed_ip)| NewPort {
+                        network,
+                        fixed_ip: *fixed_ip,
+                    })
+                    .collect(),
+                key_name: key.as_ref().map(|k| k.name.as_str()),
+                key_data: key.as_ref().map(|k| k.public_key.as_str()),
+                user_data: req.user_data.clone().map(String::from),
+                config_drive: req.config_drive,
+                security_groups,
+                bandwidth: req
+                    .bandwidth
+                    .or_else(|| flavor.as_ref().and_then(|f| f.bandwidth))
+                    .unwrap_or_default(),
+                traffic_quota: req.traffic_quota,
+                lease_expires_at,
+            },
+            state.clock.now(),
+        )
         .await?;
     state.desired_state_changed();
     tracing::info!(server = %record.id, host = %host, "server placed");
@@ -267,7 +270,7 @@ async fn present(
     Ok(out)
 }
 
-async fn present_one(state: &AppState, record: ServerRecord) -> ApiResult<Server> {
+pub(super) async fn present_one(state: &AppState, record: ServerRecord) -> ApiResult<Server> {
     Ok(present(state, record.project, vec![record])
         .await?
         .remove(0))
@@ -281,7 +284,11 @@ pub async fn list(State(state): State<AppState>, caller: Caller) -> ApiResult<Js
     Ok(Json(present(&state, caller.user.project, servers).await?))
 }
 
-async fn find(state: &AppState, caller: &Caller, id: ServerId) -> ApiResult<ServerRecord> {
+pub(super) async fn find(
+    state: &AppState,
+    caller: &Caller,
+    id: ServerId,
+) -> ApiResult<ServerRecord> {
     state
         .store
         .server(caller.user.project, id)
@@ -338,9 +345,14 @@ async fn set_power(
     if current.deleting {
         return Err(ApiError::conflict("the server is being deleted"));
     }
+    if power == PowerState::Running && current.lease_expired && !current.lease_exempt {
+        return Err(ApiError::conflict(
+            "the server's lease has expired; renew it (POST /v1/servers/{id}/lease) before starting it",
+        ));
+    }
     let record = state
         .store
-        .set_power(caller.user.project, id, power)
+        .set_power_at(caller.user.project, id, power, state.clock.now())
         .await
         .map_err(ApiError::from_store("server"))?;
     state.desired_state_changed();
@@ -390,7 +402,7 @@ pub async fn delete(
 ) -> ApiResult<StatusCode> {
     state
         .store
-        .mark_deleting(caller.user.project, id)
+        .mark_deleting_at(caller.user.project, id, state.clock.now())
         .await
         .map_err(ApiError::from_store("server"))?;
     state.desired_state_changed();

@@ -2,7 +2,7 @@
 //! (their u32 value), so ranges compare and sort as numbers.
 
 use super::rows::{parse, parse_opt, time};
-use super::{found, is_unique_violation, now_ms, Backend, Store, StoreError, StoreResult};
+use super::{found, is_unique_violation, now_ms, usage, Backend, Store, StoreError, StoreResult};
 use nubis_api::floating_ips::{FloatingIp, FloatingIpPool};
 use nubis_api::{FloatingIpId, FloatingIpPoolId, HostId, ProjectId, ServerId};
 use sqlx::any::AnyRow;
@@ -105,11 +105,23 @@ impl Store {
     }
 
     /// Allocates the lowest free address of `pool` (by name), or of the
-    /// first pool with room.
+    /// first pool with room. Usage is recorded from the system time; see
+    /// [`Self::allocate_floating_ip_at`].
     pub async fn allocate_floating_ip(
         &self,
         project: ProjectId,
         pool: Option<&str>,
+    ) -> StoreResult<FloatingIp> {
+        self.allocate_floating_ip_at(project, pool, chrono::Utc::now())
+            .await
+    }
+
+    /// [`Self::allocate_floating_ip`], opening its usage interval at `now`.
+    pub async fn allocate_floating_ip_at(
+        &self,
+        project: ProjectId,
+        pool: Option<&str>,
+        now: chrono::DateTime<chrono::Utc>,
     ) -> StoreResult<FloatingIp> {
         let mut tx = self.begin_write().await?;
         let extra = nubis_api::quotas::QuotaUsage {
@@ -166,6 +178,9 @@ impl Store {
             .bind(now_ms())
             .execute(&mut *tx)
             .await?;
+            let address = Ipv4Addr::from(ip).to_string();
+            let (resource, at) = (id.to_string(), now.timestamp_millis());
+            usage::floating_ip_allocated(&mut tx, project, &resource, &address, at).await?;
             tx.commit().await?;
             return self.floating_ip(project, id).await;
         }
@@ -220,19 +235,35 @@ impl Store {
         self.floating_ip(project, id).await
     }
 
+    /// Releases a floating IP. Usage is recorded from the system time; see
+    /// [`Self::release_floating_ip_at`].
     pub async fn release_floating_ip(
         &self,
         project: ProjectId,
         id: FloatingIpId,
     ) -> StoreResult<()> {
+        self.release_floating_ip_at(project, id, chrono::Utc::now())
+            .await
+    }
+
+    /// [`Self::release_floating_ip`], closing its usage interval at `now`.
+    pub async fn release_floating_ip_at(
+        &self,
+        project: ProjectId,
+        id: FloatingIpId,
+        now: chrono::DateTime<chrono::Utc>,
+    ) -> StoreResult<()> {
+        let mut tx = self.begin_write().await?;
         let done = sqlx::query("DELETE FROM floating_ips WHERE id = $1 AND project_id = $2")
             .bind(id.to_string())
             .bind(project.to_string())
-            .execute(self.pool())
+            .execute(&mut *tx)
             .await?;
         if done.rows_affected() == 0 {
             return Err(StoreError::NotFound);
         }
+        usage::floating_ip_released(&mut tx, &id.to_string(), now.timestamp_millis()).await?;
+        tx.commit().await?;
         Ok(())
     }
 

@@ -4,6 +4,7 @@
 //! placeholders, TEXT ids, BIGINT times in Unix milliseconds, BIGINT 0/1 flags);
 //! only the schema migrations differ per backend.
 
+pub mod events;
 mod flavors;
 mod floating_ips;
 pub mod hosts;
@@ -15,6 +16,9 @@ pub mod quotas;
 mod rows;
 pub mod security_groups;
 mod servers;
+pub mod terms;
+pub mod traffic;
+pub mod usage;
 mod users;
 
 pub use servers::{NewPort, NewServer, ServerRecord};
@@ -74,12 +78,9 @@ impl Store {
             backend,
         };
         migrations::run(&store).await?;
-        // Start over with connections that never saw the old schema: SQLite
-        // compiles a statement against the schema its connection last read,
-        // and sqlx keeps the column list of that first compile, so a
-        // connection that idled through a migration would later read
-        // `SELECT *` rows with the old column count (a panic in sqlx-sqlite's
-        // worker, and an empty answer).
+        // Connections that loaded the schema before a migration altered a
+        // table can describe `SELECT *` with the old columns (sqlx caches
+        // the prepared shape): start the store on fresh connections.
         store.pool.close().await;
         Ok(Self {
             pool: open_pool(backend, url).await?,
@@ -88,7 +89,7 @@ impl Store {
     }
 }
 
-/// A connection pool for `url` on `backend`.
+/// A connection pool for `url`.
 async fn open_pool(backend: Backend, url: &str) -> StoreResult<AnyPool> {
     Ok(match backend {
         Backend::Sqlite => {
@@ -106,7 +107,7 @@ async fn open_pool(backend: Backend, url: &str) -> StoreResult<AnyPool> {
                         use sqlx::Executor;
                         conn.execute(
                             "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; \
-                             PRAGMA busy_timeout=10000; PRAGMA foreign_keys=ON;",
+                                 PRAGMA busy_timeout=10000; PRAGMA foreign_keys=ON;",
                         )
                         .await?;
                         Ok(())

@@ -2,7 +2,7 @@
 //! the host's agent last reported). The status users see is derived from both.
 
 use super::rows::{big, count, flag, json_or_default, parse, parse_opt, time, time_opt, to_json};
-use super::{found, is_unique_violation, now_ms, Backend, Store, StoreError, StoreResult};
+use super::{found, is_unique_violation, now_ms, usage, Backend, Store, StoreError, StoreResult};
 use nubis_api::agent::{HostReport, NetworkLimits, ObservedPower, PowerState};
 use nubis_api::bandwidth::Bandwidth;
 use nubis_api::leases::{Lease, LeaseState};
@@ -265,7 +265,17 @@ fn random_mac() -> String {
 impl Store {
     /// Inserts a placed server, desired running, with its ports; addresses
     /// are allocated in the same transaction, so a failure creates nothing.
+    /// Usage is recorded from the system time; see [`Self::create_server_at`].
     pub async fn create_server(&self, new: &NewServer<'_>) -> StoreResult<ServerRecord> {
+        self.create_server_at(new, chrono::Utc::now()).await
+    }
+
+    /// [`Self::create_server`], opening its usage intervals at `now`.
+    pub async fn create_server_at(
+        &self,
+        new: &NewServer<'_>,
+        now: chrono::DateTime<chrono::Utc>,
+    ) -> StoreResult<ServerRecord> {
         let id = ServerId::new();
         let mut tx = self.begin_write().await?;
         let extra = nubis_api::quotas::QuotaUsage {
@@ -324,6 +334,7 @@ impl Store {
                 .execute(&mut *tx)
                 .await?;
         }
+        usage::server_created(&mut tx, &id.to_string(), now.timestamp_millis()).await?;
         tx.commit().await?;
         self.server(new.project, id).await
     }
@@ -425,6 +436,15 @@ impl Store {
         server_from_row(&found(row)?)
     }
 
+    /// A server of any project (for administrators).
+    pub async fn server_anywhere(&self, id: ServerId) -> StoreResult<ServerRecord> {
+        let row = sqlx::query("SELECT * FROM servers WHERE id = $1")
+            .bind(id.to_string())
+            .fetch_optional(self.pool())
+            .await?;
+        server_from_row(&found(row)?)
+    }
+
     /// A server of `project` by id or name.
     pub async fn server_by_ref(
         &self,
@@ -459,24 +479,45 @@ impl Store {
     }
 
     /// Sets the desired power state. (A fault clears itself: the host keeps
-    /// retrying and its next report replaces the observed state.)
+    /// retrying and its next report replaces the observed state.) Usage is
+    /// recorded from the system time; see [`Self::set_power_at`].
     pub async fn set_power(
         &self,
         project: ProjectId,
         id: ServerId,
         power: PowerState,
     ) -> StoreResult<ServerRecord> {
+        self.set_power_at(project, id, power, chrono::Utc::now())
+            .await
+    }
+
+    /// [`Self::set_power`], opening (running) or closing (stopped) the
+    /// server's instance interval at `now`.
+    pub async fn set_power_at(
+        &self,
+        project: ProjectId,
+        id: ServerId,
+        power: PowerState,
+        now: chrono::DateTime<chrono::Utc>,
+    ) -> StoreResult<ServerRecord> {
+        let mut tx = self.begin_write().await?;
         let done = sqlx::query(
             "UPDATE servers SET power = $3 WHERE id = $1 AND project_id = $2 AND deleting = 0",
         )
         .bind(id.to_string())
         .bind(project.to_string())
         .bind(power_str(power))
-        .execute(self.pool())
+        .execute(&mut *tx)
         .await?;
         if done.rows_affected() == 0 {
             return Err(StoreError::NotFound);
         }
+        let (server, at) = (id.to_string(), now.timestamp_millis());
+        match power {
+            PowerState::Running => usage::server_running(&mut tx, &server, at).await?,
+            PowerState::Stopped => usage::server_stopped(&mut tx, &server, at).await?,
+        }
+        tx.commit().await?;
         self.server(project, id).await
     }
 
@@ -502,25 +543,54 @@ impl Store {
 
     /// Marks a server for deletion; its host removes it and the row goes once
     /// the host no longer reports it. A server on no host goes at once.
+    /// Usage is recorded from the system time; see [`Self::mark_deleting_at`].
     pub async fn mark_deleting(&self, project: ProjectId, id: ServerId) -> StoreResult<()> {
+        self.mark_deleting_at(project, id, chrono::Utc::now()).await
+    }
+
+    /// [`Self::mark_deleting`], closing the server's usage intervals at `now`
+    /// (billing stops when deletion is asked for).
+    pub async fn mark_deleting_at(
+        &self,
+        project: ProjectId,
+        id: ServerId,
+        now: chrono::DateTime<chrono::Utc>,
+    ) -> StoreResult<()> {
+        let mut tx = self.begin_write().await?;
         let done = sqlx::query("UPDATE servers SET deleting = 1 WHERE id = $1 AND project_id = $2")
             .bind(id.to_string())
             .bind(project.to_string())
-            .execute(self.pool())
+            .execute(&mut *tx)
             .await?;
         if done.rows_affected() == 0 {
             return Err(StoreError::NotFound);
         }
+        usage::server_deleted(&mut tx, &id.to_string(), now.timestamp_millis()).await?;
         sqlx::query("DELETE FROM servers WHERE id = $1 AND host_id IS NULL")
             .bind(id.to_string())
-            .execute(self.pool())
+            .execute(&mut *tx)
             .await?;
+        tx.commit().await?;
         Ok(())
     }
 
     /// Applies an agent's full report: observed state of every instance on the
     /// host. Servers being deleted that the host no longer has are removed.
+    /// Usage is recorded from the system time; see [`Self::apply_host_report_at`].
     pub async fn apply_host_report(&self, host: HostId, report: &HostReport) -> StoreResult<()> {
+        self.apply_host_report_at(host, report, chrono::Utc::now())
+            .await
+    }
+
+    /// [`Self::apply_host_report`]; a guest that shut itself down closes its
+    /// instance interval at `now`, and so does a server row removed.
+    pub async fn apply_host_report_at(
+        &self,
+        host: HostId,
+        report: &HostReport,
+        now: chrono::DateTime<chrono::Utc>,
+    ) -> StoreResult<()> {
+        let at = now.timestamp_millis();
         let mut tx = self.begin_write().await?;
         for inst in &report.instances {
             sqlx::query(
@@ -539,11 +609,16 @@ impl Store {
             if inst.guest_shutdown && inst.power == ObservedPower::Stopped {
                 // The guest powered itself off: record it as a stop, like EC2
                 // does, so the host does not boot it again.
-                sqlx::query("UPDATE servers SET power = 'stopped' WHERE id = $1 AND host_id = $2")
-                    .bind(inst.id.to_string())
-                    .bind(host.to_string())
-                    .execute(&mut *tx)
-                    .await?;
+                let done = sqlx::query(
+                    "UPDATE servers SET power = 'stopped' WHERE id = $1 AND host_id = $2",
+                )
+                .bind(inst.id.to_string())
+                .bind(host.to_string())
+                .execute(&mut *tx)
+                .await?;
+                if done.rows_affected() > 0 {
+                    usage::server_stopped(&mut tx, &inst.id.to_string(), at).await?;
+                }
             }
         }
         let present: HashSet<ServerId> = report.instances.iter().map(|i| i.id).collect();
@@ -554,6 +629,7 @@ impl Store {
         for row in deleting {
             let id: ServerId = parse(&row, "id")?;
             if !present.contains(&id) {
+                usage::server_deleted(&mut tx, &id.to_string(), at).await?;
                 sqlx::query("DELETE FROM servers WHERE id = $1")
                     .bind(id.to_string())
                     .execute(&mut *tx)
