@@ -102,6 +102,17 @@ impl ApiClient {
         Ok(resp.json().await?)
     }
 
+    pub async fn put<B: Serialize, T: DeserializeOwned>(
+        &self,
+        path: &str,
+        body: &B,
+    ) -> anyhow::Result<T> {
+        let resp = self
+            .send(self.request(reqwest::Method::PUT, path).json(body))
+            .await?;
+        Ok(resp.json().await?)
+    }
+
     pub async fn patch<B: Serialize, T: DeserializeOwned>(
         &self,
         path: &str,

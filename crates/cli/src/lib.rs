@@ -6,7 +6,7 @@ pub mod output;
 
 use clap::{Args, Subcommand};
 use client::ApiClient;
-use commands::{auth, flavors, images, keypairs, networks, servers, ssh, terms, usage};
+use commands::{auth, flavors, images, keypairs, networks, quotas, servers, ssh, terms, usage};
 use nubis_api::images::ImageFormat;
 use nubis_api::servers::NetworkRequest;
 use std::path::PathBuf;
@@ -60,6 +60,9 @@ pub enum ClientCommand {
     /// SSH key pairs for servers.
     #[command(subcommand)]
     Keypair(keypairs::KeypairCommand),
+    /// Project quotas: limits and what is in use.
+    #[command(subcommand)]
+    Quota(quotas::QuotaCommand),
     /// Usage records for billing.
     #[command(subcommand)]
     Usage(usage::UsageCommand),
@@ -269,6 +272,7 @@ pub async fn run(opts: &ClientOptions, command: ClientCommand) -> anyhow::Result
         ClientCommand::Server(cmd) => run_server(&client, cmd, json).await,
         ClientCommand::Network(cmd) => networks::run(&client, cmd, json).await,
         ClientCommand::Keypair(cmd) => keypairs::run(&client, cmd, json).await,
+        ClientCommand::Quota(cmd) => quotas::run(&client, cmd, json).await,
         ClientCommand::Usage(cmd) => usage::run(&client, cmd, json).await,
     }
 }
@@ -424,6 +428,39 @@ mod tests {
         .unwrap_err()
         .to_string();
         assert!(err.contains("unknown option 'bogus'"), "{err}");
+    }
+
+    #[test]
+    fn quota_commands_parse() {
+        let cmd = parse(&[
+            "quota",
+            "set",
+            "p1",
+            "--servers",
+            "3",
+            "--memory-mib",
+            "4096",
+        ])
+        .unwrap();
+        let ClientCommand::Quota(quotas::QuotaCommand::Set {
+            project,
+            servers,
+            memory_mib,
+            vcpus,
+            ..
+        }) = cmd
+        else {
+            panic!("{cmd:?}");
+        };
+        assert_eq!(
+            (project.as_str(), servers, memory_mib, vcpus),
+            ("p1", Some(3), Some(4096), None)
+        );
+        assert!(parse(&["quota", "set", "p1", "--servers", "-1"]).is_err());
+        assert!(matches!(
+            parse(&["quota", "show"]).unwrap(),
+            ClientCommand::Quota(quotas::QuotaCommand::Show { project: None })
+        ));
     }
 
     #[test]

@@ -6,6 +6,7 @@ pub mod images;
 pub mod keypairs;
 pub mod networks;
 pub mod nics;
+pub mod quotas;
 pub mod servers;
 pub mod ssh;
 pub mod terms;

@@ -42,6 +42,11 @@ impl ApiError {
         Self::new(StatusCode::CONFLICT, "conflict", message)
     }
 
+    /// 403 `quota_exceeded`: the project's quota has no room (as Nova answers).
+    pub fn quota_exceeded(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::FORBIDDEN, "quota_exceeded", message)
+    }
+
     pub fn unauthorized(message: impl Into<String>) -> Self {
         Self::new(StatusCode::UNAUTHORIZED, "unauthorized", message)
     }
@@ -91,6 +96,7 @@ impl From<StoreError> for ApiError {
         match e {
             StoreError::NotFound => Self::not_found("resource"),
             StoreError::Conflict(m) => Self::conflict(m),
+            StoreError::QuotaExceeded(m) => Self::quota_exceeded(m),
             other => Self::internal(other),
         }
     }

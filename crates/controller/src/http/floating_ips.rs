@@ -42,7 +42,9 @@ pub async fn list_pools(
 
 /// Allocate a floating IP to the project.
 #[utoipa::path(post, path = "/v1/floating-ips", tag = "floating-ips", request_body = AllocateFloatingIp,
-    responses((status = 201, body = FloatingIp), (status = 400, body = ErrorBody), (status = 409, body = ErrorBody)),
+    responses((status = 201, body = FloatingIp), (status = 400, body = ErrorBody),
+        (status = 403, description = "`quota_exceeded`: the project's quota has no room", body = ErrorBody),
+        (status = 409, body = ErrorBody)),
     security(("bearer" = [])))]
 pub async fn allocate(
     State(state): State<AppState>,

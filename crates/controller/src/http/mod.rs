@@ -9,6 +9,7 @@ mod images;
 mod keypairs;
 mod networks;
 mod openapi;
+mod quotas;
 mod security_groups;
 mod server_terms;
 mod servers;
@@ -128,6 +129,10 @@ pub fn router(state: AppState) -> Router {
         .route(
             "/security-groups/{id}/rules/{rule}",
             axum::routing::delete(security_groups::delete_rule),
+        )
+        .route(
+            "/projects/{id}/quotas",
+            get(quotas::show).put(quotas::update),
         )
         .route("/projects/{id}/usage-records", get(usage_records::list))
         .route("/hosts", get(agents::list_hosts))

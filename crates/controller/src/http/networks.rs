@@ -12,7 +12,9 @@ use nubis_api::{ErrorBody, NetworkId};
 
 /// Create a network. Its range must not overlap any other network.
 #[utoipa::path(post, path = "/v1/networks", tag = "networks", request_body = CreateNetwork,
-    responses((status = 201, body = Network), (status = 400, body = ErrorBody), (status = 409, body = ErrorBody),
+    responses((status = 201, body = Network), (status = 400, body = ErrorBody),
+        (status = 403, description = "`quota_exceeded`: the project's quota has no room", body = ErrorBody),
+        (status = 409, body = ErrorBody),
         (status = 422, body = ErrorBody)),
     security(("bearer" = [])))]
 pub async fn create(

@@ -23,6 +23,7 @@ use utoipa::{Modify, OpenApi};
         super::floating_ips::release,
         super::security_groups::create, super::security_groups::list, super::security_groups::show,
         super::security_groups::delete, super::security_groups::add_rule, super::security_groups::delete_rule,
+        super::quotas::show, super::quotas::update,
         super::server_terms::update, super::server_terms::renew_lease, super::server_terms::server_usage,
         super::server_terms::project_usage, super::server_terms::server_events,
         super::server_terms::project_events,

@@ -25,7 +25,9 @@ const GIB: u64 = 1024 * 1024 * 1024;
 
 /// Create a server: validated, placed on a host, then built asynchronously.
 #[utoipa::path(post, path = "/v1/servers", tag = "servers", request_body = CreateServer,
-    responses((status = 202, body = Server), (status = 400, body = ErrorBody), (status = 409, body = ErrorBody),
+    responses((status = 202, body = Server), (status = 400, body = ErrorBody),
+        (status = 403, description = "`quota_exceeded`: the project's quota has no room", body = ErrorBody),
+        (status = 409, body = ErrorBody),
         (status = 422, body = ErrorBody), (status = 503, body = ErrorBody)),
     security(("bearer" = [])))]
 pub async fn create(

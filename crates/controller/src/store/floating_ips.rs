@@ -124,6 +124,11 @@ impl Store {
         now: chrono::DateTime<chrono::Utc>,
     ) -> StoreResult<FloatingIp> {
         let mut tx = self.begin_write().await?;
+        let extra = nubis_api::quotas::QuotaUsage {
+            floating_ips: 1,
+            ..nubis_api::quotas::QuotaUsage::default_zero()
+        };
+        super::quotas::check_quota(&mut tx, project, &extra).await?;
         if self.backend() == Backend::Postgres {
             sqlx::query("LOCK TABLE floating_ips IN SHARE ROW EXCLUSIVE MODE")
                 .execute(&mut *tx)

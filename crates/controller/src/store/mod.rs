@@ -12,6 +12,7 @@ pub mod images;
 mod keypairs;
 mod migrations;
 pub mod networks;
+pub mod quotas;
 mod rows;
 pub mod security_groups;
 mod servers;
@@ -40,6 +41,9 @@ pub enum StoreError {
     NotFound,
     #[error("{0}")]
     Conflict(String),
+    /// The project's quota has no room for what a create asked for.
+    #[error("{0}")]
+    QuotaExceeded(String),
     #[error("database error: {0}")]
     Db(#[from] sqlx::Error),
     #[error("corrupt row: {0}")]

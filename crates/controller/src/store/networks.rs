@@ -52,6 +52,13 @@ impl Store {
     /// the cloud (hosts route between them, so subnets must be unique).
     pub async fn create_network(&self, new: &NewNetwork<'_>) -> StoreResult<Network> {
         let mut tx = self.begin_write().await?;
+        if new.name != super::quotas::DEFAULT_NETWORK {
+            let extra = nubis_api::quotas::QuotaUsage {
+                networks: 1,
+                ..nubis_api::quotas::QuotaUsage::default_zero()
+            };
+            super::quotas::check_quota(&mut tx, new.project, &extra).await?;
+        }
         let id = NetworkId::new();
         // Insert first: on SQLite this takes the write lock, so the overlap
         // check below cannot race with another create.

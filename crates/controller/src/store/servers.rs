@@ -278,6 +278,14 @@ impl Store {
     ) -> StoreResult<ServerRecord> {
         let id = ServerId::new();
         let mut tx = self.begin_write().await?;
+        let extra = nubis_api::quotas::QuotaUsage {
+            servers: 1,
+            vcpus: new.vcpus,
+            memory_mib: new.memory_mib,
+            disk_gib: new.disk_gib,
+            ..nubis_api::quotas::QuotaUsage::default_zero()
+        };
+        super::quotas::check_quota(&mut tx, new.project, &extra).await?;
         let res = sqlx::query(
             "INSERT INTO servers (id, project_id, name, image_id, flavor_id, vcpus, memory_mib, \
              disk_gib, host_id, power, reboot_generation, deleting, observed_reboot_generation, \
