@@ -4,26 +4,24 @@
 //! with a message naming the resource, its limit and what is in use.
 
 use super::error::{ApiError, ApiResult};
-use super::extract::{ApiJson, ApiPath, Caller};
+use super::extract::{ApiJson, Caller};
 use super::AppState;
-use axum::extract::State;
+use axum::extract::{Path, State};
 use axum::Json;
 use nubis_api::quotas::{ProjectQuotas, UpdateQuotas};
-use nubis_api::{ErrorBody, ProjectId};
+use nubis_api::ErrorBody;
 
 /// Show a project's quota limits and what it holds now. Users see their own
-/// project's (another project answers 404); admins see any.
+/// project's (`{id}` may be `current`; another project answers 404); admins see any.
 #[utoipa::path(get, path = "/v1/projects/{id}/quotas", tag = "quotas", params(("id" = String, Path)),
     responses((status = 200, body = ProjectQuotas), (status = 404, body = ErrorBody)),
     security(("bearer" = [])))]
 pub async fn show(
     State(state): State<AppState>,
     caller: Caller,
-    ApiPath(project): ApiPath<ProjectId>,
+    Path(project): Path<String>,
 ) -> ApiResult<Json<ProjectQuotas>> {
-    if !caller.user.admin && project != caller.user.project {
-        return Err(ApiError::not_found("project"));
-    }
+    let project = caller.project_in_path(&state, &project).await?;
     let quotas = state
         .store
         .project_quotas(project)
@@ -44,10 +42,11 @@ pub async fn show(
 pub async fn update(
     State(state): State<AppState>,
     caller: Caller,
-    ApiPath(project): ApiPath<ProjectId>,
+    Path(project): Path<String>,
     ApiJson(req): ApiJson<UpdateQuotas>,
 ) -> ApiResult<Json<ProjectQuotas>> {
     caller.require_admin()?;
+    let project = caller.project_in_path(&state, &project).await?;
     let quotas = state
         .store
         .set_quotas(project, &req)

@@ -11,7 +11,7 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use nubis_api::traffic::Period;
 use nubis_api::usage_records::UsageReport;
-use nubis_api::{ErrorBody, ProjectId};
+use nubis_api::ErrorBody;
 use serde::Deserialize;
 
 #[derive(Deserialize, utoipa::IntoParams)]
@@ -41,15 +41,7 @@ pub async fn list(
     query: Result<Query<UsageRecordsQuery>, QueryRejection>,
 ) -> ApiResult<Response> {
     let Query(query) = query.map_err(|e| ApiError::bad_request(e.body_text()))?;
-    let project = if id == "current" {
-        caller.user.project
-    } else {
-        id.parse::<ProjectId>()
-            .map_err(|_| ApiError::not_found("project"))?
-    };
-    if project != caller.user.project && !caller.user.admin {
-        return Err(ApiError::not_found("project"));
-    }
+    let project = caller.project_in_path(&state, &id).await?;
     let now = state.clock.now();
     let period = match query.period.as_deref() {
         None => Period::containing(now),
