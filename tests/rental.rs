@@ -9,10 +9,10 @@ mod support;
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::time::{Duration, Instant};
 use support::cloud::Cloud;
-use support::guest::{ping, ssh, ssh_ok, ssh_stdout};
+use support::guest::{ping, ssh, ssh_command, ssh_ok, ssh_stdout};
 use support::netns::run_in_netns;
 use support::wait_for;
 
@@ -63,27 +63,7 @@ fn guest_counters(key: &Path, ip: &str) -> (u64, u64) {
 /// `None` when the transfer failed (e.g. networking cut).
 fn push_to_guest(key: &Path, ip: &str, bytes: usize) -> Option<Duration> {
     let start = Instant::now();
-    let mut child = Command::new("ssh")
-        .arg("-i")
-        .arg(key)
-        .args([
-            "-o",
-            "StrictHostKeyChecking=no",
-            "-o",
-            "UserKnownHostsFile=/dev/null",
-            "-o",
-            "BatchMode=yes",
-            "-o",
-            "ConnectTimeout=3",
-            "-o",
-            "ServerAliveInterval=2",
-            "-o",
-            "ServerAliveCountMax=3",
-            "-o",
-            "LogLevel=ERROR",
-        ])
-        .arg(format!("root@{ip}"))
-        .arg("cat > /dev/null")
+    let mut child = ssh_command(None, key, ip, "cat > /dev/null")
         .stdin(Stdio::piped())
         .stdout(Stdio::null())
         .spawn()

@@ -3,9 +3,10 @@
 use std::path::Path;
 use std::process::{Command, Output, Stdio};
 
-/// Runs `ssh -i key root@ip command`, from `netns` if given (else from the
-/// calling thread's namespace). Host keys are neither checked nor kept.
-pub fn ssh(netns: Option<&str>, key: &Path, ip: &str, command: &str) -> Output {
+/// `ssh -i key root@ip command`, from `netns` if given (else from the
+/// calling thread's namespace), ready to run. Host keys are neither checked
+/// nor kept; stdin is the caller's to set.
+pub fn ssh_command(netns: Option<&str>, key: &Path, ip: &str, command: &str) -> Command {
     let mut cmd = match netns {
         Some(ns) => {
             let mut c = Command::new("ip");
@@ -26,10 +27,20 @@ pub fn ssh(netns: Option<&str>, key: &Path, ip: &str, command: &str) -> Output {
             "-o",
             "ConnectTimeout=3",
             "-o",
+            "ServerAliveInterval=2",
+            "-o",
+            "ServerAliveCountMax=3",
+            "-o",
             "LogLevel=ERROR",
         ])
         .arg(format!("root@{ip}"))
-        .arg(command)
+        .arg(command);
+    cmd
+}
+
+/// Runs `ssh -i key root@ip command` with no input (see `ssh_command`).
+pub fn ssh(netns: Option<&str>, key: &Path, ip: &str, command: &str) -> Output {
+    ssh_command(netns, key, ip, command)
         .stdin(Stdio::null())
         .output()
         .expect("running ssh (is openssh-client installed?)")
