@@ -410,7 +410,8 @@ fn usage_chart(usage: &Value) -> Markup {
         .max()
         .unwrap_or(0)
         .max(1);
-    let n = series.len().max(1) as f64;
+    // A slot per day of a month, so a few days do not make giant bars.
+    let n = series.len().max(31) as f64;
     let (w, h) = (600.0, 140.0);
     let slot = w / n;
     let bar = (slot / 2.0 - 1.0).max(1.0);
@@ -668,12 +669,10 @@ pub async fn console(
     }) {
         return Redirect::to(url).into_response();
     }
-    let msg = if r.status == StatusCode::NOT_FOUND
-        && r.code() == "not_found"
-        && r.message() == "no such API path"
-    {
-        "The browser console is not available on this cloud yet.".to_owned()
-    } else if r.status == StatusCode::METHOD_NOT_ALLOWED {
+    // No console route at all (an older controller): say so plainly.
+    let missing = (r.status == StatusCode::NOT_FOUND && r.message() == "no such API path")
+        || r.status == StatusCode::METHOD_NOT_ALLOWED;
+    let msg = if missing {
         "The browser console is not available on this cloud yet.".to_owned()
     } else {
         format!("Could not open the console: {}", r.message())
