@@ -18,6 +18,8 @@ packages=(
   iputils-ping      # tests ping guests
   iperf3            # bandwidth tests (host side, and in the tiny test guest)
   python3           # helper scripts
+  chromium          # portal browser tests (headless)
+  chromium-driver   # WebDriver for the portal browser tests
 )
 
 missing=()

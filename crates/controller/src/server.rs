@@ -66,7 +66,8 @@ pub async fn start(config: ControllerConfig) -> anyhow::Result<RunningController
     let addr = listener.local_addr()?;
     tracing::info!(%addr, "controller API listening");
     tokio::spawn(crate::terms_keeper::run(state.clone()));
-    let app = http::router(state);
+    // The web portal at `/`, a client of the API router it wraps (`/v1`).
+    let app = nubis_portal::router(http::router(state));
     let task =
         tokio::spawn(async move { axum::serve(listener, app).await.context("serving the API") });
     Ok(RunningController { addr, task })

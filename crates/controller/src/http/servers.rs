@@ -276,12 +276,40 @@ pub(super) async fn present_one(state: &AppState, record: ServerRecord) -> ApiRe
         .remove(0))
 }
 
-/// List the project's servers.
-#[utoipa::path(get, path = "/v1/servers", tag = "servers",
-    responses((status = 200, body = [Server])), security(("bearer" = [])))]
-pub async fn list(State(state): State<AppState>, caller: Caller) -> ApiResult<Json<Vec<Server>>> {
-    let servers = state.store.list_servers(caller.user.project).await?;
-    Ok(Json(present(&state, caller.user.project, servers).await?))
+/// `GET /v1/servers` options.
+#[derive(Debug, Default, serde::Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct ListServers {
+    /// Every project's servers (admins only).
+    #[serde(default)]
+    pub all_projects: bool,
+}
+
+/// List the project's servers (admins: every project's, with `all_projects=true`).
+#[utoipa::path(get, path = "/v1/servers", tag = "servers", params(ListServers),
+    responses((status = 200, body = [Server]), (status = 403, body = ErrorBody)), security(("bearer" = [])))]
+pub async fn list(
+    State(state): State<AppState>,
+    caller: Caller,
+    axum::extract::Query(q): axum::extract::Query<ListServers>,
+) -> ApiResult<Json<Vec<Server>>> {
+    if !q.all_projects {
+        let servers = state.store.list_servers(caller.user.project).await?;
+        return Ok(Json(present(&state, caller.user.project, servers).await?));
+    }
+    caller.require_admin()?;
+    let mut by_project: Vec<(ProjectId, Vec<ServerRecord>)> = Vec::new();
+    for r in state.store.list_all_servers().await? {
+        match by_project.iter_mut().find(|(p, _)| *p == r.project) {
+            Some((_, v)) => v.push(r),
+            None => by_project.push((r.project, vec![r])),
+        }
+    }
+    let mut out = Vec::new();
+    for (project, records) in by_project {
+        out.extend(present(&state, project, records).await?);
+    }
+    Ok(Json(out))
 }
 
 pub(super) async fn find(

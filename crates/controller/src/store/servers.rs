@@ -469,6 +469,14 @@ impl Store {
         rows.iter().map(server_from_row).collect()
     }
 
+    /// Every project's servers (admin listing).
+    pub async fn list_all_servers(&self) -> StoreResult<Vec<ServerRecord>> {
+        let rows = sqlx::query("SELECT * FROM servers ORDER BY created_at, name")
+            .fetch_all(self.pool())
+            .await?;
+        rows.iter().map(server_from_row).collect()
+    }
+
     /// Servers placed on a host (including those being deleted).
     pub async fn servers_on_host(&self, host: HostId) -> StoreResult<Vec<ServerRecord>> {
         let rows = sqlx::query("SELECT * FROM servers WHERE host_id = $1 ORDER BY created_at")
