@@ -18,6 +18,7 @@ packages=(
   iputils-ping      # tests ping guests
   iperf3            # bandwidth tests (host side, and in the tiny test guest)
   python3           # helper scripts
+  novnc             # the browser VNC client of the console page
 )
 
 missing=()
