@@ -116,14 +116,13 @@ async fn pipe_vnc(ws: WebSocket, stream: tokio::net::UnixStream) {
     };
     let downstream = async {
         while let Some(Ok(msg)) = from_ws.next().await {
-            match msg {
-                Message::Binary(b) => {
-                    if to_qemu.write_all(&b).await.is_err() {
-                        break;
-                    }
-                }
-                Message::Close(_) => break,
-                _ => {}
+            let go_on = match msg {
+                Message::Binary(b) => to_qemu.write_all(&b).await.is_ok(),
+                Message::Close(_) => false,
+                _ => true,
+            };
+            if !go_on {
+                break;
             }
         }
     };

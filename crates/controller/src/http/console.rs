@@ -339,32 +339,28 @@ async fn pipe(
     let (mut to_agent, mut from_agent) = agent.split();
     let upstream = async {
         while let Some(Ok(msg)) = from_agent.next().await {
-            match msg {
+            let go_on = match msg {
                 tungstenite::Message::Binary(b) => {
-                    if to_browser.send(Message::Binary(b)).await.is_err() {
-                        return;
-                    }
+                    to_browser.send(Message::Binary(b)).await.is_ok()
                 }
-                tungstenite::Message::Close(_) => break,
-                _ => {}
+                tungstenite::Message::Close(_) => false,
+                _ => true,
+            };
+            if !go_on {
+                break;
             }
         }
         let _ = to_browser.send(Message::Close(None)).await;
     };
     let downstream = async {
         while let Some(Ok(msg)) = from_browser.next().await {
-            match msg {
-                Message::Binary(b) => {
-                    if to_agent
-                        .send(tungstenite::Message::Binary(b))
-                        .await
-                        .is_err()
-                    {
-                        return;
-                    }
-                }
-                Message::Close(_) => break,
-                _ => {}
+            let go_on = match msg {
+                Message::Binary(b) => to_agent.send(tungstenite::Message::Binary(b)).await.is_ok(),
+                Message::Close(_) => false,
+                _ => true,
+            };
+            if !go_on {
+                break;
             }
         }
         let _ = to_agent.send(tungstenite::Message::Close(None)).await;
