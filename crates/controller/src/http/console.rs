@@ -217,6 +217,18 @@ fn offered_token(headers: &HeaderMap) -> Option<String> {
 }
 
 /// The console websocket: RFB (VNC) in binary frames, proxied to the agent.
+///
+/// A websocket upgrade from the controller's own origin (`Origin` must be
+/// the origin of its public URL) offering the subprotocols `binary` and
+/// `nubis-console.<token>`, the token from `POST /v1/servers/{id}/console`.
+/// The token works once; the session closes when the server stops or is deleted.
+#[utoipa::path(get, path = "/v1/console/websocket", tag = "servers",
+    responses((status = 101, description = "switching to the websocket (subprotocol `binary`)"),
+        (status = 401, description = "token missing, unknown, used or expired", body = ErrorBody),
+        (status = 403, description = "`Origin` is not this cloud's", body = ErrorBody),
+        (status = 404, body = ErrorBody),
+        (status = 409, description = "the server is no longer running", body = ErrorBody),
+        (status = 502, description = "the server's host did not open its console", body = ErrorBody)))]
 pub async fn websocket(
     State(state): State<AppState>,
     headers: HeaderMap,
@@ -384,6 +396,22 @@ async fn pipe(
             state.console_tokens.revoke_server(server);
         }
     }
+}
+
+/// The console page and its assets, outside `/v1`: `/console/{id}`,
+/// `/static/console/*`, and noVNC's `core/` and `vendor/` under `/static/novnc/`.
+pub fn pages(novnc_dir: &std::path::Path) -> axum::Router<AppState> {
+    use axum::routing::get;
+    use tower_http::services::ServeDir;
+    axum::Router::new()
+        .route("/console/{id}", get(page))
+        .route("/static/console/console.js", get(script))
+        .route("/static/console/console.css", get(stylesheet))
+        .nest_service("/static/novnc/core", ServeDir::new(novnc_dir.join("core")))
+        .nest_service(
+            "/static/novnc/vendor",
+            ServeDir::new(novnc_dir.join("vendor")),
+        )
 }
 
 /// The console page: noVNC, fed by `/v1/console/websocket`.

@@ -149,20 +149,9 @@ pub fn router(state: AppState) -> Router {
         .route("/agent/hosts/{id}/report", put(agents::report))
         .route("/agent/images/{id}/file", get(agents::image_file))
         .route("/openapi.json", get(openapi::serve));
-    let novnc = &state.console.novnc_dir;
     Router::new()
         .nest("/v1", v1)
-        .route("/console/{id}", get(console::page))
-        .route("/static/console/console.js", get(console::script))
-        .route("/static/console/console.css", get(console::stylesheet))
-        .nest_service(
-            "/static/novnc/core",
-            tower_http::services::ServeDir::new(novnc.join("core")),
-        )
-        .nest_service(
-            "/static/novnc/vendor",
-            tower_http::services::ServeDir::new(novnc.join("vendor")),
-        )
+        .merge(console::pages(&state.console.novnc_dir))
         .fallback(|| async {
             ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such API path")
         })
