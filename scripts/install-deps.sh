@@ -20,6 +20,7 @@ packages=(
   python3           # helper scripts
   chromium          # portal browser tests (headless)
   chromium-driver   # WebDriver for the portal browser tests
+  novnc             # the browser VNC client of the console page
 )
 
 missing=()

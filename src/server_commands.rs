@@ -66,6 +66,18 @@ pub struct ControllerArgs {
     /// Seconds between checks of leases and traffic-quota periods.
     #[arg(long, default_value_t = 10)]
     pub rental_check_interval: u64,
+    /// The URL browsers use to reach the API, e.g. `https://cloud.example.com`:
+    /// console links start with it, and the console websocket accepts only
+    /// its origin. Default: `http://` + the --listen address (set this when
+    /// listening on 0.0.0.0 or behind a proxy).
+    #[arg(long, env = "NUBIS_PUBLIC_URL")]
+    pub public_url: Option<String>,
+    /// Seconds a console link (single-use token) stays valid.
+    #[arg(long, default_value_t = 60)]
+    pub console_token_ttl: u64,
+    /// Where noVNC is installed (Debian package `novnc`).
+    #[arg(long, default_value = "/usr/share/novnc")]
+    pub novnc_dir: PathBuf,
     /// Testing only: a file holding seconds to add to the clock of rental
     /// terms (leases, billing periods).
     #[arg(long, hide = true)]
@@ -190,6 +202,11 @@ fn controller_config(args: &ControllerArgs) -> anyhow::Result<ControllerConfig> 
         clock: match &args.clock_offset_file {
             Some(path) => Clock::with_offset_file(path.clone()),
             None => Clock::system(),
+        },
+        console: nubis_controller::http::console::ConsoleSettings {
+            public_url: args.public_url.clone(),
+            token_ttl: Duration::from_secs(args.console_token_ttl.max(1)),
+            novnc_dir: args.novnc_dir.clone(),
         },
     })
 }

@@ -272,7 +272,7 @@ fi
 # loglevel=4: only kernel warnings on the console (keeps the contract lines clean);
 # the rest are the usual VM boot shortcuts (no TSC watchdog, no IO-APIC timer
 # check, no PS/2 mouse probe) and no CPU mitigations (a throwaway test guest).
-cmdline="console=ttyS0,115200 loglevel=4 tsc=reliable no_timer_check i8042.noaux mitigations=off"
+cmdline="console=tty0 console=ttyS0,115200 loglevel=4 tsc=reliable no_timer_check i8042.noaux mitigations=off"
 printf '%s\n' "$cmdline" > "$out/.cmdline.txt.tmp"
 install_if_changed "$out/.cmdline.txt.tmp" "$out/cmdline.txt"
 

@@ -285,6 +285,7 @@ async fn boot(
         qmp_socket: files.qmp_socket(),
         pidfile: files.pidfile(),
         console_log: files.console_log(),
+        vnc_socket: files.vnc_socket(),
         nics,
         config_drive,
         paused: true,

@@ -64,6 +64,10 @@ impl InstanceFiles {
     pub fn pidfile(&self) -> PathBuf {
         self.dir.join("qemu.pid")
     }
+    /// QEMU's VNC server (the graphical console), reachable only here.
+    pub fn vnc_socket(&self) -> PathBuf {
+        self.dir.join("vnc.sock")
+    }
     pub fn console_log(&self) -> PathBuf {
         self.dir.join("console.log")
     }

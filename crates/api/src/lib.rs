@@ -6,6 +6,7 @@
 
 pub mod agent;
 pub mod bandwidth;
+pub mod console;
 pub mod error;
 pub mod events;
 pub mod flavors;

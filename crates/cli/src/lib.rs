@@ -199,6 +199,11 @@ pub enum ServerCommand {
     },
     #[command(flatten)]
     Terms(terms::TermsCommand),
+    /// Print a single-use link (valid for a minute) to the server's
+    /// graphical console, a noVNC page in the browser.
+    Console {
+        server: String,
+    },
     /// Print the serial console output.
     ConsoleLog {
         server: String,
@@ -336,6 +341,7 @@ async fn run_server(client: &ApiClient, cmd: ServerCommand, json: bool) -> anyho
         }
         ServerCommand::Delete { server, wait } => servers::delete(client, &server, wait).await,
         ServerCommand::Terms(cmd) => terms::run(client, cmd, json).await,
+        ServerCommand::Console { server } => servers::console(client, &server, json).await,
         ServerCommand::ConsoleLog { server } => servers::console_log(client, &server).await,
         ServerCommand::Ssh {
             server,

@@ -1,5 +1,6 @@
 //! Starting the controller: open the store, seed defaults, serve the API.
 
+use crate::http::console::PublicUrl;
 use crate::http::{self, AppState};
 use crate::store::Store;
 use anyhow::Context;
@@ -26,6 +27,8 @@ pub struct ControllerConfig {
     pub dns_zone: String,
     pub rental: crate::rental::RentalSettings,
     pub clock: crate::clock::Clock,
+    /// The graphical console (public URL, token lifetime, noVNC).
+    pub console: crate::http::console::ConsoleSettings,
 }
 
 /// A controller serving in the background.
@@ -45,6 +48,19 @@ pub async fn start(config: ControllerConfig) -> anyhow::Result<RunningController
         .with_context(|| "opening the state store".to_string())?;
     store.ensure_default_flavors().await?;
     let (revision, _) = watch::channel(1u64);
+    let listener = TcpListener::bind(config.listen)
+        .await
+        .with_context(|| format!("listening on {}", config.listen))?;
+    let addr = listener.local_addr()?;
+    let public_url = match &config.console.public_url {
+        Some(url) => PublicUrl::parse(url).context("--public-url")?,
+        None => {
+            if addr.ip().is_unspecified() {
+                tracing::warn!(%addr, "listening on every address without --public-url: browsers' console connections will be refused until --public-url names the URL they use");
+            }
+            PublicUrl::parse(&format!("http://{addr}"))?
+        }
+    };
     let state = AppState {
         store,
         images_dir,
@@ -59,11 +75,10 @@ pub async fn start(config: ControllerConfig) -> anyhow::Result<RunningController
         uploads: Default::default(),
         rental: Arc::new(config.rental),
         clock: config.clock,
+        console: Arc::new(config.console),
+        public_url: Arc::new(public_url),
+        console_tokens: Default::default(),
     };
-    let listener = TcpListener::bind(config.listen)
-        .await
-        .with_context(|| format!("listening on {}", config.listen))?;
-    let addr = listener.local_addr()?;
     tracing::info!(%addr, "controller API listening");
     tokio::spawn(crate::terms_keeper::run(state.clone()));
     // The web portal at `/`, a client of the API router it wraps (`/v1`).

@@ -93,6 +93,7 @@ impl Cloud {
             dns_zone: "nubis.internal".into(),
             rental: Default::default(),
             clock,
+            console: Default::default(),
         };
         let controller = start(config).await.expect("controller starts");
         Self {

@@ -52,6 +52,9 @@ pub struct VmConfig {
     pub qmp_socket: PathBuf,
     pub pidfile: PathBuf,
     pub console_log: PathBuf,
+    /// The VNC server's unix socket (the graphical console). Only the agent
+    /// can reach it: no TCP port, so no password and no port reuse.
+    pub vnc_socket: PathBuf,
     /// NICs: (TAP device name, MAC address), in guest order.
     pub nics: Vec<(String, String)>,
     /// A read-only raw disk with the guest's configuration (`config-2`).
@@ -93,6 +96,12 @@ impl VmConfig {
         // would also forbid the setsid() of -daemonize, and `spawn=deny` its fork.)
         push(&["-sandbox", "on,obsolete=deny,resourcecontrol=deny"]);
         push(&["-display", "none"]);
+        // A screen, served on a unix socket only (see `vnc_socket`).
+        push(&["-device", "VGA"]);
+        push(&[
+            "-vnc",
+            &format!("unix:{}", escape_opt(&path_str(&self.vnc_socket))),
+        ]);
         push(&["-daemonize", "-pidfile", &path_str(&self.pidfile)]);
         push(&[
             "-qmp",
@@ -179,6 +188,7 @@ mod tests {
             qmp_socket: "/run/x/qmp.sock".into(),
             pidfile: "/run/x/qemu.pid".into(),
             console_log: "/run/x/console.log".into(),
+            vnc_socket: "/run/x/vnc.sock".into(),
             nics: vec![("ntap-1".into(), "52:54:00:00:00:01".into())],
             config_drive: Some("/run/x/config.img".into()),
             paused: true,
@@ -249,6 +259,17 @@ mod tests {
         assert_eq!(drives.len(), 2);
         assert_eq!(drives[1]["driver"], "raw");
         assert_eq!(drives[1]["read-only"], true);
+    }
+
+    #[test]
+    fn vnc_only_on_a_unix_socket() {
+        let a = args(&config());
+        assert_eq!(after(&a, "-vnc"), "unix:/run/x/vnc.sock");
+        assert_eq!(a.iter().filter(|x| *x == "-vnc").count(), 1);
+        assert!(a.contains(&"VGA".to_string()), "a display device");
+        let mut c = config();
+        c.vnc_socket = "/data,dir/vnc.sock".into();
+        assert_eq!(after(&args(&c), "-vnc"), "unix:/data,,dir/vnc.sock");
     }
 
     #[test]

@@ -32,6 +32,7 @@ impl QemuProcess {
     /// is listening and the pidfile is written.
     pub async fn start(config: &VmConfig) -> Result<Self, StartError> {
         let _ = tokio::fs::remove_file(&config.qmp_socket).await;
+        let _ = tokio::fs::remove_file(&config.vnc_socket).await;
         let _ = tokio::fs::remove_file(&config.pidfile).await;
         let output = tokio::process::Command::new(QEMU_BINARY)
             .args(config.args())

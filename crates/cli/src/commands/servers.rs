@@ -228,6 +228,23 @@ pub async fn delete(client: &ApiClient, reference: &str, wait: bool) -> anyhow::
     Ok(())
 }
 
+pub async fn console(client: &ApiClient, reference: &str, json: bool) -> anyhow::Result<()> {
+    let server = find(client, reference).await?;
+    let access: nubis_api::console::ConsoleAccess = client
+        .action(&format!("/v1/servers/{}/console", server.id))
+        .await?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&access)?);
+    } else {
+        println!("{}", access.url);
+        eprintln!(
+            "Open it in a browser before {} (it works once).",
+            access.expires_at.format("%H:%M:%S UTC")
+        );
+    }
+    Ok(())
+}
+
 pub async fn console_log(client: &ApiClient, reference: &str) -> anyhow::Result<()> {
     let server = find(client, reference).await?;
     let resp = client

@@ -1,6 +1,7 @@
 //! The controller's HTTP API: the public `/v1` API and the agent protocol.
 
 mod agents;
+pub mod console;
 pub mod error;
 pub mod extract;
 mod flavors;
@@ -51,6 +52,11 @@ pub struct AppState {
     pub rental: Arc<crate::rental::RentalSettings>,
     /// "Now" for rental terms (leases, periods).
     pub clock: crate::clock::Clock,
+    /// The graphical console: settings, this controller's public URL
+    /// (console links, the only `Origin` allowed) and outstanding tokens.
+    pub console: Arc<console::ConsoleSettings>,
+    pub public_url: Arc<console::PublicUrl>,
+    pub console_tokens: Arc<console::ConsoleTokens>,
 }
 
 impl AppState {
@@ -90,6 +96,8 @@ pub fn router(state: AppState) -> Router {
         .route("/servers/{id}/stop", post(servers::stop))
         .route("/servers/{id}/reboot", post(servers::reboot))
         .route("/servers/{id}/console-log", get(servers::console_log))
+        .route("/servers/{id}/console", post(console::create))
+        .route("/console/websocket", get(console::websocket))
         .route("/networks", get(networks::list).post(networks::create))
         .route(
             "/networks/{id}",
@@ -143,6 +151,7 @@ pub fn router(state: AppState) -> Router {
         .route("/openapi.json", get(openapi::serve));
     Router::new()
         .nest("/v1", v1)
+        .merge(console::pages(&state.console.novnc_dir))
         .fallback(|| async {
             ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such API path")
         })
