@@ -18,6 +18,10 @@ packages=(
   iputils-ping      # tests ping guests
   iperf3            # bandwidth tests (host side, and in the tiny test guest)
   python3           # helper scripts
+  grub-pc-bin       # the ISO install test builds a BIOS-bootable ISO (grub-mkrescue)
+  grub-common       # grub-mkrescue itself
+  xorriso           # grub-mkrescue writes the ISO with it
+  mtools            # grub-mkrescue's EFI image, where EFI modules are present
 )
 
 missing=()
