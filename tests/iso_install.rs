@@ -57,7 +57,9 @@ fn boot_sector() -> Vec<u8> {
 }
 
 /// The installer: the tiny guest's modules for virtio, then the boot sector
-/// onto the 1 GiB virtio disk (2097152 sectors), then power off.
+/// onto the blank virtio disk. On a 1 GiB disk (2097152 sectors) it then
+/// powers off; on a 2 GiB one it reboots "into the installed system", as
+/// real installers do (which boots it only once the ISO is out).
 const INSTALLER_INIT: &str = r#"#!/bin/busybox sh
 /bin/busybox mkdir -p /proc /sys /dev
 /bin/busybox mount -t proc proc /proc
@@ -70,22 +72,27 @@ while read -r ko; do
     [ -n "$ko" ] && insmod "/lib/modules/$ko" 2>/dev/null
 done < /etc/nubis/modules
 target=
+then=
 i=0
 while [ -z "$target" ] && [ $i -lt 100 ]; do
     for d in /sys/block/vd*; do
-        [ -e "$d/size" ] && [ "$(cat "$d/size")" = 2097152 ] && target=/dev/${d##*/}
+        [ -e "$d/size" ] || continue
+        case "$(cat "$d/size")" in
+            2097152) target=/dev/${d##*/}; then=poweroff ;;
+            4194304) target=/dev/${d##*/}; then=reboot ;;
+        esac
     done
     [ -n "$target" ] || sleep 0.1
     i=$((i + 1))
 done
 if [ -z "$target" ]; then
-    say "nubis-installer: no blank 1 GiB disk found"
-else
-    dd if=/bootsector.bin of="$target" bs=512 count=1 conv=fsync 2>/dev/null
-    sync
-    say "nubis-installer: installed to $target, powering off"
+    say "nubis-installer: no blank 1 or 2 GiB disk found"
+    poweroff -f
 fi
-poweroff -f
+dd if=/bootsector.bin of="$target" bs=512 count=1 conv=fsync 2>/dev/null
+sync
+say "nubis-installer: installed to $target, $then"
+$then -f
 "#;
 
 fn run(cmd: &mut Command) {
@@ -257,5 +264,62 @@ fn install_from_iso_eject_and_boot_from_disk() {
         })
         .await;
         assert!(qemu_pids(&id).is_empty(), "no QEMU left");
+    });
+}
+
+/// Eject while the guest runs: the installer on a 2 GiB disk reboots, and
+/// boots itself again as long as the ISO is in the drive; once ejected
+/// (QMP `eject`, no restart of QEMU), the next reset boots from the disk.
+#[test]
+fn live_eject_makes_the_next_reset_boot_from_disk() {
+    run_in_netns("iso-live", || async {
+        let work = tempfile::tempdir().unwrap();
+        let iso = build_installer_iso(work.path());
+
+        let mut cloud = Cloud::start().await;
+        cloud.register_and_login("alice", "alice-password").await;
+        let iso_path = iso.to_string_lossy().into_owned();
+        cloud.cli(&[
+            "image",
+            "create",
+            "installer",
+            "--format",
+            "iso",
+            "--file",
+            &iso_path,
+        ]);
+        let (id, _) = cloud
+            .create_server(json!({
+                "name": "inst", "image": "installer",
+                "vcpus": 1, "memory_mib": 128, "disk_gib": 2,
+            }))
+            .await;
+        cloud
+            .wait_console(&id, "nubis-installer: installed to /dev/vd", BOOT)
+            .await;
+        let pids = qemu_pids(&id);
+        assert_eq!(pids.len(), 1);
+        // The guest reset itself and is back in the installer: CD first.
+        support::wait_for("the installer to start again", BOOT, || async {
+            let log = cloud.console_log(&id).await;
+            (log.matches("nubis-installer: started").count() >= 2).then_some(())
+        })
+        .await;
+
+        let (s, b) = cloud
+            .call(Method::POST, &format!("/v1/servers/{id}/eject"), None)
+            .await;
+        assert_eq!(s, StatusCode::ACCEPTED, "{b}");
+        assert_eq!(b["cdrom_attached"], false, "{b}");
+        cloud.wait_console(&id, MARKER, BOOT).await;
+        assert_eq!(qemu_pids(&id), pids, "the same QEMU: ejected live");
+        assert!(cloud.log().contains("CD-ROM ejected"), "{}", cloud.log());
+        assert_eq!(
+            cloud
+                .call(Method::GET, &format!("/v1/servers/{id}"), None)
+                .await
+                .1["status"],
+            "running"
+        );
     });
 }
