@@ -705,7 +705,7 @@ async fn image_records_are_validated() {
     #[rustfmt::skip]
     let more = [
         case("format vmdk", v("format", json!("vmdk")), INVALID, variant),
-        case("format iso", v("format", json!("iso")), INVALID, variant),
+        case("format vdi", v("format", json!("vdi")), INVALID, variant),
         case("format QCOW2", v("format", json!("QCOW2")), INVALID, variant),
         case("format empty", v("format", json!("")), INVALID, variant),
         // serde_json calls a number where an enum belongs a syntax error.

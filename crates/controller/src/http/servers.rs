@@ -76,7 +76,7 @@ pub async fn create(
         .map_err(ApiError::from_store_ref("image", &req.image))?;
     if !image.format.is_bootable() {
         return Err(ApiError::bad_request(format!(
-            "image '{}' is a {} image, not a disk or ISO image",
+            "image '{}' is a {} image, not a disk image (nor an ISO)",
             image.name,
             image.format.as_str()
         )));
