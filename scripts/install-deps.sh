@@ -21,6 +21,10 @@ packages=(
   chromium          # portal browser tests (headless)
   chromium-driver   # WebDriver for the portal browser tests
   novnc             # the browser VNC client of the console page
+  grub-pc-bin       # the ISO install test builds a BIOS-bootable ISO (grub-mkrescue)
+  grub-common       # grub-mkrescue itself
+  xorriso           # grub-mkrescue writes the ISO with it
+  mtools            # grub-mkrescue's EFI image, where EFI modules are present
 )
 
 missing=()

@@ -20,6 +20,7 @@ use nubis_api::agent::{InstanceReport, InstanceSpec, ObservedPower, PowerState};
 use nubis_api::images::{ConfigFormat, ImageFormat};
 use nubis_api::ServerId;
 use serde::{Deserialize, Serialize};
+use serde_json::json;
 use std::time::Duration;
 use tokio::sync::{mpsc, watch};
 
@@ -49,6 +50,9 @@ struct InstanceState {
     /// TAP devices made for the instance, removed with it.
     #[serde(default)]
     taps: Vec<String>,
+    /// The running QEMU has an ISO in its CD-ROM drive.
+    #[serde(default)]
+    cdrom_inserted: bool,
 }
 
 /// A QEMU process we are connected to.
@@ -194,6 +198,19 @@ async fn converge(
                     save_state(files, state).await;
                     tracing::info!(instance = %spec.id, "instance started");
                 }
+                if spec.cdrom.is_none() && state.cdrom_inserted {
+                    // Ejected: take the medium out now (the guest may hold
+                    // the tray locked, hence `force`), so that the next
+                    // reset boots from the disk.
+                    running
+                        .qmp
+                        .execute("eject", Some(json!({"id": "cdrom0", "force": true})))
+                        .await
+                        .context("ejecting the CD-ROM")?;
+                    state.cdrom_inserted = false;
+                    save_state(files, state).await;
+                    tracing::info!(instance = %spec.id, "CD-ROM ejected");
+                }
                 if spec.reboot_generation > state.reboot_generation {
                     running.qmp.execute("system_reset", None).await?;
                     state.reboot_generation = spec.reboot_generation;
@@ -225,8 +242,12 @@ async fn create_disk(
     files: &InstanceFiles,
     spec: &InstanceSpec,
 ) -> anyhow::Result<()> {
-    let base = ctx.images.ensure(&spec.disk_image).await?;
     tokio::fs::create_dir_all(&files.dir).await?;
+    if spec.disk_image.format == ImageFormat::Iso {
+        // Installed from the ISO: the disk starts blank.
+        return overlay::create_blank(&files.disk(), spec.disk_gib).await;
+    }
+    let base = ctx.images.ensure(&spec.disk_image).await?;
     overlay::create(
         &files.disk(),
         &base,
@@ -243,7 +264,21 @@ async fn boot(
     state: &mut InstanceState,
 ) -> anyhow::Result<Vm> {
     let started = std::time::Instant::now();
-    let backing = ctx.images.ensure(&spec.disk_image).await?;
+    let backing = match spec.disk_image.format {
+        ImageFormat::Iso => None,
+        format => Some((
+            ctx.images.ensure(&spec.disk_image).await?,
+            disk_driver(format)?,
+        )),
+    };
+    let cdrom = match &spec.cdrom {
+        Some(iso) if iso.format == ImageFormat::Iso => Some(ctx.images.ensure(iso).await?),
+        Some(other) => anyhow::bail!(
+            "a {} image cannot go in a CD-ROM drive",
+            other.format.as_str()
+        ),
+        None => None,
+    };
     let kernel = match &spec.kernel {
         Some(k) => Some(ctx.images.ensure(k).await?),
         None => None,
@@ -278,7 +313,7 @@ async fn boot(
         memory_mib: spec.memory_mib,
         disk: files.disk(),
         backing,
-        backing_driver: disk_driver(spec.disk_image.format)?,
+        cdrom,
         kernel,
         initrd,
         cmdline: spec.cmdline.clone(),
@@ -292,6 +327,8 @@ async fn boot(
     };
     tracing::debug!(instance = %spec.id, ms = started.elapsed().as_millis() as u64, "NICs and config drive ready");
     let process = QemuProcess::start(&config).await?;
+    state.cdrom_inserted = config.cdrom.is_some();
+    save_state(files, state).await;
     tracing::debug!(instance = %spec.id, ms = started.elapsed().as_millis() as u64, "QEMU started");
     match connect(process, files).await {
         Ok(vm) => Ok(vm),

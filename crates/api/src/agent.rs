@@ -84,6 +84,8 @@ pub struct InstanceSpec {
     pub vcpus: u64,
     pub memory_mib: u64,
     pub disk_gib: u64,
+    /// The image under the instance's disk; an `iso` image means a blank
+    /// disk (the ISO itself goes in the CD-ROM drive, see `cdrom`).
     pub disk_image: ImageRef,
     pub kernel: Option<ImageRef>,
     pub initrd: Option<ImageRef>,
@@ -100,6 +102,11 @@ pub struct InstanceSpec {
     /// Bandwidth and suspension, applied to every NIC.
     #[serde(default)]
     pub network_limits: NetworkLimits,
+    /// An ISO (format `iso`) in the instance's CD-ROM drive, booted before
+    /// the disk. `None` once ejected: the agent ejects it from a running
+    /// guest at once (QMP `eject`) and leaves it out of the next boot.
+    #[serde(default)]
+    pub cdrom: Option<ImageRef>,
 }
 
 /// What the host enforces on an instance's NICs: the effective bandwidth

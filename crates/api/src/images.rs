@@ -16,6 +16,10 @@ pub enum ImageFormat {
     Aki,
     /// An initial ramdisk for direct kernel boot (EC2's ARI).
     Ari,
+    /// An ISO 9660 CD image (e.g. an OS installer). A server made from it
+    /// gets a blank disk and boots from the ISO in its CD-ROM drive until
+    /// the ISO is ejected.
+    Iso,
 }
 
 impl ImageFormat {
@@ -24,12 +28,19 @@ impl ImageFormat {
         matches!(self, Self::Qcow2 | Self::Raw)
     }
 
+    /// Whether a server can be created from an image of this format: a disk
+    /// image, or an ISO (blank disk, ISO in the CD-ROM drive).
+    pub fn is_bootable(self) -> bool {
+        self.is_disk() || self == Self::Iso
+    }
+
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Qcow2 => "qcow2",
             Self::Raw => "raw",
             Self::Aki => "aki",
             Self::Ari => "ari",
+            Self::Iso => "iso",
         }
     }
 }
@@ -42,8 +53,9 @@ impl std::str::FromStr for ImageFormat {
             "raw" => Ok(Self::Raw),
             "aki" => Ok(Self::Aki),
             "ari" => Ok(Self::Ari),
+            "iso" => Ok(Self::Iso),
             other => Err(format!(
-                "unknown image format '{other}' (expected qcow2, raw, aki or ari)"
+                "unknown image format '{other}' (expected qcow2, raw, aki, ari or iso)"
             )),
         }
     }

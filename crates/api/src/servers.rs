@@ -230,6 +230,10 @@ pub struct Server {
     pub traffic_state: TrafficState,
     pub traffic_reason: Option<String>,
     pub lease: Option<Lease>,
+    /// The server's ISO image is in its CD-ROM drive and boots first;
+    /// `POST /v1/servers/{id}/eject` removes it.
+    #[serde(default)]
+    pub cdrom_attached: bool,
 }
 
 #[cfg(test)]

@@ -95,7 +95,8 @@ pub enum ImageCommand {
         /// The file to upload.
         #[arg(long)]
         file: PathBuf,
-        /// qcow2, raw, aki (kernel) or ari (initrd).
+        /// qcow2, raw, aki (kernel), ari (initrd) or iso (an installer CD:
+        /// servers made from it get a blank disk and boot the ISO first).
         #[arg(long, value_parser = parse_format)]
         format: ImageFormat,
         #[arg(long, default_value = "linux")]
@@ -191,6 +192,11 @@ pub enum ServerCommand {
         server: String,
         #[arg(long)]
         wait: bool,
+    },
+    /// Take the ISO out of the server's CD-ROM drive: it boots from its disk
+    /// from its next start (or reboot) on.
+    Eject {
+        server: String,
     },
     Delete {
         server: String,
@@ -339,6 +345,7 @@ async fn run_server(client: &ApiClient, cmd: ServerCommand, json: bool) -> anyho
         ServerCommand::Reboot { server, wait } => {
             servers::action(client, &server, "reboot", wait).await
         }
+        ServerCommand::Eject { server } => servers::eject(client, &server).await,
         ServerCommand::Delete { server, wait } => servers::delete(client, &server, wait).await,
         ServerCommand::Terms(cmd) => terms::run(client, cmd, json).await,
         ServerCommand::Console { server } => servers::console(client, &server, json).await,

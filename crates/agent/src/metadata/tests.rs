@@ -70,6 +70,7 @@ fn spec(
         },
         security_groups: Vec::new(),
         network_limits: Default::default(),
+        cdrom: None,
     }
 }
 

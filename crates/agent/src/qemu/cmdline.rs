@@ -43,9 +43,11 @@ pub struct VmConfig {
     pub memory_mib: u64,
     /// The instance's qcow2 overlay.
     pub disk: PathBuf,
-    /// The base image under the overlay, and its format.
-    pub backing: PathBuf,
-    pub backing_driver: DiskDriver,
+    /// The base image under the overlay, and its format; `None` for a
+    /// disk without backing file (a server installed from an ISO).
+    pub backing: Option<(PathBuf, DiskDriver)>,
+    /// An ISO in an IDE CD-ROM drive (read-only, raw), booted before the disk.
+    pub cdrom: Option<PathBuf>,
     pub kernel: Option<PathBuf>,
     pub initrd: Option<PathBuf>,
     pub cmdline: Option<String>,
@@ -118,20 +120,39 @@ impl VmConfig {
             ),
         ]);
         push(&["-serial", "chardev:console0"]);
+        let backing = match &self.backing {
+            Some((path, driver)) => json!({
+                "node-name": "base0",
+                "driver": driver.as_str(),
+                "read-only": true,
+                "file": {"driver": "file", "filename": path_str(path), "read-only": true},
+            }),
+            // No backing file; and QEMU must not look for one.
+            None => serde_json::Value::Null,
+        };
         let blockdev = json!({
             "node-name": "disk0",
             "driver": "qcow2",
             "discard": "unmap",
             "file": {"driver": "file", "filename": path_str(&self.disk)},
-            "backing": {
-                "node-name": "base0",
-                "driver": self.backing_driver.as_str(),
-                "read-only": true,
-                "file": {"driver": "file", "filename": path_str(&self.backing), "read-only": true},
-            },
+            "backing": backing,
         });
         push(&["-blockdev", &blockdev.to_string()]);
         push(&["-device", "virtio-blk-pci,drive=disk0,bootindex=1"]);
+        if let Some(iso) = &self.cdrom {
+            // On the PIIX IDE controller every `pc` machine has; boots first.
+            let blockdev = json!({
+                "node-name": "cdrom0",
+                "driver": "raw",
+                "read-only": true,
+                "file": {"driver": "file", "filename": path_str(iso), "read-only": true},
+            });
+            push(&["-blockdev", &blockdev.to_string()]);
+            push(&[
+                "-device",
+                "ide-cd,id=cdrom0,drive=cdrom0,bus=ide.1,bootindex=0",
+            ]);
+        }
         if let Some(drive) = &self.config_drive {
             let blockdev = json!({
                 "node-name": "config0",
@@ -180,8 +201,8 @@ mod tests {
             vcpus: 2,
             memory_mib: 256,
             disk: "/var/lib/nubis/instances/x/disk.qcow2".into(),
-            backing: "/var/lib/nubis/images/i.qcow2".into(),
-            backing_driver: DiskDriver::Qcow2,
+            backing: Some(("/var/lib/nubis/images/i.qcow2".into(), DiskDriver::Qcow2)),
+            cdrom: None,
             kernel: Some("/k".into()),
             initrd: Some("/i".into()),
             cmdline: Some("console=ttyS0 quiet".into()),
@@ -270,6 +291,30 @@ mod tests {
         let mut c = config();
         c.vnc_socket = "/data,dir/vnc.sock".into();
         assert_eq!(after(&args(&c), "-vnc"), "unix:/data,,dir/vnc.sock");
+    }
+
+    #[test]
+    fn iso_boot_blank_disk_and_cdrom_first() {
+        let mut c = config();
+        c.backing = None;
+        c.cdrom = Some("/var/lib/nubis/images/i.iso".into());
+        c.kernel = None;
+        let a = args(&c);
+        let drives: Vec<serde_json::Value> = a
+            .iter()
+            .zip(a.iter().skip(1))
+            .filter(|(f, _)| *f == "-blockdev")
+            .map(|(_, v)| serde_json::from_str(v).unwrap())
+            .collect();
+        assert_eq!(drives[0]["driver"], "qcow2");
+        assert_eq!(drives[0]["backing"], serde_json::Value::Null);
+        let cd = drives.iter().find(|d| d["node-name"] == "cdrom0").unwrap();
+        assert_eq!(cd["driver"], "raw");
+        assert_eq!(cd["read-only"], true);
+        assert_eq!(cd["file"]["filename"], "/var/lib/nubis/images/i.iso");
+        assert!(a.contains(&"ide-cd,id=cdrom0,drive=cdrom0,bus=ide.1,bootindex=0".to_string()));
+        assert!(a.contains(&"virtio-blk-pci,drive=disk0,bootindex=1".to_string()));
+        assert!(!a.contains(&"-kernel".to_string()), "firmware boot");
     }
 
     #[test]

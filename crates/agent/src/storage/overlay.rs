@@ -30,7 +30,18 @@ pub async fn create(
     base_format: DiskDriver,
     size_gib: u64,
 ) -> anyhow::Result<()> {
-    let bytes = build(base, base_format, size_gib << 30)?;
+    write(overlay, build(Some((base, base_format)), size_gib << 30)?).await
+}
+
+/// Writes `disk`, a blank qcow2 of `size_gib` with no backing file (the
+/// disk of a server installed from an ISO).
+pub async fn create_blank(disk: &Path, size_gib: u64) -> anyhow::Result<()> {
+    write(disk, build(None, size_gib << 30)?).await
+}
+
+/// Writes `bytes` to `overlay` through a temporary file, so the file appears
+/// only when complete.
+async fn write(overlay: &Path, bytes: Vec<u8>) -> anyhow::Result<()> {
     let temp = overlay.with_extension("qcow2.creating");
     let overlay = overlay.to_owned();
     tokio::task::spawn_blocking(move || -> anyhow::Result<()> {
@@ -44,11 +55,14 @@ pub async fn create(
     .await?
 }
 
-/// The bytes of an empty qcow2 v3 image of `size` bytes over `base`.
-fn build(base: &Path, base_format: DiskDriver, size: u64) -> anyhow::Result<Vec<u8>> {
-    let name = base.as_os_str().as_encoded_bytes();
-    if name.is_empty() || name.len() > MAX_BACKING_NAME {
-        bail!("backing file path must be 1 to {MAX_BACKING_NAME} bytes");
+/// The bytes of an empty qcow2 v3 image of `size` bytes over `base` (its
+/// path and format), or without a backing file.
+fn build(base: Option<(&Path, DiskDriver)>, size: u64) -> anyhow::Result<Vec<u8>> {
+    if let Some((base, _)) = base {
+        let name = base.as_os_str().as_encoded_bytes();
+        if name.is_empty() || name.len() > MAX_BACKING_NAME {
+            bail!("backing file path must be 1 to {MAX_BACKING_NAME} bytes");
+        }
     }
     if size == 0 || !size.is_multiple_of(512) {
         bail!("disk size must be a positive multiple of 512 bytes");
@@ -62,14 +76,31 @@ fn build(base: &Path, base_format: DiskDriver, size: u64) -> anyhow::Result<Vec<
     let clusters = 3 + l1_clusters;
     let mut out = vec![0u8; (clusters * CLUSTER) as usize];
 
-    let format = base_format.as_str().as_bytes();
-    let ext_len = 8 + format.len().next_multiple_of(8) + 8; // format ext + end marker
+    let (name, format): (&[u8], &[u8]) = match base {
+        Some((base, format)) => (
+            base.as_os_str().as_encoded_bytes(),
+            format.as_str().as_bytes(),
+        ),
+        None => (&[], &[]),
+    };
+    let ext_len = if base.is_some() {
+        8 + format.len().next_multiple_of(8) + 8 // format ext + end marker
+    } else {
+        8 // end marker only
+    };
     let backing_offset = HEADER_LENGTH as usize + ext_len;
 
     let mut h = Header(&mut out);
     h.u32(0, 0x5146_49fb); // "QFI\xfb"
     h.u32(4, 3); // version
-    h.u64(8, backing_offset as u64);
+    h.u64(
+        8,
+        if base.is_some() {
+            backing_offset as u64
+        } else {
+            0
+        },
+    );
     h.u32(16, name.len() as u32);
     h.u32(20, CLUSTER_BITS);
     h.u64(24, size);
@@ -81,12 +112,15 @@ fn build(base: &Path, base_format: DiskDriver, size: u64) -> anyhow::Result<Vec<
                   // 60..96: no snapshots, no feature bits.
     h.u32(96, 4); // refcount order: 16-bit refcounts
     h.u32(100, HEADER_LENGTH);
-    let ext = HEADER_LENGTH as usize;
-    h.u32(ext, EXT_BACKING_FORMAT);
-    h.u32(ext + 4, format.len() as u32);
-    out[ext + 8..ext + 8 + format.len()].copy_from_slice(format);
-    // The end-of-extensions marker is the zeroed 8 bytes that follow.
-    out[backing_offset..backing_offset + name.len()].copy_from_slice(name);
+    if base.is_some() {
+        let ext = HEADER_LENGTH as usize;
+        h.u32(ext, EXT_BACKING_FORMAT);
+        h.u32(ext + 4, format.len() as u32);
+        out[ext + 8..ext + 8 + format.len()].copy_from_slice(format);
+        // The end-of-extensions marker is the zeroed 8 bytes that follow.
+        out[backing_offset..backing_offset + name.len()].copy_from_slice(name);
+    }
+    // Without a backing file the end marker (zeros) follows the header.
 
     Header(&mut out).u64(refcount_table as usize, refcount_block);
     for cluster in 0..clusters as usize {
@@ -212,11 +246,50 @@ mod tests {
         assert!(std::fs::read(&base).unwrap() == content, "base untouched");
     }
 
+    #[tokio::test]
+    async fn blank_disks_pass_qemu_img_check_and_have_no_backing_file() {
+        if !qemu_img_present() {
+            return;
+        }
+        let dir = tempfile::tempdir().unwrap();
+        for gib in [1, 20] {
+            let disk = dir.path().join(format!("blank-{gib}.qcow2"));
+            create_blank(&disk, gib).await.unwrap();
+            let check = Command::new("qemu-img")
+                .args(["check", "-f", "qcow2"])
+                .arg(&disk)
+                .output()
+                .unwrap();
+            assert!(
+                check.status.success(),
+                "qemu-img check: {}{}",
+                String::from_utf8_lossy(&check.stdout),
+                String::from_utf8_lossy(&check.stderr)
+            );
+            let info = info(&disk);
+            assert_eq!(info["virtual-size"], gib << 30);
+            assert!(info.get("backing-filename").is_none(), "{info}");
+            // Reads as zeros.
+            let flat = dir.path().join("flat.raw");
+            let ok = Command::new("qemu-img")
+                .args(["convert", "-f", "qcow2", "-O", "raw"])
+                .arg(&disk)
+                .arg(&flat)
+                .status()
+                .unwrap();
+            assert!(ok.success());
+            let mut head = vec![0u8; 1 << 20];
+            std::io::Read::read_exact(&mut std::fs::File::open(&flat).unwrap(), &mut head).unwrap();
+            assert!(head.iter().all(|b| *b == 0));
+        }
+    }
+
     #[test]
     fn refuses_empty_or_absurd_input() {
-        assert!(build(Path::new(""), DiskDriver::Raw, 1 << 30).is_err());
-        assert!(build(Path::new("/b"), DiskDriver::Raw, 0).is_err());
+        assert!(build(Some((Path::new(""), DiskDriver::Raw)), 1 << 30).is_err());
+        assert!(build(Some((Path::new("/b"), DiskDriver::Raw)), 0).is_err());
         let long = "x".repeat(2000);
-        assert!(build(Path::new(&long), DiskDriver::Raw, 1 << 30).is_err());
+        assert!(build(Some((Path::new(&long), DiskDriver::Raw)), 1 << 30).is_err());
+        assert!(build(None, 0).is_err());
     }
 }

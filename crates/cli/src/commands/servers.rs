@@ -203,6 +203,19 @@ pub async fn action(
     Ok(())
 }
 
+/// `nubis server eject`: the ISO leaves the CD-ROM drive.
+pub async fn eject(client: &ApiClient, reference: &str) -> anyhow::Result<()> {
+    let server = find(client, reference).await?;
+    let server: Server = client
+        .action(&format!("/v1/servers/{}/eject", server.id))
+        .await?;
+    println!(
+        "eject: the ISO is out of '{}'; it boots from its disk from its next start or reboot.",
+        server.name
+    );
+    Ok(())
+}
+
 pub async fn delete(client: &ApiClient, reference: &str, wait: bool) -> anyhow::Result<()> {
     let server = find(client, reference).await?;
     client.delete(&format!("/v1/servers/{}", server.id)).await?;

@@ -16,7 +16,7 @@ use nubis_api::agent::{
     InstanceSpec, NamedKey, NetworkSpec, NicSpec, RegisterHost, RuleRemote, RuleSpec,
     SecurityGroupSpec,
 };
-use nubis_api::images::{Image, ImageStatus};
+use nubis_api::images::{Image, ImageFormat, ImageStatus};
 use nubis_api::networks::{dns_label, server_dns_name, Network};
 use nubis_api::{ErrorBody, HostId, ImageId};
 use nubis_api::{NetworkId, SecurityGroupId};
@@ -125,6 +125,9 @@ pub async fn desired(
             config_drive: server.config_drive,
             config_format: image.config_format,
         };
+        // An ISO server boots its ISO from the CD-ROM drive until ejected.
+        let cdrom = (server.cdrom_attached && disk_image.format == ImageFormat::Iso)
+            .then(|| disk_image.clone());
         instances.push(InstanceSpec {
             id: server.id,
             name: server.name.clone(),
@@ -147,6 +150,7 @@ pub async fn desired(
                 .map(|(id, _)| id)
                 .collect(),
             network_limits: server.network_limits(state.rental.throttle),
+            cdrom,
         });
     }
     let mut host_networks = Vec::new();

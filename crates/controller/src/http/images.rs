@@ -248,6 +248,8 @@ async fn check_bytes(path: &Path, format: ImageFormat) -> ApiResult<u64> {
     let declared = match format {
         ImageFormat::Qcow2 => DiskFormat::Qcow2,
         ImageFormat::Raw => DiskFormat::Raw,
+        // Must really be ISO 9660 (a qcow2 or anything else declared iso is refused).
+        ImageFormat::Iso => DiskFormat::Iso,
         // Kernels and ramdisks are handed to QEMU as opaque blobs, never as disks.
         ImageFormat::Aki | ImageFormat::Ari => {
             let len = tokio::fs::metadata(path)

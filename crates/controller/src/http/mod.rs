@@ -95,6 +95,7 @@ pub fn router(state: AppState) -> Router {
         .route("/servers/{id}/start", post(servers::start))
         .route("/servers/{id}/stop", post(servers::stop))
         .route("/servers/{id}/reboot", post(servers::reboot))
+        .route("/servers/{id}/eject", post(servers::eject))
         .route("/servers/{id}/console-log", get(servers::console_log))
         .route("/servers/{id}/console", post(console::create))
         .route("/console/websocket", get(console::websocket))

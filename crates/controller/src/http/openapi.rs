@@ -13,7 +13,7 @@ use utoipa::{Modify, OpenApi};
         super::flavors::list, super::flavors::create,
         super::images::create, super::images::list, super::images::show, super::images::upload,
         super::servers::create, super::servers::list, super::servers::show, super::servers::start,
-        super::servers::stop, super::servers::reboot, super::servers::delete, super::servers::console_log,
+        super::servers::stop, super::servers::reboot, super::servers::eject, super::servers::delete, super::servers::console_log,
         super::console::create, super::console::websocket,
         super::agents::register, super::agents::desired, super::agents::report, super::agents::image_file,
         super::agents::list_hosts,

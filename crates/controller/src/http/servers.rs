@@ -10,7 +10,7 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::Json;
 use nubis_api::agent::{PowerState, AGENT_TOKEN_HEADER};
-use nubis_api::images::ImageStatus;
+use nubis_api::images::{ImageFormat, ImageStatus};
 use nubis_api::networks::{server_dns_name, Network};
 use nubis_api::servers::{CreateServer, RequestedSize, Server};
 use nubis_api::servers::{NetworkRequest, MAX_NICS};
@@ -74,9 +74,9 @@ pub async fn create(
         .image_visible(project, &req.image)
         .await
         .map_err(ApiError::from_store_ref("image", &req.image))?;
-    if !image.format.is_disk() {
+    if !image.format.is_bootable() {
         return Err(ApiError::bad_request(format!(
-            "image '{}' is a {} image, not a disk image",
+            "image '{}' is a {} image, not a disk image (nor an ISO)",
             image.name,
             image.format.as_str()
         )));
@@ -87,7 +87,11 @@ pub async fn create(
             image.name
         )));
     }
-    let image_bytes = image.virtual_size.unwrap_or(0);
+    // A server made from an ISO gets a blank disk: any size will do.
+    let image_bytes = match image.format {
+        ImageFormat::Iso => 0,
+        _ => image.virtual_size.unwrap_or(0),
+    };
     if image_bytes > demand.disk_gib * GIB {
         return Err(ApiError::bad_request(format!(
             "disk_gib {} is smaller than the image ({} bytes)",
@@ -410,6 +414,30 @@ pub async fn reboot(
     let record = state
         .store
         .request_reboot(caller.user.project, id)
+        .await
+        .map_err(ApiError::from_store("server"))?;
+    state.desired_state_changed();
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(present_one(&state, record).await?),
+    ))
+}
+
+/// Eject the ISO from a server's CD-ROM drive, so that it boots from its
+/// disk: a running guest loses the medium at once and boots from disk at its
+/// next reboot; a stopped one boots from disk at its next start.
+#[utoipa::path(post, path = "/v1/servers/{id}/eject", tag = "servers",
+    params(("id" = String, Path)), responses((status = 202, body = Server), (status = 404, body = ErrorBody),
+        (status = 409, description = "no ISO in the drive, or the server is being deleted", body = ErrorBody)),
+    security(("bearer" = [])))]
+pub async fn eject(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiPath(id): ApiPath<ServerId>,
+) -> ApiResult<(StatusCode, Json<Server>)> {
+    let record = state
+        .store
+        .eject_cdrom(caller.user.project, id)
         .await
         .map_err(ApiError::from_store("server"))?;
     state.desired_state_changed();

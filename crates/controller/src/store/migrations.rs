@@ -244,11 +244,15 @@ CREATE INDEX usage_intervals_by_project ON usage_intervals (project_id, started_
 CREATE INDEX usage_intervals_open ON usage_intervals (resource_id, kind, ended_at)
 "#;
 
+/// Version 7: whether a server's ISO image is still in its CD-ROM drive
+/// (set when a server is made from an `iso` image, cleared by eject).
+const V7: &str = "ALTER TABLE servers ADD COLUMN cdrom_attached BIGINT NOT NULL DEFAULT 0";
+
 /// The migrations of one backend, in order. Index + 1 is the version.
 fn migrations(backend: Backend) -> Vec<&'static str> {
     // Portable as written so far; later versions may need per-backend text.
     match backend {
-        Backend::Sqlite | Backend::Postgres => vec![V1, V2, V3, V4, V5, V6],
+        Backend::Sqlite | Backend::Postgres => vec![V1, V2, V3, V4, V5, V6, V7],
     }
 }
 

@@ -50,6 +50,8 @@ pub struct ServerRecord {
     pub lease_exempt: bool,
     /// The lease ran out and the server was stopped for it.
     pub lease_expired: bool,
+    /// The server's ISO image is in its CD-ROM drive (until ejected).
+    pub cdrom_attached: bool,
 }
 
 /// One NIC of a new server.
@@ -175,6 +177,7 @@ impl ServerRecord {
             traffic_state: self.traffic_state,
             traffic_reason: self.traffic_reason.clone(),
             lease: self.lease(lease_grace),
+            cdrom_attached: self.cdrom_attached,
         }
     }
 }
@@ -239,6 +242,7 @@ fn server_from_row(row: &AnyRow) -> StoreResult<ServerRecord> {
         lease_expires_at: time_opt(row, "lease_expires_at")?,
         lease_exempt: flag(row, "lease_exempt")?,
         lease_expired: flag(row, "lease_expired")?,
+        cdrom_attached: flag(row, "cdrom_attached")?,
     })
 }
 
@@ -290,9 +294,10 @@ impl Store {
             "INSERT INTO servers (id, project_id, name, image_id, flavor_id, vcpus, memory_mib, \
              disk_gib, host_id, power, reboot_generation, deleting, observed_reboot_generation, \
              created_at, key_name, key_data, user_data, config_drive, bandwidth, \
-             traffic_quota_bytes, traffic_policy, lease_expires_at) \
+             traffic_quota_bytes, traffic_policy, lease_expires_at, cdrom_attached) \
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, 'running', 0, 0, 0, $10, $11, $12, $13, $14, \
-             $15, $16, $17, $18)",
+             $15, $16, $17, $18, \
+             (SELECT CASE WHEN format = 'iso' THEN 1 ELSE 0 END FROM images WHERE id = $4))",
         )
         .bind(id.to_string())
         .bind(new.project.to_string())
@@ -547,6 +552,29 @@ impl Store {
             return Err(StoreError::NotFound);
         }
         self.server(project, id).await
+    }
+
+    /// Takes the ISO out of a server's CD-ROM drive: its next boot (or, if
+    /// running, its next reset) is from its disk. `Conflict` if no ISO is in
+    /// the drive; another project's server is `NotFound`.
+    pub async fn eject_cdrom(&self, project: ProjectId, id: ServerId) -> StoreResult<ServerRecord> {
+        let done = sqlx::query(
+            "UPDATE servers SET cdrom_attached = 0 \
+             WHERE id = $1 AND project_id = $2 AND deleting = 0 AND cdrom_attached = 1",
+        )
+        .bind(id.to_string())
+        .bind(project.to_string())
+        .execute(self.pool())
+        .await?;
+        let server = self.server(project, id).await?;
+        if done.rows_affected() == 0 {
+            return Err(StoreError::Conflict(if server.deleting {
+                "the server is being deleted".into()
+            } else {
+                "the server has no ISO in its CD-ROM drive".into()
+            }));
+        }
+        Ok(server)
     }
 
     /// Marks a server for deletion; its host removes it and the row goes once
