@@ -176,23 +176,32 @@ fn portal_in_a_real_browser() {
             .await;
         assert_eq!(still["status"], "running", "a refused POST changes nothing");
 
-        // Console: the button asks the API for a console URL.
+        // Console: the button asks the API for a single-use link and opens
+        // the noVNC page, which draws the guest's screen.
         b.click("#console-button").await;
-        tokio::time::sleep(Duration::from_secs(2)).await;
-        let page = b.body_text().await;
-        if page.contains("not available on this cloud yet") {
-            println!(
-                "NOTE: POST /v1/servers/{{id}}/console is not on this branch; console step skipped"
-            );
-        } else {
-            let now = b.url().await;
-            assert!(
-                !now.ends_with(&format!("/servers/{id}/console"))
-                    && !page.contains("Could not open"),
-                "the console page opened: {now}\n{page}"
-            );
-            b.screenshot("console").await;
-        }
+        let drawn = support::wait_for("the console canvas to show the screen", Duration::from_secs(90), || async {
+            let v = b
+                .exec(
+                    "const c = document.querySelector('canvas'); \
+                     if (!c || c.width < 100 || c.height < 100) return false; \
+                     const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data; \
+                     for (let i = 4; i < d.length; i += 4) { \
+                       if (d[i] !== d[0] || d[i+1] !== d[1] || d[i+2] !== d[2]) return [c.width, c.height]; } \
+                     return false;",
+                    vec![],
+                )
+                .await;
+            v.as_array().cloned()
+        })
+        .await;
+        let now = b.url().await;
+        assert!(now.contains("/console/"), "on the console page: {now}");
+        assert!(
+            !now.contains("token="),
+            "the token left the address bar: {now}"
+        );
+        println!("console canvas {drawn:?} is drawn (not blank)");
+        b.screenshot("console").await;
 
         // Upload a small raw image through the images page.
         let raw = cloud.data_path().join("small.raw");

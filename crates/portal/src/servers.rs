@@ -498,6 +498,7 @@ async fn detail_page(
         Some("start") => Some("Starting the instance."),
         Some("stop") => Some("Stopping the instance."),
         Some("reboot") => Some("Rebooting the instance."),
+        Some("eject") => Some("The ISO was ejected: the next boot is from the disk."),
         _ => None,
     };
     let name = s["name"].as_str().unwrap_or(id).to_owned();
@@ -518,6 +519,9 @@ async fn detail_page(
             (action("start", "Start", "secondary", st == "stopped" || st == "error"))
             (action("stop", "Stop", "secondary", st == "running"))
             (action("reboot", "Reboot", "secondary", st == "running"))
+            @if s["cdrom_attached"].as_bool() == Some(true) {
+                (action("eject", "Eject ISO", "secondary", st != "deleting"))
+            }
             form.inline method="post" action={ "/servers/" (id) "/console" } {
                 (csrf_field(&session.csrf))
                 button.secondary #console-button type="submit" disabled[st != "running"] { "Console" }
@@ -603,7 +607,7 @@ pub async fn action(
     }
     let a = f.get("action");
     let (method, path) = match a {
-        "start" | "stop" | "reboot" => (Method::POST, format!("/v1/servers/{id}/{a}")),
+        "start" | "stop" | "reboot" | "eject" => (Method::POST, format!("/v1/servers/{id}/{a}")),
         "delete" => (Method::DELETE, format!("/v1/servers/{id}")),
         _ => {
             return layout::error_page(
