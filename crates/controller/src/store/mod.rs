@@ -15,13 +15,15 @@ pub mod networks;
 pub mod quotas;
 mod rows;
 pub mod security_groups;
+mod server_record;
 mod servers;
 pub mod terms;
 pub mod traffic;
 pub mod usage;
 mod users;
 
-pub use servers::{NewPort, NewServer, ServerRecord};
+pub use server_record::ServerRecord;
+pub use servers::{NewPort, NewServer};
 pub use users::UserRecord;
 
 use sqlx::any::AnyPoolOptions;
