@@ -1,0 +1,23 @@
+//! Schema migrations.
+
+use super::*;
+
+pub(crate) async fn migrations_are_idempotent(db: &Db) {
+    let alice = user(db, "alice").await;
+    // Opening the same database again runs the migrations again: a no-op.
+    for _ in 0..2 {
+        let again = Store::connect(&db.url).await.expect("reopen the store");
+        assert_eq!(again.backend(), db.backend());
+        assert_eq!(
+            again.user(alice.id).await.expect("user survives").name,
+            "alice"
+        );
+        again.ensure_default_flavors().await.expect("schema usable");
+    }
+    assert_eq!(
+        raw_count(db, "SELECT COUNT(*) FROM schema_migrations").await,
+        raw_count(db, "SELECT MAX(version) FROM schema_migrations").await,
+        "every version is recorded once"
+    );
+    assert_eq!(db.list_flavors().await.unwrap().len(), 4);
+}
