@@ -237,9 +237,17 @@ impl HostNetworking {
     /// has made); returns its name.
     pub async fn plug(&self, nic: &NicSpec) -> anyhow::Result<String> {
         let name = tap::tap_name(nic.port);
+        let existed = command::link_exists(&name).await;
         self.switch.plug(&name, &nic.network).await?;
-        // A TAP made afresh enforces nothing yet.
-        self.limited.lock().await.remove(&name);
+        let mut limited = self.limited.lock().await;
+        if existed {
+            // Whatever it enforces is unknown: `limit` sets it again.
+            limited.remove(&name);
+        } else {
+            // Made afresh: it enforces nothing yet, so an unlimited server
+            // needs no commands (`unplug` removed any table of its name).
+            limited.insert(name.clone(), NetworkLimits::default());
+        }
         Ok(name)
     }
 
