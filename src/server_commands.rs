@@ -261,7 +261,7 @@ pub async fn up(args: UpArgs) -> anyhow::Result<()> {
     let agent =
         nubis_agent::start(agent_config(url.clone(), &data_dir, token, &args.agent)?).await?;
     tracing::info!(api = %url, agent = %agent.api_addr, "nubis is up");
-    println!("Nubis is up: API at {url}");
+    println!("Nubis is up: portal at {url}/, API at {url}/v1");
     tokio::select! {
         r = controller.task => r??,
         r = until_signalled() => r?,
