@@ -162,6 +162,33 @@ mod tests {
         present
     }
 
+    /// `qemu-img check` of a qcow2 file, which must pass.
+    fn check_qcow2(path: &Path) {
+        let check = Command::new("qemu-img")
+            .args(["check", "-f", "qcow2"])
+            .arg(path)
+            .output()
+            .unwrap();
+        assert!(
+            check.status.success(),
+            "qemu-img check: {}{}",
+            String::from_utf8_lossy(&check.stdout),
+            String::from_utf8_lossy(&check.stderr)
+        );
+    }
+
+    /// Converts a qcow2 file to raw at `out` (formats explicit); returns `out`.
+    fn to_raw(path: &Path, out: std::path::PathBuf) -> std::path::PathBuf {
+        let ok = Command::new("qemu-img")
+            .args(["convert", "-f", "qcow2", "-O", "raw"])
+            .arg(path)
+            .arg(&out)
+            .status()
+            .unwrap();
+        assert!(ok.success());
+        out
+    }
+
     /// `qemu-img info` of an overlay, formats explicit.
     fn info(path: &Path) -> serde_json::Value {
         let out = Command::new("qemu-img")
@@ -200,17 +227,7 @@ mod tests {
         ] {
             let overlay = dir.path().join(format!("o-{gib}.qcow2"));
             create(&overlay, base, driver, gib).await.unwrap();
-            let check = Command::new("qemu-img")
-                .args(["check", "-f", "qcow2"])
-                .arg(&overlay)
-                .output()
-                .unwrap();
-            assert!(
-                check.status.success(),
-                "qemu-img check: {}{}",
-                String::from_utf8_lossy(&check.stdout),
-                String::from_utf8_lossy(&check.stderr)
-            );
+            check_qcow2(&overlay);
             let info = info(&overlay);
             assert_eq!(info["virtual-size"], gib << 30);
             assert_eq!(info["backing-filename"], base.to_string_lossy().as_ref());
@@ -232,15 +249,7 @@ mod tests {
         let overlay = dir.path().join("o.qcow2");
         create(&overlay, &base, DiskDriver::Raw, 1).await.unwrap();
         // Write through the overlay with qemu-io-free tooling: convert reads it back.
-        let out = dir.path().join("flat.raw");
-        let ok = Command::new("qemu-img")
-            .args(["convert", "-f", "qcow2", "-O", "raw"])
-            .arg(&overlay)
-            .arg(&out)
-            .status()
-            .unwrap();
-        assert!(ok.success());
-        let flat = std::fs::read(&out).unwrap();
+        let flat = std::fs::read(to_raw(&overlay, dir.path().join("flat.raw"))).unwrap();
         assert_eq!(flat.len(), 1 << 30);
         assert_eq!(&flat[..5], b"hello", "reads fall through to the base");
         assert!(std::fs::read(&base).unwrap() == content, "base untouched");
@@ -255,31 +264,14 @@ mod tests {
         for gib in [1, 20] {
             let disk = dir.path().join(format!("blank-{gib}.qcow2"));
             create_blank(&disk, gib).await.unwrap();
-            let check = Command::new("qemu-img")
-                .args(["check", "-f", "qcow2"])
-                .arg(&disk)
-                .output()
-                .unwrap();
-            assert!(
-                check.status.success(),
-                "qemu-img check: {}{}",
-                String::from_utf8_lossy(&check.stdout),
-                String::from_utf8_lossy(&check.stderr)
-            );
+            check_qcow2(&disk);
             let info = info(&disk);
             assert_eq!(info["virtual-size"], gib << 30);
             assert!(info.get("backing-filename").is_none(), "{info}");
             // Reads as zeros.
-            let flat = dir.path().join("flat.raw");
-            let ok = Command::new("qemu-img")
-                .args(["convert", "-f", "qcow2", "-O", "raw"])
-                .arg(&disk)
-                .arg(&flat)
-                .status()
-                .unwrap();
-            assert!(ok.success());
+            let flat = to_raw(&disk, dir.path().join("flat.raw"));
             let mut head = vec![0u8; 1 << 20];
-            std::io::Read::read_exact(&mut std::fs::File::open(&flat).unwrap(), &mut head).unwrap();
+            std::io::Read::read_exact(&mut std::fs::File::open(flat).unwrap(), &mut head).unwrap();
             assert!(head.iter().all(|b| *b == 0));
         }
     }
