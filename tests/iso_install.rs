@@ -162,6 +162,30 @@ fn build_installer_iso(dir: &Path) -> PathBuf {
     iso
 }
 
+/// A cloud with user alice logged in and the installer ISO (built in
+/// `work`) uploaded with the CLI as image `installer`.
+async fn cloud_with_installer(work: &std::path::Path) -> Cloud {
+    let iso = build_installer_iso(work);
+    let mut cloud = Cloud::start().await;
+    cloud.register_and_login("alice", "alice-password").await;
+    let iso_path = iso.to_string_lossy().into_owned();
+    let out = cloud.cli(&[
+        "image",
+        "create",
+        "installer",
+        "--format",
+        "iso",
+        "--file",
+        &iso_path,
+    ]);
+    assert!(
+        out.status.success(),
+        "nubis image create: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    cloud
+}
+
 /// The command line of the server's (one) QEMU.
 fn qemu_cmdline(id: &str) -> String {
     let pids = qemu_pids(id);
@@ -175,20 +199,7 @@ fn qemu_cmdline(id: &str) -> String {
 fn install_from_iso_eject_and_boot_from_disk() {
     run_in_netns("iso", || async {
         let work = tempfile::tempdir().unwrap();
-        let iso = build_installer_iso(work.path());
-
-        let mut cloud = Cloud::start().await;
-        cloud.register_and_login("alice", "alice-password").await;
-        let iso_path = iso.to_string_lossy().into_owned();
-        cloud.cli(&[
-            "image",
-            "create",
-            "installer",
-            "--format",
-            "iso",
-            "--file",
-            &iso_path,
-        ]);
+        let cloud = cloud_with_installer(work.path()).await;
 
         let (id, server) = cloud
             .create_server(json!({
@@ -274,20 +285,7 @@ fn install_from_iso_eject_and_boot_from_disk() {
 fn live_eject_makes_the_next_reset_boot_from_disk() {
     run_in_netns("iso-live", || async {
         let work = tempfile::tempdir().unwrap();
-        let iso = build_installer_iso(work.path());
-
-        let mut cloud = Cloud::start().await;
-        cloud.register_and_login("alice", "alice-password").await;
-        let iso_path = iso.to_string_lossy().into_owned();
-        cloud.cli(&[
-            "image",
-            "create",
-            "installer",
-            "--format",
-            "iso",
-            "--file",
-            &iso_path,
-        ]);
+        let cloud = cloud_with_installer(work.path()).await;
         let (id, _) = cloud
             .create_server(json!({
                 "name": "inst", "image": "installer",
