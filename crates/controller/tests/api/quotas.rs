@@ -29,6 +29,20 @@ impl Cloud {
     }
 }
 
+/// A cloud with an admin (root), a user alice, alice's project id, a host
+/// and alice's raw image `disk`: (cloud, admin token, alice token, project).
+async fn admin_and_alice_with_a_disk() -> (Cloud, String, String, String) {
+    let cloud = Cloud::start().await;
+    let admin = cloud.user("root").await;
+    let alice = cloud.user("alice").await;
+    let ap = cloud.project_of(&alice).await;
+    cloud.register_host().await;
+    cloud
+        .active_image(&alice, "disk", "raw", vec![0; 4096])
+        .await;
+    (cloud, admin, alice, ap)
+}
+
 #[tokio::test]
 async fn quotas_are_shown_to_their_project_and_set_by_admins() {
     let cloud = Cloud::start().await;
@@ -94,14 +108,7 @@ async fn quotas_are_shown_to_their_project_and_set_by_admins() {
 
 #[tokio::test]
 async fn quota_updates_reject_bad_bodies_and_change_nothing() {
-    let cloud = Cloud::start().await;
-    let admin = cloud.user("root").await;
-    let alice = cloud.user("alice").await;
-    let ap = cloud.project_of(&alice).await;
-    cloud.register_host().await;
-    cloud
-        .active_image(&alice, "disk", "raw", vec![0; 4096])
-        .await;
+    let (cloud, admin, alice, ap) = admin_and_alice_with_a_disk().await;
     for name in ["a", "b"] {
         let body = json!({"name": name, "image": "disk", "flavor": "tiny"});
         let resp = cloud.post(Some(&alice), "/v1/servers", &body).await;
@@ -173,14 +180,7 @@ async fn quota_updates_reject_bad_bodies_and_change_nothing() {
 
 #[tokio::test]
 async fn creates_beyond_the_quota_are_403_and_create_nothing() {
-    let cloud = Cloud::start().await;
-    let admin = cloud.user("root").await;
-    let alice = cloud.user("alice").await;
-    let ap = cloud.project_of(&alice).await;
-    cloud.register_host().await;
-    cloud
-        .active_image(&alice, "disk", "raw", vec![0; 4096])
-        .await;
+    let (cloud, admin, alice, ap) = admin_and_alice_with_a_disk().await;
     let pool = json!({"name": "public", "first": "203.0.113.1", "last": "203.0.113.50"});
     let resp = cloud
         .post(Some(&admin), "/v1/floating-ip-pools", &pool)
@@ -253,14 +253,7 @@ async fn creates_beyond_the_quota_are_403_and_create_nothing() {
 
 #[tokio::test]
 async fn concurrent_http_creates_never_exceed_the_quota() {
-    let cloud = Cloud::start().await;
-    let admin = cloud.user("root").await;
-    let alice = cloud.user("alice").await;
-    let ap = cloud.project_of(&alice).await;
-    cloud.register_host().await;
-    cloud
-        .active_image(&alice, "disk", "raw", vec![0; 4096])
-        .await;
+    let (cloud, admin, alice, ap) = admin_and_alice_with_a_disk().await;
     // Make the default network first, so the race is only about servers.
     cloud.get_ok(&alice, "/v1/networks").await;
     ok_json(
