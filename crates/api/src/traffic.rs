@@ -145,6 +145,12 @@ impl Period {
         Self::month(t.year(), t.month()).expect("a valid month")
     }
 
+    /// The period a `?period=` query names, or the one containing `now`
+    /// when none is given.
+    pub fn requested(query: Option<&str>, now: DateTime<Utc>) -> Result<Self, String> {
+        query.map_or(Ok(Self::containing(now)), Self::parse)
+    }
+
     /// `YYYY-MM`, as in `?period=2026-11`.
     pub fn parse(s: &str) -> Result<Self, String> {
         let bad = || format!("period must be YYYY-MM, got '{s}'");
@@ -174,6 +180,23 @@ impl Period {
     /// `YYYY-MM`.
     pub fn label(&self) -> String {
         self.start.format("%Y-%m").to_string()
+    }
+}
+
+/// Bytes for people in binary units, e.g. `format_bytes(3 << 29, 2)` is
+/// `1.50 GiB`; below 1 KiB plain bytes (`900 B`).
+pub fn format_bytes(n: u64, decimals: usize) -> String {
+    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let mut v = n as f64;
+    let mut unit = 0;
+    while v >= 1024.0 && unit < UNITS.len() - 1 {
+        v /= 1024.0;
+        unit += 1;
+    }
+    if unit == 0 {
+        format!("{n} B")
+    } else {
+        format!("{v:.decimals$} {}", UNITS[unit])
     }
 }
 

@@ -131,18 +131,7 @@ pub fn status(s: &str) -> Markup {
 
 /// Bytes for people: 1.5 GiB.
 pub fn bytes(n: u64) -> String {
-    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
-    let mut v = n as f64;
-    let mut u = 0;
-    while v >= 1024.0 && u < UNITS.len() - 1 {
-        v /= 1024.0;
-        u += 1;
-    }
-    if u == 0 {
-        format!("{n} B")
-    } else {
-        format!("{v:.1} {}", UNITS[u])
-    }
+    nubis_api::traffic::format_bytes(n, 1)
 }
 
 /// An RFC 3339 time as "2026-11-02 14:03 UTC".

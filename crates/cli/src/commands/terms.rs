@@ -263,18 +263,7 @@ fn print_series(series: &[UsagePoint]) {
 
 /// Bytes for people, in binary units.
 fn bytes(b: u64) -> String {
-    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
-    let mut v = b as f64;
-    let mut unit = 0;
-    while v >= 1024.0 && unit < UNITS.len() - 1 {
-        v /= 1024.0;
-        unit += 1;
-    }
-    if unit == 0 {
-        format!("{b} B")
-    } else {
-        format!("{v:.2} {}", UNITS[unit])
-    }
+    nubis_api::traffic::format_bytes(b, 2)
 }
 
 #[cfg(test)]

@@ -18,10 +18,8 @@ use std::collections::HashMap;
 
 /// The period of `?period=YYYY-MM`, default the current month.
 fn period(state: &AppState, query: &HashMap<String, String>) -> ApiResult<Period> {
-    match query.get("period") {
-        None => Ok(Period::containing(state.clock.now())),
-        Some(p) => Period::parse(p).map_err(ApiError::bad_request),
-    }
+    Period::requested(query.get("period").map(String::as_str), state.clock.now())
+        .map_err(ApiError::bad_request)
 }
 
 /// A server the caller may manage: their own, or any for admins.

@@ -43,10 +43,7 @@ pub async fn list(
     let Query(query) = query.map_err(|e| ApiError::bad_request(e.body_text()))?;
     let project = caller.project_in_path(&state, &id).await?;
     let now = state.clock.now();
-    let period = match query.period.as_deref() {
-        None => Period::containing(now),
-        Some(p) => Period::parse(p).map_err(ApiError::bad_request)?,
-    };
+    let period = Period::requested(query.period.as_deref(), now).map_err(ApiError::bad_request)?;
     let csv = match query.format.as_deref() {
         None | Some("json") => false,
         Some("csv") => true,

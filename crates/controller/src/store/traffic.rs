@@ -357,16 +357,8 @@ pub(crate) async fn enforce_quota(
 
 /// Bytes for people: `1.50 GiB`, `12.0 MiB`, `900 B`.
 fn human_bytes(b: i64) -> String {
-    let b = b.max(0) as f64;
-    if b >= (1u64 << 30) as f64 {
-        format!("{:.2} GiB", b / (1u64 << 30) as f64)
-    } else if b >= (1u64 << 20) as f64 {
-        format!("{:.1} MiB", b / (1u64 << 20) as f64)
-    } else if b >= 1024.0 {
-        format!("{:.1} KiB", b / 1024.0)
-    } else {
-        format!("{b} B")
-    }
+    let b = b.max(0) as u64;
+    nubis_api::traffic::format_bytes(b, if b >= 1 << 30 { 2 } else { 1 })
 }
 
 #[cfg(test)]
