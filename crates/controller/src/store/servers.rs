@@ -376,19 +376,15 @@ impl Store {
         now: chrono::DateTime<chrono::Utc>,
     ) -> StoreResult<()> {
         let mut tx = self.begin_write().await?;
-        let done = sqlx::query("UPDATE servers SET deleting = 1 WHERE id = $1 AND project_id = $2")
+        let owned = sqlx::query("SELECT id FROM servers WHERE id = $1 AND project_id = $2")
             .bind(id.to_string())
             .bind(project.to_string())
-            .execute(&mut *tx)
+            .fetch_optional(&mut *tx)
             .await?;
-        if done.rows_affected() == 0 {
+        if owned.is_none() {
             return Err(StoreError::NotFound);
         }
-        usage::server_deleted(&mut tx, &id.to_string(), now.timestamp_millis()).await?;
-        sqlx::query("DELETE FROM servers WHERE id = $1 AND host_id IS NULL")
-            .bind(id.to_string())
-            .execute(&mut *tx)
-            .await?;
+        mark_deleting_in(&mut tx, id, now.timestamp_millis()).await?;
         tx.commit().await?;
         Ok(())
     }
@@ -458,4 +454,24 @@ impl Store {
         tx.commit().await?;
         Ok(())
     }
+}
+
+/// Marks a server for deletion inside `tx` (a user's delete, an expired
+/// lease): its usage intervals close at `at_ms`, and a server on no host
+/// goes at once; its host removes the others.
+pub(super) async fn mark_deleting_in(
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    id: ServerId,
+    at_ms: i64,
+) -> StoreResult<()> {
+    sqlx::query("UPDATE servers SET deleting = 1 WHERE id = $1")
+        .bind(id.to_string())
+        .execute(&mut **tx)
+        .await?;
+    usage::server_deleted(tx, &id.to_string(), at_ms).await?;
+    sqlx::query("DELETE FROM servers WHERE id = $1 AND host_id IS NULL")
+        .bind(id.to_string())
+        .execute(&mut **tx)
+        .await?;
+    Ok(())
 }

@@ -170,15 +170,11 @@ impl Store {
                     "lease expired and its grace period ended: server deleted",
                 )
                 .await?;
-                sqlx::query("UPDATE servers SET deleting = 1, lease_expired = 1 WHERE id = $1")
+                sqlx::query("UPDATE servers SET lease_expired = 1 WHERE id = $1")
                     .bind(id.to_string())
                     .execute(&mut *tx)
                     .await?;
-                usage::server_deleted(&mut tx, &id.to_string(), now_ms).await?;
-                sqlx::query("DELETE FROM servers WHERE id = $1 AND host_id IS NULL")
-                    .bind(id.to_string())
-                    .execute(&mut *tx)
-                    .await?;
+                super::servers::mark_deleting_in(&mut tx, id, now_ms).await?;
                 sweep.deleted.push(id);
             } else {
                 let stopped = sqlx::query(
