@@ -61,18 +61,4 @@ impl Store {
         .await?;
         rows.iter().map(event_from_row).collect()
     }
-
-    /// Records one event on its own (outside other writes).
-    pub async fn record_event(
-        &self,
-        server: ServerId,
-        now: DateTime<Utc>,
-        kind: EventKind,
-        message: &str,
-    ) -> StoreResult<()> {
-        let mut tx = self.begin_write().await?;
-        record(&mut tx, server, now, kind, message).await?;
-        tx.commit().await?;
-        Ok(())
-    }
 }
