@@ -22,11 +22,9 @@ const BOOT: Duration = Duration::from_secs(180);
 /// boots one server with a key pair and `extra` create fields. Returns the
 /// cloud, the server id, its address and the key.
 async fn cloud_with_server(
-    ns: &str,
     args: &[&str],
     extra: Value,
 ) -> (Cloud, String, String, std::path::PathBuf) {
-    let _ = ns;
     let mut cloud = Cloud::start_with(args).await;
     cloud.register_and_login("renter", "renter-password").await;
     cloud.upload_tiny_image();
@@ -143,7 +141,7 @@ fn within(what: &str, measured: u64, truth: u64, tolerance: f64) {
 fn traffic_is_metered_exactly_and_survives_a_restart() {
     run_in_netns("meter", || async {
         let (mut cloud, id, ip, key) =
-            cloud_with_server("meter", &["--meter-interval", "1"], json!({})).await;
+            cloud_with_server(&["--meter-interval", "1"], json!({})).await;
 
         let guest_before = guest_counters(&key, &ip);
         let meter_before = settled_usage(&cloud, &id).await;
@@ -237,7 +235,6 @@ async fn set_quota(cloud: &Cloud, id: &str, quota: Value) -> Value {
 fn a_used_up_quota_throttles_or_suspends_until_raised() {
     run_in_netns("quota", || async {
         let (cloud, id, ip, key) = cloud_with_server(
-            "quota",
             &["--meter-interval", "1", "--throttle-mbit", "1"],
             json!({"traffic_quota": {"monthly_gib": 0.01, "policy": "throttle"}}),
         )
