@@ -29,8 +29,10 @@ fn json_rejection(r: JsonRejection) -> ApiError {
     match r {
         JsonRejection::JsonDataError(e) => {
             // "Failed to deserialize the JSON body into the target type: name: ..."
+            // The body parsed, so where in it serde stopped says nothing a
+            // client can use: the message names the field and the reason.
             let msg = std::error::Error::source(&e)
-                .map(|s| s.to_string())
+                .map(|s| without_position(&s.to_string()).to_owned())
                 .unwrap_or_else(|| e.body_text());
             ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_request", msg)
         }
@@ -53,6 +55,20 @@ fn json_rejection(r: JsonRejection) -> ApiError {
             )
         }
         other => ApiError::bad_request(other.body_text()),
+    }
+}
+
+/// `msg` without serde_json's ` at line L column C` suffix (kept only for
+/// syntax errors, where the position points at the typo).
+fn without_position(msg: &str) -> &str {
+    let Some(at) = msg.rfind(" at line ") else {
+        return msg;
+    };
+    let tail = &msg[at + " at line ".len()..];
+    let is_number = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
+    match tail.split_once(" column ") {
+        Some((line, column)) if is_number(line) && is_number(column) => &msg[..at],
+        _ => msg,
     }
 }
 
@@ -168,5 +184,27 @@ impl FromRequestParts<AppState> for AgentCaller {
         } else {
             Err(ApiError::unauthorized("invalid agent token"))
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::without_position;
+
+    #[test]
+    fn positions_are_cut_from_validation_messages_only_at_the_end() {
+        assert_eq!(
+            without_position("password must be at least 8 characters long at line 1 column 33"),
+            "password must be at least 8 characters long"
+        );
+        assert_eq!(
+            without_position("memory_mib: must be between 64 and 262144 MiB, got 0 at line 1 column 43"),
+            "memory_mib: must be between 64 and 262144 MiB, got 0"
+        );
+        assert_eq!(without_position("no position here"), "no position here");
+        assert_eq!(
+            without_position("name 'x at line 3' is taken"),
+            "name 'x at line 3' is taken"
+        );
     }
 }
