@@ -92,6 +92,8 @@ pub struct AgentOnlyArgs {
     /// This host's name; default: the system host name.
     #[arg(long)]
     pub host_name: Option<String>,
+    /// How QEMU runs guests: kvm where a hardware KVM module is loaded,
+    /// else tcg (emulation); auto detects it.
     #[arg(long, value_enum, default_value_t = AccelChoice::Auto)]
     pub accel: AccelChoice,
     /// Seconds a guest gets to power down before a hard stop.
@@ -137,6 +139,7 @@ pub struct UpArgs {
 pub enum AdminCommand {
     /// Create a user directly in the state store.
     CreateUser {
+        /// The user's name (also the project's).
         name: String,
         /// Make the user an admin.
         #[arg(long)]

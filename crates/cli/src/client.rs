@@ -1,7 +1,7 @@
 //! The HTTP client behind every CLI command: the API URL, the saved token,
 //! and errors turned into readable messages.
 
-use anyhow::{anyhow, bail, Context};
+use anyhow::{bail, Context};
 use nubis_api::ErrorBody;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
@@ -11,7 +11,48 @@ use std::path::PathBuf;
 pub struct ApiClient {
     base: String,
     token: Option<String>,
+    /// Requests that need no login (register, login): a 401 is the API's
+    /// answer to the credentials, not a missing login.
+    anonymous: bool,
     http: reqwest::Client,
+}
+
+/// The one hint for every "log in first" error.
+pub const LOGIN_HINT: &str = "log in with 'nubis login NAME'";
+
+/// An error answer of the API, kept typed so a command can tell a 401 or a
+/// 404 from other failures.
+#[derive(Debug)]
+pub struct ApiFailure {
+    pub status: reqwest::StatusCode,
+    pub code: String,
+    /// The readable message, with at most one login hint.
+    pub message: String,
+}
+
+impl std::fmt::Display for ApiFailure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl std::error::Error for ApiFailure {}
+
+/// The HTTP status of an [`ApiFailure`] behind `e`, if it is one.
+pub fn failure_status(e: &anyhow::Error) -> Option<reqwest::StatusCode> {
+    e.downcast_ref::<ApiFailure>().map(|f| f.status)
+}
+
+/// The message for a 401: what went wrong with the login, and the hint once.
+fn unauthorized_message(logged_in: bool, anonymous: bool, api_message: &str) -> String {
+    if anonymous {
+        // e.g. "wrong user name or password": the credentials were refused.
+        api_message.to_owned()
+    } else if logged_in {
+        format!("your saved login is invalid or has expired: {LOGIN_HINT}")
+    } else {
+        format!("you are not logged in: {LOGIN_HINT}")
+    }
 }
 
 /// Where the CLI keeps the token of the last login.
@@ -50,8 +91,24 @@ impl ApiClient {
         Ok(Self {
             base: base.trim_end_matches('/').to_owned(),
             token,
+            anonymous: false,
             http: reqwest::Client::builder().build()?,
         })
+    }
+
+    /// The same API without the saved login, for register and login.
+    pub fn anonymous(&self) -> Self {
+        Self {
+            base: self.base.clone(),
+            token: None,
+            anonymous: true,
+            http: self.http.clone(),
+        }
+    }
+
+    /// Whether a token (saved or from `NUBIS_TOKEN`) is at hand.
+    pub fn has_token(&self) -> bool {
+        self.token.is_some()
     }
 
     pub fn base(&self) -> &str {
@@ -77,13 +134,20 @@ impl ApiClient {
         }
         let status = resp.status();
         let text = resp.text().await.unwrap_or_default();
-        match serde_json::from_str::<ErrorBody>(&text) {
-            Ok(body) if status == reqwest::StatusCode::UNAUTHORIZED => {
-                bail!("{} (log in with 'nubis login NAME')", body.error.message)
-            }
-            Ok(body) => Err(anyhow!("{}", body.error.message)),
-            Err(_) => bail!("the API answered {status}: {text}"),
+        let Ok(body) = serde_json::from_str::<ErrorBody>(&text) else {
+            bail!("the API answered {status}: {text}");
+        };
+        let message = if status == reqwest::StatusCode::UNAUTHORIZED {
+            unauthorized_message(self.token.is_some(), self.anonymous, &body.error.message)
+        } else {
+            body.error.message
+        };
+        Err(ApiFailure {
+            status,
+            code: body.error.code,
+            message,
         }
+        .into())
     }
 
     pub async fn get<T: DeserializeOwned>(&self, path: &str) -> anyhow::Result<T> {
@@ -139,7 +203,22 @@ impl ApiClient {
 
 #[cfg(test)]
 mod tests {
-    use super::segment;
+    use super::{segment, unauthorized_message, LOGIN_HINT};
+
+    #[test]
+    fn a_401_gets_one_hint_or_none() {
+        let refused = unauthorized_message(false, true, "wrong user name or password");
+        assert_eq!(refused, "wrong user name or password");
+        for (logged_in, what) in [(false, "not logged in"), (true, "expired")] {
+            let m = unauthorized_message(logged_in, false, "missing 'Authorization' header");
+            assert!(m.contains(what), "{m}");
+            assert_eq!(m.matches("nubis login").count(), 1, "{m}");
+            assert!(
+                m.ends_with(LOGIN_HINT) && !m.contains("Authorization"),
+                "{m}"
+            );
+        }
+    }
 
     #[test]
     fn segments_are_percent_encoded() {

@@ -1,12 +1,16 @@
 //! The Nubis command-line client: every subcommand that talks to the API.
 
+pub mod args;
 pub mod client;
 pub mod commands;
 pub mod output;
 
 use clap::{Args, Subcommand};
 use client::ApiClient;
-use commands::{auth, flavors, images, keypairs, networks, quotas, servers, ssh, terms, usage};
+use commands::{
+    auth, flavors, floating_ips, images, keypairs, networks, quotas, security_groups, servers, ssh,
+    terms, usage,
+};
 use nubis_api::images::ImageFormat;
 use nubis_api::servers::NetworkRequest;
 use std::path::PathBuf;
@@ -32,6 +36,7 @@ pub struct ClientOptions {
 pub enum ClientCommand {
     /// Create an account (the first one becomes an admin).
     Register {
+        /// The account's name (also the project's).
         name: String,
         /// Otherwise NUBIS_PASSWORD or a line of standard input.
         #[arg(long)]
@@ -39,7 +44,9 @@ pub enum ClientCommand {
     },
     /// Log in and save the token for later commands.
     Login {
+        /// The account's name.
         name: String,
+        /// Otherwise NUBIS_PASSWORD or a line of standard input.
         #[arg(long)]
         password: Option<String>,
     },
@@ -66,31 +73,46 @@ pub enum ClientCommand {
     /// Usage records for billing.
     #[command(subcommand)]
     Usage(usage::UsageCommand),
+    /// Floating IPs: public addresses mapped to servers.
+    #[command(subcommand, name = "floating-ip")]
+    FloatingIp(floating_ips::FloatingIpCommand),
+    /// Security groups: which traffic reaches servers.
+    #[command(subcommand, name = "security-group")]
+    SecurityGroup(security_groups::SecurityGroupCommand),
 }
 
 #[derive(Subcommand, Debug)]
 pub enum FlavorCommand {
+    /// List the flavors.
     List,
     /// Create a flavor (admin).
     Create {
+        /// The flavor's name.
         name: String,
-        #[arg(long)]
+        /// Virtual CPUs (1 to 64).
+        #[arg(long, value_name = "N", value_parser = args::vcpus)]
         vcpus: u64,
-        #[arg(long)]
+        /// Memory in MiB (64 to 262144).
+        #[arg(long, value_name = "MIB", value_parser = args::memory_mib)]
         memory_mib: u64,
-        #[arg(long)]
+        /// Disk size in GiB (1 to 16384).
+        #[arg(long, value_name = "GIB", value_parser = args::disk_gib)]
         disk_gib: u64,
     },
 }
 
 #[derive(Subcommand, Debug)]
 pub enum ImageCommand {
+    /// List the images the project can use.
     List,
+    /// Show an image (by name or id).
     Show {
+        /// The image: name or id.
         image: String,
     },
     /// Create an image and upload its file.
     Create {
+        /// The image's name.
         name: String,
         /// The file to upload.
         #[arg(long)]
@@ -99,8 +121,10 @@ pub enum ImageCommand {
         /// servers made from it get a blank disk and boot the ISO first).
         #[arg(long, value_parser = parse_format)]
         format: ImageFormat,
+        /// The operating system, for people choosing an image.
         #[arg(long, default_value = "linux")]
         os: String,
+        /// The operating system's version.
         #[arg(long, default_value = "1")]
         os_version: String,
         /// Kernel image (aki) for direct kernel boot.
@@ -128,22 +152,32 @@ fn parse_format(s: &str) -> Result<ImageFormat, String> {
 
 #[derive(Subcommand, Debug)]
 pub enum ServerCommand {
+    /// List the project's servers with their status and first address.
     List,
+    /// Show a server (by name or id): addresses, size, terms, lease.
     Show {
+        /// The server: name or id.
         server: String,
     },
     /// Create a server from an image, sized by a flavor or explicitly.
     Create {
+        /// The server's name (also its DNS name).
         name: String,
+        /// The image to boot (name or id).
         #[arg(long)]
         image: String,
+        /// The size, as a flavor (name or id); or give --vcpus, --memory-mib
+        /// and --disk-gib.
         #[arg(long)]
         flavor: Option<String>,
-        #[arg(long)]
+        /// Virtual CPUs (1 to 64), without a flavor.
+        #[arg(long, value_name = "N", value_parser = args::vcpus)]
         vcpus: Option<u64>,
-        #[arg(long)]
+        /// Memory in MiB (64 to 262144), without a flavor.
+        #[arg(long, value_name = "MIB", value_parser = args::memory_mib)]
         memory_mib: Option<u64>,
-        #[arg(long)]
+        /// Disk size in GiB (1 to 16384), without a flavor.
+        #[arg(long, value_name = "GIB", value_parser = args::disk_gib)]
         disk_gib: Option<u64>,
         /// A NIC on a network (name or id), optionally with a fixed address;
         /// repeat for more NICs. Default: one NIC on the `default` network.
@@ -160,46 +194,60 @@ pub enum ServerCommand {
         #[arg(long)]
         config_drive: bool,
         /// Bandwidth towards the server, Mbit/s (default: the flavor's).
-        #[arg(long, value_name = "MBIT")]
+        #[arg(long, value_name = "MBIT", value_parser = args::mbit)]
         inbound_mbit: Option<u32>,
         /// Bandwidth from the server, Mbit/s (default: the flavor's).
-        #[arg(long, value_name = "MBIT")]
+        #[arg(long, value_name = "MBIT", value_parser = args::mbit)]
         outbound_mbit: Option<u32>,
         /// Monthly traffic quota in GiB (inbound + outbound).
-        #[arg(long, value_name = "GIB")]
+        #[arg(long, value_name = "GIB", value_parser = args::quota_gib)]
         traffic_quota_gib: Option<f64>,
         /// What happens when the quota is used up.
         #[arg(long, value_enum, default_value_t = terms::PolicyArg::Throttle)]
         quota_policy: terms::PolicyArg,
         /// Rent for a term: seconds, or 90m, 12h, 30d.
-        #[arg(long, value_name = "DURATION", value_parser = terms::parse_duration)]
+        #[arg(long, value_name = "DURATION", value_parser = args::lease_term)]
         lease: Option<i64>,
-        /// Wait until it runs.
+        /// Wait until it runs, showing its status.
         #[arg(long)]
         wait: bool,
     },
+    /// Start a stopped server.
     Start {
+        /// The server: name or id.
         server: String,
+        /// Wait until it runs, showing its status.
         #[arg(long)]
         wait: bool,
     },
+    /// Stop a server: the guest is asked to power down (ACPI), and is
+    /// stopped hard if it does not within the host's stop timeout.
     Stop {
+        /// The server: name or id.
         server: String,
+        /// Wait until it is stopped, showing its status.
         #[arg(long)]
         wait: bool,
     },
+    /// Reboot a server (a reset of the virtual machine).
     Reboot {
+        /// The server: name or id.
         server: String,
+        /// Wait until it runs again, showing its status.
         #[arg(long)]
         wait: bool,
     },
     /// Take the ISO out of the server's CD-ROM drive: it boots from its disk
     /// from its next start (or reboot) on.
     Eject {
+        /// The server: name or id.
         server: String,
     },
+    /// Delete a server and its disk.
     Delete {
+        /// The server: name or id.
         server: String,
+        /// Wait until it is gone, showing its status.
         #[arg(long)]
         wait: bool,
     },
@@ -208,14 +256,17 @@ pub enum ServerCommand {
     /// Print a single-use link (valid for a minute) to the server's
     /// graphical console, a noVNC page in the browser.
     Console {
+        /// The server: name or id.
         server: String,
     },
     /// Print the serial console output.
     ConsoleLog {
+        /// The server: name or id.
         server: String,
     },
     /// Log in to a server with ssh, at its first address.
     Ssh {
+        /// The server: name or id.
         server: String,
         /// Private key. Default: ./KEY_NAME.pem if the server has a key pair
         /// and that file exists.
@@ -230,6 +281,32 @@ pub enum ServerCommand {
     },
 }
 
+/// Subcommands and arguments under `cmd` (by path, e.g. `nubis server
+/// stop --wait`) that have no help line, for a test that keeps `--help`
+/// complete.
+pub fn missing_help(cmd: &clap::Command) -> Vec<String> {
+    fn walk(cmd: &clap::Command, path: &str, root: bool, out: &mut Vec<String>) {
+        if !root && cmd.get_about().is_none() && !cmd.is_hide_set() {
+            out.push(path.to_owned());
+        }
+        for arg in cmd.get_arguments() {
+            if arg.get_help().is_none() && !arg.is_hide_set() {
+                let name = match arg.get_long() {
+                    Some(long) => format!("--{long}"),
+                    None => arg.get_id().to_string(),
+                };
+                out.push(format!("{path} {name}"));
+            }
+        }
+        for sub in cmd.get_subcommands() {
+            walk(sub, &format!("{path} {}", sub.get_name()), false, out);
+        }
+    }
+    let mut out = Vec::new();
+    walk(cmd, cmd.get_name(), true, &mut out);
+    out
+}
+
 /// Runs one client command.
 pub async fn run(opts: &ClientOptions, command: ClientCommand) -> anyhow::Result<()> {
     let client = ApiClient::new(&opts.url)?;
@@ -238,6 +315,8 @@ pub async fn run(opts: &ClientOptions, command: ClientCommand) -> anyhow::Result
         ClientCommand::Register { name, password } => {
             auth::register(&client, &name, password).await
         }
+        ClientCommand::FloatingIp(cmd) => floating_ips::run(&client, cmd, json).await,
+        ClientCommand::SecurityGroup(cmd) => security_groups::run(&client, cmd, json).await,
         ClientCommand::Login { name, password } => auth::login(&client, &name, password).await,
         ClientCommand::Logout => auth::logout(&client).await,
         ClientCommand::Flavor(FlavorCommand::List) => flavors::list(&client, json).await,
@@ -381,6 +460,133 @@ mod tests {
         opts: ClientOptions,
         #[command(subcommand)]
         command: ClientCommand,
+    }
+
+    #[test]
+    fn every_subcommand_and_argument_has_help() {
+        use clap::CommandFactory;
+        let missing = missing_help(&Cli::command());
+        assert!(missing.is_empty(), "without a help line: {missing:#?}");
+        // The walk sees what it must: a command without help is reported.
+        let bare = clap::Command::new("x")
+            .subcommand(clap::Command::new("y").arg(clap::Arg::new("z").long("z")));
+        assert_eq!(missing_help(&bare), ["x y", "x y --z"]);
+    }
+
+    #[test]
+    fn bad_sizes_are_refused_at_parse_time_naming_the_flag() {
+        let err = parse(&["server", "create", "x", "--image", "i", "--memory-mib", "0"])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains(
+                "invalid value '0' for '--memory-mib <MIB>': must be between 64 and 262144 MiB"
+            ),
+            "{err}"
+        );
+        assert!(
+            !err.contains("memory_mib") && !err.contains("at line"),
+            "{err}"
+        );
+        for (flag, value) in [
+            ("--vcpus", "0"),
+            ("--disk-gib", "0"),
+            ("--inbound-mbit", "0"),
+            ("--traffic-quota-gib", "0"),
+            ("--lease", "5"),
+        ] {
+            let err = parse(&["server", "create", "x", "--image", "i", flag, value])
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains(&format!("for '{flag} <")), "{flag}: {err}");
+            assert!(err.contains("must be between"), "{flag}: {err}");
+        }
+        assert!(parse(&[
+            "server",
+            "create",
+            "x",
+            "--image",
+            "i",
+            "--memory-mib",
+            "128"
+        ])
+        .is_ok());
+        let err = parse(&[
+            "flavor",
+            "create",
+            "f",
+            "--vcpus",
+            "1",
+            "--memory-mib",
+            "1",
+            "--disk-gib",
+            "1",
+        ])
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("'--memory-mib <MIB>'"), "{err}");
+    }
+
+    #[test]
+    fn floating_ip_and_security_group_commands_parse() {
+        assert!(matches!(
+            parse(&["floating-ip", "create", "--pool", "public"]).unwrap(),
+            ClientCommand::FloatingIp(floating_ips::FloatingIpCommand::Create { pool: Some(_) })
+        ));
+        assert!(parse(&["floating-ip", "associate", "203.0.113.10", "web"]).is_ok());
+        assert!(parse(&[
+            "floating-ip",
+            "pool",
+            "create",
+            "p",
+            "--first",
+            "203.0.113.10",
+            "--last",
+            "203.0.113.20"
+        ])
+        .is_ok());
+        assert!(parse(&[
+            "floating-ip",
+            "pool",
+            "create",
+            "p",
+            "--first",
+            "x",
+            "--last",
+            "y"
+        ])
+        .is_err());
+        let cmd = parse(&[
+            "security-group",
+            "rule",
+            "add",
+            "web",
+            "--protocol",
+            "tcp",
+            "--port",
+            "22",
+            "--remote-cidr",
+            "10.0.0.0/8",
+        ])
+        .unwrap();
+        let ClientCommand::SecurityGroup(security_groups::SecurityGroupCommand::Rule(
+            security_groups::RuleCommand::Add { port, .. },
+        )) = cmd
+        else {
+            panic!("{cmd:?}");
+        };
+        assert_eq!(port, Some((22, 22)));
+        assert!(parse(&[
+            "security-group",
+            "rule",
+            "add",
+            "web",
+            "--protocol",
+            "tcp",
+            "--port",
+            "0"
+        ])
+        .is_err());
     }
 
     fn parse(args: &[&str]) -> Result<ClientCommand, clap::Error> {

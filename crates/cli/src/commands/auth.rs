@@ -1,6 +1,6 @@
 //! `nubis register`, `nubis login`, `nubis logout`.
 
-use crate::client::{token_file, ApiClient};
+use crate::client::{failure_status, token_file, ApiClient};
 use anyhow::Context;
 use nubis_api::users::{TokenResponse, User};
 use serde_json::json;
@@ -24,6 +24,7 @@ pub async fn register(
 ) -> anyhow::Result<()> {
     let password = read_password(password)?;
     let user: User = client
+        .anonymous()
         .post("/v1/users", &json!({"name": name, "password": password}))
         .await?;
     println!(
@@ -38,6 +39,7 @@ pub async fn register(
 pub async fn login(client: &ApiClient, name: &str, password: Option<String>) -> anyhow::Result<()> {
     let password = read_password(password)?;
     let resp: TokenResponse = client
+        .anonymous()
         .post("/v1/tokens", &json!({"name": name, "password": password}))
         .await?;
     let path = token_file();
@@ -47,7 +49,8 @@ pub async fn login(client: &ApiClient, name: &str, password: Option<String>) -> 
     write_private(&path, &resp.token)?;
     println!(
         "Logged in as '{}' until {}.",
-        resp.user.name, resp.expires_at
+        resp.user.name,
+        crate::output::time_text(&resp.expires_at)
     );
     Ok(())
 }
@@ -67,9 +70,35 @@ fn write_private(path: &std::path::Path, contents: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// `nubis logout`: revokes the saved token and forgets it. Logging out
+/// when not logged in (again, or after the token expired) is no error.
 pub async fn logout(client: &ApiClient) -> anyhow::Result<()> {
-    client.delete("/v1/tokens/current").await?;
-    let _ = std::fs::remove_file(token_file());
-    println!("Logged out.");
-    Ok(())
+    if !client.has_token() {
+        println!("You are not logged in.");
+        return Ok(());
+    }
+    match client.delete("/v1/tokens/current").await {
+        Ok(()) => {
+            forget_token()?;
+            println!("Logged out.");
+            Ok(())
+        }
+        Err(e) if failure_status(&e) == Some(reqwest::StatusCode::UNAUTHORIZED) => {
+            forget_token()?;
+            println!("You were not logged in (the saved login had expired or was revoked).");
+            Ok(())
+        }
+        Err(e) => Err(e),
+    }
+}
+
+/// Removes the saved token; one that is already gone is fine.
+fn forget_token() -> anyhow::Result<()> {
+    let path = token_file();
+    match std::fs::remove_file(&path) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+            Err(e).with_context(|| format!("removing {}", path.display()))
+        }
+        _ => Ok(()),
+    }
 }

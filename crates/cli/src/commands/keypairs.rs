@@ -16,9 +16,13 @@ pub enum KeypairCommand {
     /// List the project's key pairs.
     List,
     /// Show a key pair (by name or id).
-    Show { keypair: String },
+    Show {
+        /// The key pair: name or id.
+        keypair: String,
+    },
     /// Import a public key, or have an ed25519 key pair generated.
     Create {
+        /// The key pair's name.
         name: String,
         /// Import this OpenSSH public key (e.g. ~/.ssh/id_ed25519.pub).
         #[arg(long, value_name = "PATH")]
@@ -29,7 +33,10 @@ pub enum KeypairCommand {
         private_key_file: Option<PathBuf>,
     },
     /// Delete a key pair (by name or id); servers keep the key they got.
-    Delete { keypair: String },
+    Delete {
+        /// The key pair: name or id.
+        keypair: String,
+    },
 }
 
 /// Runs one `nubis keypair` subcommand.

@@ -2,12 +2,16 @@
 
 pub mod auth;
 pub mod flavors;
+pub mod floating_ips;
 pub mod images;
 pub mod keypairs;
 pub mod networks;
 pub mod nics;
 pub mod quotas;
+pub mod security_groups;
+pub mod server_view;
 pub mod servers;
 pub mod ssh;
 pub mod terms;
 pub mod usage;
+pub mod wait;

@@ -13,9 +13,13 @@ pub enum NetworkCommand {
     /// List the project's networks (`default` is made on first use).
     List,
     /// Show a network (by name or id).
-    Show { network: String },
+    Show {
+        /// The network: name or id.
+        network: String,
+    },
     /// Create a network; its range must not overlap another network's.
     Create {
+        /// The network's name.
         name: String,
         /// The subnet, from /16 to /29.
         #[arg(long, value_name = "CIDR", value_parser = parse_cidr)]
@@ -28,7 +32,10 @@ pub enum NetworkCommand {
         dns_zone: Option<String>,
     },
     /// Delete a network (by name or id) that no server uses.
-    Delete { network: String },
+    Delete {
+        /// The network: name or id.
+        network: String,
+    },
 }
 
 fn parse_cidr(s: &str) -> Result<Cidr, String> {

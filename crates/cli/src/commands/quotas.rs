@@ -19,17 +19,23 @@ pub enum QuotaCommand {
     Set {
         /// The project (id).
         project: String,
-        #[arg(long)]
+        /// Most servers.
+        #[arg(long, value_name = "N")]
         servers: Option<u64>,
-        #[arg(long)]
+        /// Most virtual CPUs, over all servers.
+        #[arg(long, value_name = "N")]
         vcpus: Option<u64>,
-        #[arg(long)]
+        /// Most memory in MiB, over all servers.
+        #[arg(long, value_name = "MIB")]
         memory_mib: Option<u64>,
-        #[arg(long)]
+        /// Most disk in GiB, over all servers.
+        #[arg(long, value_name = "GIB")]
         disk_gib: Option<u64>,
-        #[arg(long)]
+        /// Most floating IPs.
+        #[arg(long, value_name = "N")]
         floating_ips: Option<u64>,
-        #[arg(long)]
+        /// Most networks.
+        #[arg(long, value_name = "N")]
         networks: Option<u64>,
     },
 }

@@ -1,19 +1,17 @@
-//! `nubis server ...`: create, inspect, power actions, waits with a spinner.
-//! (`nubis server ssh` is in `ssh.rs`.)
+//! `nubis server ...`: create, inspect, power actions (waits are in
+//! `wait.rs`, the readable `show` in `server_view.rs`, `nubis server ssh` in
+//! `ssh.rs`).
 
+use super::server_view::{self, ServerNames};
+use super::wait::{wait_for, Goal};
 use crate::client::ApiClient;
-use crate::output::{opt, print_list, print_one_with};
+use crate::output::{print_list, time_text};
 use anyhow::{bail, Context};
 use base64::Engine;
-use indicatif::{ProgressBar, ProgressStyle};
 use nubis_api::networks::ServerAddress;
 use nubis_api::servers::{NetworkRequest, Server, ServerStatus, MAX_USER_DATA};
 use serde_json::{json, Value};
 use std::path::Path;
-use std::time::Duration;
-
-/// How long `--wait` waits before giving up.
-const WAIT_LIMIT: Duration = Duration::from_secs(600);
 
 /// `nubis server list`: one row per server, with its first address.
 pub async fn list(client: &ApiClient, json: bool) -> anyhow::Result<()> {
@@ -62,16 +60,19 @@ pub async fn find(client: &ApiClient, reference: &str) -> anyhow::Result<Server>
 /// `nubis server show`.
 pub async fn show(client: &ApiClient, reference: &str, json: bool) -> anyhow::Result<()> {
     let server = find(client, reference).await?;
-    print_server(json, &server);
+    print_server(client, json, &server).await;
     Ok(())
 }
 
-/// Prints a server as a table (addresses one per line) or as JSON.
-pub fn print_server(json: bool, server: &Server) {
-    print_one_with(json, server, |field| match field {
-        "addresses" => Some(addresses_text(&server.addresses)),
-        _ => None,
-    });
+/// Prints a server as a readable table (names, not ids; text, not JSON)
+/// or as JSON.
+pub async fn print_server(client: &ApiClient, json: bool, server: &Server) {
+    let names = if json {
+        ServerNames::default()
+    } else {
+        ServerNames::fetch(client, server).await
+    };
+    server_view::print_server(json, server, &names);
 }
 
 /// `10.64.0.2 (default, 52:54:00:12:34:56)`, one address a line.
@@ -124,11 +125,13 @@ pub async fn create(
     let body = create_body(&new, user_data);
     let server: Server = client.post("/v1/servers", &body).await?;
     let server = if wait {
-        wait_for(client, &server, &[ServerStatus::Running]).await?
+        wait_for(client, &server, Goal::Status(&[ServerStatus::Running]))
+            .await?
+            .unwrap_or(server)
     } else {
         server
     };
-    print_server(json, &server);
+    print_server(client, json, &server).await;
     Ok(())
 }
 
@@ -181,7 +184,8 @@ fn create_body(new: &NewServer<'_>, user_data: Option<String>) -> Value {
     body
 }
 
-/// A power action (`start`, `stop`, `reboot`), optionally waiting for its end.
+/// A power action (`start`, `stop`, `reboot`), optionally waiting for its
+/// end (which prints the final state).
 pub async fn action(
     client: &ApiClient,
     reference: &str,
@@ -192,14 +196,18 @@ pub async fn action(
     let server: Server = client
         .action(&format!("/v1/servers/{}/{action}", server.id))
         .await?;
-    let target = match action {
-        "stop" => ServerStatus::Stopped,
-        _ => ServerStatus::Running,
-    };
     if wait {
-        wait_for(client, &server, &[target]).await?;
+        let target: &'static [ServerStatus] = match action {
+            "stop" => &[ServerStatus::Stopped],
+            _ => &[ServerStatus::Running],
+        };
+        wait_for(client, &server, Goal::Status(target)).await?;
+    } else {
+        println!(
+            "{}: {action} requested (now {}).",
+            server.name, server.status
+        );
     }
-    println!("{action}: '{}' requested.", server.name);
     Ok(())
 }
 
@@ -216,48 +224,37 @@ pub async fn eject(client: &ApiClient, reference: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// `nubis server delete`, optionally waiting until the server is gone.
 pub async fn delete(client: &ApiClient, reference: &str, wait: bool) -> anyhow::Result<()> {
     let server = find(client, reference).await?;
     client.delete(&format!("/v1/servers/{}", server.id)).await?;
     if wait {
-        let bar = spinner(&format!("deleting {}", server.name));
-        let deadline = tokio::time::Instant::now() + WAIT_LIMIT;
-        loop {
-            let resp = client
-                .request(reqwest::Method::GET, &format!("/v1/servers/{}", server.id))
-                .send()
-                .await?;
-            if resp.status() == reqwest::StatusCode::NOT_FOUND {
-                break;
-            }
-            if tokio::time::Instant::now() > deadline {
-                bail!("server '{}' is still being deleted", server.name);
-            }
-            tokio::time::sleep(Duration::from_millis(500)).await;
-        }
-        bar.finish_and_clear();
+        wait_for(client, &server, Goal::Gone).await?;
+    } else {
+        println!("{}: delete requested.", server.name);
     }
-    println!("Deleted '{}'.", server.name);
     Ok(())
 }
 
+/// `nubis server console`: a single-use link to the graphical console.
 pub async fn console(client: &ApiClient, reference: &str, json: bool) -> anyhow::Result<()> {
     let server = find(client, reference).await?;
     let access: nubis_api::console::ConsoleAccess = client
         .action(&format!("/v1/servers/{}/console", server.id))
         .await?;
     if json {
-        println!("{}", serde_json::to_string_pretty(&access)?);
+        crate::output::print_json(&access);
     } else {
         println!("{}", access.url);
         eprintln!(
             "Open it in a browser before {} (it works once).",
-            access.expires_at.format("%H:%M:%S UTC")
+            time_text(&access.expires_at)
         );
     }
     Ok(())
 }
 
+/// `nubis server console-log`: the serial console output.
 pub async fn console_log(client: &ApiClient, reference: &str) -> anyhow::Result<()> {
     let server = find(client, reference).await?;
     let resp = client
@@ -268,47 +265,6 @@ pub async fn console_log(client: &ApiClient, reference: &str) -> anyhow::Result<
         .await?;
     print!("{}", resp.text().await?);
     Ok(())
-}
-
-fn spinner(msg: &str) -> ProgressBar {
-    let bar = ProgressBar::new_spinner();
-    bar.set_style(
-        ProgressStyle::with_template("{spinner} {msg} ({elapsed})").expect("valid template"),
-    );
-    bar.set_message(msg.to_owned());
-    bar.enable_steady_tick(Duration::from_millis(120));
-    bar
-}
-
-/// Polls until the server reaches one of `targets`; an error status fails.
-async fn wait_for(
-    client: &ApiClient,
-    server: &Server,
-    targets: &[ServerStatus],
-) -> anyhow::Result<Server> {
-    let bar = spinner(&format!("{}: {}", server.name, server.status));
-    let deadline = tokio::time::Instant::now() + WAIT_LIMIT;
-    loop {
-        let current: Server = client.get(&format!("/v1/servers/{}", server.id)).await?;
-        bar.set_message(format!("{}: {}", current.name, current.status));
-        if targets.contains(&current.status) {
-            bar.finish_and_clear();
-            return Ok(current);
-        }
-        if current.status == ServerStatus::Error {
-            bar.finish_and_clear();
-            bail!("server '{}' failed: {}", current.name, opt(&current.fault));
-        }
-        if tokio::time::Instant::now() > deadline {
-            bar.finish_and_clear();
-            bail!(
-                "gave up waiting: server '{}' is {}",
-                current.name,
-                current.status
-            );
-        }
-        tokio::time::sleep(Duration::from_millis(300)).await;
-    }
 }
 
 #[cfg(test)]

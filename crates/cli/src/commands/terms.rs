@@ -16,12 +16,13 @@ use serde_json::{json, Value};
 pub enum TermsCommand {
     /// Set a server's bandwidth limits (applied at once, also while running).
     Limit {
+        /// The server: name or id.
         server: String,
         /// Towards the server, Mbit/s.
-        #[arg(long, value_name = "MBIT")]
+        #[arg(long, value_name = "MBIT", value_parser = crate::args::mbit)]
         inbound_mbit: Option<u32>,
         /// From the server, Mbit/s.
-        #[arg(long, value_name = "MBIT")]
+        #[arg(long, value_name = "MBIT", value_parser = crate::args::mbit)]
         outbound_mbit: Option<u32>,
         /// Burst above the average, KiB (both directions).
         #[arg(long, value_name = "KIB")]
@@ -29,9 +30,10 @@ pub enum TermsCommand {
     },
     /// Set or remove a server's monthly traffic quota.
     Quota {
+        /// The server: name or id.
         server: String,
         /// GiB per month, inbound + outbound (fractions allowed).
-        #[arg(long, value_name = "GIB", required_unless_present = "remove")]
+        #[arg(long, value_name = "GIB", required_unless_present = "remove", value_parser = crate::args::quota_gib)]
         monthly_gib: Option<f64>,
         /// What happens when it is used up.
         #[arg(long, value_enum, default_value_t = PolicyArg::Throttle)]
@@ -42,9 +44,10 @@ pub enum TermsCommand {
     },
     /// Renew a server's lease (e.g. `--for 30d`), or exempt it (admin).
     Lease {
+        /// The server: name or id.
         server: String,
         /// New term from now: seconds, or with a unit: 90m, 12h, 30d.
-        #[arg(long = "for", value_name = "DURATION", value_parser = parse_duration)]
+        #[arg(long = "for", value_name = "DURATION", value_parser = crate::args::lease_term)]
         term: Option<i64>,
         /// New expiry, RFC 3339 (e.g. 2027-01-01T00:00:00Z).
         #[arg(long, value_name = "TIME", conflicts_with = "term")]
@@ -55,20 +58,26 @@ pub enum TermsCommand {
     },
     /// Traffic of a server, or of the whole project without a server.
     Usage {
+        /// The server (name or id); without it, the whole project.
         server: Option<String>,
         /// Billing month, YYYY-MM; default this month.
         #[arg(long)]
         period: Option<String>,
     },
     /// What happened to a server (quota, lease), or to all of the project's.
-    Events { server: Option<String> },
+    Events {
+        /// The server (name or id); without it, all of the project's.
+        server: Option<String>,
+    },
 }
 
 /// A traffic-quota policy.
 #[derive(Clone, Copy, Debug, Default, ValueEnum)]
 pub enum PolicyArg {
+    /// Bandwidth drops to the operator's throttle rate.
     #[default]
     Throttle,
+    /// Networking is cut; the server keeps running.
     Suspend,
 }
 
@@ -127,7 +136,7 @@ pub async fn run(client: &ApiClient, cmd: TermsCommand, json: bool) -> anyhow::R
             let updated: Server = client
                 .patch(&format!("/v1/servers/{}", s.id), &body)
                 .await?;
-            print_server(json, &updated);
+            print_server(client, json, &updated).await;
         }
         TermsCommand::Quota {
             server,
@@ -148,7 +157,7 @@ pub async fn run(client: &ApiClient, cmd: TermsCommand, json: bool) -> anyhow::R
             let updated: Server = client
                 .patch(&format!("/v1/servers/{}", s.id), &body)
                 .await?;
-            print_server(json, &updated);
+            print_server(client, json, &updated).await;
         }
         TermsCommand::Lease {
             server,
@@ -170,7 +179,7 @@ pub async fn run(client: &ApiClient, cmd: TermsCommand, json: bool) -> anyhow::R
             let updated: Server = client
                 .post(&format!("/v1/servers/{}/lease", s.id), &body)
                 .await?;
-            print_server(json, &updated);
+            print_server(client, json, &updated).await;
         }
         TermsCommand::Usage { server, period } => {
             let query = period.map(|p| format!("?period={p}")).unwrap_or_default();
@@ -181,7 +190,7 @@ pub async fn run(client: &ApiClient, cmd: TermsCommand, json: bool) -> anyhow::R
                         .get(&format!("/v1/servers/{}/usage{query}", s.id))
                         .await?;
                     if json {
-                        println!("{}", serde_json::to_string_pretty(&u)?);
+                        crate::output::print_json(&u);
                     } else {
                         let quota = u
                             .quota
@@ -205,7 +214,7 @@ pub async fn run(client: &ApiClient, cmd: TermsCommand, json: bool) -> anyhow::R
                         .get(&format!("/v1/projects/current/usage{query}"))
                         .await?;
                     if json {
-                        println!("{}", serde_json::to_string_pretty(&u)?);
+                        crate::output::print_json(&u);
                     } else {
                         println!(
                             "project in {}: {} in, {} out, {} total",
@@ -239,7 +248,7 @@ pub async fn run(client: &ApiClient, cmd: TermsCommand, json: bool) -> anyhow::R
                 &["time", "server", "event", "message"],
                 |e| {
                     vec![
-                        e.time.format("%Y-%m-%d %H:%M:%S").to_string(),
+                        crate::output::time_text(&e.time),
                         e.server_name.clone(),
                         e.kind.as_str().to_owned(),
                         e.message.clone(),

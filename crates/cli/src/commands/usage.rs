@@ -68,7 +68,7 @@ async fn records(
     }
     let report: UsageReport = client.get(&path).await?;
     if json {
-        println!("{}", serde_json::to_string_pretty(&report)?);
+        crate::output::print_json(&report);
         return Ok(());
     }
     println!(

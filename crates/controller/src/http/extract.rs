@@ -198,7 +198,9 @@ mod tests {
             "password must be at least 8 characters long"
         );
         assert_eq!(
-            without_position("memory_mib: must be between 64 and 262144 MiB, got 0 at line 1 column 43"),
+            without_position(
+                "memory_mib: must be between 64 and 262144 MiB, got 0 at line 1 column 43"
+            ),
             "memory_mib: must be between 64 and 262144 MiB, got 0"
         );
         assert_eq!(without_position("no position here"), "no position here");
