@@ -3,7 +3,7 @@
 //! `ssh.rs`).
 
 use super::server_view::{self, ServerNames};
-use super::wait::{wait_for, Goal};
+use super::wait::{wait_for, FinalLine, Goal};
 use crate::client::ApiClient;
 use crate::output::{print_list, time_text};
 use anyhow::{bail, Context};
@@ -125,9 +125,14 @@ pub async fn create(
     let body = create_body(&new, user_data);
     let server: Server = client.post("/v1/servers", &body).await?;
     let server = if wait {
-        wait_for(client, &server, Goal::Status(&[ServerStatus::Running]))
-            .await?
-            .unwrap_or(server)
+        wait_for(
+            client,
+            &server,
+            Goal::Status(&[ServerStatus::Running]),
+            FinalLine::Stderr,
+        )
+        .await?
+        .unwrap_or(server)
     } else {
         server
     };
@@ -201,7 +206,7 @@ pub async fn action(
             "stop" => &[ServerStatus::Stopped],
             _ => &[ServerStatus::Running],
         };
-        wait_for(client, &server, Goal::Status(target)).await?;
+        wait_for(client, &server, Goal::Status(target), FinalLine::Stdout).await?;
     } else {
         println!(
             "{}: {action} requested (now {}).",
@@ -229,7 +234,7 @@ pub async fn delete(client: &ApiClient, reference: &str, wait: bool) -> anyhow::
     let server = find(client, reference).await?;
     client.delete(&format!("/v1/servers/{}", server.id)).await?;
     if wait {
-        wait_for(client, &server, Goal::Gone).await?;
+        wait_for(client, &server, Goal::Gone, FinalLine::Stdout).await?;
     } else {
         println!("{}: delete requested.", server.name);
     }

@@ -82,12 +82,22 @@ pub fn final_line(name: &str, state: &str, elapsed: Duration) -> String {
     format!("{name}: {state} (after {} s)", elapsed.as_secs())
 }
 
+/// Where the final state line goes: stdout when it is the command's answer
+/// (`server stop --wait`), stderr when the command prints something else
+/// there (`server create --wait` prints the server, maybe as JSON).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FinalLine {
+    Stdout,
+    Stderr,
+}
+
 /// Waits for `goal`; returns the server as last seen (`None` once gone) and
 /// prints the final state. Ending in `error` or running out of time fails.
 pub async fn wait_for(
     client: &ApiClient,
     server: &Server,
     goal: Goal,
+    final_line_to: FinalLine,
 ) -> anyhow::Result<Option<Server>> {
     let mut progress = Progress::new(&server.name, server.status.as_str());
     let deadline = tokio::time::Instant::now() + WAIT_LIMIT;
@@ -111,7 +121,11 @@ pub async fn wait_for(
         let elapsed = progress.elapsed();
         if done {
             drop(progress);
-            println!("{}", final_line(&server.name, status, elapsed));
+            let line = final_line(&server.name, status, elapsed);
+            match final_line_to {
+                FinalLine::Stdout => println!("{line}"),
+                FinalLine::Stderr => eprintln!("{line}"),
+            }
             return Ok(current);
         }
         if let Some(s) = current.as_ref().filter(|s| s.status == ServerStatus::Error) {
