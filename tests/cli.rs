@@ -130,7 +130,18 @@ fn cli_speaks_to_a_new_user() {
         // API address leads nowhere: a request would fail differently, as
         // the positive control shows.
         let offline = User::new("http://127.0.0.1:9", &cloud.data_path().join("offline"));
-        let bad = offline.fails(&["server", "create", "x", "--image", "i", "--memory-mib", "0"]);
+        let create = |memory_mib: &'static str| {
+            let sized = [
+                "--vcpus",
+                "1",
+                "--disk-gib",
+                "1",
+                "--memory-mib",
+                memory_mib,
+            ];
+            [&["server", "create", "x", "--image", "i"][..], &sized[..]].concat()
+        };
+        let bad = offline.fails(&create("0"));
         assert_eq!(bad.code, Some(2), "a usage error:\n{bad}");
         assert!(
             bad.stderr.contains(
@@ -142,15 +153,7 @@ fn cli_speaks_to_a_new_user() {
             !bad.stderr.contains("memory_mib") && !bad.stderr.contains("cannot reach"),
             "{bad}"
         );
-        let sent = offline.fails(&[
-            "server",
-            "create",
-            "x",
-            "--image",
-            "i",
-            "--memory-mib",
-            "128",
-        ]);
+        let sent = offline.fails(&create("128"));
         assert!(sent.stderr.contains("cannot reach the Nubis API"), "{sent}");
 
         // Register: a short password gets the reason, without parser positions.

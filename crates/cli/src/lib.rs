@@ -168,16 +168,19 @@ pub enum ServerCommand {
         image: String,
         /// The size, as a flavor (name or id); or give --vcpus, --memory-mib
         /// and --disk-gib.
-        #[arg(long)]
+        #[arg(long, required_unless_present_any = ["vcpus", "memory_mib", "disk_gib"])]
         flavor: Option<String>,
         /// Virtual CPUs (1 to 64), without a flavor.
-        #[arg(long, value_name = "N", value_parser = args::vcpus)]
+        #[arg(long, value_name = "N", value_parser = args::vcpus,
+            conflicts_with = "flavor", requires_all = ["memory_mib", "disk_gib"])]
         vcpus: Option<u64>,
         /// Memory in MiB (64 to 262144), without a flavor.
-        #[arg(long, value_name = "MIB", value_parser = args::memory_mib)]
+        #[arg(long, value_name = "MIB", value_parser = args::memory_mib,
+            conflicts_with = "flavor", requires_all = ["vcpus", "disk_gib"])]
         memory_mib: Option<u64>,
         /// Disk size in GiB (1 to 16384), without a flavor.
-        #[arg(long, value_name = "GIB", value_parser = args::disk_gib)]
+        #[arg(long, value_name = "GIB", value_parser = args::disk_gib,
+            conflicts_with = "flavor", requires_all = ["vcpus", "memory_mib"])]
         disk_gib: Option<u64>,
         /// A NIC on a network (name or id), optionally with a fixed address;
         /// repeat for more NICs. Default: one NIC on the `default` network.
@@ -501,16 +504,36 @@ mod tests {
             assert!(err.contains(&format!("for '{flag} <")), "{flag}: {err}");
             assert!(err.contains("must be between"), "{flag}: {err}");
         }
-        assert!(parse(&[
+        let sized = [
             "server",
             "create",
             "x",
             "--image",
             "i",
-            "--memory-mib",
-            "128"
+            "--vcpus",
+            "1",
+            "--disk-gib",
+            "1",
+        ];
+        assert!(parse(&[&sized[..], &["--memory-mib", "128"]].concat()).is_ok());
+        // A flavor or all three sizes, in the CLI's words.
+        let err = parse(&[
+            "server", "create", "x", "--image", "i", "--flavor", "f", "--vcpus", "1",
         ])
-        .is_ok());
+        .unwrap_err()
+        .to_string();
+        assert!(
+            err.contains("'--flavor <FLAVOR>' cannot be used with '--vcpus <N>'"),
+            "{err}"
+        );
+        let err = parse(&["server", "create", "x", "--image", "i", "--vcpus", "1"])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("--memory-mib <MIB>") && err.contains("--disk-gib <GIB>"),
+            "{err}"
+        );
+        assert!(parse(&["server", "create", "x", "--image", "i"]).is_err());
         let err = parse(&[
             "flavor",
             "create",
