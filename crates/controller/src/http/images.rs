@@ -130,7 +130,7 @@ pub async fn show(
     params(("id" = String, Path, description = "image id")),
     request_body(content = Vec<u8>, content_type = "application/octet-stream"),
     responses((status = 200, body = Image), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody),
-        (status = 409, body = ErrorBody), (status = 413, body = ErrorBody)),
+        (status = 408, body = ErrorBody), (status = 409, body = ErrorBody), (status = 413, body = ErrorBody)),
     security(("bearer" = [])))]
 pub async fn upload(
     State(state): State<AppState>,
