@@ -7,7 +7,8 @@ use super::AppState;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use axum::Json;
+use axum::routing::get;
+use axum::{Json, Router};
 use chrono::{DateTime, Utc};
 use nubis_api::agent::Host;
 use nubis_api::HostId;
@@ -35,6 +36,13 @@ impl Default for Readiness {
             stale_report_after: DEFAULT_STALE_REPORT_AFTER,
         }
     }
+}
+
+/// The routes `/healthz` and `/readyz`.
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
 }
 
 /// `GET /healthz`: 200 `{"status":"ok"}` whenever the process serves HTTP.

@@ -172,10 +172,8 @@ pub fn router(state: AppState) -> Router {
         "/images/{id}/file",
         put(images::upload).layer(DefaultBodyLimit::disable()),
     );
-    let health = Router::new()
-        .route("/healthz", get(health::healthz))
-        .route("/readyz", get(health::readyz))
-        .route_layer(from_fn_with_state(request_limit, timeouts::within));
+    // Outside `/v1`, its authentication and its OpenAPI document.
+    let health = health::routes().route_layer(from_fn_with_state(request_limit, timeouts::within));
     Router::new()
         .nest("/v1", bounded.merge(long_poll).merge(upload))
         .merge(health)
