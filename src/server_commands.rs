@@ -87,7 +87,8 @@ pub struct ControllerArgs {
     /// fails (408); the image stays queued for another try.
     #[arg(long, default_value_t = nubis_controller::http::timeouts::DEFAULT_UPLOAD_IDLE_TIMEOUT.as_secs())]
     pub upload_idle_timeout: u64,
-    /// Seconds an agent's desired-state long poll waits for a change.
+    /// Seconds an agent's desired-state long poll waits for a change (at
+    /// most 50: agents give up on a long poll after 60 s).
     #[arg(long, default_value_t = nubis_controller::http::timeouts::DEFAULT_LONG_POLL.as_secs())]
     pub long_poll: u64,
     /// Seconds after which a host's last report makes `/readyz` answer 503.
@@ -226,7 +227,7 @@ fn controller_config(args: &ControllerArgs) -> anyhow::Result<ControllerConfig> 
         timeouts: nubis_controller::http::timeouts::Timeouts {
             request: Duration::from_secs(args.request_timeout.max(1)),
             upload_idle: Duration::from_secs(args.upload_idle_timeout.max(1)),
-            long_poll: Duration::from_secs(args.long_poll.max(1)),
+            long_poll: Duration::from_secs(args.long_poll.clamp(1, 50)),
         },
         readiness: nubis_controller::http::health::Readiness {
             stale_report_after: Duration::from_secs(args.stale_report_after.max(1)),
