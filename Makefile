@@ -4,7 +4,7 @@ CARGO ?= cargo
 TINY_IMAGE_DIR ?= $(CURDIR)/target/tiny-image
 DATA_DIR ?= $(CURDIR)/.nubis
 
-.PHONY: up test deps build release tiny-image lint unit-tests bench clean
+.PHONY: up test deps build release tiny-image lint unit-tests bench clean install
 
 ## Install missing packages, build, and run the all-in-one cloud.
 up: deps release
@@ -39,3 +39,20 @@ bench: deps tiny-image
 
 clean:
 	$(CARGO) clean
+
+## Install the release binary, the systemd units and the data directory.
+## Enables and starts nothing. DESTDIR stages into a directory; NUBIS_BIN
+## installs an already built binary instead of building the release one.
+PREFIX ?= /usr/local
+BINDIR ?= $(PREFIX)/bin
+SYSTEMD_UNIT_DIR ?= /etc/systemd/system
+STATE_DIR ?= /var/lib/nubis
+install: $(if $(NUBIS_BIN),,release)
+	install -D -m 0755 $(or $(NUBIS_BIN),target/release/nubis) $(DESTDIR)$(BINDIR)/nubis
+	install -d -m 0755 $(DESTDIR)$(SYSTEMD_UNIT_DIR) $(DESTDIR)$(STATE_DIR)
+	for unit in nubis.service nubis-agent.service; do \
+		sed -e 's|/usr/local/bin/nubis|$(BINDIR)/nubis|g' -e 's|/var/lib/nubis|$(STATE_DIR)|g' \
+			packaging/systemd/$$unit > $(DESTDIR)$(SYSTEMD_UNIT_DIR)/$$unit && \
+		chmod 0644 $(DESTDIR)$(SYSTEMD_UNIT_DIR)/$$unit || exit 1; \
+	done
+	@echo "Installed. To run: systemctl daemon-reload && systemctl enable --now nubis"

@@ -7,6 +7,7 @@ use nubis_agent::AgentConfig;
 use nubis_controller::clock::Clock;
 use nubis_controller::rental::RentalSettings;
 use nubis_controller::ControllerConfig;
+use nubis_supervise::{Policy, Supervisor, TaskBoard};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -78,6 +79,21 @@ pub struct ControllerArgs {
     /// Where noVNC is installed (Debian package `novnc`).
     #[arg(long, default_value = "/usr/share/novnc")]
     pub novnc_dir: PathBuf,
+    /// Seconds an ordinary API request may take before it is answered 503
+    /// `timeout` (uploads, long polls and console sessions have their own bounds).
+    #[arg(long, default_value_t = nubis_controller::http::timeouts::DEFAULT_REQUEST_TIMEOUT.as_secs())]
+    pub request_timeout: u64,
+    /// Seconds an image upload may go without receiving a byte before it
+    /// fails (408); the image stays queued for another try.
+    #[arg(long, default_value_t = nubis_controller::http::timeouts::DEFAULT_UPLOAD_IDLE_TIMEOUT.as_secs())]
+    pub upload_idle_timeout: u64,
+    /// Seconds an agent's desired-state long poll waits for a change (at
+    /// most 50: agents give up on a long poll after 60 s).
+    #[arg(long, default_value_t = nubis_controller::http::timeouts::DEFAULT_LONG_POLL.as_secs())]
+    pub long_poll: u64,
+    /// Seconds after which a host's last report makes `/readyz` answer 503.
+    #[arg(long, default_value_t = nubis_controller::http::health::DEFAULT_STALE_REPORT_AFTER.as_secs())]
+    pub stale_report_after: u64,
     /// Testing only: a file holding seconds to add to the clock of rental
     /// terms (leases, billing periods).
     #[arg(long, hide = true)]
@@ -211,6 +227,14 @@ fn controller_config(args: &ControllerArgs) -> anyhow::Result<ControllerConfig> 
             token_ttl: Duration::from_secs(args.console_token_ttl.max(1)),
             novnc_dir: args.novnc_dir.clone(),
         },
+        timeouts: nubis_controller::http::timeouts::Timeouts {
+            request: Duration::from_secs(args.request_timeout.max(1)),
+            upload_idle: Duration::from_secs(args.upload_idle_timeout.max(1)),
+            long_poll: Duration::from_secs(args.long_poll.clamp(1, 50)),
+        },
+        readiness: nubis_controller::http::health::Readiness {
+            stale_report_after: Duration::from_secs(args.stale_report_after.max(1)),
+        },
     })
 }
 
@@ -255,30 +279,37 @@ async fn until_signalled() -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Runs until a signal asks it to stop (`Ok`) or a background task fails
+/// past its restart budget (an error naming it, so the process exits non-zero).
+async fn run_supervised(mut supervisor: Supervisor) -> anyhow::Result<()> {
+    tokio::select! {
+        e = supervisor.gave_up() => Err(e.context("stopping: a background task cannot be kept running")),
+        r = until_signalled() => r,
+    }
+}
+
 pub async fn up(args: UpArgs) -> anyhow::Result<()> {
     let config = controller_config(&args.controller)?;
     let token = config.agent_token.clone();
     let data_dir = config.data_dir.clone();
     let controller = nubis_controller::server::start(config).await?;
-    let url = format!("http://{}", controller.addr);
+    // The controller's tasks run (and are supervised) before the agent
+    // registers with it; the agent's join the same supervisor and board,
+    // so `/readyz` sees them all.
+    let (addr, mut supervisor) = controller.supervise(Policy::DEFAULT);
+    let url = format!("http://{addr}");
     let agent =
         nubis_agent::start(agent_config(url.clone(), &data_dir, token, &args.agent)?).await?;
+    supervisor.spawn_all(agent.tasks);
     tracing::info!(api = %url, agent = %agent.api_addr, "nubis is up");
     println!("Nubis is up: portal at {url}/, API at {url}/v1");
-    tokio::select! {
-        r = controller.task => r??,
-        r = until_signalled() => r?,
-    }
-    Ok(())
+    run_supervised(supervisor).await
 }
 
 pub async fn controller(args: ControllerArgs) -> anyhow::Result<()> {
     let controller = nubis_controller::server::start(controller_config(&args)?).await?;
-    tokio::select! {
-        r = controller.task => r??,
-        r = until_signalled() => r?,
-    }
-    Ok(())
+    let (_, supervisor) = controller.supervise(Policy::DEFAULT);
+    run_supervised(supervisor).await
 }
 
 pub async fn agent(args: AgentArgs) -> anyhow::Result<()> {
@@ -296,8 +327,10 @@ pub async fn agent(args: AgentArgs) -> anyhow::Result<()> {
         token,
         &args.agent,
     )?;
-    let _agent = nubis_agent::start(config).await?;
-    until_signalled().await
+    let agent = nubis_agent::start(config).await?;
+    let mut supervisor = Supervisor::new(TaskBoard::default(), Policy::DEFAULT);
+    supervisor.spawn_all(agent.tasks);
+    run_supervised(supervisor).await
 }
 
 pub async fn admin(cmd: AdminCommand) -> anyhow::Result<()> {

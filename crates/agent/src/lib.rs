@@ -23,8 +23,10 @@ use controller_client::ControllerClient;
 use instance::InstanceContext;
 use layout::Layout;
 use nubis_api::agent::{Accelerator, RegisterHost};
+use nubis_supervise::{BackgroundTask, SharedListener};
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 /// How to run an agent.
@@ -48,13 +50,16 @@ pub struct AgentConfig {
     pub meter_interval: Duration,
 }
 
-/// An agent running in the background.
+/// A registered agent whose background tasks (its API, the reconcile and
+/// report loops, the metadata service) wait to be run under supervision.
 pub struct RunningAgent {
     pub api_addr: SocketAddr,
-    pub tasks: Vec<tokio::task::JoinHandle<()>>,
+    pub tasks: Vec<BackgroundTask>,
 }
 
-/// Starts the agent: its API, registration, and the reconcile and report loops.
+/// Prepares the agent: binds its API and metadata sockets and registers
+/// with the controller (retrying until it answers). The caller runs
+/// [`RunningAgent::tasks`], e.g. under a `nubis_supervise::Supervisor`.
 pub async fn start(config: AgentConfig) -> anyhow::Result<RunningAgent> {
     let layout = Layout::new(&config.data_dir);
     for dir in [layout.images(), layout.instances()] {
@@ -67,9 +72,14 @@ pub async fn start(config: AgentConfig) -> anyhow::Result<RunningAgent> {
         .with_context(|| format!("agent listening on {}", config.listen))?;
     let api_addr = listener.local_addr()?;
     let app = api::router(layout.clone(), &config.agent_token);
-    let api_task = tokio::spawn(async move {
-        if let Err(e) = axum::serve(listener, app).await {
-            tracing::error!(error = %e, "agent API stopped");
+    let api_socket = Arc::new(SharedListener::new(listener)?);
+    let api_task = BackgroundTask::new("agent API", move || {
+        let (socket, app) = (api_socket.clone(), app.clone());
+        async move {
+            let listener = socket.listener().context("reusing the agent API socket")?;
+            axum::serve(listener, app)
+                .await
+                .context("serving the agent API")
         }
     });
 
@@ -98,11 +108,21 @@ pub async fn start(config: AgentConfig) -> anyhow::Result<RunningAgent> {
         }
     };
     tracing::info!(host = %host.name, id = %host.id, "registered with the controller");
-    let directory = std::sync::Arc::new(local_instances::LocalInstances::default());
+    let directory = Arc::new(local_instances::LocalInstances::default());
     let metadata_listener = tokio::net::TcpListener::bind(("0.0.0.0", config.metadata_port))
         .await
         .with_context(|| format!("metadata service on port {}", config.metadata_port))?;
-    let metadata_task = tokio::spawn(metadata::serve(metadata_listener, directory.clone()));
+    let metadata_socket = Arc::new(SharedListener::new(metadata_listener)?);
+    let metadata_directory = directory.clone();
+    let metadata_task = BackgroundTask::new("metadata service", move || {
+        let (socket, directory) = (metadata_socket.clone(), metadata_directory.clone());
+        async move {
+            let listener = socket
+                .listener()
+                .context("reusing the metadata service socket")?;
+            metadata::serve(listener, directory).await
+        }
+    });
     let ctx = InstanceContext {
         images: storage::ImageCache::new(layout.images(), client.clone()),
         accel,
@@ -111,31 +131,40 @@ pub async fn start(config: AgentConfig) -> anyhow::Result<RunningAgent> {
         networking: network::HostNetworking::new(layout.networks(), config.metadata_port),
         metadata_service: true,
     };
-    let reconcile = tokio::spawn(reconciler::follow_desired_state(
-        client.clone(),
-        host.id,
-        layout,
-        ctx.clone(),
-        directory.clone(),
-    ));
-    let report = tokio::spawn(reconciler::report_observed_state(
-        client,
-        host.id,
-        ctx,
-        directory,
-        config.meter_interval,
-    ));
+    let actors = reconciler::Actors::default();
+    let reconcile = {
+        let (client, ctx, directory) = (client.clone(), ctx.clone(), directory.clone());
+        BackgroundTask::new("reconcile loop", move || {
+            let run = reconciler::follow_desired_state(
+                client.clone(),
+                host.id,
+                layout.clone(),
+                ctx.clone(),
+                directory.clone(),
+                actors.clone(),
+            );
+            async move {
+                run.await;
+                Ok(())
+            }
+        })
+    };
+    let meter_interval = config.meter_interval;
+    let report = BackgroundTask::new("report loop", move || {
+        let run = reconciler::report_observed_state(
+            client.clone(),
+            host.id,
+            ctx.clone(),
+            directory.clone(),
+            meter_interval,
+        );
+        async move {
+            run.await;
+            Ok(())
+        }
+    });
     Ok(RunningAgent {
         api_addr,
-        tasks: vec![
-            api_task,
-            reconcile,
-            report,
-            tokio::spawn(async move {
-                if let Ok(Err(e)) = metadata_task.await {
-                    tracing::error!(error = %e, "metadata service stopped");
-                }
-            }),
-        ],
+        tasks: vec![api_task, reconcile, report, metadata_task],
     })
 }

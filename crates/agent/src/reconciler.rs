@@ -9,6 +9,10 @@ use nubis_api::{HostId, ServerId};
 use std::collections::{HashMap, HashSet};
 use std::time::Duration;
 
+/// The instance actors, kept across restarts of [`follow_desired_state`] so
+/// a restarted loop adopts them instead of starting a second actor per instance.
+pub type Actors = std::sync::Arc<tokio::sync::Mutex<HashMap<ServerId, InstanceHandle>>>;
+
 /// Keeps this host converged to the desired state, forever.
 pub async fn follow_desired_state(
     client: ControllerClient,
@@ -16,8 +20,10 @@ pub async fn follow_desired_state(
     layout: Layout,
     ctx: InstanceContext,
     directory: std::sync::Arc<crate::local_instances::LocalInstances>,
+    actors: Actors,
 ) {
-    let mut actors: HashMap<ServerId, InstanceHandle> = HashMap::new();
+    // Held for the loop's life; released if it panics, for the next run.
+    let mut actors = actors.lock().await;
     let mut revision = None;
     loop {
         match client.desired(host, revision).await {

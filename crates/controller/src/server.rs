@@ -4,6 +4,7 @@ use crate::http::console::PublicUrl;
 use crate::http::{self, AppState};
 use crate::store::Store;
 use anyhow::Context;
+use nubis_supervise::{BackgroundTask, Policy, SharedListener, Supervisor, TaskBoard};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -29,15 +30,31 @@ pub struct ControllerConfig {
     pub clock: crate::clock::Clock,
     /// The graphical console (public URL, token lifetime, noVNC).
     pub console: crate::http::console::ConsoleSettings,
+    /// How long requests, uploads and long polls may take.
+    pub timeouts: crate::http::timeouts::Timeouts,
+    /// What `/readyz` requires.
+    pub readiness: crate::http::health::Readiness,
 }
 
-/// A controller serving in the background.
+/// A controller ready to serve: its socket listens, and its background
+/// tasks (the HTTP server and the terms keeper) wait to be run by a
+/// [`Supervisor`] that writes to `board`, where `/readyz` reads them.
 pub struct RunningController {
     pub addr: SocketAddr,
-    pub task: tokio::task::JoinHandle<anyhow::Result<()>>,
+    pub tasks: Vec<BackgroundTask>,
+    pub board: TaskBoard,
 }
 
-/// Opens the store and starts serving; returns once the socket listens.
+impl RunningController {
+    /// Runs the tasks under a new supervisor (which stops them when dropped).
+    pub fn supervise(self, policy: Policy) -> (SocketAddr, Supervisor) {
+        let mut supervisor = Supervisor::new(self.board, policy);
+        supervisor.spawn_all(self.tasks);
+        (self.addr, supervisor)
+    }
+}
+
+/// Opens the store and binds the socket; the caller runs the tasks.
 pub async fn start(config: ControllerConfig) -> anyhow::Result<RunningController> {
     let images_dir = config.data_dir.join("images");
     tokio::fs::create_dir_all(&images_dir)
@@ -78,12 +95,33 @@ pub async fn start(config: ControllerConfig) -> anyhow::Result<RunningController
         console: Arc::new(config.console),
         public_url: Arc::new(public_url),
         console_tokens: Default::default(),
+        timeouts: config.timeouts,
+        readiness: config.readiness,
+        tasks: TaskBoard::default(),
     };
     tracing::info!(%addr, "controller API listening");
-    tokio::spawn(crate::terms_keeper::run(state.clone()));
+    let board = state.tasks.clone();
+    let keeper_state = state.clone();
+    let terms_keeper = BackgroundTask::new("terms keeper", move || {
+        let state = keeper_state.clone();
+        async move {
+            crate::terms_keeper::run(state).await;
+            Ok(())
+        }
+    });
     // The web portal at `/`, a client of the API router it wraps (`/v1`).
     let app = nubis_portal::router(http::router(state));
-    let task =
-        tokio::spawn(async move { axum::serve(listener, app).await.context("serving the API") });
-    Ok(RunningController { addr, task })
+    let socket = Arc::new(SharedListener::new(listener)?);
+    let api = BackgroundTask::new("controller API", move || {
+        let (socket, app) = (socket.clone(), app.clone());
+        async move {
+            let listener = socket.listener().context("reusing the API socket")?;
+            axum::serve(listener, app).await.context("serving the API")
+        }
+    });
+    Ok(RunningController {
+        addr,
+        tasks: vec![api, terms_keeper],
+        board,
+    })
 }

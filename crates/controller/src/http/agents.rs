@@ -22,10 +22,6 @@ use nubis_api::{ErrorBody, HostId, ImageId};
 use nubis_api::{NetworkId, SecurityGroupId};
 use serde::Deserialize;
 use std::collections::HashMap;
-use std::time::Duration;
-
-/// How long a desired-state long-poll waits for a change before answering anyway.
-const LONG_POLL: Duration = Duration::from_secs(25);
 
 /// Register a host (agent only; idempotent by name).
 #[utoipa::path(post, path = "/v1/agent/hosts", tag = "agent", request_body = RegisterHost,
@@ -47,7 +43,7 @@ pub struct DesiredQuery {
 }
 
 /// The desired state of a host's instances (agent only). With `after`, waits
-/// (up to 25 s) until desired state changes.
+/// (up to `--long-poll` seconds, 25 by default) until desired state changes.
 #[utoipa::path(get, path = "/v1/agent/hosts/{id}/desired", tag = "agent",
     params(("id" = String, Path), DesiredQuery),
     responses((status = 200, body = DesiredState), (status = 401, body = ErrorBody)))]
@@ -60,7 +56,7 @@ pub async fn desired(
     let mut rx = state.revision.subscribe();
     if let Some(after) = q.after {
         if *rx.borrow_and_update() == after {
-            let _ = tokio::time::timeout(LONG_POLL, rx.changed()).await;
+            let _ = tokio::time::timeout(state.timeouts.long_poll, rx.changed()).await;
         }
     }
     // Read the revision before the state: a change racing with this read

@@ -130,7 +130,7 @@ pub async fn show(
     params(("id" = String, Path, description = "image id")),
     request_body(content = Vec<u8>, content_type = "application/octet-stream"),
     responses((status = 200, body = Image), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody),
-        (status = 409, body = ErrorBody), (status = 413, body = ErrorBody)),
+        (status = 408, body = ErrorBody), (status = 409, body = ErrorBody), (status = 413, body = ErrorBody)),
     security(("bearer" = [])))]
 pub async fn upload(
     State(state): State<AppState>,
@@ -160,20 +160,41 @@ pub async fn upload(
     let temp = state
         .images_dir
         .join(format!(".upload-{id}-{}", uuid::Uuid::new_v4()));
-    let result = receive(&state, body, &temp, image.format).await;
-    let file = match result {
-        Ok(file) => file,
-        Err(e) => {
-            let _ = tokio::fs::remove_file(&temp).await;
-            return Err(e);
-        }
+    // Removed on every way out but success: an error, a timeout, or the
+    // client going away (which drops this future mid-stream). The image
+    // stays queued, so the user can upload again or delete it.
+    let mut temp = PartialFile {
+        path: temp,
+        keep: false,
     };
-    tokio::fs::rename(&temp, &final_path)
+    let file = receive(&state, body, &temp.path, image.format).await?;
+    tokio::fs::rename(&temp.path, &final_path)
         .await
         .map_err(ApiError::internal)?;
+    temp.keep = true; // Renamed: nothing left to remove.
     let image = state.store.activate_image(id, &file).await?;
     tracing::info!(image = %id, size = file.size, "image uploaded");
     Ok(Json(image))
+}
+
+/// An upload's temporary file, removed when dropped unless kept.
+struct PartialFile {
+    path: PathBuf,
+    keep: bool,
+}
+
+impl Drop for PartialFile {
+    fn drop(&mut self) {
+        if self.keep {
+            return;
+        }
+        // Synchronous, so it also runs when the request future is dropped.
+        if let Err(e) = std::fs::remove_file(&self.path) {
+            if e.kind() != std::io::ErrorKind::NotFound {
+                tracing::warn!(path = %self.path.display(), error = %e, "cannot remove a partial upload");
+            }
+        }
+    }
 }
 
 /// Marks an image as being uploaded until dropped (also when the request is
@@ -216,7 +237,25 @@ async fn receive(
     let mut hasher = Sha256::new();
     let mut size: u64 = 0;
     let mut stream = body.into_data_stream();
-    while let Some(chunk) = stream.next().await {
+    let idle = state.timeouts.upload_idle;
+    loop {
+        // An idle timeout, not a total one: a large upload over a slow link
+        // may take hours, but a client that stops sending must not hold the
+        // image's upload claim and a partial file forever.
+        let next = tokio::time::timeout(idle, stream.next())
+            .await
+            .map_err(|_| {
+                ApiError::new(
+                    StatusCode::REQUEST_TIMEOUT,
+                    "request_timeout",
+                    format!(
+                        "no bytes received for {} s; the upload was abandoned and the image is \
+                         still queued: upload its file again or delete it",
+                        idle.as_secs_f64()
+                    ),
+                )
+            })?;
+        let Some(chunk) = next else { break };
         let chunk = chunk.map_err(|e| ApiError::bad_request(format!("upload interrupted: {e}")))?;
         size += chunk.len() as u64;
         if size > state.max_image_bytes {

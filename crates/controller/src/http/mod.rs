@@ -6,6 +6,7 @@ pub mod error;
 pub mod extract;
 mod flavors;
 mod floating_ips;
+pub mod health;
 mod images;
 mod keypairs;
 mod networks;
@@ -14,12 +15,14 @@ mod quotas;
 mod security_groups;
 mod server_terms;
 mod servers;
+pub mod timeouts;
 mod usage_records;
 mod users;
 
 use crate::store::Store;
 use axum::extract::DefaultBodyLimit;
 use axum::http::StatusCode;
+use axum::middleware::from_fn_with_state;
 use axum::routing::{get, post, put};
 use axum::Router;
 use error::ApiError;
@@ -57,6 +60,12 @@ pub struct AppState {
     pub console: Arc<console::ConsoleSettings>,
     pub public_url: Arc<console::PublicUrl>,
     pub console_tokens: Arc<console::ConsoleTokens>,
+    /// How long requests, uploads and long polls may take.
+    pub timeouts: timeouts::Timeouts,
+    /// What `/readyz` requires.
+    pub readiness: health::Readiness,
+    /// The states of the process's supervised background tasks, for `/readyz`.
+    pub tasks: nubis_supervise::TaskBoard,
 }
 
 impl AppState {
@@ -66,9 +75,14 @@ impl AppState {
     }
 }
 
-/// The whole API router.
+/// The whole API router. Every request is bounded in time (see
+/// [`timeouts`]): ordinary ones by `timeouts.request`, the agents' long poll
+/// by `timeouts.long_poll` plus that, and an image upload by the idle
+/// timeout between its bytes. A console websocket's handshake is bounded;
+/// its session, which runs after the response, is not.
 pub fn router(state: AppState) -> Router {
-    let v1 = Router::new()
+    let request_limit = state.timeouts.request;
+    let bounded = Router::new()
         .route("/users", post(users::register))
         .route("/tokens", post(users::login))
         .route("/tokens/current", axum::routing::delete(users::logout))
@@ -76,10 +90,6 @@ pub fn router(state: AppState) -> Router {
         .route("/flavors", get(flavors::list).post(flavors::create))
         .route("/images", get(images::list).post(images::create))
         .route("/images/{id}", get(images::show))
-        .route(
-            "/images/{id}/file",
-            put(images::upload).layer(DefaultBodyLimit::disable()),
-        )
         .route("/servers", get(servers::list).post(servers::create))
         .route(
             "/servers/{id}",
@@ -146,12 +156,27 @@ pub fn router(state: AppState) -> Router {
         .route("/projects/{id}/usage-records", get(usage_records::list))
         .route("/hosts", get(agents::list_hosts))
         .route("/agent/hosts", post(agents::register))
-        .route("/agent/hosts/{id}/desired", get(agents::desired))
         .route("/agent/hosts/{id}/report", put(agents::report))
+        // Only the response head is bounded: the file itself streams.
         .route("/agent/images/{id}/file", get(agents::image_file))
-        .route("/openapi.json", get(openapi::serve));
+        .route("/openapi.json", get(openapi::serve))
+        .route_layer(from_fn_with_state(request_limit, timeouts::within));
+    let long_poll = Router::new()
+        .route("/agent/hosts/{id}/desired", get(agents::desired))
+        .route_layer(from_fn_with_state(
+            state.timeouts.long_poll + request_limit,
+            timeouts::within,
+        ));
+    // Bounded by the idle timeout between bytes inside the handler.
+    let upload = Router::new().route(
+        "/images/{id}/file",
+        put(images::upload).layer(DefaultBodyLimit::disable()),
+    );
+    // Outside `/v1`, its authentication and its OpenAPI document.
+    let health = health::routes().route_layer(from_fn_with_state(request_limit, timeouts::within));
     Router::new()
-        .nest("/v1", v1)
+        .nest("/v1", bounded.merge(long_poll).merge(upload))
+        .merge(health)
         .merge(console::pages(&state.console.novnc_dir))
         .fallback(|| async {
             ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such API path")

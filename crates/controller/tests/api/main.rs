@@ -11,7 +11,10 @@
 //! answer exactly what it did before. A positive control at the end of most
 //! tests proves that the valid request really is accepted.
 
-use nubis_controller::server::{start, ControllerConfig, RunningController};
+use nubis_controller::http::health::Readiness;
+use nubis_controller::http::timeouts::Timeouts;
+use nubis_controller::server::{start, ControllerConfig};
+use nubis_supervise::{Policy, Supervisor};
 use reqwest::header::{AUTHORIZATION, CONTENT_TYPE};
 use reqwest::{Method, RequestBuilder, Response, StatusCode};
 use serde_json::{json, Value};
@@ -22,6 +25,7 @@ use std::time::Duration;
 
 mod agent;
 mod flavors;
+mod health;
 mod images;
 mod iso;
 mod isolation;
@@ -30,6 +34,7 @@ mod quotas;
 mod routing;
 mod servers;
 mod terms;
+mod timeouts;
 mod usage;
 mod users;
 
@@ -68,18 +73,21 @@ const NOT_ALLOWED: Want = (StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed")
 // ---------------------------------------------------------------------------
 
 /// A controller serving on a free port, its state in a temporary directory;
-/// stopped when dropped.
+/// stopped when dropped (with its supervisor).
 struct Cloud {
     base: String,
     http: reqwest::Client,
-    controller: RunningController,
+    supervisor: Supervisor,
     dir: tempfile::TempDir,
 }
 
-impl Drop for Cloud {
-    fn drop(&mut self) {
-        self.controller.task.abort();
-    }
+/// Settings of a test controller beyond the usual.
+#[derive(Default)]
+struct Settings {
+    clock: nubis_controller::clock::Clock,
+    timeouts: Timeouts,
+    readiness: Readiness,
+    policy: Policy,
 }
 
 impl Cloud {
@@ -92,6 +100,17 @@ impl Cloud {
     }
 
     async fn start_with(token_ttl: Duration, clock: nubis_controller::clock::Clock) -> Self {
+        Self::start_with_settings(
+            token_ttl,
+            Settings {
+                clock,
+                ..Default::default()
+            },
+        )
+        .await
+    }
+
+    async fn start_with_settings(token_ttl: Duration, settings: Settings) -> Self {
         let dir = tempfile::Builder::new()
             .prefix("nubis-api-test-")
             .tempdir()
@@ -105,17 +124,22 @@ impl Cloud {
             max_image_bytes: MAX_IMAGE_BYTES,
             dns_zone: "nubis.internal".into(),
             rental: Default::default(),
-            clock,
+            clock: settings.clock,
             console: Default::default(),
+            timeouts: settings.timeouts,
+            readiness: settings.readiness,
         };
-        let controller = start(config).await.expect("controller starts");
+        let (addr, supervisor) = start(config)
+            .await
+            .expect("controller starts")
+            .supervise(settings.policy);
         Self {
-            base: format!("http://{}", controller.addr),
+            base: format!("http://{addr}"),
             http: reqwest::Client::builder()
                 .timeout(Duration::from_secs(60))
                 .build()
                 .unwrap(),
-            controller,
+            supervisor,
             dir,
         }
     }
