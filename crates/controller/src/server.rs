@@ -77,10 +77,12 @@ pub async fn start(config: ControllerConfig) -> anyhow::Result<RunningController
         clock: config.clock,
         console: Arc::new(config.console),
         public_url: Arc::new(public_url),
-        console_tokens: Default::default(),
     };
     tracing::info!(%addr, "controller API listening");
     tokio::spawn(crate::terms_keeper::run(state.clone()));
+    if state.store.backend() == crate::store::Backend::Postgres {
+        tokio::spawn(crate::peer_changes::follow(state.clone()));
+    }
     // The web portal at `/`, a client of the API router it wraps (`/v1`).
     let app = nubis_portal::router(http::router(state));
     let task =
