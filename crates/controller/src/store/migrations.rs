@@ -85,7 +85,7 @@ pub(super) async fn run(store: &Store) -> StoreResult<()> {
     let migrator = migrator(store.backend());
     let mut conn = store.pool().acquire().await?;
     conn.lock().await?;
-    let result = adopt_and_migrate(store.backend(), &migrator, &mut *conn).await;
+    let result = adopt_and_migrate(store.backend(), &migrator, &mut conn).await;
     // On failure too: the lock belongs to this connection's session.
     let unlocked = conn.unlock().await;
     result?;

@@ -51,3 +51,34 @@ pub(crate) async fn leader_lease_has_one_holder_until_it_expires(db: &Db) {
     let won = futures_util::future::join_all(contenders).await;
     assert_eq!(won.iter().filter(|w| **w).count(), 1, "{won:?}");
 }
+
+/// A change announced by one store reaches another store's listener, which
+/// tells it from its own announcements (PostgreSQL); SQLite has no
+/// listener and announcing is a no-op there.
+pub(crate) async fn changes_are_announced_to_other_stores(db: &Db) {
+    let other = Store::connect(&db.url).await.expect("second store");
+    let listener = other.change_listener().await.expect("listener");
+    let Some(mut listener) = listener else {
+        assert_eq!(db.backend(), Backend::Sqlite);
+        db.announce_change().await.expect("a no-op");
+        return;
+    };
+    db.announce_change().await.expect("announce");
+    let note = tokio::time::timeout(std::time::Duration::from_secs(30), listener.recv())
+        .await
+        .expect("a notification")
+        .expect("listener works");
+    assert_eq!(note.channel(), nubis_controller::store::CHANGES_CHANNEL);
+    assert!(
+        !other.is_own_announcement(note.payload()),
+        "from the first store"
+    );
+    assert!(db.is_own_announcement(note.payload()));
+    // And the other way round: its own comes back to it, and is recognised.
+    other.announce_change().await.expect("announce");
+    let note = tokio::time::timeout(std::time::Duration::from_secs(30), listener.recv())
+        .await
+        .expect("a notification")
+        .expect("listener works");
+    assert!(other.is_own_announcement(note.payload()));
+}

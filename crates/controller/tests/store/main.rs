@@ -246,6 +246,7 @@ store_tests!(
     console_tokens_expire_and_are_revoked,
     concurrent_redemptions_of_a_console_token_succeed_once,
     leader_lease_has_one_holder_until_it_expires,
+    changes_are_announced_to_other_stores,
 );
 
 // ---------------------------------------------------------------------------
