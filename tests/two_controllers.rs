@@ -117,24 +117,24 @@ impl Database {
     }
 }
 
-/// One number from SQL at `url`, through psql.
+/// The first value of SQL at `url`, as text, through psql.
+fn query(url: &str, sql: &str) -> String {
+    let out = Command::new("psql")
+        .arg(url)
+        .args(["-At", "-c", sql])
+        .output()
+        .expect("psql");
+    assert!(
+        out.status.success(),
+        "{sql}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).trim().to_owned()
+}
+
+/// One number from SQL at `url`.
 fn scalar(url: &str, sql: &str) -> i64 {
-    {
-        let out = Command::new("psql")
-            .arg(url)
-            .args(["-At", "-c", sql])
-            .output()
-            .expect("psql");
-        assert!(
-            out.status.success(),
-            "{sql}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8_lossy(&out.stdout)
-            .trim()
-            .parse()
-            .expect("a number")
-    }
+    query(url, sql).parse().expect("a number")
 }
 
 impl Drop for Database {
@@ -285,7 +285,8 @@ fn two_controllers_serve_one_cloud() {
         // Both start at once on the empty database: the migrator's lock
         // keeps them from racing.
         let mut controller_a = controller("127.0.0.1:8780", "a.log");
-        let _controller_b = controller("127.0.0.1:8781", "b.log");
+        let controller_b = controller("127.0.0.1:8781", "b.log");
+        let pid_b = controller_b.0.as_ref().unwrap().id();
         let _agent = spawn(
             &[
                 "agent",
@@ -534,6 +535,18 @@ fn two_controllers_serve_one_cloud() {
                 wait_running(&api_b, id, &logs).await;
             }
         }
+        // The terms keeper's lease is B's now (taken over when A's
+        // expired, if A held it).
+        let lease_holder = || {
+            query(
+                database_url,
+                "SELECT holder FROM leader_leases WHERE name = 'terms_keeper'",
+            )
+        };
+        wait_for("B to hold the terms keeper's lease", BOOT, || async {
+            lease_holder().contains(&format!(":{pid_b}:")).then_some(())
+        })
+        .await;
         // Changes made at B reach the agent, now B's: a stop converges.
         let victim = &accepted[0];
         let (s, _) = api_b
