@@ -8,7 +8,9 @@
 //!   `lease_expired` event), though both run the terms keeper's loop;
 //! - one controller is killed (`kill -9`) in the middle of a burst of
 //!   creates: every server the API accepted (202) exists afterwards and
-//!   converges to running, through the agent failing over to the other.
+//!   converges to running, through the agent failing over to the other,
+//!   which also takes over the terms keeper's leader lease;
+//! - the killed one comes back and the other dies: the agent follows.
 //!
 //! The controllers share their data directory (uploaded images), as they
 //! would share a file system in such a deployment. Needs PostgreSQL
@@ -560,10 +562,31 @@ fn two_controllers_serve_one_cloud() {
             (b["status"] == "stopped").then_some(())
         })
         .await;
-        let agent_log = std::fs::read_to_string(agent_dir.path().join("log")).unwrap_or_default();
+        let agent_log =
+            || std::fs::read_to_string(agent_dir.path().join("log")).unwrap_or_default();
+        let failovers = || {
+            agent_log()
+                .matches("failed over to this controller")
+                .count()
+        };
+        // Calls in flight at once (long poll, report) each fail over.
+        let to_b = failovers();
+        assert!(to_b >= 1, "the agent failed over to B: {}", agent_log());
+
+        // And back: A returns, B dies; the agent follows A, where the
+        // stopped server is started again.
+        let _controller_a = controller("127.0.0.1:8780", "a.log");
+        wait_api(&http, A).await;
+        drop(controller_b);
+        let (s, _) = api_a
+            .call(Method::POST, &format!("/v1/servers/{victim}/start"), None)
+            .await;
+        assert_eq!(s, StatusCode::ACCEPTED);
+        wait_running(&api_a, victim, &logs).await;
         assert!(
-            agent_log.contains("failed over to this controller"),
-            "the agent failed over: {agent_log}"
+            failovers() > to_b,
+            "the agent came back to A: {}",
+            agent_log()
         );
     });
     drop(database);
