@@ -248,7 +248,7 @@ CREATE INDEX usage_intervals_open ON usage_intervals (resource_id, kind, ended_a
 const V7: &str = "ALTER TABLE servers ADD COLUMN cdrom_attached BIGINT NOT NULL DEFAULT 0";
 
 /// The migrations, in order. Index + 1 is the version.
-const ALL: [&str; 7] = [V1, V2, V3, V4, V5, V6, V7];
+pub(crate) const ALL: [&str; 7] = [V1, V2, V3, V4, V5, V6, V7];
 
 /// Brings an empty (or older) database up to `target` (at most 7) as the
 /// earlier runner did: statements split on `;`, each version in a

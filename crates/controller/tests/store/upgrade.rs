@@ -165,6 +165,36 @@ async fn concurrent_first_starts_both_open(url: String) {
     );
 }
 
+/// Adoption records the earlier versions as applied without running them:
+/// right only if each file holds exactly the statements the earlier runner
+/// ran for its version, on both backends.
+#[test]
+fn migration_files_hold_the_earlier_runners_sql() {
+    let statements = |sql: &str| -> Vec<String> {
+        sql.split(';')
+            .map(|s| {
+                s.lines()
+                    .filter(|l| !l.trim_start().starts_with("--"))
+                    .collect::<Vec<_>>()
+                    .join("\n")
+            })
+            .map(|s| s.trim().to_owned())
+            .filter(|s| !s.is_empty())
+            .collect()
+    };
+    for backend in [Backend::Sqlite, Backend::Postgres] {
+        let files = migrations::files(backend);
+        for (i, legacy) in legacy_runner::ALL.iter().enumerate() {
+            assert_eq!(
+                statements(files[i].1),
+                statements(legacy),
+                "{backend:?} version {}",
+                i + 1
+            );
+        }
+    }
+}
+
 type UrlTestFn = fn(String) -> LocalBoxFuture<'static, ()>;
 
 async fn on_empty_sqlite(test: UrlTestFn) {
