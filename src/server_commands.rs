@@ -126,13 +126,16 @@ pub struct AgentOnlyArgs {
 
 #[derive(Args, Debug, Clone)]
 pub struct AgentArgs {
-    /// The controller's API.
+    /// The controller's API. Several controllers (on one PostgreSQL
+    /// database): repeat the flag or separate URLs with commas; the agent
+    /// fails over to the next when one does not answer.
     #[arg(
         long,
         env = "NUBIS_CONTROLLER_URL",
-        default_value = "http://127.0.0.1:8780"
+        default_value = "http://127.0.0.1:8780",
+        value_delimiter = ','
     )]
-    pub controller_url: String,
+    pub controller_url: Vec<String>,
     /// Where images and instance disks live.
     #[arg(long, env = "NUBIS_DATA_DIR", default_value = "./.nubis")]
     pub data_dir: PathBuf,
@@ -322,7 +325,7 @@ pub async fn agent(args: AgentArgs) -> anyhow::Result<()> {
         .trim()
         .to_owned();
     let config = agent_config(
-        args.controller_url.clone(),
+        args.controller_url.join(","),
         &args.data_dir,
         token,
         &args.agent,

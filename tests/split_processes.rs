@@ -143,15 +143,18 @@ fn controller_and_agent_as_separate_processes() {
             }
             r.send()
         };
-        // The host registered itself through the agent protocol.
-        let hosts: serde_json::Value = call(Method::GET, "/v1/hosts", None)
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        let hosts_text = hosts.to_string();
-        assert!(hosts_text.contains("host-a"), "{hosts_text}");
+        // The host registers itself through the agent protocol (the agent
+        // retries every second until the controller answers).
+        support::wait_for("host-a to register", Duration::from_secs(30), || async {
+            let hosts: serde_json::Value = call(Method::GET, "/v1/hosts", None)
+                .await
+                .ok()?
+                .json()
+                .await
+                .ok()?;
+            hosts.to_string().contains("host-a").then_some(())
+        })
+        .await;
 
         // Upload the tiny guest through the CLI.
         let dir = support::tiny_image_dir();

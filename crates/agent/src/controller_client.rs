@@ -1,22 +1,57 @@
 //! The agent's side of the agent protocol: calls to the controller.
+//!
+//! Several controllers may serve one cloud (on one PostgreSQL database):
+//! the client takes a list of their URLs and sends each call to the one
+//! that answered last. When it does not answer (connection refused, reset,
+//! or timed out), the call goes to the next, round the list, so the agent
+//! also comes back to a controller that returns. An answer with an error
+//! status is an answer: it is not retried elsewhere.
 
 use anyhow::{bail, Context};
 use nubis_api::agent::{DesiredState, Host, HostReport, RegisterHost, AGENT_TOKEN_HEADER};
 use nubis_api::{HostId, ImageId};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
-/// An HTTP client for the controller's `/v1/agent` endpoints.
+/// An HTTP client for the controllers' `/v1/agent` endpoints.
 #[derive(Clone)]
 pub struct ControllerClient {
-    base: String,
+    /// Base URLs of the controllers, without a trailing slash.
+    bases: Arc<Vec<String>>,
+    /// Index in `bases` of the controller that answered last.
+    current: Arc<AtomicUsize>,
     token: String,
     http: reqwest::Client,
 }
 
+/// The controller URLs in `list`: comma-separated, blanks ignored.
+pub fn parse_controller_urls(list: &str) -> anyhow::Result<Vec<String>> {
+    let urls: Vec<String> = list
+        .split(',')
+        .map(str::trim)
+        .filter(|u| !u.is_empty())
+        .map(|u| u.trim_end_matches('/').to_owned())
+        .collect();
+    for url in &urls {
+        let parsed = reqwest::Url::parse(url).with_context(|| format!("controller URL {url}"))?;
+        if !matches!(parsed.scheme(), "http" | "https") {
+            bail!("controller URL {url}: must be http(s)");
+        }
+    }
+    if urls.is_empty() {
+        bail!("no controller URL given");
+    }
+    Ok(urls)
+}
+
 impl ControllerClient {
-    pub fn new(base: &str, token: &str) -> anyhow::Result<Self> {
+    /// A client of the controllers in `bases`: one URL, or several separated
+    /// by commas (tried in this order).
+    pub fn new(bases: &str, token: &str) -> anyhow::Result<Self> {
         Ok(Self {
-            base: base.trim_end_matches('/').to_owned(),
+            bases: Arc::new(parse_controller_urls(bases)?),
+            current: Arc::new(AtomicUsize::new(0)),
             token: token.to_owned(),
             http: reqwest::Client::builder()
                 .connect_timeout(Duration::from_secs(5))
@@ -24,10 +59,45 @@ impl ControllerClient {
         })
     }
 
-    fn request(&self, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
+    fn request_to(
+        &self,
+        base: &str,
+        method: reqwest::Method,
+        path: &str,
+    ) -> reqwest::RequestBuilder {
         self.http
-            .request(method, format!("{}/v1/agent{path}", self.base))
+            .request(method, format!("{base}/v1/agent{path}"))
             .header(AGENT_TOKEN_HEADER, &self.token)
+    }
+
+    /// Sends the request `build` makes for a controller's base URL, to the
+    /// current controller and, while one does not answer, to the next ones.
+    async fn send(
+        &self,
+        build: impl Fn(&Self, &str) -> reqwest::RequestBuilder,
+    ) -> reqwest::Result<reqwest::Response> {
+        let n = self.bases.len();
+        let first = self.current.load(Ordering::Relaxed) % n;
+        let mut last_error = None;
+        for step in 0..n {
+            let i = (first + step) % n;
+            let base = &self.bases[i];
+            match build(self, base).send().await {
+                Ok(resp) => {
+                    if i != first {
+                        tracing::info!(controller = %base, "failed over to this controller");
+                    }
+                    self.current.store(i, Ordering::Relaxed);
+                    return Ok(resp);
+                }
+                Err(e) if n > 1 && unanswered(&e) => {
+                    tracing::warn!(controller = %base, error = %e, "controller does not answer; trying the next");
+                    last_error = Some(e);
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        Err(last_error.expect("at least one controller was tried"))
     }
 
     async fn check(resp: reqwest::Response) -> anyhow::Result<reqwest::Response> {
@@ -42,10 +112,11 @@ impl ControllerClient {
     /// Announces this host; returns its id.
     pub async fn register(&self, req: &RegisterHost) -> anyhow::Result<Host> {
         let resp = self
-            .request(reqwest::Method::POST, "/hosts")
-            .timeout(Duration::from_secs(30))
-            .json(req)
-            .send()
+            .send(|c, base| {
+                c.request_to(base, reqwest::Method::POST, "/hosts")
+                    .timeout(Duration::from_secs(30))
+                    .json(req)
+            })
             .await
             .context("registering with the controller")?;
         Ok(Self::check(resp).await?.json().await?)
@@ -53,23 +124,31 @@ impl ControllerClient {
 
     /// The desired state; with `after`, waits for a change past that revision.
     pub async fn desired(&self, host: HostId, after: Option<u64>) -> anyhow::Result<DesiredState> {
-        let mut req = self
-            .request(reqwest::Method::GET, &format!("/hosts/{host}/desired"))
-            .timeout(Duration::from_secs(60));
-        if let Some(after) = after {
-            req = req.query(&[("after", after)]);
-        }
-        let resp = req.send().await.context("fetching desired state")?;
+        let path = format!("/hosts/{host}/desired");
+        let resp = self
+            .send(|c, base| {
+                let req = c
+                    .request_to(base, reqwest::Method::GET, &path)
+                    .timeout(Duration::from_secs(60));
+                match after {
+                    Some(after) => req.query(&[("after", after)]),
+                    None => req,
+                }
+            })
+            .await
+            .context("fetching desired state")?;
         Ok(Self::check(resp).await?.json().await?)
     }
 
     /// Sends the full observed state of this host.
     pub async fn report(&self, host: HostId, report: &HostReport) -> anyhow::Result<()> {
+        let path = format!("/hosts/{host}/report");
         let resp = self
-            .request(reqwest::Method::PUT, &format!("/hosts/{host}/report"))
-            .timeout(Duration::from_secs(30))
-            .json(report)
-            .send()
+            .send(|c, base| {
+                c.request_to(base, reqwest::Method::PUT, &path)
+                    .timeout(Duration::from_secs(30))
+                    .json(report)
+            })
             .await
             .context("reporting to the controller")?;
         Self::check(resp).await?;
@@ -78,11 +157,73 @@ impl ControllerClient {
 
     /// Starts downloading an image file.
     pub async fn image_file(&self, image: ImageId) -> anyhow::Result<reqwest::Response> {
+        let path = format!("/images/{image}/file");
         let resp = self
-            .request(reqwest::Method::GET, &format!("/images/{image}/file"))
-            .send()
+            .send(|c, base| c.request_to(base, reqwest::Method::GET, &path))
             .await
             .context("downloading image")?;
         Self::check(resp).await
+    }
+}
+
+/// Whether a request failed because the controller did not answer (as
+/// opposed to answering badly): worth trying another controller.
+fn unanswered(e: &reqwest::Error) -> bool {
+    e.is_connect() || e.is_timeout() || e.is_request()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls_are_comma_separated() {
+        assert_eq!(
+            parse_controller_urls("http://a:1/, http://b:2").unwrap(),
+            vec!["http://a:1", "http://b:2"]
+        );
+        assert!(parse_controller_urls(" , ").is_err());
+        assert!(parse_controller_urls("ftp://a").is_err());
+    }
+
+    /// A controller that refuses connections is skipped, a later call starts
+    /// at the one that answered, and the client comes back to the first
+    /// when the second stops answering.
+    #[tokio::test]
+    async fn fails_over_to_the_next_controller_and_back() {
+        let answering = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let up = format!("http://{}", answering.local_addr().unwrap());
+        // A port nobody listens on: bound, then closed.
+        let down = {
+            let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+            format!("http://{}", l.local_addr().unwrap())
+        };
+        let app =
+            axum::Router::new().route("/v1/agent/hosts", axum::routing::post(|| async { "{}" }));
+        let server = tokio::spawn(async move { axum::serve(answering, app).await });
+        let client = ControllerClient::new(&format!("{down},{up}"), "t").unwrap();
+        let call = |c: ControllerClient| async move {
+            c.send(|c, base| c.request_to(base, reqwest::Method::POST, "/hosts"))
+                .await
+                .map(|r| r.url().to_string())
+        };
+        let url = call(client.clone()).await.unwrap();
+        assert!(url.starts_with(&up), "{url}");
+        assert_eq!(client.current.load(Ordering::Relaxed), 1);
+        // Both down now: the error is the last one's, a connect error.
+        server.abort();
+        let _ = server.await;
+        let e = call(client.clone()).await.unwrap_err();
+        assert!(e.is_connect(), "{e}");
+        // Only the first back: the client goes round to it.
+        let back = tokio::net::TcpListener::bind(down.trim_start_matches("http://"))
+            .await
+            .unwrap();
+        let app =
+            axum::Router::new().route("/v1/agent/hosts", axum::routing::post(|| async { "{}" }));
+        tokio::spawn(async move { axum::serve(back, app).await });
+        let url = call(client.clone()).await.unwrap();
+        assert!(url.starts_with(&down), "{url}");
+        assert_eq!(client.current.load(Ordering::Relaxed), 0);
     }
 }

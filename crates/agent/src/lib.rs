@@ -32,7 +32,8 @@ use std::time::Duration;
 /// How to run an agent.
 #[derive(Clone, Debug)]
 pub struct AgentConfig {
-    /// The controller's base URL, e.g. `http://127.0.0.1:8780`.
+    /// The controller's base URL, e.g. `http://127.0.0.1:8780`, or several
+    /// separated by commas (see `controller_client`).
     pub controller_url: String,
     pub agent_token: String,
     pub data_dir: PathBuf,

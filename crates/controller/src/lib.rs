@@ -4,6 +4,7 @@
 pub mod auth;
 pub mod clock;
 pub mod http;
+pub mod peer_changes;
 pub mod rental;
 pub mod scheduler;
 pub mod server;

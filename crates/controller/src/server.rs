@@ -94,7 +94,6 @@ pub async fn start(config: ControllerConfig) -> anyhow::Result<RunningController
         clock: config.clock,
         console: Arc::new(config.console),
         public_url: Arc::new(public_url),
-        console_tokens: Default::default(),
         timeouts: config.timeouts,
         readiness: config.readiness,
         tasks: TaskBoard::default(),
@@ -109,6 +108,17 @@ pub async fn start(config: ControllerConfig) -> anyhow::Result<RunningController
             Ok(())
         }
     });
+    // On PostgreSQL, other controllers' changes wake this one's long polls.
+    let peer_changes = (state.store.backend() == crate::store::Backend::Postgres).then(|| {
+        let peer_state = state.clone();
+        BackgroundTask::new("peer changes", move || {
+            let state = peer_state.clone();
+            async move {
+                crate::peer_changes::follow(state).await;
+                Ok(())
+            }
+        })
+    });
     // The web portal at `/`, a client of the API router it wraps (`/v1`).
     let app = nubis_portal::router(http::router(state));
     let socket = Arc::new(SharedListener::new(listener)?);
@@ -121,7 +131,7 @@ pub async fn start(config: ControllerConfig) -> anyhow::Result<RunningController
     });
     Ok(RunningController {
         addr,
-        tasks: vec![api, terms_keeper],
+        tasks: [api, terms_keeper].into_iter().chain(peer_changes).collect(),
         board,
     })
 }

@@ -16,11 +16,9 @@
 //!   exited: stopped or deleted), or as soon as the server is asked to stop
 //!   or be deleted (checked on every change of desired state).
 //!
-//! Tokens live in this process's memory (hashed): they last a minute and are
-//! used once, so nothing is lost by a restart but outstanding links. With
-//! several controllers behind a balancer, the websocket must reach the
-//! controller that issued the token (sticky sessions), or tokens must move
-//! to the store.
+//! Tokens live in the store, by their SHA-256 (`store/console_tokens.rs`):
+//! with several controllers on one database, a link issued by one is
+//! redeemed at any of them, exactly once.
 
 use super::error::{ApiError, ApiResult};
 use super::extract::{ApiPath, Caller};
@@ -32,15 +30,12 @@ use axum::extract::State;
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use chrono::{DateTime, Utc};
 use futures_util::{SinkExt, StreamExt};
 use nubis_api::agent::{PowerState, AGENT_TOKEN_HEADER};
 use nubis_api::console::{ConsoleAccess, CONSOLE_TOKEN_PROTOCOL_PREFIX, CONSOLE_WS_PROTOCOL};
 use nubis_api::servers::ServerStatus;
-use nubis_api::{ErrorBody, ProjectId, ServerId, UserId};
-use std::collections::HashMap;
+use nubis_api::{ErrorBody, ProjectId, ServerId};
 use std::path::PathBuf;
-use std::sync::Mutex;
 use std::time::Duration;
 use tokio_tungstenite::tungstenite;
 
@@ -48,7 +43,7 @@ use tokio_tungstenite::tungstenite;
 const TOKEN_PREFIX: &str = "nbc_";
 
 /// At most this many unexpired tokens are outstanding at once.
-const MAX_OUTSTANDING: usize = 10_000;
+const MAX_OUTSTANDING: u64 = 10_000;
 
 /// How long the agent gets to accept the proxied websocket.
 const AGENT_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
@@ -108,50 +103,13 @@ impl PublicUrl {
     }
 }
 
-/// What a console token lets its holder do: open this server's screen.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Grant {
-    pub server: ServerId,
-    pub user: UserId,
-    pub project: ProjectId,
-    pub expires_at: DateTime<Utc>,
-}
+pub use crate::store::ConsoleGrant as Grant;
 
-/// Outstanding console tokens, by SHA-256 (the raw token is never kept).
-#[derive(Default)]
-pub struct ConsoleTokens {
-    grants: Mutex<HashMap<String, Grant>>,
-}
-
-impl ConsoleTokens {
-    /// Issues a token for `grant`; forgets expired ones on the way.
-    pub fn issue(&self, grant: Grant, now: DateTime<Utc>) -> anyhow::Result<String> {
-        let mut bytes = [0u8; 32];
-        getrandom::fill(&mut bytes).map_err(|e| anyhow::anyhow!("no randomness: {e}"))?;
-        let token = format!("{TOKEN_PREFIX}{}", hex::encode(bytes));
-        let mut grants = self.grants.lock().unwrap_or_else(|e| e.into_inner());
-        grants.retain(|_, g| g.expires_at > now);
-        if grants.len() >= MAX_OUTSTANDING {
-            anyhow::bail!("too many console tokens outstanding");
-        }
-        grants.insert(token_hash(&token), grant);
-        Ok(token)
-    }
-
-    /// Consumes a token: its grant if it is known and unexpired. Either way
-    /// the token is gone afterwards, so a second use fails.
-    pub fn redeem(&self, token: &str, now: DateTime<Utc>) -> Option<Grant> {
-        let mut grants = self.grants.lock().unwrap_or_else(|e| e.into_inner());
-        grants
-            .remove(&token_hash(token))
-            .filter(|g| g.expires_at > now)
-    }
-
-    /// Forgets every token of a server (it stopped or is being deleted).
-    pub fn revoke_server(&self, server: ServerId) {
-        let mut grants = self.grants.lock().unwrap_or_else(|e| e.into_inner());
-        grants.retain(|_, g| g.server != server);
-    }
+/// A fresh console token: `nbc_` and 256 random bits in hex.
+fn new_token() -> anyhow::Result<String> {
+    let mut bytes = [0u8; 32];
+    getrandom::fill(&mut bytes).map_err(|e| anyhow::anyhow!("no randomness: {e}"))?;
+    Ok(format!("{TOKEN_PREFIX}{}", hex::encode(bytes)))
 }
 
 /// Open the graphical console of a running server: a single-use link.
@@ -175,18 +133,24 @@ pub async fn create(
     let now = state.clock.now();
     let expires_at =
         now + chrono::Duration::from_std(state.console.token_ttl).unwrap_or(chrono::Duration::MAX);
-    let token = state
-        .console_tokens
-        .issue(
-            Grant {
-                server: id,
-                user: caller.user.id,
-                project: caller.user.project,
-                expires_at,
-            },
-            now,
-        )
+    let token = new_token()
         .map_err(|e| ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "busy", e.to_string()))?;
+    let grant = Grant {
+        server: id,
+        user: caller.user.id,
+        project: caller.user.project,
+        expires_at,
+    };
+    state
+        .store
+        .issue_console_token(&token_hash(&token), &grant, now, MAX_OUTSTANDING)
+        .await
+        .map_err(|e| match e {
+            crate::store::StoreError::Conflict(m) => {
+                ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "busy", m)
+            }
+            e => ApiError::from(e),
+        })?;
     tracing::info!(server = %id, user = %caller.user.id, "console token issued");
     let mut headers = HeaderMap::new();
     headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
@@ -257,7 +221,22 @@ pub async fn websocket(
             "offer the console token as the subprotocol 'nubis-console.<token>'",
         );
     };
-    let Some(grant) = state.console_tokens.redeem(&token, state.clock.now()) else {
+    let redeemed = state
+        .store
+        .redeem_console_token(&token_hash(&token), state.clock.now())
+        .await;
+    let grant = match redeemed {
+        Ok(grant) => grant,
+        Err(e) => {
+            tracing::warn!(error = %e, "console websocket: cannot redeem the token");
+            return refuse(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "store_unavailable",
+                "the console link cannot be checked now; try again",
+            );
+        }
+    };
+    let Some(grant) = grant else {
         tracing::warn!("console websocket with an unknown, used or expired token refused");
         return refuse(
             StatusCode::UNAUTHORIZED,
@@ -393,7 +372,9 @@ async fn pipe(
         _ = upstream => {}
         _ = downstream => {}
         _ = watch => {
-            state.console_tokens.revoke_server(server);
+            if let Err(e) = state.store.revoke_console_tokens(server).await {
+                tracing::warn!(%server, error = %e, "cannot revoke console tokens");
+            }
         }
     }
 }
@@ -453,59 +434,12 @@ fn static_asset(body: &'static str, content_type: &'static str) -> Response {
 mod tests {
     use super::*;
 
-    fn grant(expires_at: DateTime<Utc>) -> Grant {
-        Grant {
-            server: ServerId::new(),
-            user: UserId::new(),
-            project: ProjectId::new(),
-            expires_at,
-        }
-    }
-
     #[test]
-    fn a_token_works_once() {
-        let tokens = ConsoleTokens::default();
-        let now = Utc::now();
-        let g = grant(now + chrono::Duration::seconds(60));
-        let t = tokens.issue(g.clone(), now).unwrap();
-        assert!(t.starts_with(TOKEN_PREFIX) && t.len() == TOKEN_PREFIX.len() + 64);
-        assert_eq!(tokens.redeem(&t, now), Some(g));
-        assert_eq!(tokens.redeem(&t, now), None, "second use");
-    }
-
-    #[test]
-    fn expired_and_unknown_tokens_fail_and_only_hashes_are_kept() {
-        let tokens = ConsoleTokens::default();
-        let now = Utc::now();
-        let t = tokens
-            .issue(grant(now + chrono::Duration::seconds(60)), now)
-            .unwrap();
-        assert!(!tokens.grants.lock().unwrap().contains_key(&t));
-        assert_eq!(tokens.redeem("nbc_nope", now), None);
-        assert_eq!(tokens.redeem(&t, now + chrono::Duration::seconds(61)), None);
-        // Expired ones are forgotten when the next is issued.
-        let _ = tokens
-            .issue(grant(now + chrono::Duration::seconds(1)), now)
-            .unwrap();
-        let later = now + chrono::Duration::seconds(5);
-        let _ = tokens
-            .issue(grant(later + chrono::Duration::seconds(60)), later)
-            .unwrap();
-        assert_eq!(tokens.grants.lock().unwrap().len(), 1);
-    }
-
-    #[test]
-    fn revoking_a_server_drops_its_tokens() {
-        let tokens = ConsoleTokens::default();
-        let now = Utc::now();
-        let g = grant(now + chrono::Duration::seconds(60));
-        let t = tokens.issue(g.clone(), now).unwrap();
-        let other = tokens
-            .issue(grant(now + chrono::Duration::seconds(60)), now)
-            .unwrap();
-        tokens.revoke_server(g.server);
-        assert_eq!(tokens.redeem(&t, now), None);
-        assert!(tokens.redeem(&other, now).is_some());
+    fn tokens_are_long_random_and_prefixed() {
+        let a = new_token().unwrap();
+        let b = new_token().unwrap();
+        assert!(a.starts_with(TOKEN_PREFIX) && a.len() == TOKEN_PREFIX.len() + 64);
+        assert_ne!(a, b);
     }
 
     #[test]

@@ -55,11 +55,10 @@ pub struct AppState {
     pub rental: Arc<crate::rental::RentalSettings>,
     /// "Now" for rental terms (leases, periods).
     pub clock: crate::clock::Clock,
-    /// The graphical console: settings, this controller's public URL
-    /// (console links, the only `Origin` allowed) and outstanding tokens.
+    /// The graphical console: settings and this controller's public URL
+    /// (console links, the only `Origin` allowed). Tokens are in the store.
     pub console: Arc<console::ConsoleSettings>,
     pub public_url: Arc<console::PublicUrl>,
-    pub console_tokens: Arc<console::ConsoleTokens>,
     /// How long requests, uploads and long polls may take.
     pub timeouts: timeouts::Timeouts,
     /// What `/readyz` requires.
@@ -69,8 +68,25 @@ pub struct AppState {
 }
 
 impl AppState {
-    /// Wakes agents waiting for a change of desired state.
+    /// Wakes agents waiting for a change of desired state: those of this
+    /// controller at once, and those of other controllers on the same
+    /// PostgreSQL database through `peer_changes`.
     pub fn desired_state_changed(&self) {
+        self.wake_long_polls();
+        if self.store.backend() == crate::store::Backend::Postgres {
+            let store = self.store.clone();
+            tokio::spawn(async move {
+                if let Err(e) = store.announce_change().await {
+                    // The others still see it at their long polls' timeout.
+                    tracing::warn!(error = %e, "cannot announce a change to other controllers");
+                }
+            });
+        }
+    }
+
+    /// Wakes this controller's long-polling agents (and console sessions
+    /// watching their server) without telling other controllers.
+    pub fn wake_long_polls(&self) {
         self.revision.send_modify(|r| *r += 1);
     }
 }

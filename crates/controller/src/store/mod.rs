@@ -4,13 +4,16 @@
 //! placeholders, TEXT ids, BIGINT times in Unix milliseconds, BIGINT 0/1 flags);
 //! only the schema migrations differ per backend.
 
+mod changes;
+mod console_tokens;
 pub mod events;
 mod flavors;
 mod floating_ips;
 pub mod hosts;
 pub mod images;
 mod keypairs;
-mod migrations;
+mod leader_leases;
+pub mod migrations;
 pub mod networks;
 pub mod quotas;
 mod rows;
@@ -22,6 +25,8 @@ pub mod traffic;
 pub mod usage;
 mod users;
 
+pub use changes::CHANNEL as CHANGES_CHANNEL;
+pub use console_tokens::ConsoleGrant;
 pub use server_record::ServerRecord;
 pub use servers::{NewPort, NewServer};
 pub use users::UserRecord;
@@ -48,6 +53,8 @@ pub enum StoreError {
     QuotaExceeded(String),
     #[error("database error: {0}")]
     Db(#[from] sqlx::Error),
+    #[error("schema migration failed: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
     #[error("corrupt row: {0}")]
     Corrupt(String),
 }
@@ -59,6 +66,12 @@ pub type StoreResult<T> = Result<T, StoreError>;
 pub struct Store {
     pool: AnyPool,
     backend: Backend,
+    /// What the store was opened with (PostgreSQL listeners open their own
+    /// connection).
+    url: std::sync::Arc<str>,
+    /// Random id of this open store (hex), telling its own change
+    /// announcements from other controllers'.
+    instance: std::sync::Arc<str>,
 }
 
 impl Store {
@@ -78,6 +91,8 @@ impl Store {
         let store = Self {
             pool: open_pool(backend, url).await?,
             backend,
+            url: url.into(),
+            instance: new_instance_id().into(),
         };
         migrations::run(&store).await?;
         // Connections that loaded the schema before a migration altered a
@@ -87,8 +102,20 @@ impl Store {
         Ok(Self {
             pool: open_pool(backend, url).await?,
             backend,
+            url: url.into(),
+            instance: store.instance.clone(),
         })
     }
+}
+
+/// A random id (hex) for one open store.
+fn new_instance_id() -> String {
+    let mut bytes = [0u8; 16];
+    // Uniqueness, not secrecy: a clock-based id does if randomness fails.
+    if getrandom::fill(&mut bytes).is_err() {
+        bytes[..16].copy_from_slice(&uuid::Uuid::now_v7().into_bytes());
+    }
+    hex::encode(bytes)
 }
 
 /// A connection pool for `url`.

@@ -162,6 +162,18 @@ impl Store {
             let expires: i64 = sqlx::Row::try_get(&row, "lease_expires_at")?;
             let delete_at = expires.saturating_add(grace.num_milliseconds());
             if delete_at <= now_ms {
+                // Guarded like the stop below: of two sweeps at once (two
+                // controllers), only the one that flips `deleting` records it.
+                let claimed = sqlx::query(
+                    "UPDATE servers SET lease_expired = 1, deleting = 1 \
+                     WHERE id = $1 AND deleting = 0",
+                )
+                .bind(id.to_string())
+                .execute(&mut *tx)
+                .await?;
+                if claimed.rows_affected() == 0 {
+                    continue;
+                }
                 events::record(
                     &mut tx,
                     id,
@@ -170,10 +182,6 @@ impl Store {
                     "lease expired and its grace period ended: server deleted",
                 )
                 .await?;
-                sqlx::query("UPDATE servers SET lease_expired = 1 WHERE id = $1")
-                    .bind(id.to_string())
-                    .execute(&mut *tx)
-                    .await?;
                 super::servers::mark_deleting_in(&mut tx, id, now_ms).await?;
                 sweep.deleted.push(id);
             } else {

@@ -109,6 +109,22 @@ fn with_database(url: &str, database: &str) -> String {
 /// Runs `test` on a store in a fresh PostgreSQL database, dropped afterwards
 /// (also when the test fails), so tests run in parallel without sharing state.
 async fn on_postgres(test: TestFn) {
+    on_empty_postgres(|url| async move {
+        let store = Store::connect(&url).await.expect("open PostgreSQL store");
+        assert_eq!(store.backend(), Backend::Postgres);
+        let db = Db { store, url };
+        test(&db).await;
+    })
+    .await;
+}
+
+/// Runs `test` with the URL of a fresh, empty PostgreSQL database, dropped
+/// afterwards (also when the test fails).
+async fn on_empty_postgres<F, Fut>(test: F)
+where
+    F: FnOnce(String) -> Fut,
+    Fut: std::future::Future<Output = ()>,
+{
     let Some(admin_url) = postgres_admin_url() else {
         return;
     };
@@ -122,14 +138,7 @@ async fn on_postgres(test: TestFn) {
         .unwrap_or_else(|e| panic!("CREATE DATABASE {name}: {e}"));
 
     let url = with_database(&admin_url, &name);
-    let result = AssertUnwindSafe(async {
-        let store = Store::connect(&url).await.expect("open PostgreSQL store");
-        assert_eq!(store.backend(), Backend::Postgres);
-        let db = Db { store, url };
-        test(&db).await;
-    })
-    .catch_unwind()
-    .await;
+    let result = AssertUnwindSafe(test(url)).catch_unwind().await;
 
     // FORCE: the store's pool may still hold connections while closing.
     let dropped = sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
@@ -171,22 +180,28 @@ macro_rules! store_tests {
 
 // The tests, by topic; declared after `store_tests!` so that `quotas` can use it.
 mod concurrency;
+mod console_tokens;
 mod flavors;
 mod hosts;
 mod images;
 mod iso;
+mod leader_leases;
+mod legacy_runner;
 mod quotas;
 mod schema;
 mod servers;
 mod terms;
+mod upgrade;
 mod usage;
 mod users;
 
 use concurrency::*;
+use console_tokens::*;
 use flavors::*;
 use hosts::*;
 use images::*;
 use iso::*;
+use leader_leases::*;
 use schema::*;
 use servers::*;
 use terms::*;
@@ -226,6 +241,12 @@ store_tests!(
     leases_stop_then_delete,
     // Installing from an ISO.
     iso_servers_hold_the_cdrom_until_ejected,
+    // Several controllers on one database.
+    console_tokens_work_once_at_any_store,
+    console_tokens_expire_and_are_revoked,
+    concurrent_redemptions_of_a_console_token_succeed_once,
+    leader_lease_has_one_holder_until_it_expires,
+    changes_are_announced_to_other_stores,
 );
 
 // ---------------------------------------------------------------------------

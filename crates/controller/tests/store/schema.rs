@@ -15,9 +15,14 @@ pub(crate) async fn migrations_are_idempotent(db: &Db) {
         again.ensure_default_flavors().await.expect("schema usable");
     }
     assert_eq!(
-        raw_count(db, "SELECT COUNT(*) FROM schema_migrations").await,
-        raw_count(db, "SELECT MAX(version) FROM schema_migrations").await,
+        raw_count(db, "SELECT COUNT(*) FROM _sqlx_migrations").await,
+        raw_count(db, "SELECT MAX(version) FROM _sqlx_migrations").await,
         "every version is recorded once"
+    );
+    assert_eq!(
+        raw_count(db, "SELECT COUNT(*) FROM _sqlx_migrations WHERE success").await,
+        nubis_controller::store::migrations::files(db.backend()).len() as i64,
+        "every embedded migration is applied"
     );
     assert_eq!(db.list_flavors().await.unwrap().len(), 4);
 }

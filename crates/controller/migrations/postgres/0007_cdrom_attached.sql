@@ -1,0 +1,1 @@
+ALTER TABLE servers ADD COLUMN cdrom_attached BIGINT NOT NULL DEFAULT 0;
