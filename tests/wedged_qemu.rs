@@ -1,7 +1,8 @@
 //! A wedged QEMU (SIGSTOPped: alive, but answering nothing) must not wedge
 //! Nubis: the agent's QMP calls time out, the server turns `error` with a
 //! fault that says so, the API keeps answering, and the server can still be
-//! deleted (the agent SIGKILLs the QEMU and removes its files).
+//! deleted (the agent SIGKILLs the QEMU and removes its files) or stopped
+//! (power-down times out, so the agent SIGKILLs it).
 
 mod support;
 
@@ -106,5 +107,32 @@ fn a_wedged_qemu_is_an_error_fault_and_can_still_be_deleted() {
         let (s, list) = get_bounded(&cloud, "/v1/servers").await;
         assert_eq!(s, StatusCode::OK);
         assert_eq!(list, json!([]), "no server left");
+
+        // Stopping a wedged QEMU ends too: ACPI power-down cannot be sent,
+        // so the agent goes straight to SIGKILL.
+        let (id, _) = cloud
+            .create_server(json!({"name": "stuck2", "image": "tiny", "flavor": "tiny"}))
+            .await;
+        cloud.wait_status(&id, "running", BOOT).await;
+        let pids = qemu_pids(&id);
+        assert_eq!(pids.len(), 1, "one QEMU for the server");
+        kill(Pid::from_raw(pids[0]), Signal::SIGSTOP).expect("SIGSTOP the QEMU");
+        let (s, b) = cloud
+            .call(Method::POST, &format!("/v1/servers/{id}/stop"), None)
+            .await;
+        assert_eq!(s, StatusCode::ACCEPTED, "{b}");
+        // (It may pass through `error` if a periodic check hit the wedge first.)
+        support::wait_for("the wedged server to be stopped", WEDGE_NOTICED, || async {
+            let (s, server) = get_bounded(&cloud, &format!("/v1/servers/{id}")).await;
+            assert_eq!(s, StatusCode::OK, "{server}");
+            (server["status"] == "stopped").then_some(())
+        })
+        .await;
+        assert!(qemu_pids(&id).is_empty(), "the wedged QEMU was killed");
+        assert!(
+            cloud.log().contains("QEMU does not answer QMP; killing it"),
+            "stopped by SIGKILL after the QMP timeout:\n{}",
+            cloud.log()
+        );
     });
 }
