@@ -51,7 +51,12 @@ impl ControllerClient {
         if status.is_success() {
             return Ok(resp);
         }
-        let body = resp.text().await.unwrap_or_default();
+        // Bounded on its own: a download's request has no total limit.
+        let body = tokio::time::timeout(REQUEST_TIMEOUT, resp.text())
+            .await
+            .ok()
+            .and_then(Result::ok)
+            .unwrap_or_default();
         bail!("controller answered {status}: {body}")
     }
 

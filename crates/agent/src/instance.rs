@@ -154,7 +154,7 @@ async fn run(
 async fn deletion(spec_rx: &watch::Receiver<Option<InstanceSpec>>) -> bool {
     let mut rx = spec_rx.clone();
     let deleted = rx.wait_for(Option::is_none).await.is_ok();
-    deleted
+    deleted // (a binding: the wait borrows `rx`, which must outlive it)
 }
 
 /// The next QMP event; `None` when QEMU has exited. Never resolves without a VM.
@@ -420,7 +420,7 @@ const QUIT_TIMEOUT: Duration = Duration::from_secs(10);
 /// (QMP commands by their own limit), so stopping a wedged QEMU ends too.
 async fn graceful_stop(mut vm: Vm, timeout: Duration) {
     let powerdown = vm.qmp.execute("system_powerdown", None).await;
-    let answering = match &powerdown {
+    let exited = match &powerdown {
         Ok(_) => {
             let exited =
                 tokio::time::timeout(timeout, async { while vm.events.recv().await.is_some() {} })
@@ -446,7 +446,7 @@ async fn graceful_stop(mut vm: Vm, timeout: Duration) {
             false
         }
     };
-    if !answering {
+    if !exited {
         let _ = tokio::time::timeout(QUIT_TIMEOUT, vm.qmp.execute("quit", None)).await;
     }
     if !vm.process.wait_gone(QUIT_TIMEOUT).await {
