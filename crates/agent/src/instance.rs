@@ -528,3 +528,6 @@ async fn save_state(files: &InstanceFiles, state: &InstanceState) {
         tracing::warn!(dir = %files.dir.display(), error = %e, "could not save instance state");
     }
 }
+
+#[cfg(test)]
+mod tests;
