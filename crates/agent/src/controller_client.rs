@@ -14,6 +14,22 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+/// Connecting to the controller (a TCP handshake: milliseconds on a LAN).
+pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// A whole ordinary request (register, report): the controller answers in
+/// milliseconds unless its database is slow; a stuck request is retried.
+pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// A controller holds a desired-state long poll up to its `--long-poll`
+/// (25 s by default, at most 50 s) before answering anyway; the agent waits
+/// that long plus margin for building the answer.
+pub const LONG_POLL_TIMEOUT: Duration = Duration::from_secs(50 + 10);
+
+/// Until an image download's response headers arrive (the body then runs
+/// under the image cache's idle timeout, not a total one: images are big).
+pub const DOWNLOAD_START_TIMEOUT: Duration = Duration::from_secs(30);
+
 /// An HTTP client for the controllers' `/v1/agent` endpoints.
 #[derive(Clone)]
 pub struct ControllerClient {
@@ -54,7 +70,7 @@ impl ControllerClient {
             current: Arc::new(AtomicUsize::new(0)),
             token: token.to_owned(),
             http: reqwest::Client::builder()
-                .connect_timeout(Duration::from_secs(5))
+                .connect_timeout(CONNECT_TIMEOUT)
                 .build()?,
         })
     }
@@ -105,7 +121,12 @@ impl ControllerClient {
         if status.is_success() {
             return Ok(resp);
         }
-        let body = resp.text().await.unwrap_or_default();
+        // Bounded on its own: a download's request has no total limit.
+        let body = tokio::time::timeout(REQUEST_TIMEOUT, resp.text())
+            .await
+            .ok()
+            .and_then(Result::ok)
+            .unwrap_or_default();
         bail!("controller answered {status}: {body}")
     }
 
@@ -114,7 +135,7 @@ impl ControllerClient {
         let resp = self
             .send(|c, base| {
                 c.request_to(base, reqwest::Method::POST, "/hosts")
-                    .timeout(Duration::from_secs(30))
+                    .timeout(REQUEST_TIMEOUT)
                     .json(req)
             })
             .await
@@ -129,7 +150,7 @@ impl ControllerClient {
             .send(|c, base| {
                 let req = c
                     .request_to(base, reqwest::Method::GET, &path)
-                    .timeout(Duration::from_secs(60));
+                    .timeout(LONG_POLL_TIMEOUT);
                 match after {
                     Some(after) => req.query(&[("after", after)]),
                     None => req,
@@ -146,7 +167,7 @@ impl ControllerClient {
         let resp = self
             .send(|c, base| {
                 c.request_to(base, reqwest::Method::PUT, &path)
-                    .timeout(Duration::from_secs(30))
+                    .timeout(REQUEST_TIMEOUT)
                     .json(report)
             })
             .await
@@ -155,12 +176,27 @@ impl ControllerClient {
         Ok(())
     }
 
-    /// Starts downloading an image file.
-    pub async fn image_file(&self, image: ImageId) -> anyhow::Result<reqwest::Response> {
+    /// Starts downloading an image file, from byte `from` on (an HTTP
+    /// `Range` request when `from > 0`: the answer is `206 Partial Content`
+    /// if the controller resumes, or a plain `200` with the whole file).
+    pub async fn image_file(&self, image: ImageId, from: u64) -> anyhow::Result<reqwest::Response> {
         let path = format!("/images/{image}/file");
-        let resp = self
-            .send(|c, base| c.request_to(base, reqwest::Method::GET, &path))
+        let request = self.send(|c, base| {
+            let req = c.request_to(base, reqwest::Method::GET, &path);
+            if from > 0 {
+                req.header(reqwest::header::RANGE, format!("bytes={from}-"))
+            } else {
+                req
+            }
+        });
+        let resp = tokio::time::timeout(DOWNLOAD_START_TIMEOUT, request)
             .await
+            .map_err(|_| {
+                anyhow::anyhow!(
+                    "the controller did not start sending the image within {} s",
+                    DOWNLOAD_START_TIMEOUT.as_secs()
+                )
+            })?
             .context("downloading image")?;
         Self::check(resp).await
     }

@@ -10,7 +10,7 @@ use crate::layout::InstanceFiles;
 use crate::network::tap::tap_name;
 use crate::network::HostNetworking;
 use crate::qemu::cmdline::DiskDriver;
-use crate::qemu::{QemuProcess, QmpClient, QmpEvent, VmConfig};
+use crate::qemu::{QemuProcess, QmpClient, QmpError, QmpEvent, VmConfig};
 use crate::reports::Reports;
 use crate::storage::config_drive::{self, ConfigDrive, DriveFlavor};
 use crate::storage::{overlay, ImageCache};
@@ -98,7 +98,20 @@ async fn run(
             ctx.reports.remove(id);
             return;
         };
-        let result = converge(&ctx, &files, &spec, &mut vm, &mut state).await;
+        // Every step of `converge` is time-bounded, so a new spec waits at
+        // most that long; a delete does not wait at all: it abandons the
+        // step (whatever it left behind, `destroy` removes: it finds every
+        // QEMU of the instance, not just the one connected).
+        let result = tokio::select! {
+            result = converge(&ctx, &files, &spec, &mut vm, &mut state) => result,
+            deleted = deletion(&spec_rx) => {
+                if !deleted {
+                    return; // The agent is shutting down; leave the VM running.
+                }
+                tracing::info!(instance = %id, "deleted while converging; abandoning the step");
+                continue;
+            }
+        };
         let fault = result.err().map(|e| format!("{e:#}"));
         if let Some(f) = &fault {
             tracing::warn!(instance = %id, fault = %f, "instance failed to converge");
@@ -133,6 +146,15 @@ async fn run(
             _ = tokio::time::sleep(recheck) => {}
         }
     }
+}
+
+/// Resolves when the spec becomes "remove" (true), or when the agent drops
+/// the actor's channel on shutdown (false). Marks nothing as seen, so the
+/// loop reads the removal itself.
+async fn deletion(spec_rx: &watch::Receiver<Option<InstanceSpec>>) -> bool {
+    let mut rx = spec_rx.clone();
+    let deleted = rx.wait_for(Option::is_none).await.is_ok();
+    deleted // (a binding: the wait borrows `rx`, which must outlive it)
 }
 
 /// The next QMP event; `None` when QEMU has exited. Never resolves without a VM.
@@ -390,24 +412,50 @@ async fn adopt(id: ServerId, files: &InstanceFiles) -> Option<Vm> {
     }
 }
 
-/// ACPI power-down, then `quit`, then SIGKILL, each after a timeout.
+/// How long QEMU gets to exit after `quit` (it flushes the disk cache and
+/// ends; a second here, more with a busy disk) before it is SIGKILLed.
+const QUIT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// ACPI power-down, then `quit`, then SIGKILL; every step is time-bounded
+/// (QMP commands by their own limit), so stopping a wedged QEMU ends too.
 async fn graceful_stop(mut vm: Vm, timeout: Duration) {
-    let _ = vm.qmp.execute("system_powerdown", None).await;
-    let exited =
-        tokio::time::timeout(timeout, async { while vm.events.recv().await.is_some() {} }).await;
-    if exited.is_err() {
-        tracing::info!(
-            pid = vm.process.pid,
-            "guest ignored power-down; stopping it hard"
-        );
-        let _ = tokio::time::timeout(Duration::from_secs(5), vm.qmp.execute("quit", None)).await;
+    let powerdown = vm.qmp.execute("system_powerdown", None).await;
+    let exited = match &powerdown {
+        Ok(_) => {
+            let exited =
+                tokio::time::timeout(timeout, async { while vm.events.recv().await.is_some() {} })
+                    .await;
+            if exited.is_ok() {
+                true
+            } else {
+                tracing::info!(
+                    pid = vm.process.pid,
+                    "guest ignored power-down; stopping it hard"
+                );
+                false
+            }
+        }
+        // Not answering QMP: `quit` would time out just the same.
+        Err(QmpError::Timeout { .. } | QmpError::Broken) => {
+            tracing::warn!(pid = vm.process.pid, "QEMU does not answer QMP; killing it");
+            vm.process.kill().await;
+            return;
+        }
+        Err(e) => {
+            tracing::info!(pid = vm.process.pid, error = %e, "power-down refused; quitting QEMU");
+            false
+        }
+    };
+    if !exited {
+        let _ = tokio::time::timeout(QUIT_TIMEOUT, vm.qmp.execute("quit", None)).await;
     }
-    if !vm.process.wait_gone(Duration::from_secs(5)).await {
+    if !vm.process.wait_gone(QUIT_TIMEOUT).await {
         vm.process.kill().await;
     }
 }
 
-/// Ends the QEMU process (if any) and removes its TAPs and every file.
+/// Ends the instance's QEMU (the connected one and any other with its
+/// uuid, e.g. from a start cut short) and removes its TAPs and every file.
 async fn destroy(
     id: ServerId,
     vm: Option<Vm>,
@@ -415,12 +463,11 @@ async fn destroy(
     ctx: &InstanceContext,
     state: &InstanceState,
 ) {
-    let process = vm
-        .map(|v| v.process)
-        .or_else(|| QemuProcess::from_pidfile(&files.pidfile(), &id.to_string()));
-    if let Some(p) = process {
-        p.kill().await;
+    if let Some(vm) = vm {
+        // SIGKILL needs no answer from QEMU, so a wedged one goes too.
+        vm.process.kill().await;
     }
+    QemuProcess::kill_all(&id.to_string()).await;
     for tap in &state.taps {
         if let Err(e) = ctx.networking.unplug(tap).await {
             tracing::warn!(instance = %id, tap = %tap, error = %format!("{e:#}"), "could not remove TAP");
@@ -481,3 +528,6 @@ async fn save_state(files: &InstanceFiles, state: &InstanceState) {
         tracing::warn!(dir = %files.dir.display(), error = %e, "could not save instance state");
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -120,8 +120,12 @@ impl Dnsmasq {
             .stdin(std::process::Stdio::null())
             .stdout(std::process::Stdio::null())
             .stderr(std::fs::File::create(&errors)?)
-            .status()
+            .kill_on_drop(true)
+            .status();
+        // Bounded like every host tool (the daemon it forks is not).
+        let status = tokio::time::timeout(super::command::COMMAND_TIMEOUT, status)
             .await
+            .map_err(|_| anyhow::anyhow!("dnsmasq did not start in time; killed"))?
             .context("running dnsmasq (is dnsmasq-base installed?)")?;
         if !status.success() {
             let msg = std::fs::read_to_string(&errors).unwrap_or_default();

@@ -202,6 +202,32 @@ async fn qdiscs(tap: &str) -> anyhow::Result<(Option<String>, bool)> {
     Ok((root, ingress))
 }
 
+/// Whether `tc qdisc del` failed only because there was nothing to delete:
+/// the root is the device's default qdisc (handle 0), the ingress qdisc or
+/// the device itself is gone. Another removal of the same TAP (the
+/// instance's own delete and the sweep of stray TAPs can overlap) may have
+/// got there between our look and our delete; that is success, not a fault.
+fn qdisc_already_absent(error: &str) -> bool {
+    [
+        "Cannot delete qdisc with handle of zero",
+        "Cannot find specified qdisc on specified device",
+        "Cannot find device",
+    ]
+    .iter()
+    .any(|m| error.contains(m))
+}
+
+/// Removes the TAP's `root` or `ingress` qdisc; one already absent is fine.
+async fn delete_qdisc(tap: &str, which: &str) -> anyhow::Result<()> {
+    match run("tc", &["qdisc", "del", "dev", tap, which]).await {
+        Err(e) if qdisc_already_absent(&format!("{e:#}")) => {
+            tracing::debug!(%tap, which, "qdisc already gone");
+            Ok(())
+        }
+        other => other.map(drop),
+    }
+}
+
 async fn tc(args: &[String]) -> anyhow::Result<String> {
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
     run("tc", &args).await
@@ -217,14 +243,14 @@ pub async fn apply(tap: &str, limits: &NetworkLimits, outbound: Outbound) -> any
         }
         // Only our tbf is removed; the device's default qdisc stays.
         None if root.as_deref() == Some("tbf") => {
-            run("tc", &["qdisc", "del", "dev", tap, "root"]).await?;
+            delete_qdisc(tap, "root").await?;
         }
         None => {}
     }
     // The policer is rebuilt from scratch: a u32 filter cannot be replaced
     // in place without naming its handle.
     if ingress {
-        run("tc", &["qdisc", "del", "dev", tap, "ingress"]).await?;
+        delete_qdisc(tap, "ingress").await?;
     }
     if let (Some(limit), Outbound::Police) = (&limits.bandwidth.outbound, outbound) {
         run("tc", &["qdisc", "add", "dev", tap, "ingress"]).await?;
@@ -251,7 +277,7 @@ pub async fn probe(tap: &str) -> Outbound {
             run("tc", &["qdisc", "add", "dev", tap, "ingress"]).await?;
         }
         let result = tc(&police_args(tap, &RateLimit::average(1))).await;
-        run("tc", &["qdisc", "del", "dev", tap, "ingress"]).await?;
+        delete_qdisc(tap, "ingress").await?;
         result
     };
     match works.await {

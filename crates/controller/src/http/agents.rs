@@ -8,7 +8,7 @@ use super::images::image_path;
 use super::AppState;
 use axum::body::Body;
 use axum::extract::{Query, State};
-use axum::http::{header, StatusCode};
+use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::Response;
 use axum::Json;
 use nubis_api::agent::{
@@ -22,6 +22,7 @@ use nubis_api::{ErrorBody, HostId, ImageId};
 use nubis_api::{NetworkId, SecurityGroupId};
 use serde::Deserialize;
 use std::collections::HashMap;
+use tokio::io::AsyncSeekExt;
 
 /// Register a host (agent only; idempotent by name).
 #[utoipa::path(post, path = "/v1/agent/hosts", tag = "agent", request_body = RegisterHost,
@@ -267,14 +268,19 @@ pub async fn report(
     Ok(StatusCode::NO_CONTENT)
 }
 
-/// Download an image file (agent only), streamed from disk.
+/// Download an image file (agent only), streamed from disk. A `Range:
+/// bytes=N-` request (an agent resuming a stalled download) gets the file
+/// from byte N on as `206 Partial Content`; any other range, the whole file.
 #[utoipa::path(get, path = "/v1/agent/images/{id}/file", tag = "agent",
     params(("id" = String, Path)),
-    responses((status = 200, content_type = "application/octet-stream"), (status = 404, body = ErrorBody)))]
+    responses((status = 200, content_type = "application/octet-stream"),
+        (status = 206, content_type = "application/octet-stream"),
+        (status = 404, body = ErrorBody)))]
 pub async fn image_file(
     State(state): State<AppState>,
     _agent: AgentCaller,
     ApiPath(id): ApiPath<ImageId>,
+    headers: HeaderMap,
 ) -> ApiResult<Response> {
     let image = state
         .store
@@ -284,16 +290,38 @@ pub async fn image_file(
     if image.status != ImageStatus::Active {
         return Err(ApiError::not_found("image file"));
     }
-    let file = tokio::fs::File::open(image_path(&state.images_dir, id))
+    let mut file = tokio::fs::File::open(image_path(&state.images_dir, id))
         .await
         .map_err(ApiError::internal)?;
     let len = file.metadata().await.map_err(ApiError::internal)?.len();
+    let from = range_start(headers.get(header::RANGE)).filter(|from| *from < len);
+    let mut response = Response::builder().header(header::CONTENT_TYPE, "application/octet-stream");
+    if let Some(from) = from {
+        file.seek(std::io::SeekFrom::Start(from))
+            .await
+            .map_err(ApiError::internal)?;
+        response = response.status(StatusCode::PARTIAL_CONTENT).header(
+            header::CONTENT_RANGE,
+            format!("bytes {from}-{}/{len}", len - 1),
+        );
+    }
     let body = Body::from_stream(tokio_util::io::ReaderStream::with_capacity(file, 1 << 20));
-    Response::builder()
-        .header(header::CONTENT_TYPE, "application/octet-stream")
-        .header(header::CONTENT_LENGTH, len)
+    response
+        .header(header::CONTENT_LENGTH, len - from.unwrap_or(0))
         .body(body)
         .map_err(ApiError::internal)
+}
+
+/// N of a `Range: bytes=N-` header, the only form agents send; `None` for
+/// anything else, which is answered with the whole file (as HTTP allows).
+fn range_start(range: Option<&axum::http::HeaderValue>) -> Option<u64> {
+    range?
+        .to_str()
+        .ok()?
+        .strip_prefix("bytes=")?
+        .strip_suffix('-')?
+        .parse()
+        .ok()
 }
 
 /// List hosts (admin only).
@@ -305,4 +333,22 @@ pub async fn list_hosts(
 ) -> ApiResult<Json<Vec<Host>>> {
     caller.require_admin()?;
     Ok(Json(state.store.list_hosts().await?))
+}
+
+#[cfg(test)]
+mod range_tests {
+    use super::range_start;
+    use axum::http::HeaderValue;
+
+    #[test]
+    fn only_an_open_ended_byte_range_is_honoured() {
+        let start = |v: &str| range_start(Some(&HeaderValue::from_str(v).unwrap()));
+        assert_eq!(start("bytes=150000-"), Some(150_000));
+        assert_eq!(start("bytes=0-"), Some(0));
+        assert_eq!(start("bytes=0-99"), None);
+        assert_eq!(start("bytes=-500"), None);
+        assert_eq!(start("bytes=1-2,5-"), None);
+        assert_eq!(start("items=5-"), None);
+        assert_eq!(range_start(None), None);
+    }
 }

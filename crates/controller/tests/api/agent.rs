@@ -48,3 +48,38 @@ async fn agent_endpoints_need_the_agent_token() {
     assert_eq!(registered["name"], "h1");
     assert_eq!(cloud.get_ok(admin, "/v1/hosts").await, json!([registered]));
 }
+
+#[tokio::test]
+async fn an_image_download_resumes_from_a_byte_range() {
+    let cloud = Cloud::start().await;
+    let admin = cloud.user("alice").await;
+    let bytes: Vec<u8> = (0..10_000u32).map(|i| (i % 251) as u8).collect();
+    let image = cloud
+        .active_image(&admin, "blob", "raw", bytes.clone())
+        .await;
+    let path = format!("/v1/agent/images/{}/file", id(&image));
+    let fetch = |range: Option<&'static str>| {
+        let mut r = cloud
+            .req(Method::GET, &path, None)
+            .header(nubis_api::agent::AGENT_TOKEN_HEADER, AGENT_TOKEN);
+        if let Some(range) = range {
+            r = r.header(reqwest::header::RANGE, range);
+        }
+        async move { r.send().await.unwrap() }
+    };
+    // From byte 4000 on: 206 with the rest, and where it starts.
+    let resp = fetch(Some("bytes=4000-")).await;
+    assert_eq!(resp.status(), StatusCode::PARTIAL_CONTENT);
+    assert_eq!(
+        resp.headers()[reqwest::header::CONTENT_RANGE],
+        "bytes 4000-9999/10000"
+    );
+    assert_eq!(resp.bytes().await.unwrap(), bytes[4000..]);
+    // Positive control and the fallbacks: no range, a range past the end or
+    // of another form get the whole file.
+    for range in [None, Some("bytes=10000-"), Some("bytes=0-99")] {
+        let resp = fetch(range).await;
+        assert_eq!(resp.status(), StatusCode::OK, "{range:?}");
+        assert_eq!(resp.bytes().await.unwrap(), bytes, "{range:?}");
+    }
+}

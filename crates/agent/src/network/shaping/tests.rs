@@ -267,3 +267,49 @@ fn stray_tables_of_gone_taps_are_removed() {
         clear(gone).await.unwrap();
     });
 }
+
+#[test]
+fn deleting_a_qdisc_that_is_not_there_is_no_failure() {
+    // What tc prints when the qdisc (or device) is already gone...
+    assert!(qdisc_already_absent(
+        "tc qdisc del dev ntap-1 root failed: Error: Cannot delete qdisc with handle of zero."
+    ));
+    assert!(qdisc_already_absent(
+        "tc qdisc del dev ntap-1 ingress failed: Error: Cannot find specified qdisc on specified device."
+    ));
+    assert!(qdisc_already_absent(
+        "tc qdisc del dev ntap-1 root failed: Cannot find device \"ntap-1\""
+    ));
+    // ...and real failures, which still count.
+    assert!(!qdisc_already_absent(
+        "tc qdisc del dev ntap-1 root failed: RTNETLINK answers: Operation not permitted"
+    ));
+    assert!(!qdisc_already_absent(
+        "tc did not finish within 30 s; killed"
+    ));
+}
+
+#[test]
+fn overlapping_removals_of_a_limited_tap_both_succeed() {
+    in_scratch_netns("twice", || async {
+        let tap = "ntap-5eed0004";
+        make_tap(tap).await;
+        apply(tap, &limits(Some(10), None, false), Outbound::Nftables)
+            .await
+            .unwrap();
+        // The instance's delete and the stray-TAP sweep at the same time
+        // (as when a limited server is deleted): both saw the tbf, one
+        // removes it first.
+        let (a, b) = tokio::join!(clear(tap), clear(tap));
+        a.unwrap();
+        b.unwrap();
+        assert!(!sh("tc", &["qdisc", "show", "dev", tap])
+            .await
+            .contains("tbf"));
+        // Removing the absent root qdisc directly: no failure either...
+        delete_qdisc(tap, "root").await.unwrap();
+        delete_qdisc(tap, "ingress").await.unwrap();
+        // ...while a real error is still one (positive control).
+        assert!(delete_qdisc(tap, "no-such-parent").await.is_err());
+    });
+}
