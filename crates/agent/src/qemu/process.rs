@@ -172,7 +172,16 @@ mod tests {
             .spawn()
             .unwrap();
         let pid = child.id() as i32;
-        assert_eq!(QemuProcess::all_of(&uuid), vec![QemuProcess { pid }]);
+        // Under load /proc can lag the exec briefly: look for a few seconds.
+        let mut found = QemuProcess::all_of(&uuid);
+        for _ in 0..50 {
+            if found == vec![QemuProcess { pid }] {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+            found = QemuProcess::all_of(&uuid);
+        }
+        assert_eq!(found, vec![QemuProcess { pid }]);
         assert!(QemuProcess::all_of("another-uuid").is_empty());
         QemuProcess::kill_all(&uuid).await;
         let _ = child.wait();
