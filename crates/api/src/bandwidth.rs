@@ -14,13 +14,34 @@ pub const MAX_BURST_KIB: u32 = 1 << 20;
 #[serde(try_from = "RateLimitFields")]
 pub struct RateLimit {
     /// Long-term average rate in Mbit/s (1..=100000).
+    #[schema(schema_with = mbit_schema)]
     pub average_mbit: u32,
     /// Highest rate while bursting, in Mbit/s; at least `average_mbit`.
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(schema_with = peak_mbit_schema)]
     pub peak_mbit: Option<u32>,
     /// How much may be sent at `peak_mbit` (or line rate) above the average, in KiB.
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(schema_with = burst_kib_schema)]
     pub burst_kib: Option<u32>,
+}
+
+/// A rate as `in_range` accepts it.
+fn mbit_schema() -> utoipa::openapi::schema::Object {
+    crate::schema::integer(1, MAX_MBIT.into(), &format!("Mbit/s, 1 to {MAX_MBIT}")).build()
+}
+
+fn peak_mbit_schema() -> utoipa::openapi::schema::Object {
+    crate::schema::integer(
+        1,
+        MAX_MBIT.into(),
+        &format!("Mbit/s, 1 to {MAX_MBIT}, at least average_mbit"),
+    )
+    .build()
+}
+
+fn burst_kib_schema() -> utoipa::openapi::schema::Object {
+    crate::schema::integer(1, MAX_BURST_KIB.into(), &format!("KiB, 1 to {MAX_BURST_KIB}")).build()
 }
 
 /// The wire form before validation (signed, so negatives get a clear message).

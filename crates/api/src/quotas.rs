@@ -83,21 +83,33 @@ impl QuotaLimits {
 }
 
 /// `PUT /v1/projects/{id}/quotas` (admin): the limits to change; others stay.
+/// A field may be left out, but not `null`.
 #[derive(Clone, Copy, Debug, Default, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct UpdateQuotas {
     #[serde(default, deserialize_with = "limit")]
+    #[schema(schema_with = limit_schema)]
     pub servers: Option<u64>,
     #[serde(default, deserialize_with = "limit")]
+    #[schema(schema_with = limit_schema)]
     pub vcpus: Option<u64>,
     #[serde(default, deserialize_with = "limit")]
+    #[schema(schema_with = limit_schema)]
     pub memory_mib: Option<u64>,
     #[serde(default, deserialize_with = "limit")]
+    #[schema(schema_with = limit_schema)]
     pub disk_gib: Option<u64>,
     #[serde(default, deserialize_with = "limit")]
+    #[schema(schema_with = limit_schema)]
     pub floating_ips: Option<u64>,
     #[serde(default, deserialize_with = "limit")]
+    #[schema(schema_with = limit_schema)]
     pub networks: Option<u64>,
+}
+
+/// A limit as `limit` accepts it: 0 to `MAX_LIMIT`, never null.
+fn limit_schema() -> utoipa::openapi::schema::Object {
+    crate::schema::integer(0, MAX_LIMIT, &format!("0 to {MAX_LIMIT}")).build()
 }
 
 fn limit<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<u64>, D::Error> {
