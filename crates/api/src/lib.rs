@@ -25,6 +25,7 @@ pub mod servers;
 pub mod traffic;
 pub mod usage_records;
 pub mod users;
+pub mod whole;
 
 pub use error::{ErrorBody, ErrorDetail};
 pub use ids::{

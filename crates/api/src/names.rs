@@ -157,8 +157,8 @@ mod tests {
         let re = regex::Regex::new(&name_pattern()).unwrap();
         let alphabet = [
             'a', 'Z', '0', '-', '_', ' ', '.', '/', '\n', '\t', '\u{0}', '\u{7f}', '\u{85}',
-            '\u{9f}', '\u{a0}', '\u{1680}', '\u{2003}', '\u{2028}', '\u{3000}', '\u{feff}',
-            'é', '雲', '🦀',
+            '\u{9f}', '\u{a0}', '\u{1680}', '\u{2003}', '\u{2028}', '\u{3000}', '\u{feff}', 'é',
+            '雲', '🦀',
         ];
         let mut x = 0x2545_f491_4f6c_dd1d_u64;
         let mut next = move || {
@@ -186,7 +186,10 @@ mod tests {
             }
         }
         // Both sides were exercised.
-        assert!(valid > 1000 && invalid > 1000, "{valid} valid, {invalid} invalid");
+        assert!(
+            valid > 1000 && invalid > 1000,
+            "{valid} valid, {invalid} invalid"
+        );
     }
 
     #[test]

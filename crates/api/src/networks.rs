@@ -163,8 +163,7 @@ pub const MAX_ZONE_LEN: usize = 200;
 /// The regular expression (ECMA-262) of the zones `DnsZone` accepts: labels
 /// of 1 to 63 letters, digits and `-` (not at either end) joined by dots;
 /// trailing dots are dropped.
-pub const ZONE_PATTERN: &str =
-    r"^[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*\.*$";
+pub const ZONE_PATTERN: &str = r"^[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*\.*$";
 
 impl utoipa::PartialSchema for DnsZone {
     fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
@@ -354,7 +353,10 @@ mod tests {
                 invalid += 1;
             }
         }
-        assert!(valid > 1000 && invalid > 1000, "{valid} valid, {invalid} invalid");
+        assert!(
+            valid > 1000 && invalid > 1000,
+            "{valid} valid, {invalid} invalid"
+        );
         for odd in ["010.0.0.0/24", "10.0.0.0/24 ", "10.0.0.0", "10.0.0.0/-24"] {
             assert!(!re.is_match(odd) && odd.parse::<Cidr>().is_err(), "{odd}");
         }
@@ -381,7 +383,11 @@ mod tests {
                 .map(|_| alphabet[(next() % alphabet.len() as u64) as usize])
                 .collect();
             if next() % 100 == 0 {
-                s = format!("{}.{}", "a".repeat(60 + (next() % 6) as usize), "b".repeat(130 + (next() % 12) as usize));
+                s = format!(
+                    "{}.{}",
+                    "a".repeat(60 + (next() % 6) as usize),
+                    "b".repeat(130 + (next() % 12) as usize)
+                );
             }
             let by_schema = re.is_match(&s) && s.chars().count() <= MAX_ZONE_LEN;
             let ok = DnsZone::try_from(s.clone()).is_ok();
@@ -392,7 +398,10 @@ mod tests {
                 invalid += 1;
             }
         }
-        assert!(valid > 500 && invalid > 500, "{valid} valid, {invalid} invalid");
+        assert!(
+            valid > 500 && invalid > 500,
+            "{valid} valid, {invalid} invalid"
+        );
     }
 
     #[test]

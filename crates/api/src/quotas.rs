@@ -113,7 +113,7 @@ fn limit_schema() -> utoipa::openapi::schema::Object {
 }
 
 fn limit<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<u64>, D::Error> {
-    let v = i64::deserialize(d)?;
+    let v = crate::whole::Whole::deserialize(d)?.0;
     if v < 0 || v as u64 > MAX_LIMIT {
         return Err(serde::de::Error::custom(format!(
             "quota limits must be between 0 and {MAX_LIMIT}, got {v}"
@@ -150,12 +150,13 @@ mod tests {
 
     #[test]
     fn updates_are_checked_and_merge() {
-        let u: UpdateQuotas = serde_json::from_str(r#"{"servers":3,"vcpus":0}"#).unwrap();
+        let u: UpdateQuotas = serde_json::from_str(r#"{"servers":3.0,"vcpus":0}"#).unwrap();
         let l = u.apply(QuotaLimits::default());
         assert_eq!((l.servers, l.vcpus, l.networks), (3, 0, 10));
         for bad in [
             r#"{"servers":-1}"#,
             r#"{"servers":1.5}"#,
+            r#"{"servers":null}"#,
             r#"{"servers":"many"}"#,
             r#"{"disk_gib":99999999999999999}"#,
             r#"{"cpus":2}"#,

@@ -6,7 +6,7 @@ macro_rules! bounded {
     ($(#[$doc:meta])* $name:ident, $what:literal, $unit:literal, $min:literal, $max:literal) => {
         $(#[$doc])*
         #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-        #[serde(try_from = "i64", into = "u64")]
+        #[serde(try_from = "crate::whole::Whole", into = "u64")]
         pub struct $name(u64);
 
         /// An integer from `MIN` to `MAX`: the very constants the parser checks.
@@ -41,6 +41,13 @@ macro_rules! bounded {
                     ));
                 }
                 Ok(Self(v as u64))
+            }
+        }
+
+        impl TryFrom<crate::whole::Whole> for $name {
+            type Error = String;
+            fn try_from(v: crate::whole::Whole) -> Result<Self, String> {
+                Self::try_from(v.0)
             }
         }
 
@@ -99,11 +106,21 @@ mod tests {
     #[test]
     fn schemas_state_the_parsers_bounds() {
         for (bounds, min, max, ok) in [
-            (schema_bounds::<Vcpus>(), Vcpus::MIN, Vcpus::MAX, |v| Vcpus::try_from(v).is_ok()),
-            (schema_bounds::<MemoryMib>(), MemoryMib::MIN, MemoryMib::MAX, |v| {
-                MemoryMib::try_from(v).is_ok()
+            (schema_bounds::<Vcpus>(), Vcpus::MIN, Vcpus::MAX, |v| {
+                Vcpus::try_from(v).is_ok()
             }),
-            (schema_bounds::<DiskGib>(), DiskGib::MIN, DiskGib::MAX, |v| DiskGib::try_from(v).is_ok()),
+            (
+                schema_bounds::<MemoryMib>(),
+                MemoryMib::MIN,
+                MemoryMib::MAX,
+                |v| MemoryMib::try_from(v).is_ok(),
+            ),
+            (
+                schema_bounds::<DiskGib>(),
+                DiskGib::MIN,
+                DiskGib::MAX,
+                |v| DiskGib::try_from(v).is_ok(),
+            ),
         ] as [(_, u64, u64, fn(i64) -> bool); 3]
         {
             assert_eq!(bounds, (min as f64, max as f64));
@@ -126,6 +143,8 @@ mod tests {
         assert!(DiskGib::try_from(1_000_000i64).is_err());
         assert!(serde_json::from_str::<DiskGib>("-1").is_err());
         assert!(serde_json::from_str::<DiskGib>("1.5").is_err());
+        // JSON Schema's integers include 3.0.
+        assert_eq!(serde_json::from_str::<DiskGib>("3.0").unwrap().get(), 3);
         assert_eq!(
             serde_json::to_string(&DiskGib::try_from(3i64).unwrap()).unwrap(),
             "3"

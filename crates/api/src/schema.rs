@@ -37,6 +37,22 @@ pub fn ipv4() -> ObjectBuilder {
         .pattern(Some(IPV4_PATTERN))
 }
 
+/// `schema` that also accepts `null` (an optional field a client may send
+/// as null).
+pub fn nullable(schema: ObjectBuilder) -> ObjectBuilder {
+    let object = schema.build();
+    let mut types = match object.schema_type.clone() {
+        utoipa::openapi::schema::SchemaType::Type(t) => vec![t],
+        utoipa::openapi::schema::SchemaType::Array(ts) => ts,
+        utoipa::openapi::schema::SchemaType::AnyValue => vec![],
+    };
+    types.push(Type::Null);
+    ObjectBuilder::from(object).schema_type(utoipa::openapi::schema::SchemaType::from_iter(types))
+}
+
+/// Text without control characters (Unicode Cc), as `char::is_control` says.
+pub const NO_CONTROL_PATTERN: &str = r"^[^\u0000-\u001f\u007f-\u009f]*$";
+
 /// A number from `min` to `max` (both included).
 pub fn number(min: f64, max: f64, description: &str) -> ObjectBuilder {
     ObjectBuilder::new()
