@@ -61,6 +61,7 @@ fi
 # that break the cross-field rules JSON Schema cannot state.
 export SCHEMATHESIS_TELEMETRY=false
 export SCHEMATHESIS_HOOKS=$PWD/scripts/schemathesis_hooks.py
+config=$PWD/scripts/schemathesis.toml
 
 # Checks: no 5xx; every status, content type and body as documented; and no
 # schema-valid request refused as malformed (see schemathesis.toml).
@@ -70,7 +71,11 @@ export SCHEMATHESIS_HOOKS=$PWD/scripts/schemathesis_hooks.py
 # which boots VMs under TCG for minutes and tests QEMU, not the contract.
 # Not DELETE /v1/tokens/current (logout): it would revoke the very token the
 # run authenticates with, and every later request would get a 401.
-exec "$VENV/bin/st" --config-file "$PWD/scripts/schemathesis.toml" --no-color \
+# schemathesis keeps a cache (.schemathesis/) in its working directory.
+repo=$PWD
+mkdir -p "$repo/target/schemathesis-run"
+cd "$repo/target/schemathesis-run"
+exec "$VENV/bin/st" --config-file "$config" --no-color \
   run "$base_url/v1/openapi.json" \
   --url "$base_url" \
   "${auth[@]}" \

@@ -130,8 +130,7 @@ fn projects_are_isolated_and_guests_cannot_spoof() {
         // a target that would never have answered.
         let o: Vec<&str> = a_ip.split('.').collect();
         let spoofed = format!("{}.{}.{}.200", o[0], o[1], o[2]);
-        let ping_gateway_from =
-            |source: &str| format!("ping -c 2 -W 2 -I {source} {gateway}");
+        let ping_gateway_from = |source: &str| format!("ping -c 2 -W 2 -I {source} {gateway}");
         assert!(
             ssh_ok(&a_key, &a_ip, &ping_gateway_from(&a_ip)),
             "positive control: the gateway answers pings from the real address"

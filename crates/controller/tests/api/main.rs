@@ -26,6 +26,7 @@ mod images;
 mod iso;
 mod isolation;
 mod networks;
+mod openapi;
 mod quotas;
 mod routing;
 mod servers;
