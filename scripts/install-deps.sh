@@ -18,6 +18,9 @@ packages=(
   iputils-ping      # tests ping guests
   iperf3            # bandwidth tests (host side, and in the tiny test guest)
   python3           # helper scripts
+  python3-venv      # the schemathesis venv of the API contract test
+  python3-pip       # pip inside that venv
+  dosfstools        # fsck.vfat checks the config drive images
   chromium          # portal browser tests (headless)
   chromium-driver   # WebDriver for the portal browser tests
   novnc             # the browser VNC client of the console page

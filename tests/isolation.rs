@@ -123,26 +123,33 @@ fn projects_are_isolated_and_guests_cannot_spoof() {
             "a server of another project must not be reachable"
         );
 
-        // Spoofing: an extra address on the guest's NIC gets nowhere.
+        // Spoofing: an extra address on the guest's NIC gets nowhere. The
+        // target is the gateway, which answers pings: the same command from
+        // the guest's real address must succeed before and after, so a
+        // failure of the spoofed one is the anti-spoofing filter at work, not
+        // a target that would never have answered.
         let o: Vec<&str> = a_ip.split('.').collect();
         let spoofed = format!("{}.{}.{}.200", o[0], o[1], o[2]);
+        let ping_gateway_from = |source: &str| format!("ping -c 2 -W 2 -I {source} {gateway}");
+        assert!(
+            ssh_ok(&a_key, &a_ip, &ping_gateway_from(&a_ip)),
+            "positive control: the gateway answers pings from the real address"
+        );
         assert!(ssh_ok(
             &a_key,
             &a_ip,
             &format!("ip addr add {spoofed}/24 dev eth0")
         ));
         assert!(
-            !ssh_ok(
-                &a_key,
-                &a_ip,
-                &format!("ping -c 2 -W 2 -I {spoofed} {gateway}")
-            ),
+            !ssh_ok(&a_key, &a_ip, &ping_gateway_from(&spoofed)),
             "traffic from a spoofed source address must be dropped"
         );
         assert!(
-            ssh_ok(&a_key, &a_ip, &format!("ping -c 1 -W 2 {gateway}")),
-            "own address still works"
+            ssh_ok(&a_key, &a_ip, &ping_gateway_from(&a_ip)),
+            "positive control: the same ping from the real address still works"
         );
+        // From the host: the real address answers, the spoofed one does not.
+        assert!(ping(None, &a_ip), "positive control: the guest answers");
         assert!(
             !ping(None, &spoofed),
             "the spoofed address does not answer either"

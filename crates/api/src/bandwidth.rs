@@ -2,6 +2,7 @@
 //! `<bandwidth>`: an average rate with an optional peak and burst, per
 //! direction. "Inbound" is traffic towards the guest, "outbound" from it.
 
+use crate::whole::Whole;
 use serde::{Deserialize, Serialize};
 
 /// The highest rate accepted, in Mbit/s (100 Gbit/s).
@@ -11,30 +12,58 @@ pub const MAX_BURST_KIB: u32 = 1 << 20;
 
 /// One direction's limit, checked when parsed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
-#[serde(try_from = "RateLimitFields")]
+// deny_unknown_fields does nothing beside try_from but tells the schema
+// what RateLimitFields enforces: unknown fields are refused.
+#[serde(try_from = "RateLimitFields", deny_unknown_fields)]
 pub struct RateLimit {
     /// Long-term average rate in Mbit/s (1..=100000).
+    #[schema(schema_with = mbit_schema)]
     pub average_mbit: u32,
     /// Highest rate while bursting, in Mbit/s; at least `average_mbit`.
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(schema_with = peak_mbit_schema)]
     pub peak_mbit: Option<u32>,
     /// How much may be sent at `peak_mbit` (or line rate) above the average, in KiB.
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(schema_with = burst_kib_schema)]
     pub burst_kib: Option<u32>,
+}
+
+/// A rate as `in_range` accepts it.
+fn mbit_schema() -> utoipa::openapi::schema::Object {
+    crate::schema::integer(1, MAX_MBIT.into(), &format!("Mbit/s, 1 to {MAX_MBIT}")).build()
+}
+
+fn peak_mbit_schema() -> utoipa::openapi::schema::Object {
+    crate::schema::nullable(crate::schema::integer(
+        1,
+        MAX_MBIT.into(),
+        &format!("Mbit/s, 1 to {MAX_MBIT}, at least average_mbit"),
+    ))
+    .build()
+}
+
+fn burst_kib_schema() -> utoipa::openapi::schema::Object {
+    crate::schema::nullable(crate::schema::integer(
+        1,
+        MAX_BURST_KIB.into(),
+        &format!("KiB, 1 to {MAX_BURST_KIB}"),
+    ))
+    .build()
 }
 
 /// The wire form before validation (signed, so negatives get a clear message).
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RateLimitFields {
-    average_mbit: i64,
+    average_mbit: Whole,
     #[serde(default)]
-    peak_mbit: Option<i64>,
+    peak_mbit: Option<Whole>,
     #[serde(default)]
-    burst_kib: Option<i64>,
+    burst_kib: Option<Whole>,
 }
 
-fn in_range(what: &str, v: i64, max: u32, unit: &str) -> Result<u32, String> {
+fn in_range(what: &str, Whole(v): Whole, max: u32, unit: &str) -> Result<u32, String> {
     if v < 1 || v > i64::from(max) {
         return Err(format!("{what} must be between 1 and {max}{unit}, got {v}"));
     }
@@ -82,7 +111,7 @@ impl RateLimit {
     pub fn try_from_mbit(mbit: u32) -> Result<Self, String> {
         Ok(Self::average(in_range(
             "average_mbit",
-            i64::from(mbit),
+            Whole(i64::from(mbit)),
             MAX_MBIT,
             " Mbit/s",
         )?))

@@ -14,9 +14,11 @@ pub const MAX_POOL_SIZE: u32 = 65_536;
 #[serde(deny_unknown_fields)]
 pub struct CreateFloatingIpPool {
     pub name: Name,
-    #[schema(value_type = String)]
+    #[schema(schema_with = crate::schema::ipv4)]
     pub first: Ipv4Addr,
-    #[schema(value_type = String)]
+    /// At most `MAX_POOL_SIZE` addresses after `first` (checked with the
+    /// request: 400 otherwise).
+    #[schema(schema_with = crate::schema::ipv4)]
     pub last: Ipv4Addr,
 }
 

@@ -115,6 +115,18 @@ impl ConfigFormat {
 /// The longest kernel command line accepted.
 pub const MAX_CMDLINE_LEN: usize = 2048;
 
+/// `cmdline` as the handler accepts it. The limit is in bytes (the kernel's);
+/// printable ASCII, the usual command line, is one byte a character.
+fn cmdline_schema() -> utoipa::openapi::schema::Object {
+    crate::schema::nullable(crate::schema::string(
+        Some(crate::schema::NO_CONTROL_PATTERN),
+        0,
+        Some(MAX_CMDLINE_LEN),
+        &format!("at most {MAX_CMDLINE_LEN} bytes (UTF-8), no control characters"),
+    ))
+    .build()
+}
+
 /// `POST /v1/images`: the record; the bytes follow with `PUT /v1/images/{id}/file`.
 #[derive(Clone, Debug, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -133,6 +145,7 @@ pub struct CreateImage {
     pub initrd: Option<String>,
     /// The kernel command line for direct kernel boot.
     #[serde(default)]
+    #[schema(schema_with = cmdline_schema)]
     pub cmdline: Option<String>,
     #[serde(default)]
     pub visibility: Visibility,

@@ -23,18 +23,29 @@ pub enum LeaseRequest {
 #[serde(deny_unknown_fields)]
 pub struct LeaseFields {
     #[serde(default)]
-    duration_seconds: Option<i64>,
+    #[schema(schema_with = duration_schema)]
+    duration_seconds: Option<crate::whole::Whole>,
     #[serde(default)]
     expires_at: Option<DateTime<Utc>>,
 }
 
 crate::schema_as!(LeaseRequest, LeaseFields);
 
+/// `duration_seconds` as `LeaseRequest::try_from` accepts it.
+fn duration_schema() -> utoipa::openapi::schema::Object {
+    crate::schema::nullable(crate::schema::integer(
+        MIN_TERM_SECONDS as u64,
+        MAX_TERM_SECONDS as u64,
+        "the term from now, in seconds (give this or expires_at)",
+    ))
+    .build()
+}
+
 impl Serialize for LeaseRequest {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         match *self {
             Self::Duration(d) => LeaseFields {
-                duration_seconds: Some(d.num_seconds()),
+                duration_seconds: Some(crate::whole::Whole(d.num_seconds())),
                 expires_at: None,
             },
             Self::ExpiresAt(t) => LeaseFields {
@@ -50,7 +61,7 @@ impl TryFrom<LeaseFields> for LeaseRequest {
     type Error = String;
     fn try_from(f: LeaseFields) -> Result<Self, String> {
         match (f.duration_seconds, f.expires_at) {
-            (Some(s), None) => {
+            (Some(crate::whole::Whole(s)), None) => {
                 if !(MIN_TERM_SECONDS..=MAX_TERM_SECONDS).contains(&s) {
                     return Err(format!(
                         "duration_seconds must be between {MIN_TERM_SECONDS} and {MAX_TERM_SECONDS}, got {s}"

@@ -19,11 +19,13 @@ pub mod names;
 pub mod networks;
 pub mod quotas;
 pub mod resources;
+pub mod schema;
 pub mod security_groups;
 pub mod servers;
 pub mod traffic;
 pub mod usage_records;
 pub mod users;
+pub mod whole;
 
 pub use error::{ErrorBody, ErrorDetail};
 pub use ids::{
@@ -33,6 +35,8 @@ pub use ids::{
 pub use names::Name;
 
 /// Documents a type validated through a wire struct with that struct's schema.
+/// The schemas the wire struct refers to (e.g. an enum field) are registered
+/// too, so every `$ref` in the document resolves.
 #[macro_export]
 macro_rules! schema_as {
     ($ty:ty, $wire:ty) => {
@@ -44,6 +48,14 @@ macro_rules! schema_as {
         impl utoipa::ToSchema for $ty {
             fn name() -> std::borrow::Cow<'static, str> {
                 std::borrow::Cow::Borrowed(stringify!($ty))
+            }
+            fn schemas(
+                schemas: &mut Vec<(
+                    String,
+                    utoipa::openapi::RefOr<utoipa::openapi::schema::Schema>,
+                )>,
+            ) {
+                <$wire as utoipa::ToSchema>::schemas(schemas);
             }
         }
     };

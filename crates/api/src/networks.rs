@@ -82,6 +82,38 @@ impl Cidr {
     }
 }
 
+/// The regular expression (ECMA-262) of the CIDRs `Cidr` accepts: a prefix
+/// from `MIN_PREFIX` to `MAX_PREFIX` and no host bits set, one alternative
+/// per prefix length.
+pub fn cidr_pattern() -> String {
+    use crate::schema::{multiples_below_256, OCTET_PATTERN as O};
+    let alternatives: Vec<String> = (MIN_PREFIX..=MAX_PREFIX)
+        .map(|prefix| {
+            // The octet the prefix ends in may only hold multiples of the
+            // block size; the octets after it are zero.
+            let (third, fourth) = match prefix {
+                0..=23 => (multiples_below_256(1 << (24 - prefix)), "0".to_owned()),
+                24 => (O.to_owned(), "0".to_owned()),
+                _ => (O.to_owned(), multiples_below_256(1 << (32 - prefix))),
+            };
+            // The length is parsed as a u8, which takes `+` and leading zeros.
+            format!(r"{O}\.{O}\.{third}\.{fourth}/\+?0*{prefix}")
+        })
+        .collect();
+    format!("^(?:{})$", alternatives.join("|"))
+}
+
+/// A CIDR as `Cidr` parses it.
+pub fn cidr_schema() -> utoipa::openapi::schema::Object {
+    crate::schema::string(
+        Some(&cidr_pattern()),
+        9,
+        None,
+        &format!("an IPv4 subnet such as 10.0.0.0/24: prefix /{MIN_PREFIX} to /{MAX_PREFIX}, no host bits set"),
+    )
+    .build()
+}
+
 impl TryFrom<String> for Cidr {
     type Error = String;
     fn try_from(s: String) -> Result<Self, String> {
@@ -121,10 +153,32 @@ impl fmt::Display for Cidr {
 }
 
 /// A DNS zone such as `nubis.internal`: labels of a-z, 0-9 and `-`.
-#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(try_from = "String", into = "String")]
-#[schema(value_type = String, example = "nubis.internal")]
 pub struct DnsZone(String);
+
+/// The longest zone accepted (without trailing dots).
+pub const MAX_ZONE_LEN: usize = 200;
+
+/// The regular expression (ECMA-262) of the zones `DnsZone` accepts: labels
+/// of 1 to 63 letters, digits and `-` (not at either end) joined by dots;
+/// trailing dots are dropped.
+pub const ZONE_PATTERN: &str = r"^[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*\.*$";
+
+impl utoipa::PartialSchema for DnsZone {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        crate::schema::string(
+            Some(ZONE_PATTERN),
+            1,
+            Some(MAX_ZONE_LEN),
+            "a DNS zone such as nubis.internal (letters are made lower case)",
+        )
+        .examples(["nubis.internal"])
+        .into()
+    }
+}
+
+impl utoipa::ToSchema for DnsZone {}
 
 impl DnsZone {
     pub fn as_str(&self) -> &str {
@@ -143,7 +197,7 @@ impl TryFrom<String> for DnsZone {
                 && !l.starts_with('-')
                 && !l.ends_with('-')
         };
-        if s.is_empty() || s.len() > 200 || !s.split('.').all(valid_label) {
+        if s.is_empty() || s.len() > MAX_ZONE_LEN || !s.split('.').all(valid_label) {
             return Err(format!(
                 "'{s}' is not a DNS zone (labels of a-z, 0-9 and '-', separated by dots)"
             ));
@@ -191,11 +245,11 @@ pub fn server_dns_name(server: &str, project: &str, zone: &str) -> String {
 #[serde(deny_unknown_fields)]
 pub struct CreateNetwork {
     pub name: Name,
-    #[schema(value_type = String, example = "10.0.0.0/24")]
+    #[schema(schema_with = cidr_schema, example = "10.0.0.0/24")]
     pub cidr: Cidr,
     /// Default: the first host address.
     #[serde(default)]
-    #[schema(value_type = Option<String>)]
+    #[schema(schema_with = crate::schema::optional_ipv4)]
     pub gateway: Option<Ipv4Addr>,
     /// Default: the cloud's zone.
     #[serde(default)]
@@ -269,6 +323,85 @@ mod tests {
         let b: Cidr = "10.0.5.0/24".parse().unwrap();
         let d: Cidr = "10.1.0.0/24".parse().unwrap();
         assert!(a.overlaps(b) && b.overlaps(a) && !a.overlaps(d));
+    }
+
+    #[test]
+    fn the_cidr_pattern_agrees_with_the_parser() {
+        let re = regex::Regex::new(&cidr_pattern()).unwrap();
+        let mut x = 0x9e37_79b9_7f4a_7c15_u64;
+        let mut next = move || {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x
+        };
+        let (mut valid, mut invalid) = (0, 0);
+        for _ in 0..100_000 {
+            let prefix = next() % 34;
+            let host_bits = 32u64.saturating_sub(prefix);
+            // Mostly aligned addresses, so that valid ones are common.
+            let mut addr = (next() as u32) & (u32::MAX.checked_shl(host_bits as u32).unwrap_or(0));
+            if next() % 4 == 0 {
+                addr |= (next() as u32) & 0xff;
+            }
+            let s = format!("{}/{prefix}", Ipv4Addr::from(addr));
+            let ok = s.parse::<Cidr>().is_ok();
+            assert_eq!(re.is_match(&s), ok, "{s}");
+            if ok {
+                valid += 1;
+            } else {
+                invalid += 1;
+            }
+        }
+        assert!(
+            valid > 1000 && invalid > 1000,
+            "{valid} valid, {invalid} invalid"
+        );
+        for odd in ["010.0.0.0/24", "10.0.0.0/24 ", "10.0.0.0", "10.0.0.0/-24"] {
+            assert!(!re.is_match(odd) && odd.parse::<Cidr>().is_err(), "{odd}");
+        }
+        for odd in ["10.0.0.0/024", "10.0.0.0/+24"] {
+            assert!(re.is_match(odd) && odd.parse::<Cidr>().is_ok(), "{odd}");
+        }
+    }
+
+    #[test]
+    fn the_zone_pattern_agrees_with_the_parser() {
+        let re = regex::Regex::new(ZONE_PATTERN).unwrap();
+        let alphabet = ['a', 'Z', '0', '-', '.', '_', ' ', 'é'];
+        let mut x = 0x2545_f491_4f6c_dd1d_u64;
+        let mut next = move || {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x
+        };
+        let (mut valid, mut invalid) = (0, 0);
+        for _ in 0..50_000 {
+            let len = 1 + (next() % 9) as usize;
+            let mut s: String = (0..len)
+                .map(|_| alphabet[(next() % alphabet.len() as u64) as usize])
+                .collect();
+            if next() % 100 == 0 {
+                s = format!(
+                    "{}.{}",
+                    "a".repeat(60 + (next() % 6) as usize),
+                    "b".repeat(130 + (next() % 12) as usize)
+                );
+            }
+            let by_schema = re.is_match(&s) && s.chars().count() <= MAX_ZONE_LEN;
+            let ok = DnsZone::try_from(s.clone()).is_ok();
+            assert_eq!(by_schema, ok, "{s:?}");
+            if ok {
+                valid += 1;
+            } else {
+                invalid += 1;
+            }
+        }
+        assert!(
+            valid > 500 && invalid > 500,
+            "{valid} valid, {invalid} invalid"
+        );
     }
 
     #[test]

@@ -83,25 +83,37 @@ impl QuotaLimits {
 }
 
 /// `PUT /v1/projects/{id}/quotas` (admin): the limits to change; others stay.
+/// A field may be left out, but not `null`.
 #[derive(Clone, Copy, Debug, Default, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct UpdateQuotas {
     #[serde(default, deserialize_with = "limit")]
+    #[schema(schema_with = limit_schema)]
     pub servers: Option<u64>,
     #[serde(default, deserialize_with = "limit")]
+    #[schema(schema_with = limit_schema)]
     pub vcpus: Option<u64>,
     #[serde(default, deserialize_with = "limit")]
+    #[schema(schema_with = limit_schema)]
     pub memory_mib: Option<u64>,
     #[serde(default, deserialize_with = "limit")]
+    #[schema(schema_with = limit_schema)]
     pub disk_gib: Option<u64>,
     #[serde(default, deserialize_with = "limit")]
+    #[schema(schema_with = limit_schema)]
     pub floating_ips: Option<u64>,
     #[serde(default, deserialize_with = "limit")]
+    #[schema(schema_with = limit_schema)]
     pub networks: Option<u64>,
 }
 
+/// A limit as `limit` accepts it: 0 to `MAX_LIMIT`, never null.
+fn limit_schema() -> utoipa::openapi::schema::Object {
+    crate::schema::integer(0, MAX_LIMIT, &format!("0 to {MAX_LIMIT}")).build()
+}
+
 fn limit<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<u64>, D::Error> {
-    let v = i64::deserialize(d)?;
+    let v = crate::whole::Whole::deserialize(d)?.0;
     if v < 0 || v as u64 > MAX_LIMIT {
         return Err(serde::de::Error::custom(format!(
             "quota limits must be between 0 and {MAX_LIMIT}, got {v}"
@@ -138,12 +150,13 @@ mod tests {
 
     #[test]
     fn updates_are_checked_and_merge() {
-        let u: UpdateQuotas = serde_json::from_str(r#"{"servers":3,"vcpus":0}"#).unwrap();
+        let u: UpdateQuotas = serde_json::from_str(r#"{"servers":3.0,"vcpus":0}"#).unwrap();
         let l = u.apply(QuotaLimits::default());
         assert_eq!((l.servers, l.vcpus, l.networks), (3, 0, 10));
         for bad in [
             r#"{"servers":-1}"#,
             r#"{"servers":1.5}"#,
+            r#"{"servers":null}"#,
             r#"{"servers":"many"}"#,
             r#"{"disk_gib":99999999999999999}"#,
             r#"{"cpus":2}"#,

@@ -5,10 +5,23 @@ use serde::{Deserialize, Serialize};
 macro_rules! bounded {
     ($(#[$doc:meta])* $name:ident, $what:literal, $unit:literal, $min:literal, $max:literal) => {
         $(#[$doc])*
-        #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, utoipa::ToSchema)]
-        #[serde(try_from = "i64", into = "u64")]
-        #[schema(value_type = u64)]
+        #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+        #[serde(try_from = "crate::whole::Whole", into = "u64")]
         pub struct $name(u64);
+
+        /// An integer from `MIN` to `MAX`: the very constants the parser checks.
+        impl utoipa::PartialSchema for $name {
+            fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+                crate::schema::integer(
+                    Self::MIN,
+                    Self::MAX,
+                    &format!(concat!($what, " from {} to {}", $unit), Self::MIN, Self::MAX),
+                )
+                .into()
+            }
+        }
+
+        impl utoipa::ToSchema for $name {}
 
         impl $name {
             pub const MIN: u64 = $min;
@@ -28,6 +41,13 @@ macro_rules! bounded {
                     ));
                 }
                 Ok(Self(v as u64))
+            }
+        }
+
+        impl TryFrom<crate::whole::Whole> for $name {
+            type Error = String;
+            fn try_from(v: crate::whole::Whole) -> Result<Self, String> {
+                Self::try_from(v.0)
             }
         }
 
@@ -68,6 +88,47 @@ bounded!(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use utoipa::openapi::schema::Schema;
+    use utoipa::openapi::RefOr;
+
+    /// (minimum, maximum) of a type's OpenAPI schema.
+    fn schema_bounds<T: utoipa::PartialSchema>() -> (f64, f64) {
+        let RefOr::T(Schema::Object(o)) = T::schema() else {
+            panic!("not an object schema")
+        };
+        let json = serde_json::to_value(&o).unwrap();
+        (
+            json["minimum"].as_f64().unwrap(),
+            json["maximum"].as_f64().unwrap(),
+        )
+    }
+
+    #[test]
+    fn schemas_state_the_parsers_bounds() {
+        for (bounds, min, max, ok) in [
+            (schema_bounds::<Vcpus>(), Vcpus::MIN, Vcpus::MAX, |v| {
+                Vcpus::try_from(v).is_ok()
+            }),
+            (
+                schema_bounds::<MemoryMib>(),
+                MemoryMib::MIN,
+                MemoryMib::MAX,
+                |v| MemoryMib::try_from(v).is_ok(),
+            ),
+            (
+                schema_bounds::<DiskGib>(),
+                DiskGib::MIN,
+                DiskGib::MAX,
+                |v| DiskGib::try_from(v).is_ok(),
+            ),
+        ] as [(_, u64, u64, fn(i64) -> bool); 3]
+        {
+            assert_eq!(bounds, (min as f64, max as f64));
+            // The bounds are the parser's: inside accepted, outside refused.
+            assert!(ok(min as i64) && ok(max as i64));
+            assert!(!ok(min as i64 - 1) && !ok(max as i64 + 1));
+        }
+    }
 
     #[test]
     fn ranges_are_enforced_with_clear_messages() {
@@ -82,6 +143,8 @@ mod tests {
         assert!(DiskGib::try_from(1_000_000i64).is_err());
         assert!(serde_json::from_str::<DiskGib>("-1").is_err());
         assert!(serde_json::from_str::<DiskGib>("1.5").is_err());
+        // JSON Schema's integers include 3.0.
+        assert_eq!(serde_json::from_str::<DiskGib>("3.0").unwrap().get(), 3);
         assert_eq!(
             serde_json::to_string(&DiskGib::try_from(3i64).unwrap()).unwrap(),
             "3"

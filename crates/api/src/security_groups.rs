@@ -48,6 +48,26 @@ impl std::str::FromStr for Protocol {
     }
 }
 
+/// The regular expression (ECMA-262) of the prefixes `Prefix` parses: an
+/// address, optionally `/` and a length from 0 to 32 (read as a u8, which
+/// takes `+` and leading zeros).
+pub fn prefix_pattern() -> String {
+    let ipv4 = crate::schema::IPV4_PATTERN
+        .trim_start_matches('^')
+        .trim_end_matches('$');
+    format!(r"^{ipv4}(?:/\+?0*(?:3[0-2]|[12]?[0-9]))?$")
+}
+
+fn prefix_schema() -> utoipa::openapi::schema::Object {
+    crate::schema::nullable(crate::schema::string(
+        Some(&prefix_pattern()),
+        7,
+        None,
+        "an IPv4 prefix such as 10.0.0.0/8 (host bits are cleared; no length: /32)",
+    ))
+    .build()
+}
+
 /// An IPv4 prefix a rule allows, any length from /0 to /32, normalised to
 /// its network address.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -110,7 +130,38 @@ pub const MAX_DESCRIPTION: usize = 255;
 pub struct CreateSecurityGroup {
     pub name: Name,
     #[serde(default)]
+    #[schema(schema_with = description_schema)]
     pub description: Option<String>,
+}
+
+/// A description as the handler accepts it.
+fn description_schema() -> utoipa::openapi::schema::Object {
+    crate::schema::nullable(crate::schema::string(
+        Some(crate::schema::NO_CONTROL_PATTERN),
+        0,
+        Some(MAX_DESCRIPTION),
+        &format!("at most {MAX_DESCRIPTION} characters, no control characters"),
+    ))
+    .build()
+}
+
+/// A port as a rule takes it: 0 to 65535 (`null`: none), a whole number.
+fn port<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<u16>, D::Error> {
+    match Option::<crate::whole::Whole>::deserialize(d)? {
+        None => Ok(None),
+        Some(crate::whole::Whole(v)) => u16::try_from(v)
+            .map(Some)
+            .map_err(|_| serde::de::Error::custom(format!("ports are 0 to {}, got {v}", u16::MAX))),
+    }
+}
+
+fn port_schema() -> utoipa::openapi::schema::Object {
+    crate::schema::nullable(crate::schema::integer(
+        0,
+        u16::MAX.into(),
+        "a port; tcp and udp rules need port_min from 1 and port_min <= port_max",
+    ))
+    .build()
 }
 
 /// `POST /v1/security-groups/{id}/rules`.
@@ -119,13 +170,15 @@ pub struct CreateSecurityGroup {
 pub struct CreateRule {
     pub direction: Direction,
     pub protocol: Protocol,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "port")]
+    #[schema(schema_with = port_schema)]
     pub port_min: Option<u16>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "port")]
+    #[schema(schema_with = port_schema)]
     pub port_max: Option<u16>,
     /// Default `0.0.0.0/0` unless `remote_group` is given.
     #[serde(default)]
-    #[schema(value_type = Option<String>, example = "10.0.0.0/8")]
+    #[schema(schema_with = prefix_schema, example = "10.0.0.0/8")]
     pub remote_cidr: Option<Prefix>,
     /// A security group (id or name) whose members are allowed.
     #[serde(default)]
@@ -179,6 +232,41 @@ pub struct SecurityGroup {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_prefix_pattern_agrees_with_the_parser() {
+        let re = regex::Regex::new(&prefix_pattern()).unwrap();
+        let parts = [
+            "10.0.0.0",
+            "0.0.0.0",
+            "255.255.255.255",
+            "10.0.0",
+            "01.0.0.0",
+            "a.b.c.d",
+            "/",
+            "/8",
+            "/32",
+            "/33",
+            "/0",
+            "/+8",
+            "/008",
+            "/-1",
+            "/",
+            "",
+            " ",
+            "8",
+        ];
+        let mut checked = 0;
+        for a in parts {
+            for b in parts {
+                let s = format!("{a}{b}");
+                assert_eq!(re.is_match(&s), s.parse::<Prefix>().is_ok(), "{s:?}");
+                checked += 1;
+            }
+        }
+        assert!("10.1.2.3/8".parse::<Prefix>().is_ok() && re.is_match("10.1.2.3/8"));
+        assert_eq!(checked, parts.len() * parts.len());
+    }
 
     fn rule(protocol: Protocol, lo: Option<u16>, hi: Option<u16>) -> CreateRule {
         CreateRule {

@@ -19,7 +19,7 @@ pub struct NetworkRequest {
     /// Network id or name.
     pub network: String,
     #[serde(default)]
-    #[schema(value_type = Option<String>)]
+    #[schema(schema_with = crate::schema::optional_ipv4)]
     pub fixed_ip: Option<Ipv4Addr>,
 }
 

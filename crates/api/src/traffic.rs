@@ -51,12 +51,23 @@ pub struct TrafficQuota {
 #[serde(deny_unknown_fields)]
 pub struct TrafficQuotaFields {
     /// GiB per calendar month (UTC), from 0.001 to 1048576.
+    #[schema(schema_with = monthly_gib_schema)]
     monthly_gib: f64,
     #[serde(default)]
     policy: QuotaPolicy,
 }
 
 crate::schema_as!(TrafficQuota, TrafficQuotaFields);
+
+/// `monthly_gib` as `TrafficQuota::try_from` accepts it.
+fn monthly_gib_schema() -> utoipa::openapi::schema::Object {
+    crate::schema::number(
+        MIN_QUOTA_GIB,
+        MAX_QUOTA_GIB as f64,
+        &format!("GiB per calendar month (UTC), from {MIN_QUOTA_GIB} to {MAX_QUOTA_GIB}"),
+    )
+    .build()
+}
 
 /// The smallest quota accepted, in GiB (about 1 MiB).
 pub const MIN_QUOTA_GIB: f64 = 0.001;

@@ -10,10 +10,23 @@ pub const MIN_PASSWORD_LEN: usize = 8;
 pub const MAX_PASSWORD_LEN: usize = 1024;
 
 /// A password, checked for length when parsed. Never printed by `Debug`.
-#[derive(Clone, Deserialize, utoipa::ToSchema)]
+#[derive(Clone, Deserialize)]
 #[serde(try_from = "String")]
-#[schema(value_type = String, min_length = 8, max_length = 1024)]
 pub struct Password(String);
+
+impl utoipa::PartialSchema for Password {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        crate::schema::string(
+            None,
+            MIN_PASSWORD_LEN,
+            Some(MAX_PASSWORD_LEN),
+            &format!("{MIN_PASSWORD_LEN} to {MAX_PASSWORD_LEN} characters"),
+        )
+        .into()
+    }
+}
+
+impl utoipa::ToSchema for Password {}
 
 impl Password {
     pub fn expose(&self) -> &str {

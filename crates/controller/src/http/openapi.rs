@@ -1,7 +1,9 @@
 //! `GET /v1/openapi.json`: the OpenAPI description of the whole API.
 
 use axum::Json;
+use utoipa::openapi::path::Operation;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::openapi::{ContentBuilder, Ref, ResponseBuilder};
 use utoipa::{Modify, OpenApi};
 
 /// The OpenAPI document, assembled from the handlers' annotations.
@@ -30,7 +32,7 @@ use utoipa::{Modify, OpenApi};
         super::server_terms::project_events,
         super::usage_records::list,
     ),
-    modifiers(&BearerAuth)
+    modifiers(&BearerAuth, &CommonErrors)
 )]
 pub struct ApiDoc;
 
@@ -43,6 +45,97 @@ impl Modify for BearerAuth {
             "bearer",
             SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
         );
+    }
+}
+
+/// Documents the errors every operation of a kind can answer, which come
+/// from the shared extractors (http/extract.rs) rather than the handler:
+/// 401 from `Caller`/`AgentCaller`, 400/413/415/422 from `ApiJson`, 404 from
+/// `ApiPath` (an unparsable id). Handlers' own annotations keep theirs.
+struct CommonErrors;
+
+/// (status, when) of the extractors' errors.
+const AUTH_ERRORS: [(&str, &str); 1] = [(
+    "401",
+    "`unauthorized`: the bearer (or agent) token is missing, malformed or unknown",
+)];
+const JSON_BODY_ERRORS: [(&str, &str); 4] = [
+    (
+        "400",
+        "`invalid_request`: malformed JSON, or the request names something that does not exist",
+    ),
+    ("413", "`payload_too_large`: the body is too large"),
+    (
+        "415",
+        "`unsupported_media_type`: the body is not `application/json`",
+    ),
+    (
+        "422",
+        "`invalid_request`: the body does not match its schema (the message names the field)",
+    ),
+];
+const PATH_ERRORS: [(&str, &str); 1] =
+    [("404", "`not_found`: no such object (or not the caller's)")];
+const QUERY_ERRORS: [(&str, &str); 1] =
+    [("400", "`invalid_request`: a query parameter is malformed")];
+
+impl Modify for CommonErrors {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        for (path, item) in openapi.paths.paths.iter_mut() {
+            let agent_route = path.starts_with("/v1/agent/");
+            let operations = [
+                &mut item.get,
+                &mut item.put,
+                &mut item.post,
+                &mut item.delete,
+                &mut item.patch,
+            ];
+            for op in operations.into_iter().flatten() {
+                let authenticated =
+                    agent_route || op.security.as_ref().is_some_and(|s| !s.is_empty());
+                if authenticated {
+                    add_errors(op, &AUTH_ERRORS);
+                }
+                let json_body = op.request_body.as_ref().is_some_and(|b| match b {
+                    utoipa::openapi::RefOr::T(b) => b.content.contains_key("application/json"),
+                    utoipa::openapi::RefOr::Ref(_) => false,
+                });
+                if json_body {
+                    add_errors(op, &JSON_BODY_ERRORS);
+                }
+                if path.contains('{') {
+                    add_errors(op, &PATH_ERRORS);
+                }
+                let has_query = op.parameters.iter().flatten().any(|p| {
+                    matches!(p, utoipa::openapi::RefOr::T(p)
+                        if p.parameter_in == utoipa::openapi::path::ParameterIn::Query)
+                });
+                if has_query {
+                    add_errors(op, &QUERY_ERRORS);
+                }
+            }
+        }
+    }
+}
+
+/// Adds each (status, description) with an `ErrorBody` unless documented.
+fn add_errors(op: &mut Operation, errors: &[(&str, &str)]) {
+    for (status, description) in errors {
+        op.responses
+            .responses
+            .entry(status.to_string())
+            .or_insert_with(|| {
+                ResponseBuilder::new()
+                    .description(*description)
+                    .content(
+                        "application/json",
+                        ContentBuilder::new()
+                            .schema(Some(Ref::from_schema_name("ErrorBody")))
+                            .build(),
+                    )
+                    .build()
+                    .into()
+            });
     }
 }
 

@@ -295,8 +295,10 @@ pub struct ListServers {
 pub async fn list(
     State(state): State<AppState>,
     caller: Caller,
-    axum::extract::Query(q): axum::extract::Query<ListServers>,
+    query: Result<axum::extract::Query<ListServers>, axum::extract::rejection::QueryRejection>,
 ) -> ApiResult<Json<Vec<Server>>> {
+    // A malformed query is a 400 in the API's JSON error format.
+    let axum::extract::Query(q) = query.map_err(|e| ApiError::bad_request(e.body_text()))?;
     if !q.all_projects {
         let servers = state.store.list_servers(caller.user.project).await?;
         return Ok(Json(present(&state, caller.user.project, servers).await?));

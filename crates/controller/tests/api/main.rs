@@ -30,6 +30,7 @@ mod images;
 mod iso;
 mod isolation;
 mod networks;
+mod openapi;
 mod quotas;
 mod routing;
 mod servers;

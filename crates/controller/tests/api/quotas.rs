@@ -126,7 +126,8 @@ async fn quota_updates_reject_bad_bodies_and_change_nothing() {
         case("2^40 + 1", json!({"memory_mib": (1u64 << 40) + 1}), INVALID, range),
         case("u64::MAX", json!({"networks": u64::MAX}), INVALID, "networks"),
         case("1.5", json!({"servers": 1.5}), INVALID, "servers"),
-        case("1e3", json!({"servers": 1e3}), INVALID, "servers"),
+        // (1e3 and 1000.0 are the integer 1000, as JSON Schema says.)
+        case("1e-3", json!({"servers": 1e-3}), INVALID, "servers"),
         case("a string", json!({"servers": "many"}), INVALID, "servers"),
         case("a numeric string", json!({"servers": "3"}), INVALID, "servers"),
         case("null", json!({"servers": null}), INVALID, "servers"),
