@@ -74,6 +74,24 @@ fn guests_get_their_address_when_the_data_dir_is_in_a_private_directory() {
         let server = cloud.wait_status(&id, "running", BOOT).await;
         assert_eq!(server["fault"], serde_json::Value::Null, "{server}");
         assert_eq!(ssh_stdout(&key, &ip, "hostname"), "web\n");
+
+        // dnsmasq's files live outside the data dir, unique to it, and go
+        // with the network.
+        let runtime =
+            nubis_agent::network::runtime_dir(&cloud.data_path().join("agent").join("networks"));
+        let network = server["addresses"][0]["network"].as_str().expect("network");
+        let hosts = std::fs::read_to_string(runtime.join(network).join("dhcp-hosts"))
+            .expect("dhcp-hosts in the runtime dir");
+        let mac = server["addresses"][0]["mac"].as_str().expect("mac");
+        assert!(hosts.contains(mac), "{hosts}");
+        let (s, b) = cloud
+            .call(Method::DELETE, &format!("/v1/servers/{id}"), None)
+            .await;
+        assert!(s.is_success(), "delete: {s} {b}");
+        support::wait_for("the runtime dir to go with the network", BOOT, || async {
+            (!runtime.exists()).then_some(())
+        })
+        .await;
     });
 }
 

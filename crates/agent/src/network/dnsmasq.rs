@@ -353,7 +353,8 @@ mod tests {
             read_failure(&failed, FILE).as_deref(),
             Some(format!("cannot read {FILE}: Permission denied").as_str())
         );
-        let healed = format!("{failed}Nov 29 10:01:00 dnsmasq-dhcp[7]: read {FILE} - 1 addresses\n");
+        let healed =
+            format!("{failed}Nov 29 10:01:00 dnsmasq-dhcp[7]: read {FILE} - 1 addresses\n");
         assert_eq!(read_failure(&healed, FILE), None);
         assert_eq!(read_failure("", FILE), None);
     }
@@ -363,7 +364,9 @@ mod tests {
         let log = format!(
             "Nov 29 10:00:00 dnsmasq[7]: failed to load names from {FILE}: Permission denied\n"
         );
-        assert!(read_failure(&log, FILE).unwrap().starts_with("failed to load names"));
+        assert!(read_failure(&log, FILE)
+            .unwrap()
+            .starts_with("failed to load names"));
         assert_eq!(read_failure(&log, "/run/nubis/ab12/other/dhcp-hosts"), None);
     }
 }

@@ -121,14 +121,13 @@ impl Store {
 
     /// A network of `project` by id or name.
     pub async fn network(&self, project: ProjectId, id_or_name: &str) -> StoreResult<Network> {
-        let row =
-            sqlx::query(select_networks!(
-                "WHERE (n.id = $1 OR n.name = $1) AND n.project_id = $2"
-            ))
-                .bind(id_or_name)
-                .bind(project.to_string())
-                .fetch_optional(self.pool())
-                .await?;
+        let row = sqlx::query(select_networks!(
+            "WHERE (n.id = $1 OR n.name = $1) AND n.project_id = $2"
+        ))
+        .bind(id_or_name)
+        .bind(project.to_string())
+        .fetch_optional(self.pool())
+        .await?;
         network_from_row(&found(row)?)
     }
 
@@ -142,13 +141,12 @@ impl Store {
     }
 
     pub async fn list_networks(&self, project: ProjectId) -> StoreResult<Vec<Network>> {
-        let rows =
-            sqlx::query(select_networks!(
-                "WHERE n.project_id = $1 ORDER BY n.created_at, n.name"
-            ))
-                .bind(project.to_string())
-                .fetch_all(self.pool())
-                .await?;
+        let rows = sqlx::query(select_networks!(
+            "WHERE n.project_id = $1 ORDER BY n.created_at, n.name"
+        ))
+        .bind(project.to_string())
+        .fetch_all(self.pool())
+        .await?;
         rows.iter().map(network_from_row).collect()
     }
 

@@ -191,7 +191,9 @@ async fn server_names_with_one_dns_label_are_duplicates() {
         .await;
     let first = ok_json(resp, StatusCode::ACCEPTED).await;
     assert_eq!(
-        first["dns_name"].as_str().map(|n| n.starts_with("my-server.alice.")),
+        first["dns_name"]
+            .as_str()
+            .map(|n| n.starts_with("my-server.alice.")),
         Some(true),
         "{first}"
     );

@@ -602,9 +602,15 @@ pub(crate) async fn server_names_with_one_dns_label_conflict(db: &Db) {
     assert_eq!(db.list_servers(alice.project).await.unwrap().len(), 1);
     // Positive controls: another label in the project, the same name in
     // another project.
-    db.create_server(&new_server(alice.project, "my-server-2", img, h, (1, 128, 1)))
-        .await
-        .unwrap();
+    db.create_server(&new_server(
+        alice.project,
+        "my-server-2",
+        img,
+        h,
+        (1, 128, 1),
+    ))
+    .await
+    .unwrap();
     db.create_server(&new_server(bob.project, "my server", img, h, (1, 128, 1)))
         .await
         .unwrap();
