@@ -74,6 +74,11 @@ fn guests_get_their_address_when_the_data_dir_is_in_a_private_directory() {
         let server = cloud.wait_status(&id, "running", BOOT).await;
         assert_eq!(server["fault"], serde_json::Value::Null, "{server}");
         assert_eq!(ssh_stdout(&key, &ip, "hostname"), "web\n");
+        // The CLI shows the domain the names are in, not the bare zone.
+        assert_eq!(server["dns_name"], "web.alice.nubis.internal");
+        let list = cloud.cli(&["network", "list"]);
+        let list = String::from_utf8_lossy(&list.stdout);
+        assert!(list.contains("alice.nubis.internal"), "{list}");
 
         // dnsmasq's files live outside the data dir, unique to it, and go
         // with the network.
