@@ -4,6 +4,8 @@
 //! - a cloud whose data dir sits under a private (0700) directory, like a
 //!   clone in root's home, still gives its guests their address by DHCP
 //!   (dnsmasq reads its files after dropping to `nobody`);
+//! - when DHCP and DNS of a network fail on a host, its servers show it
+//!   (status `error` with the fault) until it heals;
 //! - `nubis server ssh` to a server re-created on the same fixed address
 //!   works (host keys are kept per server id, not per address), while a
 //!   changed key of the same server is still refused.
@@ -220,5 +222,62 @@ fn server_ssh_trusts_a_new_server_on_an_old_address_but_not_a_changed_key() {
         // The user's own files were not touched.
         assert!(!home.path().join(".ssh").exists());
         assert_eq!(real_known_hosts(), before);
+    });
+}
+
+/// A server's status and fault, as the API shows them.
+async fn status_and_fault(cloud: &Cloud, id: &str) -> (String, serde_json::Value) {
+    let (s, b) = cloud
+        .call(Method::GET, &format!("/v1/servers/{id}"), None)
+        .await;
+    assert!(s.is_success(), "GET server: {s} {b}");
+    (
+        b["status"].as_str().unwrap_or("").to_owned(),
+        b["fault"].clone(),
+    )
+}
+
+#[test]
+fn a_network_whose_dhcp_fails_is_a_fault_on_its_servers_until_it_heals() {
+    run_in_netns("first-fault", || async {
+        let mut cloud = Cloud::start().await;
+        cloud.register_and_login("carol", "carol-password").await;
+        cloud.upload_tiny_image();
+        let (id, _) = cloud
+            .create_server(json!({"name": "web", "image": "tiny", "flavor": "tiny"}))
+            .await;
+        // Positive control: running, no fault.
+        cloud.wait_status(&id, "running", BOOT).await;
+        assert_eq!(
+            status_and_fault(&cloud, &id).await.1,
+            serde_json::Value::Null
+        );
+
+        // The agent cannot make dnsmasq's directory: a file is in the way.
+        let runtime =
+            nubis_agent::network::runtime_dir(&cloud.data_path().join("agent").join("networks"));
+        std::fs::remove_dir_all(&runtime).expect("runtime dir");
+        std::fs::write(&runtime, "in the way").expect("a file in its place");
+        let fault = support::wait_for("the network's fault on the server", BOOT, || async {
+            match status_and_fault(&cloud, &id).await {
+                (status, fault) if status == "error" => Some(fault),
+                _ => None,
+            }
+        })
+        .await;
+        let fault = fault.as_str().expect("a fault message").to_owned();
+        assert!(fault.contains("DHCP and DNS of network"), "{fault}");
+        assert!(fault.contains(&runtime.display().to_string()), "{fault}");
+
+        // Out of the way again: the next pass heals it.
+        std::fs::remove_file(&runtime).expect("remove the file");
+        let fault = support::wait_for("the server to be running again", BOOT, || async {
+            match status_and_fault(&cloud, &id).await {
+                (status, fault) if status == "running" => Some(fault),
+                _ => None,
+            }
+        })
+        .await;
+        assert_eq!(fault, serde_json::Value::Null);
     });
 }

@@ -151,7 +151,9 @@ impl Dnsmasq {
         let conf_changed = write_if_changed(&self.conf(), &config).await?;
         match self.running() {
             Some(pid) if !conf_changed => {
-                if changed {
+                // After a complaint, read again even if nothing changed: the
+                // files are reachable now (checked above), so this heals.
+                if changed || self.check_log().is_err() {
                     kill(Pid::from_raw(pid), Signal::SIGHUP).context("reloading dnsmasq")?;
                 }
             }
