@@ -30,9 +30,15 @@ impl Cloud {
 
     /// Like `start`, with extra `nubis up` arguments (also used on restarts).
     pub async fn start_with(extra_args: &[&str]) -> Self {
+        Self::start_under(&std::env::temp_dir(), extra_args).await
+    }
+
+    /// Like `start_with`, with the data dir made inside `parent` (such as
+    /// a private directory, as root's home is).
+    pub async fn start_under(parent: &Path, extra_args: &[&str]) -> Self {
         let data_dir = tempfile::Builder::new()
             .prefix("nubis-e2e-")
-            .tempdir()
+            .tempdir_in(parent)
             .expect("temp dir");
         let mut cloud = Self {
             data_dir,
@@ -273,5 +279,8 @@ impl Drop for Cloud {
         // Whatever this cloud started: QEMU, dnsmasq (their files live in
         // the data dir, so their command lines name it).
         super::kill_processes_mentioning(&self.data_path().to_string_lossy());
+        // The files its agent keeps outside the data dir, for helpers.
+        let networks = self.data_path().join("agent").join("networks");
+        let _ = std::fs::remove_dir_all(nubis_agent::network::runtime_dir(&networks));
     }
 }

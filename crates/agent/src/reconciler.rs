@@ -139,12 +139,20 @@ pub async fn report_observed_state(
     let meter = crate::metering::Meter::new();
     loop {
         let mut report = ctx.reports.snapshot();
-        report.traffic = meter.read(&directory.all());
+        let instances = directory.all();
+        report.traffic = meter.read(&instances);
+        ctx.networking.mark_network_faults(&mut report, &instances);
         if let Err(e) = client.report(host, &report).await {
             tracing::warn!(error = %format!("{e:#}"), "cannot report to the controller");
             tokio::time::sleep(Duration::from_secs(2)).await;
             continue;
         }
-        let _ = tokio::time::timeout(interval, ctx.reports.changed()).await;
+        let _ = tokio::time::timeout(interval, async {
+            tokio::select! {
+                () = ctx.reports.changed() => {}
+                () = ctx.networking.faults_changed() => {}
+            }
+        })
+        .await;
     }
 }

@@ -235,9 +235,14 @@ pub fn dns_label(name: &str) -> String {
     }
 }
 
+/// `<project>.<zone>`: the domain the names of a project's servers are in.
+pub fn network_domain(project: &str, zone: &str) -> String {
+    format!("{}.{zone}", dns_label(project))
+}
+
 /// `<server>.<project>.<zone>`: the DNS name of a server's first address.
 pub fn server_dns_name(server: &str, project: &str, zone: &str) -> String {
-    format!("{}.{}.{zone}", dns_label(server), dns_label(project))
+    format!("{}.{}", dns_label(server), network_domain(project, zone))
 }
 
 /// `POST /v1/networks`.
@@ -280,7 +285,13 @@ pub struct Network {
     pub cidr: Cidr,
     #[schema(value_type = String)]
     pub gateway: Ipv4Addr,
+    /// The zone given at creation (default: the cloud's). Server names are
+    /// not directly in it but in the project's part of it, `domain`.
     pub dns_zone: String,
+    /// The domain its servers' names are in: `<project>.<dns_zone>`, e.g.
+    /// `alice.nubis.internal` (so server `web` is `web.alice.nubis.internal`).
+    #[schema(example = "alice.nubis.internal")]
+    pub domain: String,
     pub created_at: DateTime<Utc>,
 }
 

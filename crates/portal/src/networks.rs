@@ -22,14 +22,14 @@ fn list_page(
         div.table-wrap {
             table {
                 caption.sr { "Networks of your project" }
-                thead { tr { th scope="col" { "Name" } th scope="col" { "Subnet" } th scope="col" { "Gateway" } th scope="col" { "DNS zone" } th scope="col" { "Created" } } }
+                thead { tr { th scope="col" { "Name" } th scope="col" { "Subnet" } th scope="col" { "Gateway" } th scope="col" { "DNS domain" } th scope="col" { "Created" } } }
                 tbody {
                     @for n in nets {
                         tr {
                             td data-label="Name" { (text(&n["name"])) }
                             td data-label="Subnet" { (text(&n["cidr"])) }
                             td data-label="Gateway" { (text(&n["gateway"])) }
-                            td data-label="DNS zone" { (text(&n["dns_zone"])) }
+                            td data-label="DNS domain" { (text(&n["domain"])) }
                             td data-label="Created" { (time(&n["created_at"])) }
                         }
                     }

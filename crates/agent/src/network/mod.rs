@@ -3,8 +3,10 @@
 //! the nftables rules (NAT, isolation). Converged as a whole from the
 //! desired state, like instances, so restarts leave nothing extra.
 
+pub mod access;
 mod command;
 pub mod dnsmasq;
+mod faults;
 pub mod firewall;
 pub mod shaping;
 pub mod switch;
@@ -12,11 +14,12 @@ pub mod tap;
 
 use dnsmasq::{DhcpHost, Dnsmasq};
 use nubis_api::agent::{
-    FloatingIpSpec, HostNetwork, InstanceSpec, NetworkLimits, NicSpec, SecurityGroupSpec,
+    FloatingIpSpec, HostNetwork, HostReport, InstanceSpec, NetworkLimits, NicSpec,
+    SecurityGroupSpec,
 };
 use nubis_api::NetworkId;
 use std::collections::{HashMap, HashSet};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use switch::{bridge_name, LinuxBridge, Switch, BRIDGE_PREFIX};
 use tokio::sync::Mutex;
@@ -25,6 +28,10 @@ use tokio::sync::Mutex;
 #[derive(Clone)]
 pub struct HostNetworking {
     dir: PathBuf,
+    /// Per-network files that helpers read after dropping root.
+    runtime: PathBuf,
+    /// Why DHCP and DNS are not served on a network here, if they are not.
+    faults: faults::NetworkFaults,
     switch: LinuxBridge,
     /// The ruleset last applied, to skip reloading an unchanged one.
     applied_rules: Arc<Mutex<Option<String>>>,
@@ -55,9 +62,12 @@ struct Verified {
 }
 
 impl HostNetworking {
-    /// `dir` holds per-network state (dnsmasq files).
+    /// `dir` holds per-network state (dnsmasq files); what helpers read
+    /// after dropping root goes under [`runtime_dir`] of it.
     pub fn new(dir: PathBuf, metadata_port: u16) -> Self {
         Self {
+            runtime: runtime_dir(&dir),
+            faults: faults::NetworkFaults::default(),
             dir,
             switch: LinuxBridge,
             applied_rules: Arc::default(),
@@ -71,7 +81,22 @@ impl HostNetworking {
     }
 
     fn dnsmasq(&self, id: NetworkId) -> Dnsmasq {
-        Dnsmasq::new(self.dir.join(id.to_string()))
+        Dnsmasq::new(
+            self.dir.join(id.to_string()),
+            self.runtime.join(id.to_string()),
+        )
+    }
+
+    /// Turns the reports of instances with a NIC on a network whose DHCP
+    /// and DNS fail here into errors with that fault: the guest runs, but
+    /// cannot get its address, keys or name.
+    pub fn mark_network_faults(&self, report: &mut HostReport, instances: &[InstanceSpec]) {
+        self.faults.mark(report, instances)
+    }
+
+    /// Waits until the set of failing networks changes.
+    pub async fn faults_changed(&self) {
+        self.faults.changed().await
     }
 
     /// Converges what instances plug into: forwarding, bridges and floating
@@ -181,11 +206,14 @@ impl HostNetworking {
     /// Converges what guests need only once they run: DHCP and DNS for
     /// `networks` (static entries for the NICs of `instances`). Called after
     /// instances got their specs, so starting dnsmasq does not delay them.
+    /// A network that fails does not hold up the others; its error is kept
+    /// as the network's fault (see [`Self::mark_network_faults`]).
     pub async fn serve(
         &self,
         networks: &[HostNetwork],
         instances: &[InstanceSpec],
     ) -> anyhow::Result<()> {
+        let mut failed = HashMap::new();
         for network in networks {
             let bridge = bridge_name(&network.spec);
             let hosts: Vec<DhcpHost> = instances
@@ -198,11 +226,25 @@ impl HostNetworking {
                     hostname: i.guest.hostname.clone(),
                 })
                 .collect();
-            self.dnsmasq(network.spec.id)
+            if let Err(e) = self
+                .dnsmasq(network.spec.id)
                 .ensure(&network.spec, &bridge, &hosts, &network.dns)
-                .await?;
+                .await
+            {
+                let fault = format!(
+                    "DHCP and DNS of network {} ({}) fail on this host: {e:#}",
+                    network.spec.cidr, network.spec.domain
+                );
+                failed.insert(network.spec.id, fault);
+            }
         }
-        Ok(())
+        let summary: Vec<String> = failed.values().cloned().collect();
+        self.faults.replace(failed);
+        if summary.is_empty() {
+            Ok(())
+        } else {
+            anyhow::bail!(summary.join("; "))
+        }
     }
 
     /// Removes bridges and dnsmasq state of networks not in `networks`.
@@ -210,20 +252,24 @@ impl HostNetworking {
         let wanted_bridges: HashSet<String> =
             networks.iter().map(|n| bridge_name(&n.spec)).collect();
         let wanted_ids: HashSet<NetworkId> = networks.iter().map(|n| n.spec.id).collect();
-        if let Ok(entries) = std::fs::read_dir(&self.dir) {
-            for entry in entries.flatten() {
-                let Some(id) = entry
-                    .file_name()
-                    .to_str()
-                    .and_then(|s| s.parse::<NetworkId>().ok())
-                else {
-                    continue;
-                };
-                if !wanted_ids.contains(&id) {
-                    self.dnsmasq(id).remove().await?;
-                    tracing::info!(network = %id, "network removed from host");
-                }
+        // Either directory may hold a network's files (the runtime one is
+        // emptied at boot).
+        let present: HashSet<NetworkId> = [&self.dir, &self.runtime]
+            .into_iter()
+            .filter_map(|dir| std::fs::read_dir(dir).ok())
+            .flatten()
+            .flatten()
+            .filter_map(|entry| entry.file_name().to_str()?.parse().ok())
+            .collect();
+        for id in present {
+            if !wanted_ids.contains(&id) {
+                self.dnsmasq(id).remove().await?;
+                tracing::info!(network = %id, "network removed from host");
             }
+        }
+        if networks.is_empty() {
+            // Gone with the last network (fails harmlessly while not empty).
+            let _ = std::fs::remove_dir(&self.runtime);
         }
         for bridge in command::links_with_prefix(BRIDGE_PREFIX).await? {
             if !wanted_bridges.contains(&bridge) {
@@ -295,6 +341,20 @@ impl HostNetworking {
         }
         shaping::remove_stray_tables(&wanted).await
     }
+}
+
+/// Where helpers' files of every data dir live: a tmpfs that every user
+/// can traverse, emptied at boot (the agent writes the files again).
+pub const RUNTIME_ROOT: &str = "/run/nubis";
+
+/// The runtime directory of the agent whose network state is in `dir`:
+/// unique per data dir, so several agents (clouds in tests) can share a
+/// host, and reachable by unprivileged helpers wherever the data dir is.
+pub fn runtime_dir(dir: &Path) -> PathBuf {
+    use sha2::Digest;
+    let absolute = std::path::absolute(dir).unwrap_or_else(|_| dir.to_path_buf());
+    let digest = sha2::Sha256::digest(absolute.as_os_str().as_encoded_bytes());
+    Path::new(RUNTIME_ROOT).join(&hex::encode(digest)[..16])
 }
 
 /// The label of floating addresses on `lo` (Linux answers ARP for any local

@@ -65,13 +65,14 @@ async fn list(client: &ApiClient, json: bool) -> anyhow::Result<()> {
     print_list(
         json,
         &networks,
-        &["name", "cidr", "gateway", "dns_zone", "id"],
+        &["name", "cidr", "gateway", "domain", "id"],
         |n| {
             vec![
                 n.name.clone(),
                 n.cidr.to_string(),
                 n.gateway.to_string(),
-                n.dns_zone.clone(),
+                // Where its servers' names are, not the bare zone.
+                n.domain.clone(),
                 n.id.to_string(),
             ]
         },
@@ -104,8 +105,8 @@ async fn create(
         print_one(json, &network);
     } else {
         println!(
-            "Created network '{}' {} (gateway {}, zone {}, id {}).",
-            network.name, network.cidr, network.gateway, network.dns_zone, network.id
+            "Created network '{}' {} (gateway {}, server names in {}, id {}).",
+            network.name, network.cidr, network.gateway, network.domain, network.id
         );
     }
     Ok(())

@@ -1,4 +1,10 @@
 //! `nubis server ssh`: replaces this process with `ssh` to a server's first address.
+//!
+//! Host keys are kept in the CLI's own known-hosts file (next to the saved
+//! token), under the server's id (`HostKeyAlias`), not under its address:
+//! a new server on an address that an old one had is a new identity, whose
+//! key is accepted on first use, while a changed key for the same server is
+//! still refused. The user's `~/.ssh/known_hosts` is neither read nor written.
 
 use crate::client::ApiClient;
 use crate::commands::keypairs::default_private_key_file;
@@ -41,7 +47,15 @@ pub async fn run(client: &ApiClient, req: SshRequest<'_>) -> anyhow::Result<()> 
             eprintln!("Using the private key {}", path.display());
         }
     }
-    let args = ssh_args(req.user, ip, identity.as_deref(), req.extra);
+    let known_hosts = known_hosts_file();
+    if let Some(dir) = known_hosts.parent() {
+        create_private_dir(dir)?;
+    }
+    let host = KnownHost {
+        file: &known_hosts,
+        alias: &server.id.to_string(),
+    };
+    let args = ssh_args(req.user, ip, &host, identity.as_deref(), req.extra);
     let err = std::process::Command::new("ssh").args(&args).exec();
     if err.kind() == std::io::ErrorKind::NotFound {
         bail!("cannot run ssh: it is not installed (or not on PATH)");
@@ -55,15 +69,61 @@ fn default_identity(server: &Server) -> Option<PathBuf> {
     path.is_file().then_some(path)
 }
 
+/// The CLI's known-hosts file: beside the saved token.
+pub fn known_hosts_file() -> PathBuf {
+    let token = crate::client::token_file();
+    token
+        .parent()
+        .map_or_else(|| PathBuf::from("."), Path::to_path_buf)
+        .join("known_hosts")
+}
+
+/// Creates `dir` (mode 0700) unless it exists.
+fn create_private_dir(dir: &Path) -> anyhow::Result<()> {
+    use std::os::unix::fs::DirBuilderExt;
+    if dir.is_dir() {
+        return Ok(());
+    }
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
+        .map_err(|e| anyhow::anyhow!("cannot create {}: {e}", dir.display()))
+}
+
+/// Where ssh keeps a server's host key, and the name it is kept under.
+pub struct KnownHost<'a> {
+    pub file: &'a Path,
+    /// The server's id: the key belongs to it, not to its address.
+    pub alias: &'a str,
+}
+
 /// The arguments for `ssh`: options, `user@ip`, then the caller's extras
-/// (ssh reads options after the destination too, and a command after those).
+/// (ssh reads options after the destination too, and a command after those;
+/// for each option the first value wins, so ours hold).
 pub fn ssh_args(
     user: &str,
     ip: Ipv4Addr,
+    host: &KnownHost<'_>,
     identity: Option<&Path>,
     extra: &[String],
 ) -> Vec<OsString> {
-    let mut args: Vec<OsString> = vec!["-o".into(), "StrictHostKeyChecking=accept-new".into()];
+    let mut known = OsString::from("UserKnownHostsFile=");
+    known.push(host.file);
+    let mut args: Vec<OsString> = vec![
+        "-o".into(),
+        known,
+        "-o".into(),
+        format!("HostKeyAlias={}", host.alias).into(),
+        "-o".into(),
+        "CheckHostIP=no".into(),
+        // Entries name server ids, nothing to hide; kept readable so that
+        // a deleted server's entry can be found.
+        "-o".into(),
+        "HashKnownHosts=no".into(),
+        "-o".into(),
+        "StrictHostKeyChecking=accept-new".into(),
+    ];
     if let Some(key) = identity {
         args.push("-i".into());
         args.push(key.into());
@@ -80,22 +140,31 @@ mod tests {
     #[test]
     fn arguments_in_order() {
         let ip = Ipv4Addr::new(10, 64, 0, 2);
-        assert_eq!(
-            ssh_args("root", ip, None, &[]),
-            ["-o", "StrictHostKeyChecking=accept-new", "root@10.64.0.2"]
-        );
+        let host = KnownHost {
+            file: Path::new("/home/a/.config/nubis/known_hosts"),
+            alias: "0b6c6a9e-2f8e-4d8c-9d3e-7c1e2a3b4c5d",
+        };
+        let options = [
+            "-o",
+            "UserKnownHostsFile=/home/a/.config/nubis/known_hosts",
+            "-o",
+            "HostKeyAlias=0b6c6a9e-2f8e-4d8c-9d3e-7c1e2a3b4c5d",
+            "-o",
+            "CheckHostIP=no",
+            "-o",
+            "HashKnownHosts=no",
+            "-o",
+            "StrictHostKeyChecking=accept-new",
+        ];
+        let mut plain: Vec<&str> = options.to_vec();
+        plain.push("root@10.64.0.2");
+        assert_eq!(ssh_args("root", ip, &host, None, &[]), plain);
         let extra = ["-v".to_owned(), "uname -a; id".to_owned()];
+        let mut full: Vec<&str> = options.to_vec();
+        full.extend(["-i", "k.pem", "root@10.64.0.2", "-v", "uname -a; id"]);
         assert_eq!(
-            ssh_args("root", ip, Some(Path::new("k.pem")), &extra),
-            [
-                "-o",
-                "StrictHostKeyChecking=accept-new",
-                "-i",
-                "k.pem",
-                "root@10.64.0.2",
-                "-v",
-                "uname -a; id"
-            ]
+            ssh_args("root", ip, &host, Some(Path::new("k.pem")), &extra),
+            full
         );
     }
 }

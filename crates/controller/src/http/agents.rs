@@ -91,12 +91,11 @@ pub async fn desired(
                 std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
                 std::collections::hash_map::Entry::Vacant(e) => {
                     let n = state.store.network_by_id(network_id).await?;
-                    let owner = state.store.project_name(n.project).await?;
                     let spec = NetworkSpec {
                         id: n.id,
                         cidr: n.cidr,
                         gateway: n.gateway,
-                        domain: format!("{}.{}", dns_label(&owner), n.dns_zone),
+                        domain: n.domain.clone(),
                     };
                     e.insert((n, spec))
                 }

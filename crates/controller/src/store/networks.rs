@@ -2,7 +2,7 @@
 
 use super::rows::{parse, time};
 use super::{found, is_unique_violation, now_ms, Store, StoreError, StoreResult};
-use nubis_api::networks::{Cidr, Network, ServerAddress};
+use nubis_api::networks::{network_domain, Cidr, Network, ServerAddress};
 use nubis_api::{NetworkId, ProjectId, ServerId};
 use sqlx::any::AnyRow;
 use sqlx::Row;
@@ -33,16 +33,32 @@ fn corrupt(col: &str, v: &str) -> StoreError {
     StoreError::Corrupt(format!("column {col}: cannot parse '{v}'"))
 }
 
+/// A query of networks `n` (with `rest`: WHERE, ORDER BY) that also reads
+/// their project's name, which their domain is made of.
+macro_rules! select_networks {
+    ($rest:literal) => {
+        concat!(
+            "SELECT n.*, p.name AS project_name FROM networks n \
+             JOIN projects p ON p.id = n.project_id ",
+            $rest
+        )
+    };
+}
+
+/// A network from a row of `select_networks!`.
 fn network_from_row(row: &AnyRow) -> StoreResult<Network> {
     let cidr: String = row.try_get("cidr")?;
     let gateway: String = row.try_get("gateway")?;
+    let dns_zone: String = row.try_get("dns_zone")?;
+    let project_name: String = row.try_get("project_name")?;
     Ok(Network {
         id: parse(row, "id")?,
         name: row.try_get("name")?,
         project: parse(row, "project_id")?,
         cidr: cidr.parse().map_err(|_| corrupt("cidr", &cidr))?,
         gateway: gateway.parse().map_err(|_| corrupt("gateway", &gateway))?,
-        dns_zone: row.try_get("dns_zone")?,
+        domain: network_domain(&project_name, &dns_zone),
+        dns_zone,
         created_at: time(row, "created_at")?,
     })
 }
@@ -105,18 +121,19 @@ impl Store {
 
     /// A network of `project` by id or name.
     pub async fn network(&self, project: ProjectId, id_or_name: &str) -> StoreResult<Network> {
-        let row =
-            sqlx::query("SELECT * FROM networks WHERE (id = $1 OR name = $1) AND project_id = $2")
-                .bind(id_or_name)
-                .bind(project.to_string())
-                .fetch_optional(self.pool())
-                .await?;
+        let row = sqlx::query(select_networks!(
+            "WHERE (n.id = $1 OR n.name = $1) AND n.project_id = $2"
+        ))
+        .bind(id_or_name)
+        .bind(project.to_string())
+        .fetch_optional(self.pool())
+        .await?;
         network_from_row(&found(row)?)
     }
 
     /// A network regardless of owner (for building agents' desired state).
     pub async fn network_by_id(&self, id: NetworkId) -> StoreResult<Network> {
-        let row = sqlx::query("SELECT * FROM networks WHERE id = $1")
+        let row = sqlx::query(select_networks!("WHERE n.id = $1"))
             .bind(id.to_string())
             .fetch_optional(self.pool())
             .await?;
@@ -124,11 +141,12 @@ impl Store {
     }
 
     pub async fn list_networks(&self, project: ProjectId) -> StoreResult<Vec<Network>> {
-        let rows =
-            sqlx::query("SELECT * FROM networks WHERE project_id = $1 ORDER BY created_at, name")
-                .bind(project.to_string())
-                .fetch_all(self.pool())
-                .await?;
+        let rows = sqlx::query(select_networks!(
+            "WHERE n.project_id = $1 ORDER BY n.created_at, n.name"
+        ))
+        .bind(project.to_string())
+        .fetch_all(self.pool())
+        .await?;
         rows.iter().map(network_from_row).collect()
     }
 

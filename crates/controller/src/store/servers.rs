@@ -6,7 +6,7 @@ use super::server_record::{observed_str, power_str, server_from_row, ServerRecor
 use super::{found, is_unique_violation, now_ms, usage, Backend, Store, StoreError, StoreResult};
 use nubis_api::agent::{HostReport, ObservedPower, PowerState};
 use nubis_api::bandwidth::Bandwidth;
-use nubis_api::networks::Network;
+use nubis_api::networks::{dns_label, Network};
 use nubis_api::traffic::TrafficQuota;
 use nubis_api::PortId;
 use nubis_api::{FlavorId, HostId, ImageId, ProjectId, ServerId};
@@ -42,6 +42,34 @@ pub struct NewServer<'a> {
     pub lease_expires_at: Option<chrono::DateTime<chrono::Utc>>,
 }
 
+/// Refuses `name` when another server of `project` has a name with the same
+/// DNS label (`my server` and `my-server` would both be
+/// `my-server.<project>.<zone>`), naming that server. An identical name is
+/// left to the unique index, which says so in its own words.
+async fn check_dns_label_free(
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    project: ProjectId,
+    name: &str,
+) -> StoreResult<()> {
+    let label = dns_label(name);
+    let rows = sqlx::query("SELECT id, name FROM servers WHERE project_id = $1")
+        .bind(project.to_string())
+        .fetch_all(&mut **tx)
+        .await?;
+    for row in rows {
+        let other: String = row.try_get("name")?;
+        if other != name && dns_label(&other) == label {
+            let id: String = row.try_get("id")?;
+            return Err(StoreError::Conflict(format!(
+                "server name '{name}' gives the DNS name '{label}', which server '{other}' \
+                 ({id}) already has in this project; choose a name that differs in more \
+                 than case, spaces or punctuation"
+            )));
+        }
+    }
+    Ok(())
+}
+
 /// A locally administered, unicast MAC in QEMU's range.
 fn random_mac() -> String {
     let mut b = [0u8; 3];
@@ -73,6 +101,9 @@ impl Store {
             ..nubis_api::quotas::QuotaUsage::default_zero()
         };
         super::quotas::check_quota(&mut tx, new.project, &extra).await?;
+        // With the project row locked by the quota check, so two creates
+        // cannot both take a label.
+        check_dns_label_free(&mut tx, new.project, new.name).await?;
         let res = sqlx::query(
             "INSERT INTO servers (id, project_id, name, image_id, flavor_id, vcpus, memory_mib, \
              disk_gib, host_id, power, reboot_generation, deleting, observed_reboot_generation, \

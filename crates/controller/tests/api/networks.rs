@@ -361,3 +361,38 @@ fn base64_encode(bytes: &[u8]) -> String {
     }
     out
 }
+
+#[tokio::test]
+async fn a_network_shows_the_domain_its_server_names_are_in() {
+    let cloud = Cloud::start().await;
+    let alice = cloud.user("alice").await;
+    cloud.register_host().await;
+    cloud
+        .active_image(&alice, "disk", "raw", vec![0; 4096])
+        .await;
+    let networks = cloud.get_ok(&alice, "/v1/networks").await;
+    let default = &networks[0];
+    let zone = default["dns_zone"].as_str().expect("zone");
+    let domain = format!("alice.{zone}");
+    assert_eq!(default["domain"], domain.as_str(), "{default}");
+    let shown = cloud
+        .get_ok(&alice, &format!("/v1/networks/{}", id(default)))
+        .await;
+    assert_eq!(shown["domain"], domain.as_str(), "{shown}");
+
+    // A network with a zone of its own: the project's part of that zone.
+    let body = json!({"name": "lab", "cidr": "10.30.0.0/24", "dns_zone": "Lab.Example."});
+    let lab = ok_json(
+        cloud.post(Some(&alice), "/v1/networks", &body).await,
+        StatusCode::CREATED,
+    )
+    .await;
+    assert_eq!(lab["dns_zone"], "lab.example", "{lab}");
+    assert_eq!(lab["domain"], "alice.lab.example", "{lab}");
+
+    // The server's name really is in the domain shown.
+    let body = json!({"name": "Web 1", "image": "disk", "flavor": "tiny"});
+    let resp = cloud.post(Some(&alice), "/v1/servers", &body).await;
+    let web = ok_json(resp, StatusCode::ACCEPTED).await;
+    assert_eq!(web["dns_name"], format!("web-1.{domain}").as_str(), "{web}");
+}

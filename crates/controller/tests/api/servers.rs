@@ -173,3 +173,56 @@ async fn server_create_without_hosts_is_503_and_creates_nothing() {
     )];
     cloud.refuse_all(&alice, "/v1/servers", &cases).await;
 }
+
+#[tokio::test]
+async fn server_names_with_one_dns_label_are_duplicates() {
+    let cloud = Cloud::start().await;
+    let alice = cloud.user("alice").await;
+    let bob = cloud.user("bob").await;
+    cloud.register_host().await;
+    cloud
+        .active_image(&alice, "disk", "raw", vec![0; 4096])
+        .await;
+    cloud
+        .active_image(&bob, "bobdisk", "raw", vec![0; 4096])
+        .await;
+    let body = |name: &str| json!({"name": name, "image": "disk", "flavor": "tiny"});
+    let resp = cloud
+        .post(Some(&alice), "/v1/servers", &body("my-server"))
+        .await;
+    let first = ok_json(resp, StatusCode::ACCEPTED).await;
+    assert_eq!(
+        first["dns_name"]
+            .as_str()
+            .map(|n| n.starts_with("my-server.alice.")),
+        Some(true),
+        "{first}"
+    );
+    let listed = cloud.get_ok(&alice, "/v1/servers").await;
+
+    // Each of these would also be `my-server.alice.<zone>`: refused, naming
+    // the server that has the label, and nothing is created.
+    let taken = "gives the DNS name 'my-server', which server 'my-server'";
+    let cases: Vec<_> = ["my server", "My-Server", "my_server", "-my.server-"]
+        .into_iter()
+        .map(|name| case(name, body(name), CONFLICT, taken))
+        .collect();
+    cloud.refuse_all(&alice, "/v1/servers", &cases).await;
+    assert_eq!(cloud.get_ok(&alice, "/v1/servers").await, listed);
+    let resp = cloud
+        .post(Some(&alice), "/v1/servers", &body("my server"))
+        .await;
+    let msg = assert_error("message", resp, CONFLICT, taken).await;
+    let id = first["id"].as_str().unwrap();
+    assert!(msg.contains("'my server'") && msg.contains(id), "{msg}");
+
+    // Positive controls: a name with another label is accepted, and so is
+    // the same name in another project.
+    let resp = cloud
+        .post(Some(&alice), "/v1/servers", &body("my-server-2"))
+        .await;
+    ok_json(resp, StatusCode::ACCEPTED).await;
+    let bobs = json!({"name": "my server", "image": "bobdisk", "flavor": "tiny"});
+    let resp = cloud.post(Some(&bob), "/v1/servers", &bobs).await;
+    ok_json(resp, StatusCode::ACCEPTED).await;
+}

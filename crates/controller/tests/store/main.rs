@@ -221,6 +221,7 @@ store_tests!(
     hosts_register_idempotently_by_name,
     host_loads_sum_placed_servers,
     servers_are_scoped_by_project,
+    server_names_with_one_dns_label_conflict,
     set_power_and_request_reboot,
     mark_deleting,
     host_report_records_observed_state,

@@ -572,3 +572,46 @@ pub(crate) async fn server_guest_config_round_trips(db: &Db) {
         assert!(s.config_drive);
     }
 }
+
+pub(crate) async fn server_names_with_one_dns_label_conflict(db: &Db) {
+    let alice = user(db, "alice").await;
+    let bob = user(db, "bob").await;
+    let img = image(db, alice.project, "img").await;
+    let h = host(db, "host-a").await;
+    let first = db
+        .create_server(&new_server(alice.project, "my-server", img, h, (1, 128, 1)))
+        .await
+        .unwrap();
+    // `my server` would be `my-server.alice.<zone>` too: refused, naming
+    // the server that has the label; nothing is created.
+    match db
+        .create_server(&new_server(alice.project, "my server", img, h, (1, 128, 1)))
+        .await
+    {
+        Err(StoreError::Conflict(m)) => {
+            assert!(m.contains("'my-server'"), "{m}");
+            assert!(m.contains(&first.id.to_string()), "{m}");
+        }
+        other => panic!("expected Conflict, got {other:?}"),
+    }
+    assert_conflict(
+        db.create_server(&new_server(alice.project, "MY_SERVER", img, h, (1, 128, 1)))
+            .await,
+        "a name differing in case and punctuation",
+    );
+    assert_eq!(db.list_servers(alice.project).await.unwrap().len(), 1);
+    // Positive controls: another label in the project, the same name in
+    // another project.
+    db.create_server(&new_server(
+        alice.project,
+        "my-server-2",
+        img,
+        h,
+        (1, 128, 1),
+    ))
+    .await
+    .unwrap();
+    db.create_server(&new_server(bob.project, "my server", img, h, (1, 128, 1)))
+        .await
+        .unwrap();
+}
