@@ -39,3 +39,8 @@ bench: deps tiny-image
 
 clean:
 	$(CARGO) clean
+
+## Fault injection, long: 300 rounds of kill -9 at random in both modes.
+.PHONY: soak
+soak: deps tiny-image
+	scripts/soak.sh

@@ -8,6 +8,7 @@ pub mod cloud;
 pub mod guest;
 pub mod iperf;
 pub mod netns;
+pub mod orphans;
 
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
