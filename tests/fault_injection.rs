@@ -320,6 +320,8 @@ struct Checker {
     netns: String,
     agent_token: String,
     host: String,
+    /// Servers in `error` at the last check: `id: fault`.
+    errors: Mutex<Vec<String>>,
 }
 
 impl Checker {
@@ -333,6 +335,7 @@ impl Checker {
         };
         let mut problems = Vec::new();
         let mut statuses = BTreeMap::new();
+        let mut errors = Vec::new();
         {
             let mut m = model.lock().unwrap();
             let listed: BTreeMap<String, &Value> = list
@@ -352,6 +355,9 @@ impl Checker {
                     .entry(id.clone())
                     .or_insert(Want::RunningOrStopped);
                 let fault = server["fault"].as_str().unwrap_or_default();
+                if status == "error" {
+                    errors.push(format!("{id}: {fault}"));
+                }
                 let ok = match (want, status.as_str()) {
                     (_, "error") => !fault.is_empty(),
                     (Want::Running, "running") | (Want::Stopped, "stopped") => true,
@@ -387,6 +393,7 @@ impl Checker {
             }
             Err(e) => return vec![format!("the host's desired state: {e}")],
         };
+        *self.errors.lock().unwrap() = errors;
         let expected = Expected::new(&desired, &statuses);
         for id in statuses.keys() {
             if !expected.servers.contains_key(id) {
@@ -409,6 +416,8 @@ struct Figures {
     /// Problems seen while converging (gone by the end of the check).
     transient_problems: usize,
     orphans_found: usize,
+    /// Servers found in `error` (with a fault) when a check converged.
+    errors: usize,
 }
 
 /// Registers a user and uploads the tiny guest (kernel, initrd, disk) as
@@ -536,6 +545,7 @@ async fn run_rounds(
             .trim()
             .to_owned(),
         host,
+        errors: Mutex::default(),
     };
     let model = Arc::new(Mutex::new(Model::default()));
     let mut figures = Figures::default();
@@ -557,6 +567,7 @@ async fn run_rounds(
         let burst_ms: u64 = ops.iter().map(|(gap, ..)| gap).sum::<u64>() + 300;
         let kill_at = Duration::from_millis(rng.below(burst_ms));
         let victim_pick = rng.next();
+        let second_kill = (rng.below(4) == 0).then(|| Duration::from_millis(rng.below(1500)));
         let burst = tokio::spawn({
             let api = api.clone();
             let model = model.clone();
@@ -570,6 +581,12 @@ async fn run_rounds(
         tokio::time::sleep(kill_at).await;
         let killed = deployment.kill_and_restart(victim_pick);
         *figures.kills.entry(killed).or_default() += 1;
+        if let Some(delay) = second_kill {
+            // Sometimes again while it is starting up and adopting.
+            tokio::time::sleep(delay).await;
+            let killed = deployment.kill_and_restart(victim_pick >> 1);
+            *figures.kills.entry(killed).or_default() += 1;
+        }
         burst.await.expect("burst");
         figures.rounds = round;
         {
@@ -601,6 +618,7 @@ async fn run_rounds(
             tokio::time::sleep(Duration::from_millis(500)).await;
         }
         let took = started.elapsed();
+        let errors_now = checker.errors.lock().unwrap().clone();
         if !last.is_empty() {
             figures.orphans_found += last.len();
             panic!(
@@ -610,6 +628,10 @@ async fn run_rounds(
             );
         }
         figures.checks += 1;
+        figures.errors += errors_now.len();
+        for e in &errors_now {
+            println!("  in error at convergence: {e}");
+        }
         figures.max_convergence = figures.max_convergence.max(took);
         let m = model.lock().unwrap();
         println!(
@@ -628,7 +650,7 @@ async fn run_rounds(
         "fault injection ({mode}) figures: seed {seed}, rounds {}, kills {kills} {:?}, \
          convergence checks {}, max convergence time {:.1} s, operations accepted {} / \
          refused {} / not sent {} / lost {}, problems seen while converging {}, \
-         orphans found {}",
+         servers in error at convergence {}, orphans found {}",
         figures.rounds,
         figures.kills,
         figures.checks,
@@ -638,6 +660,7 @@ async fn run_rounds(
         m.not_sent,
         m.lost,
         figures.transient_problems,
+        figures.errors,
         figures.orphans_found
     );
     // The positive control that the checks did something: work was done

@@ -438,6 +438,15 @@ pub fn check(agent_dir: &Path, netns: &str, expected: &Expected) -> Findings {
         }
     }
 
+    // The image cache: once everything is converged no download is in
+    // flight, so a partial download is left over.
+    for name in dir_names(&agent_dir.join("images")) {
+        if name.starts_with(".download-") {
+            f.problems
+                .push(format!("orphan partial download images/{name}"));
+        }
+    }
+
     // Instance directories: one per server, with its disk once it ran.
     let instances_dir = agent_dir.join("instances");
     let present: BTreeSet<String> = dir_names(&instances_dir).into_iter().collect();
