@@ -166,6 +166,13 @@ async fn converge(
         state.guest_shutdown = false;
         save_state(files, state).await;
     }
+    if vm.is_none() {
+        // An agent killed while QEMU was starting leaves a QEMU that no
+        // pidfile may name yet (and the next start removes the pidfile):
+        // adopt it, rather than start a second one (which fails on the disk
+        // lock) or leave it running unseen after a stop or a delete.
+        *vm = adopt(spec.id, files).await;
+    }
     if !files.disk().exists() {
         ctx.reports.set(observe(spec.id, files, vm, state, None));
         create_disk(ctx, files, spec).await?;
@@ -375,7 +382,8 @@ async fn connect(process: QemuProcess, files: &InstanceFiles) -> anyhow::Result<
 
 /// Finds the instance's QEMU from an earlier agent run and reconnects to it.
 async fn adopt(id: ServerId, files: &InstanceFiles) -> Option<Vm> {
-    let process = QemuProcess::from_pidfile(&files.pidfile(), &id.to_string())?;
+    let process = QemuProcess::from_pidfile(&files.pidfile(), &id.to_string())
+        .or_else(|| unrecorded_qemu(&id.to_string()))?;
     match connect(process, files).await {
         Ok(vm) => {
             tracing::info!(instance = %id, pid = process.pid, "adopted running instance");
@@ -480,4 +488,29 @@ async fn save_state(files: &InstanceFiles, state: &InstanceState) {
     if let Err(e) = result {
         tracing::warn!(dir = %files.dir.display(), error = %e, "could not save instance state");
     }
+}
+
+/// A live QEMU of instance `uuid` found by its `-uuid` argument, for when the
+/// pidfile names none. While QEMU daemonizes, parent and child both match for
+/// a moment: the child (forked last, so usually the higher pid) stays.
+fn unrecorded_qemu(uuid: &str) -> Option<QemuProcess> {
+    std::fs::read_dir("/proc")
+        .ok()?
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
+        .filter(|pid| {
+            let Ok(cmdline) = std::fs::read(format!("/proc/{pid}/cmdline")) else {
+                return false;
+            };
+            let mut args = cmdline.split(|b| *b == 0);
+            let program = args.next().unwrap_or_default();
+            let qemu = program
+                .rsplit(|b| *b == b'/')
+                .next()
+                .is_some_and(|name| name.starts_with(b"qemu-system"));
+            qemu && args.any(|a| a == b"-uuid") && args.next() == Some(uuid.as_bytes())
+        })
+        .map(|pid| QemuProcess { pid })
+        .filter(|p| p.is_alive())
+        .max_by_key(|p| p.pid)
 }
