@@ -145,7 +145,7 @@ impl Deployment {
         let victim = match self {
             Deployment::Up(up) => up,
             Deployment::Split { controller, agent } => {
-                if pick % 2 == 0 {
+                if pick.is_multiple_of(2) {
                     controller
                 } else {
                     agent
@@ -406,6 +406,51 @@ impl Checker {
     }
 }
 
+impl Checker {
+    /// The positive control: the checker reports a planted orphan directory
+    /// and TAP, and a running server without its QEMU and disk.
+    fn positive_control(&self) {
+        let fake = "00000000-0000-4000-8000-00000000dead";
+        let dir = self.agent_dir.join("instances").join(fake);
+        std::fs::create_dir_all(&dir).unwrap();
+        let tap = "ntap-0000dead";
+        let ip = |args: &[&str]| {
+            let ok = Command::new("ip")
+                .args(["-n", &self.netns])
+                .args(args)
+                .status()
+                .unwrap()
+                .success();
+            assert!(ok, "ip {args:?}");
+        };
+        ip(&["tuntap", "add", "dev", tap, "mode", "tap"]);
+        let missing = "11111111-0000-4000-8000-00000000beef";
+        let mut expected = Expected::default();
+        expected.servers.insert(
+            missing.into(),
+            orphans::ExpectedServer {
+                id: missing.into(),
+                status: "running".into(),
+                nics: Vec::new(),
+            },
+        );
+        let found = orphans::check(&self.agent_dir, &self.netns, &expected).problems;
+        ip(&["link", "del", tap]);
+        std::fs::remove_dir(&dir).unwrap();
+        for needle in [
+            format!("orphan instance directory instances/{fake}"),
+            format!("orphan TAP {tap}"),
+            format!("server {missing} is running without a QEMU"),
+            format!("server {missing} (running) has no disk"),
+        ] {
+            assert!(
+                found.contains(&needle),
+                "the orphan checker missed: {needle}\nit found: {found:#?}"
+            );
+        }
+    }
+}
+
 /// The test's figures.
 #[derive(Default)]
 struct Figures {
@@ -644,6 +689,7 @@ async fn run_rounds(
             println!("  (seen at {:.1} s, then healed) {p}", at.as_secs_f64());
         }
     }
+    checker.positive_control();
     let m = model.lock().unwrap();
     let kills: u32 = figures.kills.values().sum();
     println!(
