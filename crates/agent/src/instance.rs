@@ -429,6 +429,14 @@ async fn destroy(
     if let Some(p) = process {
         p.kill().await;
     }
+    // And any other QEMU of the instance: one adopted while daemonizing may
+    // have been the launcher, whose child (the real QEMU) lives on.
+    for _ in 0..5 {
+        match unrecorded_qemu(&id.to_string()) {
+            Some(p) => p.kill().await,
+            None => break,
+        }
+    }
     for tap in &state.taps {
         if let Err(e) = ctx.networking.unplug(tap).await {
             tracing::warn!(instance = %id, tap = %tap, error = %format!("{e:#}"), "could not remove TAP");
