@@ -365,16 +365,17 @@ async fn run_rounds(
         // Convergence: poll until nothing is left to fix, within the bound.
         let started = Instant::now();
         let mut last = Vec::new();
-        // Each problem seen while converging, with when it was first seen.
-        let mut seen: BTreeMap<String, Duration> = BTreeMap::new();
+        // Each problem seen while converging: when it was first and last seen.
+        let mut seen: BTreeMap<String, (Duration, Duration)> = BTreeMap::new();
         while started.elapsed() < CONVERGENCE_BOUND {
             last = checker.problems(&model).await;
             if last.is_empty() {
                 break;
             }
             figures.transient_problems += last.len();
+            let now = started.elapsed();
             for p in &last {
-                seen.entry(p.clone()).or_insert(started.elapsed());
+                seen.entry(p.clone()).or_insert((now, now)).1 = now;
             }
             tokio::time::sleep(Duration::from_millis(500)).await;
         }
@@ -401,8 +402,12 @@ async fn run_rounds(
             m.servers.len(),
             m.servers.values().collect::<Vec<_>>()
         );
-        for (p, at) in &seen {
-            println!("  (seen at {:.1} s, then healed) {p}", at.as_secs_f64());
+        for (p, (first, last)) in &seen {
+            println!(
+                "  (seen from {:.1} s to {:.1} s, then healed) {p}",
+                first.as_secs_f64(),
+                last.as_secs_f64()
+            );
         }
     }
     checker.positive_control();
