@@ -56,3 +56,8 @@ install: $(if $(NUBIS_BIN),,release)
 		chmod 0644 $(DESTDIR)$(SYSTEMD_UNIT_DIR)/$$unit || exit 1; \
 	done
 	@echo "Installed. To run: systemctl daemon-reload && systemctl enable --now nubis"
+
+## Fault injection, long: 300 rounds of kill -9 at random in both modes.
+.PHONY: soak
+soak: deps tiny-image
+	scripts/soak.sh

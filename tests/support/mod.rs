@@ -4,10 +4,13 @@
 #![allow(dead_code)] // Each test binary uses a different part of the harness.
 
 pub mod browser;
+pub mod chaos;
 pub mod cloud;
 pub mod guest;
 pub mod iperf;
 pub mod netns;
+pub mod orphans;
+pub mod workload;
 
 use std::path::PathBuf;
 use std::time::{Duration, Instant};

@@ -188,6 +188,13 @@ async fn converge(
         state.guest_shutdown = false;
         save_state(files, state).await;
     }
+    if vm.is_none() {
+        // An agent killed while QEMU was starting leaves a QEMU that no
+        // pidfile may name yet (and the next start removes the pidfile):
+        // adopt it, rather than start a second one (which fails on the disk
+        // lock) or leave it running unseen after a stop or a delete.
+        *vm = adopt(spec.id, files).await;
+    }
     if !files.disk().exists() {
         ctx.reports.set(observe(spec.id, files, vm, state, None));
         create_disk(ctx, files, spec).await?;
@@ -397,7 +404,8 @@ async fn connect(process: QemuProcess, files: &InstanceFiles) -> anyhow::Result<
 
 /// Finds the instance's QEMU from an earlier agent run and reconnects to it.
 async fn adopt(id: ServerId, files: &InstanceFiles) -> Option<Vm> {
-    let process = QemuProcess::from_pidfile(&files.pidfile(), &id.to_string())?;
+    let process = QemuProcess::from_pidfile(&files.pidfile(), &id.to_string())
+        .or_else(|| unrecorded_qemu(&id.to_string()))?;
     match connect(process, files).await {
         Ok(vm) => {
             tracing::info!(instance = %id, pid = process.pid, "adopted running instance");
@@ -527,6 +535,13 @@ async fn save_state(files: &InstanceFiles, state: &InstanceState) {
     if let Err(e) = result {
         tracing::warn!(dir = %files.dir.display(), error = %e, "could not save instance state");
     }
+}
+
+/// A live QEMU of instance `uuid` found by its `-uuid` argument, for when the
+/// pidfile names none. While QEMU daemonizes, parent and child both match for
+/// a moment: the child (forked last, so usually the higher pid) stays.
+fn unrecorded_qemu(uuid: &str) -> Option<QemuProcess> {
+    QemuProcess::all_of(uuid).into_iter().max_by_key(|p| p.pid)
 }
 
 #[cfg(test)]
