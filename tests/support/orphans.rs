@@ -9,7 +9,8 @@
 //! the public API (a `running` server must have its QEMU, a `stopped` one
 //! must not). Where things live is the agent's layout (`layout.rs`,
 //! `network/`): `<agent dir>/instances/<server id>/`, `<agent
-//! dir>/networks/<network id>/{dnsmasq.conf,dhcp-hosts,dns-hosts}`, TAP
+//! dir>/networks/<network id>/dnsmasq.conf` and the host files under
+//! `nubis_agent::network::runtime_dir`, TAP
 //! `ntap-<port id[..8]>`, bridge `nbr-<network id[..8]>`, nftables tables
 //! `inet nubis`, `bridge nubis` and `netdev nubis_<tap suffix>`.
 
@@ -384,13 +385,22 @@ pub fn check(agent_dir: &Path, netns: &str, expected: &Expected) -> Findings {
                 .push(format!("network {id} has {n} dnsmasq processes")),
         }
     }
+    for name in dir_names(&nubis_agent::network::runtime_dir(&networks_dir)) {
+        if !expected.networks.contains_key(&name) {
+            f.problems.push(format!(
+                "orphan dnsmasq runtime directory of network {name}"
+            ));
+        }
+    }
     for name in dir_names(&networks_dir) {
         let Some(dns_ips) = expected.networks.get(&name) else {
             f.problems
                 .push(format!("orphan network directory networks/{name}"));
             continue;
         };
-        let dir = networks_dir.join(&name);
+        // dnsmasq reads its host files from the agent's runtime directory
+        // (reachable by `nobody`), not from the data dir.
+        let dir = nubis_agent::network::runtime_dir(&networks_dir).join(&name);
         let dhcp = std::fs::read_to_string(dir.join("dhcp-hosts")).unwrap_or_default();
         let present: BTreeSet<(String, String)> = dhcp
             .lines()

@@ -131,7 +131,10 @@ pub async fn start(config: ControllerConfig) -> anyhow::Result<RunningController
     });
     Ok(RunningController {
         addr,
-        tasks: [api, terms_keeper].into_iter().chain(peer_changes).collect(),
+        tasks: [api, terms_keeper]
+            .into_iter()
+            .chain(peer_changes)
+            .collect(),
         board,
     })
 }
