@@ -155,6 +155,7 @@ pub async fn start(config: AgentConfig) -> anyhow::Result<RunningAgent> {
         let run = reconciler::report_observed_state(
             client.clone(),
             host.id,
+            layout.clone(),
             ctx.clone(),
             directory.clone(),
             meter_interval,

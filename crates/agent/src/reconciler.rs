@@ -132,6 +132,7 @@ fn apply(
 pub async fn report_observed_state(
     client: ControllerClient,
     host: HostId,
+    layout: Layout,
     ctx: InstanceContext,
     directory: std::sync::Arc<crate::local_instances::LocalInstances>,
     interval: Duration,
@@ -139,6 +140,7 @@ pub async fn report_observed_state(
     let meter = crate::metering::Meter::new();
     loop {
         let mut report = ctx.reports.snapshot();
+        report.held = layout.present_instances();
         let instances = directory.all();
         report.traffic = meter.read(&instances);
         ctx.networking.mark_network_faults(&mut report, &instances);

@@ -44,6 +44,7 @@ impl Reports {
         HostReport {
             instances,
             traffic: Vec::new(),
+            held: Vec::new(),
         }
     }
 

@@ -280,4 +280,11 @@ pub struct HostReport {
     /// Traffic counters of every NIC on the host.
     #[serde(default)]
     pub traffic: Vec<TrafficCounter>,
+    /// Every instance whose files are still on the host, whether or not it
+    /// is in `instances` yet (an actor still adopting it after an agent
+    /// restart, or still removing it): a server being deleted is kept until
+    /// its host no longer holds it, so its address is not handed out while
+    /// its TAP and QEMU may still exist.
+    #[serde(default)]
+    pub held: Vec<ServerId>,
 }

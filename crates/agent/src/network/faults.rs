@@ -107,6 +107,7 @@ mod tests {
                 observed(stopped, ObservedPower::Stopped),
             ],
             traffic: Vec::new(),
+            held: Vec::new(),
         };
         let faults = NetworkFaults::default();
         faults.replace(HashMap::from([(bad, "dnsmasq cannot read".to_owned())]));

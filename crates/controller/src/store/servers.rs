@@ -421,7 +421,8 @@ impl Store {
     }
 
     /// Applies an agent's full report: observed state of every instance on the
-    /// host. Servers being deleted that the host no longer has are removed.
+    /// host. Servers being deleted that the host neither reports nor holds
+    /// are removed.
     /// Usage is recorded from the system time; see [`Self::apply_host_report_at`].
     pub async fn apply_host_report(&self, host: HostId, report: &HostReport) -> StoreResult<()> {
         self.apply_host_report_at(host, report, chrono::Utc::now())
@@ -467,7 +468,12 @@ impl Store {
                 }
             }
         }
-        let present: HashSet<ServerId> = report.instances.iter().map(|i| i.id).collect();
+        let present: HashSet<ServerId> = report
+            .instances
+            .iter()
+            .map(|i| i.id)
+            .chain(report.held.iter().copied())
+            .collect();
         let deleting = sqlx::query("SELECT id FROM servers WHERE host_id = $1 AND deleting = 1")
             .bind(host.to_string())
             .fetch_all(&mut *tx)

@@ -406,6 +406,7 @@ fn full_report(instances: Vec<InstanceReport>) -> HostReport {
     HostReport {
         instances,
         traffic: Vec::new(),
+        held: Vec::new(),
     }
 }
 

@@ -187,6 +187,22 @@ pub(crate) async fn mark_deleting(db: &Db) {
     assert_eq!(db.list_servers(w.project).await.unwrap().len(), 1);
     // Deleting twice is fine.
     db.mark_deleting(w.project, w.server).await.unwrap();
+    // A host that still holds its files (an agent restarted and not yet
+    // reporting it, or still removing it) keeps the row; then it goes.
+    db.apply_host_report(
+        w.host,
+        &HostReport {
+            held: vec![w.server],
+            ..full_report(vec![])
+        },
+    )
+    .await
+    .unwrap();
+    assert!(get(db, &w).await.deleting, "held by its host: kept");
+    db.apply_host_report(w.host, &full_report(vec![]))
+        .await
+        .unwrap();
+    assert_not_found(db.server(w.project, w.server).await, "no longer held");
 
     // A server on no host (placement never happened, or its host was
     // removed) goes at once. The API cannot create one, so make it by hand.
@@ -212,7 +228,7 @@ pub(crate) async fn mark_deleting(db: &Db) {
         db.server(w.project, loose.id).await,
         "hostless server after delete",
     );
-    assert_eq!(db.list_servers(w.project).await.unwrap().len(), 1);
+    assert!(db.list_servers(w.project).await.unwrap().is_empty());
 }
 
 pub(crate) async fn host_report_records_observed_state(db: &Db) {
