@@ -134,7 +134,12 @@ pub async fn start(config: AgentConfig) -> anyhow::Result<RunningAgent> {
     };
     let actors = reconciler::Actors::default();
     let reconcile = {
-        let (client, ctx, directory) = (client.clone(), ctx.clone(), directory.clone());
+        let (client, ctx, directory, layout) = (
+            client.clone(),
+            ctx.clone(),
+            directory.clone(),
+            layout.clone(),
+        );
         BackgroundTask::new("reconcile loop", move || {
             let run = reconciler::follow_desired_state(
                 client.clone(),
