@@ -20,7 +20,7 @@ use std::process::Command;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use support::chaos::{env_u64, in_netns, postgres_database, s, Daemon, Deployment, Reaper, Rng};
-use support::cloud::nubis_bin;
+use support::cloud::upload_tiny_image_to;
 use support::orphans::{self, Expected};
 use support::workload::{perform, Api, Model, Op, Outcome, Want, API, CALL_TIMEOUT};
 
@@ -214,56 +214,7 @@ async fn prepare(work: &Path) -> Api {
     let config = work.join("cli");
     std::fs::create_dir_all(&config).unwrap();
     std::fs::write(config.join("token"), &token).unwrap();
-    let dir = support::tiny_image_dir();
-    let p = |f: &str| dir.join(f).to_string_lossy().into_owned();
-    let cmdline = std::fs::read_to_string(dir.join("cmdline.txt")).unwrap();
-    for args in [
-        vec![
-            "image",
-            "create",
-            "k",
-            "--format",
-            "aki",
-            "--file",
-            &p("vmlinuz"),
-        ],
-        vec![
-            "image",
-            "create",
-            "r",
-            "--format",
-            "ari",
-            "--file",
-            &p("initrd.img"),
-        ],
-        vec![
-            "image",
-            "create",
-            "tiny",
-            "--format",
-            "qcow2",
-            "--file",
-            &p("disk.qcow2"),
-            "--kernel",
-            "k",
-            "--initrd",
-            "r",
-            "--cmdline",
-            cmdline.trim(),
-        ],
-    ] {
-        let out = Command::new(nubis_bin())
-            .args(&args)
-            .env("NUBIS_URL", API)
-            .env("NUBIS_CONFIG_DIR", &config)
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{args:?}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
+    upload_tiny_image_to(API, &config);
     Api { http, token }
 }
 

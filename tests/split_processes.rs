@@ -9,7 +9,7 @@ use reqwest::{Method, StatusCode};
 use serde_json::json;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
-use support::cloud::nubis_bin;
+use support::cloud::{nubis_bin, upload_tiny_image_to};
 use support::netns::run_in_netns;
 
 const BOOT: Duration = Duration::from_secs(180);
@@ -166,57 +166,10 @@ fn controller_and_agent_as_separate_processes() {
         .await;
 
         // Upload the tiny guest through the CLI.
-        let dir = support::tiny_image_dir();
         let cfg = controller_dir.path().join("cli");
         std::fs::create_dir_all(&cfg).unwrap();
         std::fs::write(cfg.join("token"), &token).unwrap();
-        let cli = |args: &[&str]| {
-            let out = Command::new(nubis_bin())
-                .args(args)
-                .env("NUBIS_CONFIG_DIR", &cfg)
-                .output()
-                .unwrap();
-            assert!(
-                out.status.success(),
-                "{args:?}: {}",
-                String::from_utf8_lossy(&out.stderr)
-            );
-        };
-        let p = |f: &str| dir.join(f).to_string_lossy().into_owned();
-        let cmdline = std::fs::read_to_string(dir.join("cmdline.txt")).unwrap();
-        cli(&[
-            "image",
-            "create",
-            "k",
-            "--format",
-            "aki",
-            "--file",
-            &p("vmlinuz"),
-        ]);
-        cli(&[
-            "image",
-            "create",
-            "r",
-            "--format",
-            "ari",
-            "--file",
-            &p("initrd.img"),
-        ]);
-        cli(&[
-            "image",
-            "create",
-            "tiny",
-            "--format",
-            "qcow2",
-            "--file",
-            &p("disk.qcow2"),
-            "--kernel",
-            "k",
-            "--initrd",
-            "r",
-            "--cmdline",
-            cmdline.trim(),
-        ]);
+        upload_tiny_image_to("http://127.0.0.1:8780", &cfg);
 
         let server: serde_json::Value = call(
             Method::POST,

@@ -24,7 +24,7 @@ use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
-use support::cloud::nubis_bin;
+use support::cloud::{nubis_bin, upload_tiny_image_to};
 use support::netns::run_in_netns;
 use support::wait_for;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
@@ -356,58 +356,10 @@ fn two_controllers_serve_one_cloud() {
         .await;
 
         // The tiny guest, uploaded through A (the CLI against A).
-        let dir = support::tiny_image_dir();
         let cfg = shared.path().join("cli");
         std::fs::create_dir_all(&cfg).unwrap();
         std::fs::write(cfg.join("token"), &token).unwrap();
-        let cli = |args: &[&str]| {
-            let out = Command::new(nubis_bin())
-                .args(args)
-                .env("NUBIS_URL", A)
-                .env("NUBIS_CONFIG_DIR", &cfg)
-                .output()
-                .unwrap();
-            assert!(
-                out.status.success(),
-                "{args:?}: {}",
-                String::from_utf8_lossy(&out.stderr)
-            );
-        };
-        let p = |f: &str| dir.join(f).to_string_lossy().into_owned();
-        let cmdline = std::fs::read_to_string(dir.join("cmdline.txt")).unwrap();
-        cli(&[
-            "image",
-            "create",
-            "k",
-            "--format",
-            "aki",
-            "--file",
-            &p("vmlinuz"),
-        ]);
-        cli(&[
-            "image",
-            "create",
-            "r",
-            "--format",
-            "ari",
-            "--file",
-            &p("initrd.img"),
-        ]);
-        cli(&[
-            "image",
-            "create",
-            "tiny",
-            "--format",
-            "qcow2",
-            "--file",
-            &p("disk.qcow2"),
-            "--kernel",
-            "k",
-            "--initrd",
-            "r",
-            "--cmdline",
-            cmdline.trim(),
-        ]);
+        upload_tiny_image_to(A, &cfg);
 
         // Created through A, with a lease; watched through B.
         let (s, first) = api_a

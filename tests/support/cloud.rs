@@ -142,79 +142,29 @@ impl Cloud {
 
     /// Runs the `nubis` CLI against this cloud as the logged-in user.
     pub fn cli(&self, args: &[&str]) -> std::process::Output {
+        run_cli(&self.url, &self.cli_config(), args)
+    }
+
+    /// The CLI's config dir for this cloud, holding the login token.
+    fn cli_config(&self) -> PathBuf {
         let config = self.data_path().join("cli");
         std::fs::create_dir_all(&config).expect("cli config dir");
         if let Some(t) = &self.token {
             std::fs::write(config.join("token"), t).expect("token file");
         }
-        let out = Command::new(nubis_bin())
-            .args(args)
-            .env("NUBIS_URL", &self.url)
-            .env("NUBIS_CONFIG_DIR", &config)
-            .output()
-            .expect("running the nubis CLI");
-        assert!(
-            out.status.success(),
-            "nubis {args:?} failed: {}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        out
+        config
     }
 
     /// Uploads the tiny guest as `tiny` (with `tiny-kernel`, `tiny-initrd`)
     /// through the CLI, as a user would.
     pub fn upload_tiny_image(&self) {
-        let dir: PathBuf = super::tiny_image_dir();
-        let p = |f: &str| dir.join(f).to_string_lossy().into_owned();
-        self.cli(&[
-            "image",
-            "create",
-            "tiny-kernel",
-            "--format",
-            "aki",
-            "--file",
-            &p("vmlinuz"),
-        ]);
-        self.cli(&[
-            "image",
-            "create",
-            "tiny-initrd",
-            "--format",
-            "ari",
-            "--file",
-            &p("initrd.img"),
-        ]);
-        self.create_tiny_disk_image("tiny", &[]);
+        upload_tiny_image_to(&self.url, &self.cli_config());
     }
 
     /// Registers the tiny guest's disk as image `name` (booting the already
     /// uploaded `tiny-kernel` and `tiny-initrd`), with `extra` CLI options.
     pub fn create_tiny_disk_image(&self, name: &str, extra: &[&str]) {
-        let dir: PathBuf = super::tiny_image_dir();
-        let disk = dir.join("disk.qcow2").to_string_lossy().into_owned();
-        let cmdline = std::fs::read_to_string(dir.join("cmdline.txt")).expect("cmdline");
-        let mut args = vec![
-            "image",
-            "create",
-            name,
-            "--format",
-            "qcow2",
-            "--file",
-            &disk,
-            "--kernel",
-            "tiny-kernel",
-            "--initrd",
-            "tiny-initrd",
-            "--cmdline",
-            cmdline.trim(),
-            "--os",
-            "cirros-like",
-            "--os-version",
-            "1",
-        ];
-        args.extend_from_slice(extra);
-        self.cli(&args);
+        create_tiny_disk_image_at(&self.url, &self.cli_config(), name, extra);
     }
 
     /// Generates a key pair `name`; returns the path of its private key (0600).
@@ -283,4 +233,70 @@ impl Drop for Cloud {
         let networks = self.data_path().join("agent").join("networks");
         let _ = std::fs::remove_dir_all(nubis_agent::network::runtime_dir(&networks));
     }
+}
+
+/// Runs the `nubis` CLI against the API at `url`, logged in with the token
+/// saved in `config`; fails the test when the command fails.
+pub fn run_cli(url: &str, config: &Path, args: &[&str]) -> std::process::Output {
+    let out = Command::new(nubis_bin())
+        .args(args)
+        .env("NUBIS_URL", url)
+        .env("NUBIS_CONFIG_DIR", config)
+        .output()
+        .expect("running the nubis CLI");
+    assert!(
+        out.status.success(),
+        "nubis {args:?} failed: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
+/// Uploads the tiny guest through the CLI at `url` (login in `config`) as
+/// `tiny`, booting `tiny-kernel` and `tiny-initrd`.
+pub fn upload_tiny_image_to(url: &str, config: &Path) {
+    let dir: PathBuf = super::tiny_image_dir();
+    let p = |f: &str| dir.join(f).to_string_lossy().into_owned();
+    let boot_files = [
+        ("tiny-kernel", "aki", p("vmlinuz")),
+        ("tiny-initrd", "ari", p("initrd.img")),
+    ];
+    for (name, format, file) in &boot_files {
+        run_cli(
+            url,
+            config,
+            &["image", "create", name, "--format", format, "--file", file],
+        );
+    }
+    create_tiny_disk_image_at(url, config, "tiny", &[]);
+}
+
+/// Registers the tiny guest's disk as image `name` through the CLI at `url`
+/// (booting the uploaded `tiny-kernel` and `tiny-initrd`), with `extra` options.
+pub fn create_tiny_disk_image_at(url: &str, config: &Path, name: &str, extra: &[&str]) {
+    let dir: PathBuf = super::tiny_image_dir();
+    let disk = dir.join("disk.qcow2").to_string_lossy().into_owned();
+    let cmdline = std::fs::read_to_string(dir.join("cmdline.txt")).expect("cmdline");
+    let mut args = vec![
+        "image",
+        "create",
+        name,
+        "--format",
+        "qcow2",
+        "--file",
+        &disk,
+        "--kernel",
+        "tiny-kernel",
+        "--initrd",
+        "tiny-initrd",
+        "--cmdline",
+        cmdline.trim(),
+        "--os",
+        "cirros-like",
+        "--os-version",
+        "1",
+    ];
+    args.extend_from_slice(extra);
+    run_cli(url, config, &args);
 }
