@@ -3,6 +3,10 @@
 # schemathesis (from PyPI, pinned, in a venv under target/).
 #
 #   scripts/schemathesis.sh BASE_URL [schemathesis run options...]
+#   scripts/schemathesis.sh --install     (only set up the venv)
+#
+# Install first, outside any network namespace: a test's namespace has no
+# route to PyPI (`make test` and tests/api_contract.rs both do).
 #
 # BASE_URL is a running Nubis (e.g. http://127.0.0.1:8780); the document is
 # read from BASE_URL/v1/openapi.json. NUBIS_TOKEN, when set, is sent as the
@@ -25,7 +29,7 @@ PYTHON=${PYTHON:-python3}
 log() { echo "schemathesis.sh: $*" >&2; }
 
 if [ $# -lt 1 ]; then
-  log "usage: $0 BASE_URL [schemathesis run options...]"
+  log "usage: $0 BASE_URL [schemathesis run options...] | $0 --install"
   exit 2
 fi
 base_url=$1
@@ -51,6 +55,7 @@ ensure_venv() {
 }
 
 ensure_venv
+[ "$base_url" != --install ] || exit 0
 
 auth=()
 if [ -n "${NUBIS_TOKEN:-}" ]; then

@@ -17,6 +17,9 @@ use std::process::Command;
 use support::cloud::Cloud;
 use support::netns::run_in_netns;
 
+/// The script that installs and runs schemathesis.
+const SCRIPT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/schemathesis.sh");
+
 /// Exit status of scripts/schemathesis.sh when the venv cannot be set up.
 const SETUP_FAILED: i32 = 69;
 
@@ -51,9 +54,28 @@ fn figure_after(text: &str, label: &str) -> Option<usize> {
     digits.parse().ok()
 }
 
+/// Sets up schemathesis' venv here, in the root namespace: the test's
+/// namespace has no route to PyPI. Whether it is ready; under CI it must be.
+fn schemathesis_installed(script: &str) -> bool {
+    let out = Command::new(script)
+        .arg("--install")
+        .output()
+        .expect("running scripts/schemathesis.sh --install");
+    if out.status.success() {
+        return true;
+    }
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        std::env::var_os("CI").is_none(),
+        "schemathesis could not be installed (required in CI): {stderr}"
+    );
+    eprintln!("note: schemathesis could not be installed; skipping: {stderr}");
+    false
+}
+
 #[test]
 fn the_api_keeps_its_openapi_contract() {
-    if !python_venv_available() {
+    if !python_venv_available() || !schemathesis_installed(SCRIPT) {
         return;
     }
     run_in_netns("contract", || async {
@@ -76,8 +98,7 @@ fn the_api_keeps_its_openapi_contract() {
             })
             .sum();
 
-        let script = concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/schemathesis.sh");
-        let out = Command::new(script)
+        let out = Command::new(SCRIPT)
             .arg(&cloud.url)
             .env("NUBIS_TOKEN", cloud.token.as_deref().expect("token"))
             .output()
