@@ -9,7 +9,7 @@ use serde_json::Value;
 use std::collections::BTreeSet;
 use std::time::Duration;
 use support::cloud::Cloud;
-use support::netns::run_in_netns;
+use support::netns::{run_in, run_in_netns, NetNs};
 
 /// Every background task of `nubis up`.
 const TASKS: [&str; 6] = [
@@ -64,5 +64,36 @@ fn nubis_up_is_healthy_and_ready_with_its_agents_report_age() {
         // Positive control: the same API refuses what needs a token.
         let (status, _) = cloud.call(Method::GET, "/v1/users/me", None).await;
         assert_eq!(status, StatusCode::UNAUTHORIZED);
+    });
+}
+
+/// `ip netns add try && ip netns exec try make up`, as the developers' guide
+/// says to try it: a fresh namespace has its loopback down, and the agent
+/// could not reach the controller at 127.0.0.1. The agent brings it up.
+#[test]
+fn nubis_up_in_a_namespace_with_loopback_down_brings_it_up() {
+    let ns = NetNs::with_loopback_down("loopback");
+    let flags = std::process::Command::new("ip")
+        .args(["-n", &ns.name, "-o", "link", "show", "lo"])
+        .output()
+        .expect("ip link show lo");
+    let flags = String::from_utf8_lossy(&flags.stdout).into_owned();
+    assert!(!flags.contains("UP,"), "loopback starts down: {flags}");
+    run_in(ns, || async {
+        let cloud = Cloud::start().await;
+        support::wait_for("/readyz to list the host", Duration::from_secs(120), || {
+            let cloud = &cloud;
+            async move {
+                let (status, body) = cloud.call(Method::GET, "/readyz", None).await;
+                let has_host = body["hosts"].as_array().is_some_and(|h| h.len() == 1);
+                (status == StatusCode::OK && has_host).then_some(())
+            }
+        })
+        .await;
+        assert!(
+            cloud.log().contains("loopback was down; brought it up"),
+            "{}",
+            cloud.log()
+        );
     });
 }

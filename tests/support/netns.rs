@@ -15,8 +15,15 @@ fn ip(args: &[&str]) {
 }
 
 impl NetNs {
-    /// Creates a fresh namespace named after the test.
+    /// Creates a fresh namespace named after the test, loopback up.
     pub fn new(test: &str) -> Self {
+        let ns = Self::with_loopback_down(test);
+        ip(&["-n", &ns.name, "link", "set", "lo", "up"]);
+        ns
+    }
+
+    /// Creates a fresh namespace as `ip netns add` leaves it: loopback down.
+    pub fn with_loopback_down(test: &str) -> Self {
         static SEQ: AtomicU32 = AtomicU32::new(0);
         let name = format!(
             "nubis-{}-{}-{}",
@@ -25,9 +32,7 @@ impl NetNs {
             SEQ.fetch_add(1, Ordering::Relaxed)
         );
         ip(&["netns", "add", &name]);
-        let ns = Self { name };
-        ip(&["-n", &ns.name, "link", "set", "lo", "up"]);
-        ns
+        Self { name }
     }
 
     /// Moves the calling thread into the namespace. Threads and processes it
@@ -54,7 +59,16 @@ where
     F: FnOnce() -> Fut + Send + 'static,
     Fut: std::future::Future<Output = ()>,
 {
-    let ns = NetNs::new(test);
+    run_in(NetNs::new(test), body)
+}
+
+/// Runs `body` inside `ns` on a new thread with its own tokio runtime, then
+/// removes the namespace (also when the body panics).
+pub fn run_in<F, Fut>(ns: NetNs, body: F)
+where
+    F: FnOnce() -> Fut + Send + 'static,
+    Fut: std::future::Future<Output = ()>,
+{
     let name = ns.name.clone();
     let result = std::thread::spawn(move || {
         let file = std::fs::File::open(format!("/var/run/netns/{name}")).expect("netns");

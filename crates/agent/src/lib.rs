@@ -62,6 +62,11 @@ pub struct RunningAgent {
 /// with the controller (retrying until it answers). The caller runs
 /// [`RunningAgent::tasks`], e.g. under a `nubis_supervise::Supervisor`.
 pub async fn start(config: AgentConfig) -> anyhow::Result<RunningAgent> {
+    match network::loopback::ensure_up().await {
+        Ok(true) => tracing::info!("loopback was down; brought it up"),
+        Ok(false) => {}
+        Err(e) => tracing::warn!(error = %format!("{e:#}"), "cannot bring loopback up"),
+    }
     let layout = Layout::new(&config.data_dir);
     for dir in [layout.images(), layout.instances()] {
         tokio::fs::create_dir_all(&dir)

@@ -8,6 +8,7 @@ mod command;
 pub mod dnsmasq;
 mod faults;
 pub mod firewall;
+pub mod loopback;
 pub mod shaping;
 pub mod switch;
 pub mod tap;
