@@ -55,12 +55,58 @@ pub async fn run(client: &ApiClient, req: SshRequest<'_>) -> anyhow::Result<()> 
         file: &known_hosts,
         alias: &server.id.to_string(),
     };
+    // `running` means QEMU runs; the guest may still be booting. Wait for
+    // its SSH port rather than fail with "No route to host" (unless the
+    // user picked another port).
+    let default_port = !req.extra.iter().any(|a| a == "-p" || a.starts_with("-p"));
+    if server.status == ServerStatus::Running && default_port {
+        let addr = std::net::SocketAddr::from((ip, 22));
+        if !port_open(addr).await {
+            eprintln!(
+                "Waiting for '{}' to accept SSH on {addr} (the guest may still be booting)...",
+                server.name
+            );
+            if !wait_for_port(addr, SSH_READY_TIMEOUT).await {
+                eprintln!(
+                    "warning: {addr} did not accept connections within {} s; trying anyway",
+                    SSH_READY_TIMEOUT.as_secs()
+                );
+            }
+        }
+    }
     let args = ssh_args(req.user, ip, &host, identity.as_deref(), req.extra);
     let err = std::process::Command::new("ssh").args(&args).exec();
     if err.kind() == std::io::ErrorKind::NotFound {
         bail!("cannot run ssh: it is not installed (or not on PATH)");
     }
     bail!("cannot run ssh: {err}")
+}
+
+/// How long `server ssh` waits for a running guest's SSH port: a guest
+/// boots in seconds under KVM, and in well under two minutes under TCG.
+const SSH_READY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(120);
+
+/// Whether `addr` accepts a TCP connection within a couple of seconds.
+async fn port_open(addr: std::net::SocketAddr) -> bool {
+    let connect = tokio::net::TcpStream::connect(addr);
+    matches!(
+        tokio::time::timeout(std::time::Duration::from_secs(2), connect).await,
+        Ok(Ok(_))
+    )
+}
+
+/// Polls `addr` every second until it accepts a connection or `limit` passes.
+async fn wait_for_port(addr: std::net::SocketAddr, limit: std::time::Duration) -> bool {
+    let deadline = tokio::time::Instant::now() + limit;
+    loop {
+        if port_open(addr).await {
+            return true;
+        }
+        if tokio::time::Instant::now() >= deadline {
+            return false;
+        }
+        tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+    }
 }
 
 /// `./KEY_NAME.pem`, where `nubis keypair create` saves keys, if it exists.
@@ -136,6 +182,21 @@ pub fn ssh_args(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn waiting_for_a_port_ends_when_it_opens_or_the_limit_passes() {
+        let probe = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = probe.local_addr().unwrap();
+        drop(probe); // closed now: nothing listens there
+        let limit = std::time::Duration::from_millis(1500);
+        assert!(!wait_for_port(addr, limit).await, "nothing listens yet");
+        let opener = tokio::spawn(async move {
+            tokio::time::sleep(std::time::Duration::from_millis(1200)).await;
+            tokio::net::TcpListener::bind(addr).await.unwrap()
+        });
+        assert!(wait_for_port(addr, std::time::Duration::from_secs(10)).await);
+        drop(opener.await);
+    }
 
     #[test]
     fn arguments_in_order() {
