@@ -58,21 +58,7 @@ fn postgres_database() -> Option<String> {
         eprintln!("note: NUBIS_TEST_DATABASE_URL is not set; the controller uses SQLite");
         return None;
     };
-    let name = format!("split_{}", std::process::id());
-    let ok = Command::new("psql")
-        .arg(&admin)
-        .args(["-q", "-c", &format!("CREATE DATABASE {name}")])
-        .status()
-        .expect("psql")
-        .success();
-    assert!(ok, "creating a test database");
-    // The controller runs in the test's network namespace, where the
-    // server's 127.0.0.1 is not reachable: go through its unix socket.
-    let socket = std::env::var("NUBIS_TEST_DATABASE_SOCKET").expect("socket dir");
-    let port = std::env::var("NUBIS_TEST_DATABASE_PORT").expect("port");
-    Some(format!(
-        "postgres://nubis:nubis@localhost:{port}/{name}?host={socket}"
-    ))
+    Some(support::postgres::create_database(&admin, "split").url)
 }
 
 #[test]

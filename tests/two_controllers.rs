@@ -104,18 +104,12 @@ impl Database {
             );
             return None;
         };
-        let name = format!("two_{}", std::process::id());
-        let ok = Command::new("psql")
-            .arg(&admin)
-            .args(["-q", "-c", &format!("CREATE DATABASE {name}")])
-            .status()
-            .expect("psql")
-            .success();
-        assert!(ok, "creating a test database");
-        let socket = std::env::var("NUBIS_TEST_DATABASE_SOCKET").expect("socket dir");
-        let port = std::env::var("NUBIS_TEST_DATABASE_PORT").expect("port");
-        let url = format!("postgres://nubis:nubis@localhost:{port}/{name}?host={socket}");
-        Some(Self { admin, name, url })
+        let db = support::postgres::create_database(&admin, "two");
+        Some(Self {
+            admin,
+            name: db.name,
+            url: db.url,
+        })
     }
 }
 

@@ -186,19 +186,5 @@ pub fn s(v: &str) -> String {
 /// A fresh PostgreSQL database on the test run's server, if there is one.
 pub fn postgres_database() -> Option<String> {
     let admin = std::env::var("NUBIS_TEST_DATABASE_URL").ok()?;
-    let name = format!("faults_{}", std::process::id());
-    let ok = Command::new("psql")
-        .arg(&admin)
-        .args(["-q", "-c", &format!("CREATE DATABASE {name}")])
-        .status()
-        .expect("psql")
-        .success();
-    assert!(ok, "creating a test database");
-    // The controller runs in the test's namespace, where the server's
-    // 127.0.0.1 is not reachable: go through its unix socket.
-    let socket = std::env::var("NUBIS_TEST_DATABASE_SOCKET").expect("socket dir");
-    let port = std::env::var("NUBIS_TEST_DATABASE_PORT").expect("port");
-    Some(format!(
-        "postgres://nubis:nubis@localhost:{port}/{name}?host={socket}"
-    ))
+    Some(super::postgres::create_database(&admin, "faults").url)
 }

@@ -10,6 +10,7 @@ pub mod guest;
 pub mod iperf;
 pub mod netns;
 pub mod orphans;
+pub mod postgres;
 pub mod workload;
 
 use std::path::PathBuf;
