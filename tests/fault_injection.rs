@@ -19,10 +19,11 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-use support::chaos::{env_u64, in_netns, postgres_database, s, Daemon, Deployment, Reaper, Rng};
+use support::chaos::{env_u64, in_netns, postgres_database, s, Daemon, Deployment, Rng};
 use support::cloud::upload_tiny_image_to;
 use support::orphans::{self, Expected};
 use support::workload::{perform, Api, Model, Op, Outcome, Want, API, CALL_TIMEOUT};
+use support::Reaper;
 
 /// How long the cloud may take to converge after a round.
 const CONVERGENCE_BOUND: Duration = Duration::from_secs(240);

@@ -11,6 +11,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 use support::cloud::{nubis_bin, upload_tiny_image_to};
 use support::netns::run_in_netns;
+use support::Reaper;
 
 const BOOT: Duration = Duration::from_secs(180);
 
@@ -21,16 +22,6 @@ impl Drop for Process {
     fn drop(&mut self) {
         let _ = self.0.kill();
         let _ = self.0.wait();
-    }
-}
-
-/// Kills, on drop (also when the test fails), every process whose command
-/// line names the directory: the agent's QEMUs and dnsmasqs.
-struct Reaper(String);
-
-impl Drop for Reaper {
-    fn drop(&mut self) {
-        support::kill_processes_mentioning(&self.0);
     }
 }
 

@@ -27,6 +27,7 @@ use std::time::Duration;
 use support::cloud::{nubis_bin, upload_tiny_image_to};
 use support::netns::run_in_netns;
 use support::wait_for;
+use support::Reaper;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::{self, Message};
 
@@ -52,15 +53,6 @@ impl Process {
 impl Drop for Process {
     fn drop(&mut self) {
         self.kill9();
-    }
-}
-
-/// Kills, on drop, every process whose command line names the directory.
-struct Reaper(String);
-
-impl Drop for Reaper {
-    fn drop(&mut self) {
-        support::kill_processes_mentioning(&self.0);
     }
 }
 

@@ -170,15 +170,6 @@ where
     }
 }
 
-/// Kills, on drop, every process whose command line names the directory.
-pub struct Reaper(pub String);
-
-impl Drop for Reaper {
-    fn drop(&mut self) {
-        super::kill_processes_mentioning(&self.0);
-    }
-}
-
 pub fn s(v: &str) -> String {
     v.to_owned()
 }

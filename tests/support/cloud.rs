@@ -226,12 +226,9 @@ impl Cloud {
 impl Drop for Cloud {
     fn drop(&mut self) {
         self.kill9();
-        // Whatever this cloud started: QEMU, dnsmasq (their files live in
-        // the data dir, so their command lines name it).
-        super::kill_processes_mentioning(&self.data_path().to_string_lossy());
-        // The files its agent keeps outside the data dir, for helpers.
-        let networks = self.data_path().join("agent").join("networks");
-        let _ = std::fs::remove_dir_all(nubis_agent::network::runtime_dir(&networks));
+        drop(super::Reaper(
+            self.data_path().to_string_lossy().into_owned(),
+        ));
     }
 }
 

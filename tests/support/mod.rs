@@ -50,6 +50,20 @@ where
     }
 }
 
+/// Cleans up, on drop (also when a test fails), what a `nubis up` or
+/// `nubis agent` with `--data-dir` = the string left outside that directory:
+/// its QEMUs and dnsmasqs (their command lines name files in it) and the
+/// agent's runtime directory of dnsmasq host files.
+pub struct Reaper(pub String);
+
+impl Drop for Reaper {
+    fn drop(&mut self) {
+        kill_processes_mentioning(&self.0);
+        let networks = std::path::Path::new(&self.0).join("agent").join("networks");
+        let _ = std::fs::remove_dir_all(nubis_agent::network::runtime_dir(&networks));
+    }
+}
+
 /// Kills every process whose command line mentions `needle` (a test's data
 /// directory: its QEMUs and dnsmasqs name files in it).
 pub fn kill_processes_mentioning(needle: &str) {
