@@ -122,6 +122,12 @@ pub struct AgentOnlyArgs {
     /// Seconds between traffic-counter reports (and heartbeats).
     #[arg(long, default_value_t = 10)]
     pub meter_interval: u64,
+    /// A range guests may not open connections to, e.g. the operator's LAN
+    /// with the other hosts' agents and controllers (repeatable). The
+    /// host's own addresses are always closed to guests but for DHCP, DNS
+    /// and metadata.
+    #[arg(long = "management-cidr", value_name = "CIDR")]
+    pub management_cidrs: Vec<nubis_api::security_groups::Prefix>,
 }
 
 #[derive(Args, Debug, Clone)]
@@ -268,6 +274,7 @@ fn agent_config(
         stop_timeout: Duration::from_secs(args.stop_timeout),
         metadata_port: args.metadata_port,
         meter_interval: Duration::from_secs(args.meter_interval.max(1)),
+        management_cidrs: args.management_cidrs.clone(),
     })
 }
 

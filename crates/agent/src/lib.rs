@@ -49,6 +49,9 @@ pub struct AgentConfig {
     pub metadata_port: u16,
     /// How often traffic counters are reported (also the heartbeat).
     pub meter_interval: Duration,
+    /// Ranges guests may not open connections to (`--management-cidr`):
+    /// the operator's LAN, other hosts' agents and controllers.
+    pub management_cidrs: Vec<nubis_api::security_groups::Prefix>,
 }
 
 /// A registered agent whose background tasks (its API, the reconcile and
@@ -134,7 +137,8 @@ pub async fn start(config: AgentConfig) -> anyhow::Result<RunningAgent> {
         accel,
         stop_timeout: config.stop_timeout,
         reports: reports::Reports::default(),
-        networking: network::HostNetworking::new(layout.networks(), config.metadata_port),
+        networking: network::HostNetworking::new(layout.networks(), config.metadata_port)
+            .with_management_cidrs(config.management_cidrs.clone()),
         metadata_service: true,
     };
     let actors = reconciler::Actors::default();

@@ -2,6 +2,7 @@
 //! (`inet nubis`), replaced atomically as a whole whenever they change.
 
 use super::command::run_with_input;
+use super::host_fence::Fence;
 use super::switch::BRIDGE_PREFIX;
 use nubis_api::agent::{FloatingIpSpec, NetworkSpec, RuleRemote, RuleSpec};
 use nubis_api::security_groups::{Direction, Protocol};
@@ -32,19 +33,20 @@ pub enum Tracking {
     Stateless,
 }
 
-/// The host's whole ruleset: routing rules (`inet nubis`) and per-port
-/// anti-spoofing and security groups (`bridge nubis`). Only generated
-/// names, validated prefixes, addresses and numbers go into it.
+/// The host's whole ruleset: routing rules and the fence between guests
+/// and the host (`inet nubis`), and per-port anti-spoofing and security
+/// groups (`bridge nubis`). Only generated names, validated prefixes,
+/// addresses and numbers go into it.
 pub fn ruleset(
     networks: &[NetworkSpec],
     ports: &[Port],
     floating: &[FloatingIpSpec],
-    metadata_port: u16,
+    fence: &Fence,
     tracking: Tracking,
 ) -> String {
     format!(
         "{}{}",
-        inet_table(networks, floating, metadata_port),
+        inet_table(networks, floating, fence),
         bridge_table(ports, tracking)
     )
 }
@@ -166,7 +168,8 @@ pub async fn probe_tracking() -> Tracking {
     }
 }
 
-fn inet_table(networks: &[NetworkSpec], floating: &[FloatingIpSpec], metadata_port: u16) -> String {
+fn inet_table(networks: &[NetworkSpec], floating: &[FloatingIpSpec], fence: &Fence) -> String {
+    let metadata_port = fence.metadata_port;
     // Metadata requests from guests go to the service on the gateway
     // address of the bridge they arrive on; the service is reachable from
     // instance bridges only.
@@ -199,10 +202,14 @@ fn inet_table(networks: &[NetworkSpec], floating: &[FloatingIpSpec], metadata_po
             n.cidr
         ));
     }
-    let input = format!("        tcp dport {metadata_port} iifname != \"{BRIDGE_PREFIX}*\" drop\n");
+    let input = format!(
+        "        tcp dport {metadata_port} iifname != \"{BRIDGE_PREFIX}*\" drop\n{}",
+        fence.input_rules()
+    );
     let forward = format!(
         "        # Networks are isolated from each other: nothing is routed between bridges.\n\
-         \x20       iifname \"{BRIDGE_PREFIX}*\" oifname \"{BRIDGE_PREFIX}*\" drop\n"
+         \x20       iifname \"{BRIDGE_PREFIX}*\" oifname \"{BRIDGE_PREFIX}*\" drop\n{}",
+        fence.forward_rules()
     );
     let chains = [
         chain("input", "filter hook input priority filter", &input),
@@ -210,6 +217,7 @@ fn inet_table(networks: &[NetworkSpec], floating: &[FloatingIpSpec], metadata_po
         chain("prerouting", "nat hook prerouting priority dstnat", &dnat),
         chain("output", "nat hook output priority -100", &floating_dnat),
         chain("postrouting", "nat hook postrouting priority srcnat", &nat),
+        fence.definitions(networks),
     ];
     table("inet", &chains.concat())
 }
@@ -319,7 +327,7 @@ mod tests {
             ip: "203.0.113.10".parse().unwrap(),
             fixed_ip: "10.9.0.5".parse().unwrap(),
         };
-        let r = ruleset(&[n], &[port], &[fip], 8775, Tracking::Stateless);
+        let r = ruleset(&[n], &[port], &[fip], &fence(), Tracking::Stateless);
         assert!(r.contains("ip daddr 169.254.169.254 tcp dport 80 redirect to :8775"));
         assert!(r.contains("tcp dport 8775 iifname != \"nbr-*\" drop"));
         assert!(r.contains("ip daddr 203.0.113.10 dnat ip to 10.9.0.5"));
@@ -342,11 +350,35 @@ mod tests {
             r.contains("ether type ip ip saddr 192.0.2.0/24 udp dport 1000-2000 accept"),
             "{r}"
         );
-        assert!(!r.contains("ct state"), "stateless mode has no conntrack");
-        let stateful = ruleset(&[], &[], &[], 8775, Tracking::Stateful);
-        assert!(!stateful.contains("jump"));
+        let bridge = &r[r.find("table bridge").unwrap()..];
+        assert!(
+            !bridge.contains("ct state"),
+            "stateless mode has no bridge conntrack"
+        );
+        let stateful = ruleset(&[], &[], &[], &fence(), Tracking::Stateful);
+        let stateful_bridge = &stateful[stateful.find("table bridge").unwrap()..];
+        assert!(
+            !stateful_bridge.contains("jump"),
+            "no ports, no port chains"
+        );
         assert!(r.contains("ether saddr != 52:54:00:aa:bb:cc drop"));
         assert!(r.contains("ip saddr != 10.9.0.5 drop"));
+        // The fence: guests' traffic to the host goes through its chain,
+        // management ranges are dropped in forward.
+        assert!(r.contains("iifname \"nbr-*\" jump guest_to_host"), "{r}");
+        assert!(r.contains("chain guest_to_host {"), "{r}");
+        assert!(r.contains("ip daddr @management drop"), "{r}");
+    }
+
+    /// The fence of the tests: two overlapping management ranges.
+    fn fence() -> Fence {
+        Fence {
+            metadata_port: 8775,
+            management: vec![
+                "192.0.2.0/24".parse().unwrap(),
+                "192.0.2.128/25".parse().unwrap(),
+            ],
+        }
     }
 
     /// Loads the generated ruleset into a real nftables, inside a network
@@ -400,7 +432,7 @@ mod tests {
                         ip: "203.0.113.10".parse().unwrap(),
                         fixed_ip: "10.9.0.5".parse().unwrap(),
                     }],
-                    8775,
+                    &fence(),
                     Tracking::Stateless,
                 )
                 .as_bytes(),

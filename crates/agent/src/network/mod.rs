@@ -8,6 +8,7 @@ mod command;
 pub mod dnsmasq;
 mod faults;
 pub mod firewall;
+pub mod host_fence;
 pub mod loopback;
 pub mod shaping;
 pub mod switch;
@@ -36,8 +37,9 @@ pub struct HostNetworking {
     switch: LinuxBridge,
     /// The ruleset last applied, to skip reloading an unchanged one.
     applied_rules: Arc<Mutex<Option<String>>>,
-    /// Where guests' metadata requests are redirected to.
-    metadata_port: u16,
+    /// What guests may reach of the host (the metadata port, management
+    /// ranges they may not reach).
+    fence: host_fence::Fence,
     /// Whether the bridge family tracks connections here (probed once).
     tracking: Arc<tokio::sync::OnceCell<firewall::Tracking>>,
     /// The TAPs the applied firewall covers (see `wait_protected`).
@@ -72,13 +74,22 @@ impl HostNetworking {
             dir,
             switch: LinuxBridge,
             applied_rules: Arc::default(),
-            metadata_port,
+            fence: host_fence::Fence {
+                metadata_port,
+                management: Vec::new(),
+            },
             tracking: Arc::default(),
             protected: Arc::new(tokio::sync::watch::Sender::new(HashSet::new())),
             verified: Arc::default(),
             limited: Arc::default(),
             outbound: Arc::default(),
         }
+    }
+
+    /// Guests may not open connections to `cidrs` (`--management-cidr`).
+    pub fn with_management_cidrs(mut self, cidrs: Vec<nubis_api::security_groups::Prefix>) -> Self {
+        self.fence.management = cidrs;
+        self
     }
 
     fn dnsmasq(&self, id: NetworkId) -> Dnsmasq {
@@ -174,7 +185,7 @@ impl HostNetworking {
                 t
             })
             .await;
-        let rules = firewall::ruleset(&specs, &ports, floating, self.metadata_port, tracking);
+        let rules = firewall::ruleset(&specs, &ports, floating, &self.fence, tracking);
         let mut applied = self.applied_rules.lock().await;
         if applied.as_deref() != Some(rules.as_str()) {
             if specs.is_empty() {
