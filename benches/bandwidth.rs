@@ -2,8 +2,9 @@
 //! shaping cost an unlimited server.
 //!
 //! In one run, inside a network namespace, one tiny server (TCG) is measured
-//! with iperf3 (TCP, 5 s after 2 s left out) between the guest and the host
-//! side of its network, in both directions: unlimited first (the baseline:
+//! with iperf3 (TCP, 5 s after 2 s left out) between the guest and a server
+//! in an "outside" namespace beyond the host (guests are fenced off the host
+//! itself), in both directions: unlimited first (the baseline:
 //! the same path with no limiter), then at each limit set live with
 //! `PATCH /v1/servers/{id}`, then throttled by a used-up traffic quota. It
 //! prints measured Mbit/s and the ratio to the limit. Not a test: nothing
@@ -18,12 +19,23 @@ use std::time::Duration;
 use support::cloud::Cloud;
 use support::guest::ssh_ok;
 use support::iperf::{measure, Direction, IperfServer};
-use support::netns::run_in_netns;
+use support::netns::{link_outside, run_in_netns, NetNs};
 
 const BOOT: Duration = Duration::from_secs(180);
+/// The iperf3 server's address, in the outside namespace.
+const IPERF_SERVER: &str = "198.51.100.2";
 
 fn main() {
-    run_in_netns("bwbench", || async {
+    let outside = NetNs::new("bwbout");
+    let out_name = outside.name.clone();
+    run_in_netns("bwbench", move || async move {
+        link_outside(
+            &out_name,
+            "bw-host",
+            "198.51.100.1/24",
+            "bw-out",
+            &format!("{IPERF_SERVER}/24"),
+        );
         let mut cloud = Cloud::start_with(&["--meter-interval", "1", "--throttle-mbit", "2"]).await;
         cloud.register_and_login("bench", "bench-password").await;
         cloud.upload_tiny_image();
@@ -34,8 +46,6 @@ fn main() {
             )
             .await;
         let ip = server["addresses"][0]["ip"].as_str().unwrap().to_owned();
-        let o = ip.parse::<std::net::Ipv4Addr>().unwrap().octets();
-        let gateway = format!("{}.{}.{}.1", o[0], o[1], o[2]);
         cloud
             .wait_console(&id, "nubis-tiny: sshd ready", BOOT)
             .await;
@@ -43,11 +53,11 @@ fn main() {
             ssh_ok(&key, &ip, "true").then_some(())
         })
         .await;
-        let _iperf = IperfServer::start(&gateway);
+        let _iperf = IperfServer::start_in(&out_name, IPERF_SERVER);
         let both = || {
             (
-                measure(&key, &ip, &gateway, Direction::Inbound),
-                measure(&key, &ip, &gateway, Direction::Outbound),
+                measure(&key, &ip, IPERF_SERVER, Direction::Inbound),
+                measure(&key, &ip, IPERF_SERVER, Direction::Outbound),
             )
         };
         let patch = |body: Value| {
@@ -109,4 +119,5 @@ fn main() {
             to / 2.0
         );
     });
+    drop(outside);
 }

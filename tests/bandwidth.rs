@@ -1,6 +1,6 @@
 //! Bandwidth limits end to end: a server created with 10 Mbit/s each way
-//! gets about that through TCP (iperf3 between the guest and the host side
-//! of its network), in both directions; changed on the running server to
+//! gets about that through TCP (iperf3 between the guest and a server in
+//! an "outside" namespace beyond the host), in both directions; changed on the running server to
 //! 4 Mbit/s it gets about that at once; lifted, it gets well above both, so
 //! the figures measure the limiter and not the (TCG) guest.
 
@@ -13,10 +13,12 @@ use std::time::Duration;
 use support::cloud::Cloud;
 use support::guest::ssh_stdout;
 use support::iperf::{measure, Direction, IperfServer};
-use support::netns::run_in_netns;
+use support::netns::{link_outside, run_in_netns, NetNs};
 
 const BOOT: Duration = Duration::from_secs(180);
 const APPLIED: Duration = Duration::from_secs(30);
+/// The iperf3 server's address, in the outside namespace.
+const IPERF_SERVER: &str = "198.51.100.2";
 
 fn assert_near(what: &str, measured: f64, want: f64) {
     assert!(
@@ -65,7 +67,17 @@ async fn change_limits(
 
 #[test]
 fn limits_hold_in_both_directions_and_change_live() {
-    run_in_netns("bw", || async {
+    // The iperf3 server is outside the host: guests cannot reach the host.
+    let outside = NetNs::new("bwout");
+    let out_name = outside.name.clone();
+    run_in_netns("bw", move || async move {
+        link_outside(
+            &out_name,
+            "bw-host",
+            "198.51.100.1/24",
+            "bw-out",
+            &format!("{IPERF_SERVER}/24"),
+        );
         let mut cloud = Cloud::start().await;
         cloud.register_and_login("iris", "iris-password").await;
         cloud.upload_tiny_image();
@@ -77,10 +89,6 @@ fn limits_hold_in_both_directions_and_change_live() {
             }))
             .await;
         let ip = server["addresses"][0]["ip"].as_str().unwrap().to_owned();
-        let gateway = {
-            let o = ip.parse::<std::net::Ipv4Addr>().unwrap().octets();
-            format!("{}.{}.{}.1", o[0], o[1], o[2])
-        };
         cloud
             .wait_console(&id, "nubis-tiny: sshd ready", BOOT)
             .await;
@@ -90,10 +98,10 @@ fn limits_hold_in_both_directions_and_change_live() {
         let version = ssh_stdout(&key, &ip, "iperf3 --version");
         assert!(version.contains("iperf"), "{version}");
 
-        let _server = IperfServer::start(&gateway);
+        let _server = IperfServer::start_in(&out_name, IPERF_SERVER);
         let figures = |label: &str| {
-            let inbound = measure(&key, &ip, &gateway, Direction::Inbound);
-            let outbound = measure(&key, &ip, &gateway, Direction::Outbound);
+            let inbound = measure(&key, &ip, IPERF_SERVER, Direction::Inbound);
+            let outbound = measure(&key, &ip, IPERF_SERVER, Direction::Outbound);
             println!("{label}: inbound {inbound:.2} Mbit/s, outbound {outbound:.2} Mbit/s");
             (inbound, outbound)
         };
@@ -133,4 +141,5 @@ fn limits_hold_in_both_directions_and_change_live() {
         })
         .await;
     });
+    drop(outside);
 }

@@ -1,4 +1,5 @@
-//! iperf3 between a guest and the host side of its network.
+//! iperf3 between a guest and a server outside the host (guests are fenced
+//! off the host itself, see `network/host_fence.rs`).
 
 use serde_json::Value;
 use std::path::Path;
@@ -9,9 +10,11 @@ use std::time::Duration;
 pub struct IperfServer(Child);
 
 impl IperfServer {
-    pub fn start(address: &str) -> Self {
-        let child = Command::new("iperf3")
-            .args(["-s", "-B", address])
+    /// `iperf3 -s` on `address` inside the network namespace `netns`.
+    pub fn start_in(netns: &str, address: &str) -> Self {
+        // `ip netns exec` execs iperf3 itself: the child is the server.
+        let child = Command::new("ip")
+            .args(["netns", "exec", netns, "iperf3", "-s", "-B", address])
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
@@ -29,7 +32,7 @@ impl Drop for IperfServer {
 
 #[derive(Clone, Copy, Debug)]
 pub enum Direction {
-    /// Towards the guest (`iperf3 -R`: the host side sends).
+    /// Towards the guest (`iperf3 -R`: the server sends).
     Inbound,
     /// From the guest.
     Outbound,

@@ -44,6 +44,20 @@ impl NetNs {
     }
 }
 
+/// Links the calling thread's namespace to the namespace `outside` by a
+/// veth pair: `host_if` with `host_cidr` here, `out_if` with `out_cidr`
+/// there, both up. The outside namespace stands for the world beyond the
+/// host's uplink (guests reach it through the host's forwarding and NAT).
+pub fn link_outside(outside: &str, host_if: &str, host_cidr: &str, out_if: &str, out_cidr: &str) {
+    ip(&[
+        "link", "add", host_if, "type", "veth", "peer", "name", out_if, "netns", outside,
+    ]);
+    ip(&["addr", "add", host_cidr, "dev", host_if]);
+    ip(&["link", "set", host_if, "up"]);
+    ip(&["-n", outside, "addr", "add", out_cidr, "dev", out_if]);
+    ip(&["-n", outside, "link", "set", out_if, "up"]);
+}
+
 impl Drop for NetNs {
     fn drop(&mut self) {
         let _ = Command::new("ip")
