@@ -85,16 +85,16 @@ impl Fence {
         let mut body = String::from(
             "        # Replies to connections the host opened (ssh into a guest).\n\
              \x20       ct direction reply accept\n\
-             \x20       ct state related accept\n\
-             \x20       # DHCP, also broadcast before the guest has an address.\n\
-             \x20       udp sport 68 udp dport 67 accept\n",
+             \x20       ct state related accept\n",
         );
+        // DHCP (broadcast before the guest has an address, unicast renewals),
         // DNS and ping only to the gateway of the network the packet comes
         // from: another network's dnsmasq would name another project's servers.
         for n in networks {
             let (bridge, gw) = (bridge_name(n), n.gateway);
             body.push_str(&format!(
-                "        iifname \"{bridge}\" ip daddr {gw} udp dport 53 accept\n\
+                "        iifname \"{bridge}\" ip daddr {{ 255.255.255.255, {gw} }} udp sport 68 udp dport 67 accept\n\
+                 \x20       iifname \"{bridge}\" ip daddr {gw} udp dport 53 accept\n\
                  \x20       iifname \"{bridge}\" ip daddr {gw} tcp dport 53 accept\n\
                  \x20       iifname \"{bridge}\" ip daddr {gw} icmp type echo-request accept\n"
             ));
@@ -136,7 +136,9 @@ mod tests {
         let (bra, brb) = (bridge_name(&a), bridge_name(&b));
         for want in [
             "ct direction reply accept".to_owned(),
-            "udp sport 68 udp dport 67 accept".to_owned(),
+            format!(
+                "iifname \"{bra}\" ip daddr {{ 255.255.255.255, 10.9.0.1 }} udp sport 68 udp dport 67 accept"
+            ),
             format!("iifname \"{bra}\" ip daddr 10.9.0.1 udp dport 53 accept"),
             format!("iifname \"{bra}\" ip daddr 10.9.0.1 tcp dport 53 accept"),
             format!("iifname \"{brb}\" ip daddr 10.8.0.1 udp dport 53 accept"),
@@ -153,10 +155,9 @@ mod tests {
         assert_eq!(lines[lines.len() - 2], "drop", "{chain}");
         // No rule accepts a port by itself (SSH, the agent, the controller).
         assert!(
-            !lines.iter().any(|l| l.ends_with("accept")
-                && l.contains("dport")
-                && !l.contains("daddr")
-                && !l.contains("dport 67")),
+            !lines
+                .iter()
+                .any(|l| l.ends_with("accept") && l.contains("dport") && !l.contains("daddr")),
             "{chain}"
         );
         assert!(!chain.contains("set management"), "no ranges, no set");
