@@ -100,7 +100,11 @@ impl QuotaLimits {
             ("networks", self.networks, used.networks),
             ("images", self.images, used.images),
             ("image_gib", self.image_gib, used.image_gib),
-            ("security_groups", self.security_groups, used.security_groups),
+            (
+                "security_groups",
+                self.security_groups,
+                used.security_groups,
+            ),
             (
                 "security_group_rules",
                 self.security_group_rules,
@@ -315,7 +319,8 @@ mod tests {
 
     #[test]
     fn older_limits_get_the_new_defaults() {
-        let old = r#"{"servers":1,"vcpus":2,"memory_mib":3,"disk_gib":4,"floating_ips":5,"networks":6}"#;
+        let old =
+            r#"{"servers":1,"vcpus":2,"memory_mib":3,"disk_gib":4,"floating_ips":5,"networks":6}"#;
         let l: QuotaLimits = serde_json::from_str(old).unwrap();
         assert_eq!((l.images, l.image_gib), (20, 100));
         assert_eq!((l.security_groups, l.security_group_rules), (10, 100));

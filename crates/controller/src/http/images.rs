@@ -173,7 +173,9 @@ pub async fn delete(
         Ok(()) => {}
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {} // Queued: no file.
         // The row is gone, so nothing can use the file; log, do not fail.
-        Err(e) => tracing::warn!(image = %image.id, error = %e, "cannot remove a deleted image's file"),
+        Err(e) => {
+            tracing::warn!(image = %image.id, error = %e, "cannot remove a deleted image's file")
+        }
     }
     // Agents sweep their image caches after each desired-state change.
     state.desired_state_changed();

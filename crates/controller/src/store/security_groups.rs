@@ -5,8 +5,8 @@
 
 use super::quotas::{check_quota, DEFAULT_SECURITY_GROUP};
 use super::rows::{parse, parse_opt, time};
-use nubis_api::quotas::QuotaUsage;
 use super::{found, is_unique_violation, now_ms, Store, StoreError, StoreResult};
+use nubis_api::quotas::QuotaUsage;
 use nubis_api::security_groups::{Direction, Prefix, Rule, SecurityGroup};
 use nubis_api::{ProjectId, SecurityGroupId, SecurityGroupRuleId, ServerId};
 use sqlx::any::AnyRow;
