@@ -122,6 +122,11 @@ pub struct AgentOnlyArgs {
     /// Seconds between traffic-counter reports (and heartbeats).
     #[arg(long, default_value_t = 10)]
     pub meter_interval: u64,
+    /// Size limit of the agent's image cache, in GiB: past it, cached
+    /// images no instance on the host uses are evicted, least recently
+    /// used first (deleted images are removed whatever the size).
+    #[arg(long, default_value_t = nubis_agent::storage::image_cache::DEFAULT_LIMIT_GIB)]
+    pub image_cache_gib: u64,
 }
 
 #[derive(Args, Debug, Clone)]
@@ -268,6 +273,7 @@ fn agent_config(
         stop_timeout: Duration::from_secs(args.stop_timeout),
         metadata_port: args.metadata_port,
         meter_interval: Duration::from_secs(args.meter_interval.max(1)),
+        image_cache_gib: args.image_cache_gib,
     })
 }
 

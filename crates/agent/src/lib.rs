@@ -49,6 +49,9 @@ pub struct AgentConfig {
     pub metadata_port: u16,
     /// How often traffic counters are reported (also the heartbeat).
     pub meter_interval: Duration,
+    /// Size limit of the image cache, in GiB: past it, images no instance
+    /// here uses are evicted, least recently used first.
+    pub image_cache_gib: u64,
 }
 
 /// A registered agent whose background tasks (its API, the reconcile and
@@ -130,7 +133,8 @@ pub async fn start(config: AgentConfig) -> anyhow::Result<RunningAgent> {
         }
     });
     let ctx = InstanceContext {
-        images: storage::ImageCache::new(layout.images(), client.clone()),
+        images: storage::ImageCache::new(layout.images(), client.clone())
+            .with_limit(config.image_cache_gib.saturating_mul(1 << 30)),
         accel,
         stop_timeout: config.stop_timeout,
         reports: reports::Reports::default(),
