@@ -62,6 +62,8 @@ struct Vm {
     events: mpsc::UnboundedReceiver<QmpEvent>,
     /// QEMU announced a guest-initiated shutdown before exiting.
     guest_shutdown_seen: bool,
+    /// Copies the serial console into its bounded log while connected.
+    _serial: crate::serial_log::SerialLog,
 }
 
 /// The handle the reconciler keeps for a running actor.
@@ -348,7 +350,7 @@ async fn boot(
         cmdline: spec.cmdline.clone(),
         qmp_socket: files.qmp_socket(),
         pidfile: files.pidfile(),
-        console_log: files.console_log(),
+        serial_socket: files.serial_socket(),
         vnc_socket: files.vnc_socket(),
         nics,
         config_drive,
@@ -394,11 +396,14 @@ async fn connect(process: QemuProcess, files: &InstanceFiles) -> anyhow::Result<
         .context("connecting to QMP")?;
     // Answering proves QEMU is ours to control; resuming is converge's job.
     qmp.run_state().await?;
+    // Before the guest runs (it starts paused), so its first line is kept.
+    let serial = crate::serial_log::SerialLog::attach(files.serial_socket(), files.console_log()).await;
     Ok(Vm {
         process,
         qmp,
         events,
         guest_shutdown_seen: false,
+        _serial: serial,
     })
 }
 

@@ -16,6 +16,7 @@ pub mod network;
 pub mod qemu;
 pub mod reconciler;
 pub mod reports;
+pub mod serial_log;
 pub mod storage;
 
 use anyhow::Context;
