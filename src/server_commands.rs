@@ -127,6 +127,10 @@ pub struct AgentOnlyArgs {
     /// used first (deleted images are removed whatever the size).
     #[arg(long, default_value_t = nubis_agent::storage::image_cache::DEFAULT_LIMIT_GIB)]
     pub image_cache_gib: u64,
+    /// Size in MiB at which a guest's serial console log is cut back to its
+    /// newer half (so it never exceeds this).
+    #[arg(long, default_value_t = nubis_agent::serial_log::ROTATE_AT >> 20)]
+    pub console_log_mib: u64,
 }
 
 #[derive(Args, Debug, Clone)]
@@ -274,6 +278,7 @@ fn agent_config(
         metadata_port: args.metadata_port,
         meter_interval: Duration::from_secs(args.meter_interval.max(1)),
         image_cache_gib: args.image_cache_gib,
+        console_log_mib: args.console_log_mib,
     })
 }
 

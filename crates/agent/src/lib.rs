@@ -53,6 +53,8 @@ pub struct AgentConfig {
     /// Size limit of the image cache, in GiB: past it, images no instance
     /// here uses are evicted, least recently used first.
     pub image_cache_gib: u64,
+    /// Size in MiB at which a serial console log is cut back to its newer half.
+    pub console_log_mib: u64,
 }
 
 /// A registered agent whose background tasks (its API, the reconcile and
@@ -141,6 +143,7 @@ pub async fn start(config: AgentConfig) -> anyhow::Result<RunningAgent> {
         reports: reports::Reports::default(),
         networking: network::HostNetworking::new(layout.networks(), config.metadata_port),
         metadata_service: true,
+        console_log_bytes: config.console_log_mib.max(1) << 20,
     };
     let actors = reconciler::Actors::default();
     let reconcile = {
