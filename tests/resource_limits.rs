@@ -97,7 +97,10 @@ fn serial_flood_and_image_delete_stay_bounded() {
             .await;
         let size = std::fs::metadata(&log_file).unwrap().len();
         eprintln!("console.log is {size} bytes after the flood");
-        assert!(size <= CAP, "console.log is {size} bytes, over the {CAP} cap");
+        assert!(
+            size <= CAP,
+            "console.log is {size} bytes, over the {CAP} cap"
+        );
         let kept = std::fs::read(&log_file).unwrap();
         // Positive control: the flood did reach the log (its tail is the
         // flood), and the log was cut (the boot lines are gone).
@@ -110,14 +113,19 @@ fn serial_flood_and_image_delete_stay_bounded() {
             "the log was cut back to its tail"
         );
         let tail = cloud.console_log(&id).await;
-        assert!(tail.contains("serial-flood-done"), "console-log shows the newest output");
+        assert!(
+            tail.contains("serial-flood-done"),
+            "console-log shows the newest output"
+        );
         assert!(tail.len() as u64 <= CAP);
 
         // --- Image delete while used, then after the server is gone.
         let (s, image) = cloud.call(Method::GET, "/v1/images/tiny", None).await;
         assert_eq!(s, StatusCode::OK, "{image}");
         let image_id = image["id"].as_str().unwrap().to_owned();
-        let (_, kernel) = cloud.call(Method::GET, "/v1/images/tiny-kernel", None).await;
+        let (_, kernel) = cloud
+            .call(Method::GET, "/v1/images/tiny-kernel", None)
+            .await;
         let kernel_id = kernel["id"].as_str().unwrap().to_owned();
         let controller_file = cloud.data_path().join("images").join(&image_id);
         let cached = cloud
@@ -156,7 +164,10 @@ fn serial_flood_and_image_delete_stay_bounded() {
         // Still listed: unused now, but the cache (20 GiB) has room, so the
         // agent keeps it for the next server.
         tokio::time::sleep(Duration::from_secs(3)).await;
-        assert!(cached.exists(), "an unused image under the limit stays cached");
+        assert!(
+            cached.exists(),
+            "an unused image under the limit stays cached"
+        );
 
         let out = cloud.cli(&["image", "delete", "tiny"]);
         assert!(

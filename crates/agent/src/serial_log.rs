@@ -66,7 +66,12 @@ impl SerialLog {
 
 /// Appends what `stream` sends to `log` until it ends, cutting the file
 /// back to its tail whenever it reaches `rotate_at`.
-async fn copy(mut stream: UnixStream, log: &Path, rotate_at: u64, keep: u64) -> std::io::Result<()> {
+async fn copy(
+    mut stream: UnixStream,
+    log: &Path,
+    rotate_at: u64,
+    keep: u64,
+) -> std::io::Result<()> {
     let mut file = open_append(log).await?;
     let mut len = file.metadata().await?.len();
     let mut buf = vec![0u8; 64 * 1024];
