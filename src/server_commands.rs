@@ -128,6 +128,15 @@ pub struct AgentOnlyArgs {
     /// and metadata.
     #[arg(long = "management-cidr", value_name = "CIDR")]
     pub management_cidrs: Vec<nubis_api::security_groups::Prefix>,
+    /// Size limit of the agent's image cache, in GiB: past it, cached
+    /// images no instance on the host uses are evicted, least recently
+    /// used first (deleted images are removed whatever the size).
+    #[arg(long, default_value_t = nubis_agent::storage::image_cache::DEFAULT_LIMIT_GIB)]
+    pub image_cache_gib: u64,
+    /// Size in MiB at which a guest's serial console log is cut back to its
+    /// newer half (so it never exceeds this).
+    #[arg(long, default_value_t = nubis_agent::serial_log::ROTATE_AT >> 20)]
+    pub console_log_mib: u64,
 }
 
 #[derive(Args, Debug, Clone)]
@@ -275,6 +284,8 @@ fn agent_config(
         metadata_port: args.metadata_port,
         meter_interval: Duration::from_secs(args.meter_interval.max(1)),
         management_cidrs: args.management_cidrs.clone(),
+        image_cache_gib: args.image_cache_gib,
+        console_log_mib: args.console_log_mib,
     })
 }
 

@@ -176,6 +176,16 @@ impl ControllerClient {
         Ok(())
     }
 
+    /// Ids of every image with a file in the catalog (`GET
+    /// /v1/agent/images`): a cached image missing from it was deleted.
+    pub async fn image_catalog(&self) -> anyhow::Result<Vec<ImageId>> {
+        let resp = self
+            .send(|c, base| c.request_to(base, reqwest::Method::GET, "/images"))
+            .await
+            .context("fetching the image catalog")?;
+        Ok(Self::check(resp).await?.json().await?)
+    }
+
     /// Starts downloading an image file, from byte `from` on (an HTTP
     /// `Range` request when `from > 0`: the answer is `206 Partial Content`
     /// if the controller resumes, or a plain `200` with the whole file).

@@ -36,6 +36,8 @@ pub struct InstanceContext {
     /// Whether this host serves the metadata service; without it every guest
     /// gets a config drive.
     pub metadata_service: bool,
+    /// Size at which a serial console log is cut back to its newer half.
+    pub console_log_bytes: u64,
 }
 
 /// The agent's persisted notes about an instance.
@@ -62,6 +64,8 @@ struct Vm {
     events: mpsc::UnboundedReceiver<QmpEvent>,
     /// QEMU announced a guest-initiated shutdown before exiting.
     guest_shutdown_seen: bool,
+    /// Copies the serial console into its bounded log while connected.
+    _serial: crate::serial_log::SerialLog,
 }
 
 /// The handle the reconciler keeps for a running actor.
@@ -90,7 +94,7 @@ async fn run(
     mut spec_rx: watch::Receiver<Option<InstanceSpec>>,
 ) {
     let mut state = load_state(&files).await;
-    let mut vm = adopt(id, &files).await;
+    let mut vm = adopt(id, &files, ctx.console_log_bytes).await;
     loop {
         let spec = spec_rx.borrow_and_update().clone();
         let Some(spec) = spec else {
@@ -193,7 +197,7 @@ async fn converge(
         // pidfile may name yet (and the next start removes the pidfile):
         // adopt it, rather than start a second one (which fails on the disk
         // lock) or leave it running unseen after a stop or a delete.
-        *vm = adopt(spec.id, files).await;
+        *vm = adopt(spec.id, files, ctx.console_log_bytes).await;
     }
     if !files.disk().exists() {
         ctx.reports.set(observe(spec.id, files, vm, state, None));
@@ -348,7 +352,7 @@ async fn boot(
         cmdline: spec.cmdline.clone(),
         qmp_socket: files.qmp_socket(),
         pidfile: files.pidfile(),
-        console_log: files.console_log(),
+        serial_socket: files.serial_socket(),
         vnc_socket: files.vnc_socket(),
         nics,
         config_drive,
@@ -359,7 +363,7 @@ async fn boot(
     state.cdrom_inserted = config.cdrom.is_some();
     save_state(files, state).await;
     tracing::debug!(instance = %spec.id, ms = started.elapsed().as_millis() as u64, "QEMU started");
-    match connect(process, files).await {
+    match connect(process, files, ctx.console_log_bytes).await {
         Ok(vm) => Ok(vm),
         Err(e) => {
             process.kill().await;
@@ -387,26 +391,40 @@ async fn write_config_drive(
     Ok(path)
 }
 
-/// Connects to a QEMU's QMP socket and checks that it answers.
-async fn connect(process: QemuProcess, files: &InstanceFiles) -> anyhow::Result<Vm> {
+/// Connects to a QEMU's QMP socket and checks that it answers, and starts
+/// copying its serial console into a log cut back at `log_bytes`.
+async fn connect(
+    process: QemuProcess,
+    files: &InstanceFiles,
+    log_bytes: u64,
+) -> anyhow::Result<Vm> {
     let (qmp, events) = QmpClient::connect(&files.qmp_socket())
         .await
         .context("connecting to QMP")?;
     // Answering proves QEMU is ours to control; resuming is converge's job.
     qmp.run_state().await?;
+    // Before the guest runs (it starts paused), so its first line is kept.
+    let serial = crate::serial_log::SerialLog::attach_with(
+        files.serial_socket(),
+        files.console_log(),
+        log_bytes,
+        log_bytes / 2,
+    )
+    .await;
     Ok(Vm {
         process,
         qmp,
         events,
         guest_shutdown_seen: false,
+        _serial: serial,
     })
 }
 
 /// Finds the instance's QEMU from an earlier agent run and reconnects to it.
-async fn adopt(id: ServerId, files: &InstanceFiles) -> Option<Vm> {
+async fn adopt(id: ServerId, files: &InstanceFiles, log_bytes: u64) -> Option<Vm> {
     let process = QemuProcess::from_pidfile(&files.pidfile(), &id.to_string())
         .or_else(|| unrecorded_qemu(&id.to_string()))?;
-    match connect(process, files).await {
+    match connect(process, files, log_bytes).await {
         Ok(vm) => {
             tracing::info!(instance = %id, pid = process.pid, "adopted running instance");
             Some(vm)

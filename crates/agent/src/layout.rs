@@ -68,8 +68,13 @@ impl InstanceFiles {
     pub fn vnc_socket(&self) -> PathBuf {
         self.dir.join("vnc.sock")
     }
+    /// The serial console's log, kept bounded by the agent (`serial_log`).
     pub fn console_log(&self) -> PathBuf {
         self.dir.join("console.log")
+    }
+    /// QEMU's serial console socket, which the agent reads.
+    pub fn serial_socket(&self) -> PathBuf {
+        self.dir.join("serial.sock")
     }
     /// The config drive (`config-2`, VFAT).
     pub fn config_drive(&self) -> PathBuf {

@@ -16,6 +16,7 @@ pub mod network;
 pub mod qemu;
 pub mod reconciler;
 pub mod reports;
+pub mod serial_log;
 pub mod storage;
 
 use anyhow::Context;
@@ -52,6 +53,11 @@ pub struct AgentConfig {
     /// Ranges guests may not open connections to (`--management-cidr`):
     /// the operator's LAN, other hosts' agents and controllers.
     pub management_cidrs: Vec<nubis_api::security_groups::Prefix>,
+    /// Size limit of the image cache, in GiB: past it, images no instance
+    /// here uses are evicted, least recently used first.
+    pub image_cache_gib: u64,
+    /// Size in MiB at which a serial console log is cut back to its newer half.
+    pub console_log_mib: u64,
 }
 
 /// A registered agent whose background tasks (its API, the reconcile and
@@ -133,13 +139,15 @@ pub async fn start(config: AgentConfig) -> anyhow::Result<RunningAgent> {
         }
     });
     let ctx = InstanceContext {
-        images: storage::ImageCache::new(layout.images(), client.clone()),
+        images: storage::ImageCache::new(layout.images(), client.clone())
+            .with_limit(config.image_cache_gib.saturating_mul(1 << 30)),
         accel,
         stop_timeout: config.stop_timeout,
         reports: reports::Reports::default(),
         networking: network::HostNetworking::new(layout.networks(), config.metadata_port)
             .with_management_cidrs(config.management_cidrs.clone()),
         metadata_service: true,
+        console_log_bytes: config.console_log_mib.max(1) << 20,
     };
     let actors = reconciler::Actors::default();
     let reconcile = {

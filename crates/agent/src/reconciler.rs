@@ -68,6 +68,8 @@ pub async fn follow_desired_state(
                 if let Err(e) = ctx.networking.remove_stray_taps(&desired.instances).await {
                     tracing::warn!(error = %format!("{e:#}"), "cannot remove stray TAPs");
                 }
+                // Deleted images go, and the cache stays under its limit.
+                ctx.images.tidy(&desired.instances).await;
             }
             Err(e) => {
                 tracing::warn!(error = %format!("{e:#}"), "cannot fetch desired state; retrying");

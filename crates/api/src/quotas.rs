@@ -16,10 +16,43 @@ pub struct QuotaLimits {
     pub disk_gib: u64,
     pub floating_ips: u64,
     pub networks: u64,
+    /// Images the project owns (queued ones included).
+    #[serde(default = "defaults::images")]
+    pub images: u64,
+    /// Total size of the project's uploaded image files, in GiB (checked
+    /// against the exact bytes; as usage, rounded up to whole GiB).
+    #[serde(default = "defaults::image_gib")]
+    pub image_gib: u64,
+    /// Security groups other than the project's `default` one.
+    #[serde(default = "defaults::security_groups")]
+    pub security_groups: u64,
+    /// Rules in all of the project's security groups (`default`'s included).
+    #[serde(default = "defaults::security_group_rules")]
+    pub security_group_rules: u64,
 }
 
+/// Defaults of the limits added after the first ones (for serde, too).
+mod defaults {
+    pub fn images() -> u64 {
+        20
+    }
+    pub fn image_gib() -> u64 {
+        100
+    }
+    pub fn security_groups() -> u64 {
+        10
+    }
+    pub fn security_group_rules() -> u64 {
+        100
+    }
+}
+
+/// Bytes in a GiB.
+pub const GIB: u64 = 1 << 30;
+
 impl Default for QuotaLimits {
-    /// OpenStack's defaults (Nova, Neutron).
+    /// OpenStack's defaults (Nova, Neutron: 10 security groups, 100 rules);
+    /// Glance has no default image quota, so ours is 20 images, 100 GiB.
     fn default() -> Self {
         Self {
             servers: 10,
@@ -28,6 +61,10 @@ impl Default for QuotaLimits {
             disk_gib: 1_000,
             floating_ips: 10,
             networks: 10,
+            images: defaults::images(),
+            image_gib: defaults::image_gib(),
+            security_groups: defaults::security_groups(),
+            security_group_rules: defaults::security_group_rules(),
         }
     }
 }
@@ -45,11 +82,15 @@ impl QuotaLimits {
             disk_gib: 0,
             floating_ips: 0,
             networks: 0,
+            images: 0,
+            image_gib: 0,
+            security_groups: 0,
+            security_group_rules: 0,
         }
     }
 
     /// (name, limit, used) for each resource, in a fixed order.
-    pub fn pairs(&self, used: &QuotaUsage) -> [(&'static str, u64, u64); 6] {
+    pub fn pairs(&self, used: &QuotaUsage) -> [(&'static str, u64, u64); 10] {
         [
             ("servers", self.servers, used.servers),
             ("vcpus", self.vcpus, used.vcpus),
@@ -57,6 +98,18 @@ impl QuotaLimits {
             ("disk_gib", self.disk_gib, used.disk_gib),
             ("floating_ips", self.floating_ips, used.floating_ips),
             ("networks", self.networks, used.networks),
+            ("images", self.images, used.images),
+            ("image_gib", self.image_gib, used.image_gib),
+            (
+                "security_groups",
+                self.security_groups,
+                used.security_groups,
+            ),
+            (
+                "security_group_rules",
+                self.security_group_rules,
+                used.security_group_rules,
+            ),
         ]
     }
 
@@ -69,6 +122,10 @@ impl QuotaLimits {
             extra.disk_gib,
             extra.floating_ips,
             extra.networks,
+            extra.images,
+            extra.image_gib,
+            extra.security_groups,
+            extra.security_group_rules,
         ];
         self.pairs(used)
             .into_iter()
@@ -105,6 +162,18 @@ pub struct UpdateQuotas {
     #[serde(default, deserialize_with = "limit")]
     #[schema(schema_with = limit_schema)]
     pub networks: Option<u64>,
+    #[serde(default, deserialize_with = "limit")]
+    #[schema(schema_with = limit_schema)]
+    pub images: Option<u64>,
+    #[serde(default, deserialize_with = "limit")]
+    #[schema(schema_with = limit_schema)]
+    pub image_gib: Option<u64>,
+    #[serde(default, deserialize_with = "limit")]
+    #[schema(schema_with = limit_schema)]
+    pub security_groups: Option<u64>,
+    #[serde(default, deserialize_with = "limit")]
+    #[schema(schema_with = limit_schema)]
+    pub security_group_rules: Option<u64>,
 }
 
 /// A limit as `limit` accepts it: 0 to `MAX_LIMIT`, never null.
@@ -132,6 +201,30 @@ impl UpdateQuotas {
             disk_gib: self.disk_gib.unwrap_or(current.disk_gib),
             floating_ips: self.floating_ips.unwrap_or(current.floating_ips),
             networks: self.networks.unwrap_or(current.networks),
+            images: self.images.unwrap_or(current.images),
+            image_gib: self.image_gib.unwrap_or(current.image_gib),
+            security_groups: self.security_groups.unwrap_or(current.security_groups),
+            security_group_rules: self
+                .security_group_rules
+                .unwrap_or(current.security_group_rules),
+        }
+    }
+
+    /// Whether this update sets the limit called `name` (as in
+    /// [`QuotaLimits::pairs`]).
+    pub fn sets(&self, name: &str) -> bool {
+        match name {
+            "servers" => self.servers.is_some(),
+            "vcpus" => self.vcpus.is_some(),
+            "memory_mib" => self.memory_mib.is_some(),
+            "disk_gib" => self.disk_gib.is_some(),
+            "floating_ips" => self.floating_ips.is_some(),
+            "networks" => self.networks.is_some(),
+            "images" => self.images.is_some(),
+            "image_gib" => self.image_gib.is_some(),
+            "security_groups" => self.security_groups.is_some(),
+            "security_group_rules" => self.security_group_rules.is_some(),
+            _ => false,
         }
     }
 }
@@ -142,6 +235,22 @@ pub struct ProjectQuotas {
     pub project: crate::ProjectId,
     pub limits: QuotaLimits,
     pub in_use: QuotaUsage,
+    /// The exact bytes of the project's image files (`in_use.image_gib` is
+    /// this rounded up to whole GiB).
+    #[serde(default)]
+    pub image_bytes_in_use: u64,
+}
+
+/// Whether `extra` more bytes of image files fit beside `used` under a
+/// limit of `limit_gib` GiB; the message names the quota when not.
+pub fn image_bytes_exceeded(limit_gib: u64, used: u64, extra: u64) -> Option<String> {
+    let limit = limit_gib.saturating_mul(GIB);
+    (used.saturating_add(extra) > limit).then(|| {
+        format!(
+            "quota exceeded for image_gib: limit {limit_gib} GiB ({limit} bytes), \
+             in use {used} bytes, requested {extra} bytes"
+        )
+    })
 }
 
 #[cfg(test)]
@@ -178,6 +287,7 @@ mod tests {
             disk_gib: 2,
             floating_ips: 0,
             networks: 1,
+            ..QuotaUsage::default_zero()
         };
         let one = QuotaUsage {
             servers: 1,
@@ -186,6 +296,7 @@ mod tests {
             disk_gib: 1,
             floating_ips: 0,
             networks: 0,
+            ..QuotaUsage::default_zero()
         };
         let e = limits.exceeded_by(&used, &one).unwrap();
         assert!(e.contains("servers: limit 2, in use 2, requested 1"), "{e}");
@@ -195,5 +306,23 @@ mod tests {
             ..QuotaUsage::default_zero()
         };
         assert!(limits.exceeded_by(&used, &fip).is_none());
+    }
+
+    #[test]
+    fn image_bytes_are_held_to_the_byte() {
+        assert!(image_bytes_exceeded(1, GIB - 10, 10).is_none());
+        let e = image_bytes_exceeded(1, GIB - 10, 11).unwrap();
+        assert!(e.contains("image_gib: limit 1 GiB"), "{e}");
+        assert!(image_bytes_exceeded(0, 0, 1).is_some());
+        assert!(image_bytes_exceeded(0, 0, 0).is_none());
+    }
+
+    #[test]
+    fn older_limits_get_the_new_defaults() {
+        let old =
+            r#"{"servers":1,"vcpus":2,"memory_mib":3,"disk_gib":4,"floating_ips":5,"networks":6}"#;
+        let l: QuotaLimits = serde_json::from_str(old).unwrap();
+        assert_eq!((l.images, l.image_gib), (20, 100));
+        assert_eq!((l.security_groups, l.security_group_rules), (10, 100));
     }
 }

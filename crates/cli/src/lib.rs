@@ -110,6 +110,11 @@ pub enum ImageCommand {
         /// The image: name or id.
         image: String,
     },
+    /// Delete an image (refused while a server uses it); frees its bytes.
+    Delete {
+        /// The image: name or id.
+        image: String,
+    },
     /// Create an image and upload its file.
     Create {
         /// The image's name.
@@ -332,6 +337,9 @@ pub async fn run(opts: &ClientOptions, command: ClientCommand) -> anyhow::Result
         ClientCommand::Image(ImageCommand::List) => images::list(&client, json).await,
         ClientCommand::Image(ImageCommand::Show { image }) => {
             images::show(&client, &image, json).await
+        }
+        ClientCommand::Image(ImageCommand::Delete { image }) => {
+            images::delete(&client, &image).await
         }
         ClientCommand::Image(ImageCommand::Create {
             name,

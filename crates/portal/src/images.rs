@@ -31,7 +31,7 @@ fn list_page(
         div.table-wrap {
             table {
                 caption.sr { "Images of your project and public images" }
-                thead { tr { th scope="col" { "Name" } th scope="col" { "OS" } th scope="col" { "Format" } th scope="col" { "Status" } th scope="col" { "Size" } th scope="col" { "Created" } } }
+                thead { tr { th scope="col" { "Name" } th scope="col" { "OS" } th scope="col" { "Format" } th scope="col" { "Status" } th scope="col" { "Size" } th scope="col" { "Created" } th scope="col" { span.sr { "Actions" } } } }
                 tbody {
                     @for i in images {
                         tr {
@@ -41,6 +41,14 @@ fn list_page(
                             td data-label="Status" { (status(i["status"].as_str().unwrap_or(""))) }
                             td data-label="Size" { (i["size"].as_u64().map(layout::bytes).unwrap_or_else(|| "—".into())) }
                             td data-label="Created" { (time(&i["created_at"])) }
+                            td {
+                                @if i["project"] == session.user["project"] || session.admin() {
+                                    form.inline method="post" action={ "/images/" (i["id"].as_str().unwrap_or("")) "/delete" } {
+                                        (csrf_field(&session.csrf))
+                                        button.danger.small type="submit" aria-label={ "Delete image " (text(&i["name"])) } { "Delete" }
+                                    }
+                                }
+                            }
                         }
                     }
                 }
@@ -97,9 +105,13 @@ pub async fn list(
     Query(q): Query<HashMap<String, String>>,
 ) -> Response {
     let r = session.get(&portal, "/v1/images").await;
-    let info = q
-        .contains_key("uploaded")
-        .then_some("The image was uploaded and is ready to use.");
+    let info = if q.contains_key("uploaded") {
+        Some("The image was uploaded and is ready to use.")
+    } else if q.get("done").map(String::as_str) == Some("deleted") {
+        Some("The image was deleted.")
+    } else {
+        None
+    };
     let error = (!r.ok()).then(|| r.message());
     list_page(
         &session,
@@ -193,4 +205,33 @@ pub async fn upload(
         )
         .await;
     (r.status, Json(r.body)).into_response()
+}
+
+/// Deletes an image (the API refuses while a server uses it: the page
+/// then shows why).
+pub async fn delete(
+    State(portal): State<Portal>,
+    session: Session,
+    Path(id): Path<String>,
+    Form(fields): Form<Vec<(String, String)>>,
+) -> Response {
+    if let Err(r) = session.check(&Fields(fields)) {
+        return r;
+    }
+    if !id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-') {
+        return StatusCode::NOT_FOUND.into_response();
+    }
+    let r = session
+        .call(&portal, Method::DELETE, &format!("/v1/images/{id}"), None)
+        .await;
+    if r.ok() {
+        return Redirect::to("/images?done=deleted").into_response();
+    }
+    let images = session.get(&portal, "/v1/images").await.list();
+    let msg = format!("The image was not deleted: {}", r.message());
+    (
+        r.status,
+        list_page(&session, &images, &Fields(Vec::new()), Some(&msg), None),
+    )
+        .into_response()
 }

@@ -71,6 +71,7 @@ pub fn router(api: Router) -> Router {
         .route("/servers/{id}/action", post(servers::action))
         .route("/servers/{id}/console", post(servers::console))
         .route("/images", get(images::list).post(images::create))
+        .route("/images/{id}/delete", post(images::delete))
         .route(
             "/images/{id}/file",
             put(images::upload).layer(DefaultBodyLimit::disable()),

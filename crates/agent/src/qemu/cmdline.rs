@@ -53,7 +53,11 @@ pub struct VmConfig {
     pub cmdline: Option<String>,
     pub qmp_socket: PathBuf,
     pub pidfile: PathBuf,
-    pub console_log: PathBuf,
+    /// The serial console: a unix socket QEMU listens on (in the instance
+    /// directory, so an unprivileged QEMU can create it); the agent reads
+    /// it into a bounded log (`serial_log`). Output while nobody reads is
+    /// dropped, so nothing grows while the agent is down.
+    pub serial_socket: PathBuf,
     /// The VNC server's unix socket (the graphical console). Only the agent
     /// can reach it: no TCP port, so no password and no port reuse.
     pub vnc_socket: PathBuf,
@@ -115,8 +119,8 @@ impl VmConfig {
         push(&[
             "-chardev",
             &format!(
-                "file,id=console0,path={},append=on",
-                escape_opt(&path_str(&self.console_log))
+                "socket,id=console0,path={},server=on,wait=off",
+                escape_opt(&path_str(&self.serial_socket))
             ),
         ]);
         push(&["-serial", "chardev:console0"]);
@@ -208,7 +212,7 @@ mod tests {
             cmdline: Some("console=ttyS0 quiet".into()),
             qmp_socket: "/run/x/qmp.sock".into(),
             pidfile: "/run/x/qemu.pid".into(),
-            console_log: "/run/x/console.log".into(),
+            serial_socket: "/run/x/serial.sock".into(),
             vnc_socket: "/run/x/vnc.sock".into(),
             nics: vec![("ntap-1".into(), "52:54:00:00:00:01".into())],
             config_drive: Some("/run/x/config.img".into()),
@@ -320,12 +324,12 @@ mod tests {
     #[test]
     fn commas_in_option_values_are_escaped() {
         let mut c = config();
-        c.console_log = "/data,dir/console.log".into();
+        c.serial_socket = "/data,dir/serial.sock".into();
         let a = args(&c);
         assert_eq!(after(&a, "-name"), "guest=web,,1,debug-threads=on");
         assert_eq!(
             after(&a, "-chardev"),
-            "file,id=console0,path=/data,,dir/console.log,append=on"
+            "socket,id=console0,path=/data,,dir/serial.sock,server=on,wait=off"
         );
     }
 }

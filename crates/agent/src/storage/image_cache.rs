@@ -5,6 +5,10 @@
 //! releases the image's lock; the partial file stays, and the next attempt
 //! asks only for the rest (HTTP `Range`). A controller that answers with
 //! the whole file instead (`200`) gets a clean restart from byte zero.
+//!
+//! The cache is bounded (see [`sweep`]): images the controller no longer
+//! lists go, and past the size limit the least recently used images no
+//! instance here uses go too. A file's modification time is its last use.
 
 use crate::controller_client::ControllerClient;
 use anyhow::Context;
@@ -35,7 +39,12 @@ pub struct ImageCache {
     /// One lock per image, so concurrent instances share one download.
     locks: Arc<Mutex<HashMap<ImageId, Arc<Mutex<()>>>>>,
     idle_timeout: Duration,
+    /// Past this many bytes, unused images are evicted.
+    limit_bytes: u64,
 }
+
+/// The default `--image-cache-gib`.
+pub const DEFAULT_LIMIT_GIB: u64 = 20;
 
 /// Why a download attempt failed, which decides what happens to the partial
 /// file: a broken transfer keeps it (the next attempt resumes), wrong bytes
@@ -54,7 +63,14 @@ impl ImageCache {
             client,
             locks: Arc::default(),
             idle_timeout: DOWNLOAD_IDLE_TIMEOUT,
+            limit_bytes: DEFAULT_LIMIT_GIB << 30,
         }
+    }
+
+    /// The same cache with another size limit, in bytes.
+    pub fn with_limit(mut self, bytes: u64) -> Self {
+        self.limit_bytes = bytes;
+        self
     }
 
     /// The same cache with another idle limit (tests use a short one).
@@ -80,6 +96,7 @@ impl ImageCache {
         let lock = self.locks.lock().await.entry(image.id).or_default().clone();
         let _guard = lock.lock().await;
         if tokio::fs::metadata(&path).await.is_ok() {
+            mark_used(&path);
             return Ok(path);
         }
         tokio::fs::create_dir_all(&self.dir).await?;
@@ -200,5 +217,15 @@ fn resumes_at(resp: &reqwest::Response, from: u64) -> bool {
             == Some(from)
 }
 
+/// Records a use of a cached image (its modification time), for the LRU.
+fn mark_used(path: &Path) {
+    let touched =
+        std::fs::File::open(path).and_then(|f| f.set_modified(std::time::SystemTime::now()));
+    if let Err(e) = touched {
+        tracing::debug!(path = %path.display(), error = %e, "cannot record an image's use");
+    }
+}
+
+pub mod sweep;
 #[cfg(test)]
 mod tests;

@@ -38,6 +38,15 @@ pub async fn show(client: &ApiClient, image: &str, json: bool) -> anyhow::Result
     Ok(())
 }
 
+/// Deletes an image; the controller refuses while a server uses it.
+pub async fn delete(client: &ApiClient, image: &str) -> anyhow::Result<()> {
+    client
+        .delete(&format!("/v1/images/{}", segment(image)))
+        .await?;
+    println!("Image '{image}' deleted.");
+    Ok(())
+}
+
 /// What `nubis image create` asks for.
 pub struct NewImage<'a> {
     pub name: &'a str,

@@ -37,6 +37,18 @@ pub enum QuotaCommand {
         /// Most networks.
         #[arg(long, value_name = "N")]
         networks: Option<u64>,
+        /// Most images.
+        #[arg(long, value_name = "N")]
+        images: Option<u64>,
+        /// Most GiB of image files, over all images.
+        #[arg(long, value_name = "GIB")]
+        image_gib: Option<u64>,
+        /// Most security groups (besides `default`).
+        #[arg(long, value_name = "N")]
+        security_groups: Option<u64>,
+        /// Most security group rules, over all groups.
+        #[arg(long, value_name = "N")]
+        security_group_rules: Option<u64>,
     },
 }
 
@@ -63,6 +75,10 @@ pub async fn run(client: &ApiClient, cmd: QuotaCommand, json: bool) -> anyhow::R
             disk_gib,
             floating_ips,
             networks,
+            images,
+            image_gib,
+            security_groups,
+            security_group_rules,
         } => {
             let update = UpdateQuotas {
                 servers,
@@ -71,6 +87,10 @@ pub async fn run(client: &ApiClient, cmd: QuotaCommand, json: bool) -> anyhow::R
                 disk_gib,
                 floating_ips,
                 networks,
+                images,
+                image_gib,
+                security_groups,
+                security_group_rules,
             };
             // Send only what was given, so the others stay.
             let body: serde_json::Map<String, serde_json::Value> = serde_json::to_value(update)?
@@ -119,5 +139,9 @@ fn print(quotas: &ProjectQuotas, json: bool) {
                 limit.saturating_sub(*used).to_string(),
             ]
         },
+    );
+    println!(
+        "Image files hold {} bytes ({} GiB rounded up).",
+        quotas.image_bytes_in_use, quotas.in_use.image_gib
     );
 }

@@ -1,12 +1,13 @@
 //! The image catalog: records, and uploads checked by our own format parser.
 
 use super::error::{ApiError, ApiResult};
-use super::extract::{ApiJson, ApiPath, Caller};
+use super::extract::{AgentCaller, ApiJson, ApiPath, Caller};
 use super::AppState;
 use crate::store::images::{NewImage, UploadedFile};
+use crate::store::StoreError;
 use axum::body::Body;
 use axum::extract::State;
-use axum::http::StatusCode;
+use axum::http::{header, HeaderMap, StatusCode};
 use axum::Json;
 use futures_util::StreamExt;
 use nubis_api::images::{
@@ -25,7 +26,8 @@ pub fn image_path(images_dir: &Path, id: ImageId) -> PathBuf {
 
 /// Create an image record; upload its bytes with `PUT /v1/images/{id}/file`.
 #[utoipa::path(post, path = "/v1/images", tag = "images", request_body = CreateImage,
-    responses((status = 201, body = Image), (status = 400, body = ErrorBody), (status = 409, body = ErrorBody)),
+    responses((status = 201, body = Image), (status = 400, body = ErrorBody),
+        (status = 403, body = ErrorBody), (status = 409, body = ErrorBody)),
     security(("bearer" = [])))]
 pub async fn create(
     State(state): State<AppState>,
@@ -124,18 +126,88 @@ pub async fn show(
     Ok(Json(image))
 }
 
+/// Delete an image (its owner, or an admin): refused with 409 `in_use` while
+/// a server still uses it (as its disk's base or its ISO, or through an image
+/// that boots with it as kernel or initrd). Its file is removed at once; the
+/// agents drop their cached copies when they next sweep their caches.
+#[utoipa::path(delete, path = "/v1/images/{id}", tag = "images",
+    params(("id" = String, Path, description = "image id or name")),
+    responses((status = 204), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody),
+        (status = 409, body = ErrorBody)), security(("bearer" = [])))]
+pub async fn delete(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiPath(id): ApiPath<String>,
+) -> ApiResult<StatusCode> {
+    let image = match state.store.image_visible(caller.user.project, &id).await {
+        Ok(image) => image,
+        // An admin may delete any project's image, named by its id.
+        Err(StoreError::NotFound) if caller.user.admin => match id.parse::<ImageId>() {
+            Ok(id) => state
+                .store
+                .image_any_project(id)
+                .await
+                .map_err(ApiError::from_store("image"))?,
+            Err(_) => return Err(ApiError::not_found("image")),
+        },
+        Err(e) => return Err(ApiError::from_store("image")(e)),
+    };
+    if image.project != caller.user.project && !caller.user.admin {
+        // Public, so visible: but only its owner or an admin may delete it.
+        return Err(ApiError::forbidden(
+            "only the image's project or an admin may delete it",
+        ));
+    }
+    // An upload in progress would recreate the file after the delete.
+    let _claim = UploadClaim::take(&state, image.id)?;
+    state
+        .store
+        .delete_image(image.id)
+        .await
+        .map_err(|e| match e {
+            StoreError::Conflict(m) => ApiError::new(StatusCode::CONFLICT, "in_use", m),
+            other => ApiError::from_store("image")(other),
+        })?;
+    let path = image_path(&state.images_dir, image.id);
+    match tokio::fs::remove_file(&path).await {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {} // Queued: no file.
+        // The row is gone, so nothing can use the file; log, do not fail.
+        Err(e) => {
+            tracing::warn!(image = %image.id, error = %e, "cannot remove a deleted image's file")
+        }
+    }
+    // Agents sweep their image caches after each desired-state change.
+    state.desired_state_changed();
+    tracing::info!(image = %image.id, name = %image.name, "image deleted");
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Ids of every image with a file (agent only): a host drops the cached
+/// copies of images missing here (deleted).
+#[utoipa::path(get, path = "/v1/agent/images", tag = "agent",
+    responses((status = 200, body = [String]), (status = 401, body = ErrorBody)))]
+pub async fn agent_catalog(
+    State(state): State<AppState>,
+    _agent: AgentCaller,
+) -> ApiResult<Json<Vec<ImageId>>> {
+    Ok(Json(state.store.active_image_ids().await?))
+}
+
 /// Upload an image's bytes (streamed to disk, never held in memory). The
 /// bytes are checked against the declared format before the image is usable.
 #[utoipa::path(put, path = "/v1/images/{id}/file", tag = "images",
     params(("id" = String, Path, description = "image id")),
     request_body(content = Vec<u8>, content_type = "application/octet-stream"),
-    responses((status = 200, body = Image), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody),
-        (status = 408, body = ErrorBody), (status = 409, body = ErrorBody), (status = 413, body = ErrorBody)),
+    responses((status = 200, body = Image), (status = 400, body = ErrorBody), (status = 403, body = ErrorBody),
+        (status = 404, body = ErrorBody), (status = 408, body = ErrorBody), (status = 409, body = ErrorBody),
+        (status = 413, body = ErrorBody)),
     security(("bearer" = [])))]
 pub async fn upload(
     State(state): State<AppState>,
     caller: Caller,
     ApiPath(id): ApiPath<ImageId>,
+    headers: HeaderMap,
     body: Body,
 ) -> ApiResult<Json<Image>> {
     let owned = state
@@ -155,6 +227,15 @@ pub async fn upload(
             "this image already has its file; images are immutable",
         ));
     }
+    // The image_gib quota: a declared length that cannot fit is refused
+    // before any byte is stored; the bytes received are held to what is
+    // left as they arrive; and activation checks them again, with the
+    // project locked, against uploads that finished meanwhile.
+    let project = caller.user.project;
+    if let Some(declared) = content_length(&headers) {
+        state.store.check_image_room(project, declared).await?;
+    }
+    let room = state.store.image_bytes_left(project).await?;
     let final_path = image_path(&state.images_dir, id);
     // A unique temporary name: two concurrent uploads never share a file.
     let temp = state
@@ -167,12 +248,19 @@ pub async fn upload(
         path: temp,
         keep: false,
     };
-    let file = receive(&state, body, &temp.path, image.format).await?;
+    let file = receive(&state, body, &temp.path, image.format, room).await?;
     tokio::fs::rename(&temp.path, &final_path)
         .await
         .map_err(ApiError::internal)?;
-    temp.keep = true; // Renamed: nothing left to remove.
-    let image = state.store.activate_image(id, &file).await?;
+    let image = match state.store.activate_image(id, &file).await {
+        Ok(image) => image,
+        Err(e) => {
+            // Not accepted (quota, or deleted meanwhile): the file goes.
+            let _ = tokio::fs::remove_file(&final_path).await;
+            return Err(e.into());
+        }
+    };
+    temp.keep = true; // Renamed and recorded: nothing left to remove.
     tracing::info!(image = %id, size = file.size, "image uploaded");
     Ok(Json(image))
 }
@@ -224,12 +312,25 @@ impl Drop for UploadClaim<'_> {
     }
 }
 
+/// The request's `Content-Length`, if it has a valid one.
+fn content_length(headers: &HeaderMap) -> Option<u64> {
+    headers
+        .get(header::CONTENT_LENGTH)?
+        .to_str()
+        .ok()?
+        .parse()
+        .ok()
+}
+
 /// Streams the body into `temp` (hashing as it goes), then checks the bytes.
+/// More than `room` bytes (what the project's image quota leaves) fail
+/// with 403 `quota_exceeded` as soon as they arrive.
 async fn receive(
     state: &AppState,
     body: Body,
     temp: &Path,
     format: ImageFormat,
+    room: u64,
 ) -> ApiResult<UploadedFile> {
     let mut out = tokio::fs::File::create(temp)
         .await
@@ -264,6 +365,12 @@ async fn receive(
                 "payload_too_large",
                 format!("images may be at most {} bytes", state.max_image_bytes),
             ));
+        }
+        if size > room {
+            return Err(ApiError::quota_exceeded(format!(
+                "quota exceeded for image_gib: the project has room for {room} more bytes \
+                 of images; the upload was abandoned and the image is still queued"
+            )));
         }
         hasher.update(&chunk);
         out.write_all(&chunk).await.map_err(ApiError::internal)?;

@@ -105,7 +105,7 @@ pub fn router(state: AppState) -> Router {
         .route("/users/me", get(users::me))
         .route("/flavors", get(flavors::list).post(flavors::create))
         .route("/images", get(images::list).post(images::create))
-        .route("/images/{id}", get(images::show))
+        .route("/images/{id}", get(images::show).delete(images::delete))
         .route("/servers", get(servers::list).post(servers::create))
         .route(
             "/servers/{id}",
@@ -175,6 +175,7 @@ pub fn router(state: AppState) -> Router {
         .route("/agent/hosts/{id}/report", put(agents::report))
         // Only the response head is bounded: the file itself streams.
         .route("/agent/images/{id}/file", get(agents::image_file))
+        .route("/agent/images", get(images::agent_catalog))
         .route("/openapi.json", get(openapi::serve))
         .route_layer(from_fn_with_state(request_limit, timeouts::within));
     let long_poll = Router::new()

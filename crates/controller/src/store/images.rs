@@ -1,6 +1,9 @@
-//! The image catalog.
+//! The image catalog. Creating an image counts against the project's
+//! `images` quota; activating it (its upload accepted) against `image_gib`,
+//! by the bytes received; both inside the transaction that writes the row.
 
-use super::rows::{big, count_opt, parse, parse_opt, time};
+use super::quotas::{check_image_bytes, check_quota};
+use super::rows::{big, count, count_opt, parse, parse_opt, time};
 use super::{found, is_unique_violation, now_ms, Store, StoreError, StoreResult};
 use nubis_api::images::{ConfigFormat, Image, ImageFormat, ImageStatus, Visibility};
 use nubis_api::{ImageId, ProjectId};
@@ -75,6 +78,12 @@ fn visibility_str(v: Visibility) -> &'static str {
 impl Store {
     pub async fn create_image(&self, new: &NewImage<'_>) -> StoreResult<Image> {
         let id = ImageId::new();
+        let mut tx = self.begin_write().await?;
+        let one = nubis_api::quotas::QuotaUsage {
+            images: 1,
+            ..nubis_api::quotas::QuotaUsage::default_zero()
+        };
+        check_quota(&mut tx, new.project, &one).await?;
         let res = sqlx::query(
             "INSERT INTO images (id, project_id, name, os, version, format, status, visibility, \
              kernel_id, initrd_id, cmdline, created_at, config_format) \
@@ -93,7 +102,7 @@ impl Store {
         .bind(new.cmdline)
         .bind(now_ms())
         .bind(new.config_format.as_str())
-        .execute(self.pool())
+        .execute(&mut *tx)
         .await;
         match res {
             Err(e) if is_unique_violation(&e) => Err(StoreError::Conflict(format!(
@@ -101,7 +110,10 @@ impl Store {
                 new.name
             ))),
             Err(e) => Err(e.into()),
-            Ok(_) => self.image_any_project(id).await,
+            Ok(_) => {
+                tx.commit().await?;
+                self.image_any_project(id).await
+            }
         }
     }
 
@@ -141,18 +153,127 @@ impl Store {
         rows.iter().map(image_from_row).collect()
     }
 
-    /// Records an accepted upload and makes the image usable.
+    /// Records an accepted upload and makes the image usable, if its bytes
+    /// fit the project's `image_gib` quota (else `QuotaExceeded`, and the
+    /// image stays queued). `NotFound` if the image was deleted meanwhile.
     pub async fn activate_image(&self, id: ImageId, file: &UploadedFile) -> StoreResult<Image> {
-        sqlx::query(
+        let mut tx = self.begin_write().await?;
+        let project = image_project(&mut tx, id).await?;
+        check_image_bytes(&mut tx, project, file.size).await?;
+        let done = sqlx::query(
             "UPDATE images SET status = 'active', size = $2, virtual_size = $3, checksum = $4 \
-             WHERE id = $1",
+             WHERE id = $1 AND status = 'queued'",
         )
         .bind(id.to_string())
         .bind(big(file.size))
         .bind(big(file.virtual_size))
         .bind(&file.checksum)
-        .execute(self.pool())
+        .execute(&mut *tx)
         .await?;
+        if done.rows_affected() == 0 {
+            return Err(StoreError::Conflict(
+                "this image already has its file; images are immutable".into(),
+            ));
+        }
+        tx.commit().await?;
         self.image_any_project(id).await
+    }
+
+    /// Fails with `QuotaExceeded` unless `bytes` more of image files fit the
+    /// project's `image_gib` quota now (an upload's early check, against
+    /// its declared length; the binding check is at activation).
+    pub async fn check_image_room(&self, project: ProjectId, bytes: u64) -> StoreResult<()> {
+        let mut tx = self.begin_write().await?;
+        check_image_bytes(&mut tx, project, bytes).await?;
+        tx.rollback().await?;
+        Ok(())
+    }
+
+    /// How many more bytes of image files the project may store now.
+    pub async fn image_bytes_left(&self, project: ProjectId) -> StoreResult<u64> {
+        let quotas = self.project_quotas(project).await?;
+        Ok(quotas
+            .limits
+            .image_gib
+            .saturating_mul(nubis_api::quotas::GIB)
+            .saturating_sub(quotas.image_bytes_in_use))
+    }
+
+    /// Deletes an image no server and no other image uses. `in_use`
+    /// (`Conflict`) names the first user found; nothing changes then.
+    /// Servers being deleted still count: their rows reference the image
+    /// until their host has removed them.
+    pub async fn delete_image(&self, id: ImageId) -> StoreResult<()> {
+        let mut tx = self.begin_write().await?;
+        let project = image_project(&mut tx, id).await?;
+        // The project's lock orders this against its own creates; servers
+        // of other projects (a public image) are caught by the foreign key.
+        super::quotas::lock_project(&mut tx, project).await?;
+        let servers = sqlx::query("SELECT COUNT(*) AS n FROM servers WHERE image_id = $1")
+            .bind(id.to_string())
+            .fetch_one(&mut *tx)
+            .await?;
+        let servers = count(&servers, "n")?;
+        if servers > 0 {
+            return Err(StoreError::Conflict(format!(
+                "{servers} server(s) still use this image; delete them first"
+            )));
+        }
+        let parts = sqlx::query(
+            "SELECT name FROM images WHERE kernel_id = $1 OR initrd_id = $1 ORDER BY name LIMIT 1",
+        )
+        .bind(id.to_string())
+        .fetch_optional(&mut *tx)
+        .await?;
+        if let Some(row) = parts {
+            let name: String = row.try_get("name")?;
+            return Err(StoreError::Conflict(format!(
+                "image '{name}' boots with this image as its kernel or initrd; delete it first"
+            )));
+        }
+        let res = sqlx::query("DELETE FROM images WHERE id = $1")
+            .bind(id.to_string())
+            .execute(&mut *tx)
+            .await;
+        match res {
+            Err(e) if is_foreign_key_violation(&e) => Err(StoreError::Conflict(
+                "a server was just created from this image; delete it first".into(),
+            )),
+            Err(e) => Err(e.into()),
+            Ok(_) => {
+                tx.commit().await?;
+                Ok(())
+            }
+        }
+    }
+
+    /// Ids of every image with a file (for agents: a cached image not
+    /// listed here was deleted).
+    pub async fn active_image_ids(&self) -> StoreResult<Vec<ImageId>> {
+        let rows = sqlx::query("SELECT id FROM images WHERE status = 'active' ORDER BY id")
+            .fetch_all(self.pool())
+            .await?;
+        rows.iter().map(|r| parse(r, "id")).collect()
+    }
+}
+
+/// The project owning an image; `NotFound` if there is none.
+async fn image_project(conn: &mut sqlx::AnyConnection, id: ImageId) -> StoreResult<ProjectId> {
+    let row = sqlx::query("SELECT project_id FROM images WHERE id = $1")
+        .bind(id.to_string())
+        .fetch_optional(&mut *conn)
+        .await?;
+    parse(&found(row)?, "project_id")
+}
+
+/// Whether an error is a foreign-key violation (a row still referenced).
+fn is_foreign_key_violation(e: &sqlx::Error) -> bool {
+    match e {
+        sqlx::Error::Database(db) => {
+            db.is_foreign_key_violation()
+                || db.message().contains("FOREIGN KEY constraint failed")
+                || db.code().as_deref() == Some("23503")
+        }
+        _ => false,
     }
 }

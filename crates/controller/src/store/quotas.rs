@@ -17,11 +17,20 @@
 //! project's `default` one. That network is made on demand (by listing
 //! networks or creating a server), so it is neither counted nor checked: the
 //! networks quota is about networks users create, and a project's first
-//! server never fails for want of a network.
+//! server never fails for want of a network. The same holds for the
+//! `default` security group (made on demand, not counted as a group); its
+//! rules do count as rules.
+//!
+//! Images count from their creation (queued ones too); their files count by
+//! the bytes actually stored (`images.size`), held to the byte against
+//! `image_gib` GiB by [`check_image_bytes`] (the generic check only sees
+//! whole units).
 
-use super::rows::{big, count};
+use super::rows::{big, count, count_opt};
 use super::{Store, StoreError, StoreResult};
-use nubis_api::quotas::{ProjectQuotas, QuotaLimits, QuotaUsage, UpdateQuotas};
+use nubis_api::quotas::{
+    image_bytes_exceeded, ProjectQuotas, QuotaLimits, QuotaUsage, UpdateQuotas, GIB,
+};
 use nubis_api::ProjectId;
 use sqlx::any::AnyRow;
 use sqlx::AnyConnection;
@@ -29,8 +38,21 @@ use sqlx::AnyConnection;
 /// The network every project gets on first use; outside the networks quota.
 pub const DEFAULT_NETWORK: &str = "default";
 
+/// The security group every project gets on first use; outside the groups
+/// quota (its rules count).
+pub const DEFAULT_SECURITY_GROUP: &str = "default";
+
 fn limits_from_row(row: &AnyRow) -> StoreResult<QuotaLimits> {
+    // Columns added later are NULL in older rows: the default then.
+    let d = QuotaLimits::default();
+    let or = |col: &str, default: u64| -> StoreResult<u64> {
+        Ok(count_opt(row, col)?.unwrap_or(default))
+    };
     Ok(QuotaLimits {
+        images: or("images", d.images)?,
+        image_gib: or("image_gib", d.image_gib)?,
+        security_groups: or("security_groups", d.security_groups)?,
+        security_group_rules: or("security_group_rules", d.security_group_rules)?,
         servers: count(row, "servers")?,
         vcpus: count(row, "vcpus")?,
         memory_mib: count(row, "memory_mib")?,
@@ -66,8 +88,20 @@ async fn limits(conn: &mut AnyConnection, project: ProjectId) -> StoreResult<Quo
     }
 }
 
-/// What the project holds now.
-async fn usage(conn: &mut AnyConnection, project: ProjectId) -> StoreResult<QuotaUsage> {
+/// Bytes of the project's stored image files.
+async fn image_bytes(conn: &mut AnyConnection, project: ProjectId) -> StoreResult<u64> {
+    let row = sqlx::query(
+        "SELECT CAST(COALESCE(SUM(size), 0) AS BIGINT) AS bytes \
+         FROM images WHERE project_id = $1",
+    )
+    .bind(project.to_string())
+    .fetch_one(&mut *conn)
+    .await?;
+    count(&row, "bytes")
+}
+
+/// What the project holds now, and the exact bytes of its image files.
+async fn usage(conn: &mut AnyConnection, project: ProjectId) -> StoreResult<(QuotaUsage, u64)> {
     let p = project.to_string();
     // SUM of BIGINT is NUMERIC on PostgreSQL: cast back.
     let servers = sqlx::query(
@@ -90,14 +124,38 @@ async fn usage(conn: &mut AnyConnection, project: ProjectId) -> StoreResult<Quot
             .bind(DEFAULT_NETWORK)
             .fetch_one(&mut *conn)
             .await?;
-    Ok(QuotaUsage {
+    let images = sqlx::query("SELECT COUNT(*) AS n FROM images WHERE project_id = $1")
+        .bind(&p)
+        .fetch_one(&mut *conn)
+        .await?;
+    let groups = sqlx::query(
+        "SELECT COUNT(*) AS n FROM security_groups WHERE project_id = $1 AND name <> $2",
+    )
+    .bind(&p)
+    .bind(DEFAULT_SECURITY_GROUP)
+    .fetch_one(&mut *conn)
+    .await?;
+    let rules = sqlx::query(
+        "SELECT COUNT(*) AS n FROM security_group_rules r \
+         JOIN security_groups g ON g.id = r.group_id WHERE g.project_id = $1",
+    )
+    .bind(&p)
+    .fetch_one(&mut *conn)
+    .await?;
+    let bytes = image_bytes(conn, project).await?;
+    let usage = QuotaUsage {
         servers: count(&servers, "servers")?,
         vcpus: count(&servers, "vcpus")?,
         memory_mib: count(&servers, "memory_mib")?,
         disk_gib: count(&servers, "disk_gib")?,
         floating_ips: count(&floating_ips, "n")?,
         networks: count(&networks, "n")?,
-    })
+        images: count(&images, "n")?,
+        image_gib: bytes.div_ceil(GIB),
+        security_groups: count(&groups, "n")?,
+        security_group_rules: count(&rules, "n")?,
+    };
+    Ok((usage, bytes))
 }
 
 /// Inside a write transaction, before inserting: locks the project and fails
@@ -109,8 +167,25 @@ pub(crate) async fn check_quota(
 ) -> StoreResult<()> {
     lock_project(conn, project).await?;
     let limits = limits(conn, project).await?;
-    let used = usage(conn, project).await?;
+    let (used, _) = usage(conn, project).await?;
     match limits.exceeded_by(&used, extra) {
+        Some(message) => Err(StoreError::QuotaExceeded(message)),
+        None => Ok(()),
+    }
+}
+
+/// Inside a write transaction: locks the project and fails with
+/// `QuotaExceeded` if `extra` more bytes of image files would not fit under
+/// its `image_gib` limit beside the files it already holds.
+pub(crate) async fn check_image_bytes(
+    conn: &mut AnyConnection,
+    project: ProjectId,
+    extra: u64,
+) -> StoreResult<()> {
+    lock_project(conn, project).await?;
+    let limits = limits(conn, project).await?;
+    let used = image_bytes(conn, project).await?;
+    match image_bytes_exceeded(limits.image_gib, used, extra) {
         Some(message) => Err(StoreError::QuotaExceeded(message)),
         None => Ok(()),
     }
@@ -129,12 +204,13 @@ impl Store {
             return Err(StoreError::NotFound);
         }
         let limits = limits(&mut tx, project).await?;
-        let in_use = usage(&mut tx, project).await?;
+        let (in_use, image_bytes_in_use) = usage(&mut tx, project).await?;
         tx.commit().await?;
         Ok(ProjectQuotas {
             project,
             limits,
             in_use,
+            image_bytes_in_use,
         })
     }
 
@@ -150,11 +226,16 @@ impl Store {
         lock_project(&mut tx, project).await?;
         let current = limits(&mut tx, project).await?;
         let new = update.apply(current);
-        let used = usage(&mut tx, project).await?;
+        let (used, image_bytes_in_use) = usage(&mut tx, project).await?;
         // Only the limits being set: one already below usage (say, a project
         // older than its quota) does not block changing another.
         for (name, limit, in_use) in new.pairs(&used) {
-            if is_set(update, name) && limit < in_use {
+            let below = if name == "image_gib" {
+                image_bytes_exceeded(limit, image_bytes_in_use, 0).is_some()
+            } else {
+                limit < in_use
+            };
+            if update.sets(name) && below {
                 return Err(StoreError::Conflict(format!(
                     "cannot set the {name} quota to {limit}: the project already holds {in_use}; \
                      free some first"
@@ -163,12 +244,15 @@ impl Store {
         }
         sqlx::query(
             "INSERT INTO project_quotas \
-             (project_id, servers, vcpus, memory_mib, disk_gib, floating_ips, networks) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7) \
+             (project_id, servers, vcpus, memory_mib, disk_gib, floating_ips, networks, \
+             images, image_gib, security_groups, security_group_rules) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) \
              ON CONFLICT (project_id) DO UPDATE SET servers = excluded.servers, \
              vcpus = excluded.vcpus, memory_mib = excluded.memory_mib, \
              disk_gib = excluded.disk_gib, floating_ips = excluded.floating_ips, \
-             networks = excluded.networks",
+             networks = excluded.networks, images = excluded.images, \
+             image_gib = excluded.image_gib, security_groups = excluded.security_groups, \
+             security_group_rules = excluded.security_group_rules",
         )
         .bind(project.to_string())
         .bind(big(new.servers))
@@ -177,6 +261,10 @@ impl Store {
         .bind(big(new.disk_gib))
         .bind(big(new.floating_ips))
         .bind(big(new.networks))
+        .bind(big(new.images))
+        .bind(big(new.image_gib))
+        .bind(big(new.security_groups))
+        .bind(big(new.security_group_rules))
         .execute(&mut *tx)
         .await?;
         tx.commit().await?;
@@ -184,19 +272,7 @@ impl Store {
             project,
             limits: new,
             in_use: used,
+            image_bytes_in_use,
         })
-    }
-}
-
-/// Whether `update` sets the limit called `name` (as in `QuotaLimits::pairs`).
-fn is_set(update: &UpdateQuotas, name: &str) -> bool {
-    match name {
-        "servers" => update.servers.is_some(),
-        "vcpus" => update.vcpus.is_some(),
-        "memory_mib" => update.memory_mib.is_some(),
-        "disk_gib" => update.disk_gib.is_some(),
-        "floating_ips" => update.floating_ips.is_some(),
-        "networks" => update.networks.is_some(),
-        _ => false,
     }
 }

@@ -1,7 +1,12 @@
-//! Security groups, their rules, and the servers that use them.
+//! Security groups, their rules, and the servers that use them. Creating a
+//! group or a rule counts against the project's quota inside the
+//! transaction that inserts it (the `default` group and its first rules,
+//! made on demand, are never refused).
 
+use super::quotas::{check_quota, DEFAULT_SECURITY_GROUP};
 use super::rows::{parse, parse_opt, time};
 use super::{found, is_unique_violation, now_ms, Store, StoreError, StoreResult};
+use nubis_api::quotas::QuotaUsage;
 use nubis_api::security_groups::{Direction, Prefix, Rule, SecurityGroup};
 use nubis_api::{ProjectId, SecurityGroupId, SecurityGroupRuleId, ServerId};
 use sqlx::any::AnyRow;
@@ -80,6 +85,14 @@ impl Store {
         description: &str,
     ) -> StoreResult<SecurityGroup> {
         let id = SecurityGroupId::new();
+        let mut tx = self.begin_write().await?;
+        if name != DEFAULT_SECURITY_GROUP {
+            let one = QuotaUsage {
+                security_groups: 1,
+                ..QuotaUsage::default_zero()
+            };
+            check_quota(&mut tx, project, &one).await?;
+        }
         let res = sqlx::query(
             "INSERT INTO security_groups (id, project_id, name, description, created_at) VALUES ($1, $2, $3, $4, $5)",
         )
@@ -88,14 +101,17 @@ impl Store {
         .bind(name)
         .bind(description)
         .bind(now_ms())
-        .execute(self.pool())
+        .execute(&mut *tx)
         .await;
         match res {
             Err(e) if is_unique_violation(&e) => Err(StoreError::Conflict(format!(
                 "a security group named '{name}' already exists in this project"
             ))),
             Err(e) => Err(e.into()),
-            Ok(_) => self.security_group(project, &id.to_string()).await,
+            Ok(_) => {
+                tx.commit().await?;
+                self.security_group(project, &id.to_string()).await
+            }
         }
     }
 
@@ -188,33 +204,28 @@ impl Store {
                 remote_group: Some(group.id),
             },
         ] {
-            self.add_rule(group.id, &rule).await?;
+            let mut conn = self.pool().acquire().await?;
+            insert_rule(&mut conn, group.id, &rule).await?;
         }
         self.security_group(project, "default").await
     }
 
+    /// Adds a rule if the project's `security_group_rules` quota has room.
     pub async fn add_rule(&self, group: SecurityGroupId, rule: &NewRule) -> StoreResult<Rule> {
-        let id = SecurityGroupRuleId::new();
-        sqlx::query(
-            "INSERT INTO security_group_rules (id, group_id, direction, protocol, port_min, port_max, \
-             remote_cidr, remote_group_id, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
-        )
-        .bind(id.to_string())
-        .bind(group.to_string())
-        .bind(direction_str(rule.direction))
-        .bind(rule.protocol.as_str())
-        .bind(rule.ports.map(|p| i64::from(p.0)))
-        .bind(rule.ports.map(|p| i64::from(p.1)))
-        .bind(rule.remote_cidr.map(|c| c.to_string()))
-        .bind(rule.remote_group.map(|g| g.to_string()))
-        .bind(now_ms())
-        .execute(self.pool())
-        .await?;
-        let row = sqlx::query("SELECT * FROM security_group_rules WHERE id = $1")
-            .bind(id.to_string())
-            .fetch_one(self.pool())
+        let mut tx = self.begin_write().await?;
+        let row = sqlx::query("SELECT project_id FROM security_groups WHERE id = $1")
+            .bind(group.to_string())
+            .fetch_optional(&mut *tx)
             .await?;
-        rule_from_row(&row)
+        let project: ProjectId = parse(&found(row)?, "project_id")?;
+        let one = QuotaUsage {
+            security_group_rules: 1,
+            ..QuotaUsage::default_zero()
+        };
+        check_quota(&mut tx, project, &one).await?;
+        let rule = insert_rule(&mut tx, group, rule).await?;
+        tx.commit().await?;
+        Ok(rule)
     }
 
     pub async fn delete_rule(
@@ -298,4 +309,33 @@ impl Store {
             .filter_map(|r| r.try_get::<String, _>("ip").ok()?.parse().ok())
             .collect())
     }
+}
+
+/// Inserts a rule (no quota check: the caller's job).
+async fn insert_rule(
+    conn: &mut sqlx::AnyConnection,
+    group: SecurityGroupId,
+    rule: &NewRule,
+) -> StoreResult<Rule> {
+    let id = SecurityGroupRuleId::new();
+    sqlx::query(
+        "INSERT INTO security_group_rules (id, group_id, direction, protocol, port_min, port_max, \
+         remote_cidr, remote_group_id, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+    )
+    .bind(id.to_string())
+    .bind(group.to_string())
+    .bind(direction_str(rule.direction))
+    .bind(rule.protocol.as_str())
+    .bind(rule.ports.map(|p| i64::from(p.0)))
+    .bind(rule.ports.map(|p| i64::from(p.1)))
+    .bind(rule.remote_cidr.map(|c| c.to_string()))
+    .bind(rule.remote_group.map(|g| g.to_string()))
+    .bind(now_ms())
+    .execute(&mut *conn)
+    .await?;
+    let row = sqlx::query("SELECT * FROM security_group_rules WHERE id = $1")
+        .bind(id.to_string())
+        .fetch_one(&mut *conn)
+        .await?;
+    rule_from_row(&row)
 }

@@ -32,6 +32,7 @@ mod isolation;
 mod networks;
 mod openapi;
 mod quotas;
+mod resource_limits;
 mod routing;
 mod servers;
 mod terms;

@@ -33,7 +33,7 @@ async fn unknown_paths_are_404_and_wrong_methods_405_in_json() {
         (Method::PUT, format!("/v1/servers/{some}")),
         (Method::GET, format!("/v1/servers/{some}/start")),
         (Method::POST, format!("/v1/images/{some}/file")),
-        (Method::DELETE, format!("/v1/images/{some}")),
+        (Method::PATCH, format!("/v1/images/{some}")),
     ];
     for (method, path) in not_allowed {
         let resp = cloud.send(method.clone(), &path, None).await;

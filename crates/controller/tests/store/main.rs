@@ -188,6 +188,7 @@ mod iso;
 mod leader_leases;
 mod legacy_runner;
 mod quotas;
+mod resource_limits;
 mod schema;
 mod servers;
 mod terms;

@@ -119,6 +119,8 @@ async fn quotas_below_usage_are_refused(db: &Db) {
             disk_gib: 40,
             floating_ips: 0,
             networks: 0,
+            images: 1,
+            ..QuotaLimits::default_zero()
         }
     );
     let cases = [
