@@ -91,3 +91,19 @@ pub struct TokenResponse {
     pub user: User,
     pub project: ProjectId,
 }
+
+/// Whether anyone may create an account.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum Registration {
+    /// `POST /v1/users` is open to anyone.
+    Open,
+    /// Only the cloud's operator creates accounts.
+    Closed,
+}
+
+/// `GET /v1/registration`: whether `POST /v1/users` is open.
+#[derive(Clone, Debug, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct RegistrationStatus {
+    pub registration: Registration,
+}
