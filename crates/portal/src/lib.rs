@@ -183,7 +183,7 @@ impl Portal {
         if let Some(ct) = content_type {
             req = req.header(CONTENT_TYPE, ct);
         }
-        let Ok(req) = req.body(body) else {
+        let Ok(mut req) = req.body(body) else {
             return Reply {
                 status: StatusCode::BAD_REQUEST,
                 body: Value::Null,
@@ -191,7 +191,7 @@ impl Portal {
                 retry_after: None,
             };
         };
-        let mut req = req;
+        // The browser's address, for the API's rules that need one.
         if let Ok(Some(client)) = CLIENT.try_with(|c| *c) {
             req.extensions_mut().insert(client);
         }

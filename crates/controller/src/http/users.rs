@@ -108,7 +108,7 @@ pub async fn login(
         .login_throttle
         .admit(req.name.as_str(), address, state.clock.now())
         .map_err(|refused| {
-            tracing::warn!(user = %req.name.as_str(), client = ?address, "login throttled");
+            tracing::info!(user = %req.name.as_str(), client = ?address, "login throttled");
             throttled(refused)
         })?;
     let record = match state.store.user_by_name(req.name.as_str()).await {
