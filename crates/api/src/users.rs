@@ -92,13 +92,16 @@ pub struct TokenResponse {
     pub project: ProjectId,
 }
 
-/// Whether anyone may create an account.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+/// Whether anyone may create an account (`POST /v1/users`). Admins are
+/// never made by registering: only by `nubis admin create-user --admin`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum Registration {
-    /// `POST /v1/users` is open to anyone.
+    /// Anyone may create an account (`nubis up`'s default).
     Open,
-    /// Only the cloud's operator creates accounts.
+    /// Only the cloud's operator creates accounts (`nubis controller`'s
+    /// default).
+    #[default]
     Closed,
 }
 

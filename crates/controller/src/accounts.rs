@@ -3,16 +3,7 @@
 
 use crate::login_throttle::ThrottleLimits;
 
-/// Whether anyone may register (`POST /v1/users`). Admins are never made by
-/// registering: only `nubis admin create-user NAME --admin` makes one.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub enum Registration {
-    /// Anyone may create an account (`nubis up`'s default).
-    Open,
-    /// Only an operator creates accounts (`nubis controller`'s default).
-    #[default]
-    Closed,
-}
+pub use nubis_api::users::Registration;
 
 /// The controller's account settings.
 #[derive(Clone, Copy, Debug)]

@@ -84,11 +84,9 @@ pub async fn register(
 #[utoipa::path(get, path = "/v1/registration", tag = "users",
     responses((status = 200, body = RegistrationStatus)))]
 pub async fn registration(State(state): State<AppState>) -> Json<RegistrationStatus> {
-    let registration = match state.registration {
-        Registration::Open => nubis_api::users::Registration::Open,
-        Registration::Closed => nubis_api::users::Registration::Closed,
-    };
-    Json(RegistrationStatus { registration })
+    Json(RegistrationStatus {
+        registration: state.registration,
+    })
 }
 
 /// Log in: trade a name and password for a bearer token. Failed logins are
