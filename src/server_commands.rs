@@ -20,6 +20,15 @@ pub enum AccelChoice {
     Tcg,
 }
 
+/// `--registration open|closed`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum RegistrationChoice {
+    /// Anyone may create an account.
+    Open,
+    /// Only the operator creates accounts (`nubis admin create-user`).
+    Closed,
+}
+
 #[derive(Args, Debug, Clone)]
 pub struct StoreArgs {
     /// Where state, images and instance disks live.
@@ -98,6 +107,11 @@ pub struct ControllerArgs {
     /// terms (leases, billing periods).
     #[arg(long, hide = true)]
     pub clock_offset_file: Option<PathBuf>,
+    /// Whether anyone may register an account (`POST /v1/users`, the
+    /// portal's form): default closed for `nubis controller`, open for
+    /// `nubis up`. Admins are made only by `nubis admin create-user --admin`.
+    #[arg(long, value_enum)]
+    pub registration: Option<RegistrationChoice>,
 }
 
 #[derive(Args, Debug, Clone)]
@@ -211,7 +225,16 @@ fn agent_token(path: &Path) -> anyhow::Result<String> {
     Ok(token)
 }
 
-fn controller_config(args: &ControllerArgs) -> anyhow::Result<ControllerConfig> {
+/// The controller's settings; `registration` is used when
+/// `--registration` is not given (each command has its own default).
+fn controller_config(
+    args: &ControllerArgs,
+    registration: RegistrationChoice,
+) -> anyhow::Result<ControllerConfig> {
+    let registration = match args.registration.unwrap_or(registration) {
+        RegistrationChoice::Open => nubis_controller::accounts::Registration::Open,
+        RegistrationChoice::Closed => nubis_controller::accounts::Registration::Closed,
+    };
     let data_dir = &args.store.data_dir;
     std::fs::create_dir_all(data_dir)
         .with_context(|| format!("creating {}", data_dir.display()))?;
@@ -252,6 +275,10 @@ fn controller_config(args: &ControllerArgs) -> anyhow::Result<ControllerConfig> 
         },
         readiness: nubis_controller::http::health::Readiness {
             stale_report_after: Duration::from_secs(args.stale_report_after.max(1)),
+        },
+        accounts: nubis_controller::accounts::AccountSettings {
+            registration,
+            ..Default::default()
         },
     })
 }
@@ -310,7 +337,8 @@ async fn run_supervised(mut supervisor: Supervisor) -> anyhow::Result<()> {
 }
 
 pub async fn up(args: UpArgs) -> anyhow::Result<()> {
-    let config = controller_config(&args.controller)?;
+    // One machine, one operator at its keyboard: anyone may register.
+    let config = controller_config(&args.controller, RegistrationChoice::Open)?;
     let token = config.agent_token.clone();
     let data_dir = config.data_dir.clone();
     let controller = nubis_controller::server::start(config).await?;
@@ -328,7 +356,8 @@ pub async fn up(args: UpArgs) -> anyhow::Result<()> {
 }
 
 pub async fn controller(args: ControllerArgs) -> anyhow::Result<()> {
-    let controller = nubis_controller::server::start(controller_config(&args)?).await?;
+    let config = controller_config(&args, RegistrationChoice::Closed)?;
+    let controller = nubis_controller::server::start(config).await?;
     let (_, supervisor) = controller.supervise(Policy::DEFAULT);
     run_supervised(supervisor).await
 }
@@ -366,7 +395,10 @@ pub async fn admin(cmd: AdminCommand) -> anyhow::Result<()> {
             let password = nubis_cli::commands::auth::read_password(password)?;
             let password =
                 nubis_api::users::Password::try_from(password).map_err(|e| anyhow::anyhow!(e))?;
-            std::fs::create_dir_all(&store.data_dir)?;
+            if store.database_url.is_none() {
+                std::fs::create_dir_all(&store.data_dir)
+                    .with_context(|| format!("creating {}", store.data_dir.display()))?;
+            }
             let db = nubis_controller::store::Store::connect(&store.database_url()).await?;
             let hash = nubis_controller::auth::hash_password(password.expose())?;
             let user = db.create_user(name.as_str(), &hash, admin).await?;

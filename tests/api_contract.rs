@@ -3,8 +3,9 @@
 //! generates requests for every operation of `/v1/openapi.json` and checks
 //! that the real `nubis up` (in a network namespace) answers no 5xx, only
 //! documented statuses, content types and bodies, and never refuses a
-//! schema-valid request as malformed. Authenticated as a registered user
-//! (the first one, so an admin: admin-only operations are exercised too).
+//! schema-valid request as malformed. Authenticated as an admin made by
+//! `nubis admin create-user --admin`, so admin-only operations are
+//! exercised too.
 //!
 //! Needs python3 with venv and pip (Debian: python3-venv, python3-pip, which
 //! `make test` installs) and PyPI the first time; without them the test
@@ -81,7 +82,7 @@ fn the_api_keeps_its_openapi_contract() {
     run_in_netns("contract", || async {
         let mut cloud = Cloud::start().await;
         cloud
-            .register_and_login("contract", "contract-password")
+            .create_admin_and_login("contract", "contract-password")
             .await;
         let (status, doc) = cloud.call(Method::GET, "/v1/openapi.json", None).await;
         assert!(status.is_success(), "openapi.json: {status}");

@@ -309,9 +309,31 @@ fn cli_speaks_to_a_new_user() {
             "{gone}"
         );
 
-        // Floating IPs round trip; alice, the first user, is the admin who
-        // makes the pool.
-        user.ok(&[
+        // Floating IPs round trip. The pool is made by an admin, whom the
+        // operator creates on the controller's machine (registering never
+        // makes one): `nubis admin create-user` finds `nubis up`'s store
+        // by its --data-dir.
+        let data_dir = cloud.data_path().to_string_lossy().into_owned();
+        support::cloud::admin_create_user(
+            &["--data-dir", &data_dir],
+            "root",
+            "root-password",
+            true,
+        );
+        let operator = User::new(&cloud.url, &cloud.data_path().join("operator-cli"));
+        operator.ok(&["login", "root", "--password", "root-password"]);
+        let refused = user.fails(&[
+            "floating-ip",
+            "pool",
+            "create",
+            "public",
+            "--first",
+            "203.0.113.10",
+            "--last",
+            "203.0.113.12",
+        ]);
+        assert!(refused.stderr.contains("admin"), "{refused}");
+        operator.ok(&[
             "floating-ip",
             "pool",
             "create",

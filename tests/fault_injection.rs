@@ -182,9 +182,11 @@ struct Figures {
     errors: usize,
 }
 
-/// Registers a user and uploads the tiny guest (kernel, initrd, disk) as
+/// Makes a user (as the operator: `nubis admin create-user --admin` on the
+/// controller's store, `--data-dir work` and `database` if any; an admin,
+/// to list hosts) and uploads the tiny guest (kernel, initrd, disk) as
 /// image `tiny`; returns the API client.
-async fn prepare(work: &Path) -> Api {
+async fn prepare(work: &Path, database: Option<&str>) -> Api {
     let http = reqwest::Client::new();
     support::wait_for("the API", Duration::from_secs(60), || async {
         http.get(format!("{API}/v1/openapi.json"))
@@ -194,14 +196,13 @@ async fn prepare(work: &Path) -> Api {
             .filter(|r| r.status().is_success())
     })
     .await;
+    let work_dir = work.to_string_lossy().into_owned();
+    let mut store = vec!["--data-dir", work_dir.as_str()];
+    if let Some(url) = database {
+        store.extend(["--database-url", url]);
+    }
+    support::cloud::admin_create_user(&store, "chaos", "chaos-password", true);
     let creds = json!({"name": "chaos", "password": "chaos-password"});
-    let r = http
-        .post(format!("{API}/v1/users"))
-        .json(&creds)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), StatusCode::CREATED);
     let t: Value = http
         .post(format!("{API}/v1/tokens"))
         .json(&creds)
@@ -237,6 +238,7 @@ async fn run_rounds(
     work: &Path,
     agent_dir: PathBuf,
     netns: String,
+    database: Option<String>,
 ) {
     let seed = env_u64("NUBIS_FAULT_SEED").unwrap_or_else(|| {
         std::time::SystemTime::now()
@@ -247,7 +249,7 @@ async fn run_rounds(
     let rounds = env_u64("NUBIS_FAULT_ROUNDS").unwrap_or(30) as u32;
     println!("fault injection ({mode}): seed {seed} (replay with NUBIS_FAULT_SEED={seed}), {rounds} rounds");
     let mut rng = Rng(seed);
-    let api = prepare(work).await;
+    let api = prepare(work, database.as_deref()).await;
     let host = host_id(&api).await;
     let checker = Checker {
         api: api.clone(),
@@ -419,6 +421,7 @@ fn random_kills_of_nubis_up_leave_nothing_stuck_or_orphaned() {
             work.path(),
             agent_dir,
             netns,
+            None,
         )
         .await;
     });
@@ -487,6 +490,7 @@ fn random_kills_of_the_controller_or_the_agent_leave_nothing_stuck_or_orphaned()
             work.path(),
             agent_work.path().join("agent"),
             netns,
+            database.clone(),
         )
         .await;
     });

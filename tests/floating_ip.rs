@@ -43,7 +43,10 @@ fn floating_ip_reaches_the_server_from_outside() {
         ip(&["-n", &out_name, "link", "set", "fip-out", "up"]);
 
         let mut cloud = Cloud::start().await;
-        cloud.register_and_login("frank", "frank-password").await; // first user: admin
+        // An admin (made by the operator), who also makes the pool.
+        cloud
+            .create_admin_and_login("frank", "frank-password")
+            .await;
         cloud.upload_tiny_image();
         let (s, pool) = cloud
             .call(

@@ -30,6 +30,16 @@ async fn register_and_login(b: &Browser, url: &str, name: &str, password: &str) 
     assert!(b.url().await.ends_with("/servers"), "{}", b.url().await);
 }
 
+/// Logs in through the login page.
+async fn login(b: &Browser, url: &str, name: &str, password: &str) {
+    b.goto(&format!("{url}/login")).await;
+    b.fill("#name", name).await;
+    b.fill("#password", password).await;
+    b.click("button[type=submit].primary").await;
+    b.wait_text("Instances", Duration::from_secs(10)).await;
+    assert!(b.url().await.ends_with("/servers"), "{}", b.url().await);
+}
+
 async fn logout(b: &Browser) {
     b.click("form.logout button").await;
     b.wait_text("You have logged out", Duration::from_secs(10))
@@ -43,11 +53,19 @@ fn portal_in_a_real_browser() {
         let url = cloud.url.clone();
         let b = Browser::start(9515, 1280, 900).await;
 
-        // Register and log in (the first user of a cloud is its admin).
+        // Alice is the cloud's admin, made by its operator (`nubis admin
+        // create-user --admin`): she logs in. Bob registers below.
         b.goto(&format!("{url}/")).await;
         b.wait_text("Log in", Duration::from_secs(10)).await;
         b.screenshot("login").await;
-        register_and_login(&b, &url, "alice", "alice-password").await;
+        let data_dir = cloud.data_path().to_string_lossy().into_owned();
+        support::cloud::admin_create_user(
+            &["--data-dir", &data_dir],
+            "alice",
+            "alice-password",
+            true,
+        );
+        login(&b, &url, "alice", "alice-password").await;
 
         // The tiny guest comes in through the API (its kernel/initrd
         // wiring is not a portal feature).

@@ -104,6 +104,8 @@ fn controller_and_agent_as_separate_processes() {
                 .filter(|r| r.status().is_success())
         })
         .await;
+        // `nubis controller` takes no registrations: its operator makes
+        // the accounts on the store (an admin here, to list hosts).
         let creds = json!({"name": "gina", "password": "gina-password"});
         let r = http
             .post(url("/v1/users"))
@@ -111,7 +113,12 @@ fn controller_and_agent_as_separate_processes() {
             .send()
             .await
             .unwrap();
-        assert_eq!(r.status(), StatusCode::CREATED);
+        assert_eq!(r.status(), StatusCode::FORBIDDEN);
+        let mut store = vec!["--data-dir", c.as_str()];
+        if let Some(url) = &database {
+            store.extend(["--database-url", url.as_str()]);
+        }
+        support::cloud::admin_create_user(&store, "gina", "gina-password", true);
         let t: serde_json::Value = http
             .post(url("/v1/tokens"))
             .json(&creds)

@@ -266,6 +266,9 @@ fn two_controllers_serve_one_cloud() {
                     "1",
                     "--clock-offset-file",
                     &offset_file,
+                    // `nubis controller` takes no registrations by default.
+                    "--registration",
+                    "open",
                 ],
                 &shared.path().join(log),
             )
@@ -335,8 +338,31 @@ fn two_controllers_serve_one_cloud() {
             token: token.clone(),
             http: http.clone(),
         };
+        // Listing hosts takes an admin: the operator makes one on the
+        // shared store (registering never makes one).
+        support::cloud::admin_create_user(
+            &["--data-dir", &c, "--database-url", database_url],
+            "ops",
+            "ops-password",
+            true,
+        );
+        let ops = json!({"name": "ops", "password": "ops-password"});
+        let t: Value = http
+            .post(format!("{B}/v1/tokens"))
+            .json(&ops)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let ops_b = Api {
+            base: B,
+            token: t["token"].as_str().expect("ops token").to_owned(),
+            http: http.clone(),
+        };
         wait_for("the host to register", Duration::from_secs(60), || async {
-            let (_, hosts) = api_b.call(Method::GET, "/v1/hosts", None).await;
+            let (_, hosts) = ops_b.call(Method::GET, "/v1/hosts", None).await;
             hosts.to_string().contains("host-a").then_some(())
         })
         .await;

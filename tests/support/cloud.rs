@@ -135,6 +135,21 @@ impl Cloud {
             .call(Method::POST, "/v1/users", Some(creds.clone()))
             .await;
         assert_eq!(s, StatusCode::CREATED, "register: {b}");
+        self.login(name, password).await;
+    }
+
+    /// Makes the admin `name` as an operator does (`nubis admin create-user
+    /// --admin` on this cloud's store: registering never makes an admin)
+    /// and logs in as it; the token is used from then on.
+    pub async fn create_admin_and_login(&mut self, name: &str, password: &str) {
+        let data_dir = self.data_path().to_string_lossy().into_owned();
+        admin_create_user(&["--data-dir", &data_dir], name, password, true);
+        self.login(name, password).await;
+    }
+
+    /// Logs in as `name`; the token is used from then on.
+    pub async fn login(&mut self, name: &str, password: &str) {
+        let creds = json!({"name": name, "password": password});
         let (s, b) = self.call(Method::POST, "/v1/tokens", Some(creds)).await;
         assert_eq!(s, StatusCode::CREATED, "login: {b}");
         self.token = Some(b["token"].as_str().expect("token").to_owned());
@@ -234,6 +249,25 @@ impl Drop for Cloud {
 
 /// Runs the `nubis` CLI against the API at `url`, logged in with the token
 /// saved in `config`; fails the test when the command fails.
+/// Runs `nubis admin create-user NAME [--admin]` on the store that
+/// `store_args` name (`--data-dir DIR` and/or `--database-url URL`), the
+/// password given as `NUBIS_PASSWORD`; it must succeed.
+pub fn admin_create_user(store_args: &[&str], name: &str, password: &str, admin: bool) {
+    let mut cmd = Command::new(nubis_bin());
+    cmd.args(["admin", "create-user", name])
+        .args(store_args)
+        .env("NUBIS_PASSWORD", password);
+    if admin {
+        cmd.arg("--admin");
+    }
+    let out = cmd.output().expect("running nubis admin create-user");
+    assert!(
+        out.status.success(),
+        "nubis admin create-user {name} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
 pub fn run_cli(url: &str, config: &Path, args: &[&str]) -> std::process::Output {
     let out = Command::new(nubis_bin())
         .args(args)

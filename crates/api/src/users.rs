@@ -91,3 +91,22 @@ pub struct TokenResponse {
     pub user: User,
     pub project: ProjectId,
 }
+
+/// Whether anyone may create an account (`POST /v1/users`). Admins are
+/// never made by registering: only by `nubis admin create-user --admin`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum Registration {
+    /// Anyone may create an account (`nubis up`'s default).
+    Open,
+    /// Only the cloud's operator creates accounts (`nubis controller`'s
+    /// default).
+    #[default]
+    Closed,
+}
+
+/// `GET /v1/registration`: whether `POST /v1/users` is open.
+#[derive(Clone, Debug, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct RegistrationStatus {
+    pub registration: Registration,
+}

@@ -34,7 +34,8 @@ pub struct ClientOptions {
 /// The client subcommands.
 #[derive(Subcommand, Debug)]
 pub enum ClientCommand {
-    /// Create an account (the first one becomes an admin).
+    /// Create an account, where the cloud takes registrations (admins are
+    /// made by its operator: `nubis admin create-user NAME --admin`).
     Register {
         /// The account's name (also the project's).
         name: String,

@@ -1,10 +1,13 @@
 //! The Nubis controller: the REST API, authentication, the scheduler and the
 //! state store. It holds desired state; agents converge hosts to it.
 
+pub mod accounts;
 pub mod auth;
 pub mod clock;
 pub mod http;
+pub mod login_throttle;
 pub mod peer_changes;
+pub mod redact;
 pub mod rental;
 pub mod scheduler;
 pub mod server;

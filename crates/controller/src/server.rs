@@ -34,6 +34,8 @@ pub struct ControllerConfig {
     pub timeouts: crate::http::timeouts::Timeouts,
     /// What `/readyz` requires.
     pub readiness: crate::http::health::Readiness,
+    /// Registration, login throttling, bounded password hashing.
+    pub accounts: crate::accounts::AccountSettings,
 }
 
 /// A controller ready to serve: its socket listens, and its background
@@ -97,6 +99,11 @@ pub async fn start(config: ControllerConfig) -> anyhow::Result<RunningController
         timeouts: config.timeouts,
         readiness: config.readiness,
         tasks: TaskBoard::default(),
+        registration: config.accounts.registration,
+        login_throttle: Arc::new(crate::login_throttle::LoginThrottle::new(
+            config.accounts.throttle,
+        )),
+        password_work: crate::auth::PasswordWork::per_core(config.accounts.password_queue),
     };
     tracing::info!(%addr, "controller API listening");
     let board = state.tasks.clone();
@@ -126,6 +133,9 @@ pub async fn start(config: ControllerConfig) -> anyhow::Result<RunningController
         let (socket, app) = (socket.clone(), app.clone());
         async move {
             let listener = socket.listener().context("reusing the API socket")?;
+            // Handlers see the client's address (`ConnectInfo`), e.g. for
+            // login throttling.
+            let app = app.into_make_service_with_connect_info::<SocketAddr>();
             axum::serve(listener, app).await.context("serving the API")
         }
     });

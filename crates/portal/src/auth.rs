@@ -3,7 +3,7 @@
 use crate::layout::{alert, csrf_field, notice, page};
 use crate::{cookie, random_hex, same, Fields, Portal, CSRF_COOKIE, CSRF_FIELD, SESSION_COOKIE};
 use axum::extract::{Form, Query, State};
-use axum::http::header::SET_COOKIE;
+use axum::http::header::{RETRY_AFTER, SET_COOKIE};
 use axum::http::{HeaderMap, Method, StatusCode};
 use axum::response::{IntoResponse, Redirect, Response};
 use maud::html;
@@ -33,14 +33,46 @@ enum Kind {
     Register,
 }
 
-fn form(
-    headers: &HeaderMap,
-    kind: Kind,
+/// Whether the API takes registrations (`GET /v1/registration`); when it
+/// cannot say, the form is shown and the API decides.
+async fn registration_open(portal: &Portal) -> bool {
+    let r = portal
+        .call(None, Method::GET, "/v1/registration", None)
+        .await;
+    r.body["registration"].as_str() != Some("closed")
+}
+
+/// What the login or registration page shows around its form.
+struct FormPage<'a> {
     status: StatusCode,
-    name: &str,
-    error: Option<&str>,
-    info: Option<&str>,
-) -> Response {
+    name: &'a str,
+    error: Option<&'a str>,
+    info: Option<&'a str>,
+    /// Registration is closed: no form to register, no link to it.
+    closed: bool,
+}
+
+const CLOSED: &str = "Registration is closed on this cloud: its operator creates the accounts. \
+                      Ask them for one.";
+
+fn form(headers: &HeaderMap, kind: Kind, p: FormPage) -> Response {
+    let FormPage {
+        status,
+        name,
+        error,
+        info,
+        closed,
+    } = p;
+    if kind == Kind::Register && closed {
+        let body = html! {
+            div.narrow {
+                (alert(error))
+                div.alert.error role="alert" { (CLOSED) }
+                p.muted { "Already have an account? " a href="/login" { "Log in" } }
+            }
+        };
+        return (status, page("Create an account", None, "", body)).into_response();
+    }
     let (token, set) = anon_csrf(headers);
     let (title, action, button) = match kind {
         Kind::Login => ("Log in", "/login", "Log in"),
@@ -66,7 +98,9 @@ fn form(
                 button.primary type="submit" { (button) }
             }
             p.muted {
-                @if kind == Kind::Login {
+                @if kind == Kind::Login && closed {
+                    "No account? Ask this cloud's operator for one."
+                } @else if kind == Kind::Login {
                     "New here? " a href="/register" { "Create an account" }
                 } @else {
                     "Already have an account? " a href="/login" { "Log in" }
@@ -82,34 +116,45 @@ fn form(
     resp
 }
 
-pub async fn login_page(headers: HeaderMap, Query(q): Query<HashMap<String, String>>) -> Response {
+pub async fn login_page(
+    State(portal): State<Portal>,
+    headers: HeaderMap,
+    Query(q): Query<HashMap<String, String>>,
+) -> Response {
     let info = q
         .contains_key("registered")
         .then_some("Your account is ready. Log in to continue.");
     let out = q.contains_key("out").then_some("You have logged out.");
-    form(
-        &headers,
-        Kind::Login,
-        StatusCode::OK,
-        q.get("name").map(String::as_str).unwrap_or(""),
-        None,
-        info.or(out),
-    )
+    let page = FormPage {
+        status: StatusCode::OK,
+        name: q.get("name").map(String::as_str).unwrap_or(""),
+        error: None,
+        info: info.or(out),
+        closed: !registration_open(&portal).await,
+    };
+    form(&headers, Kind::Login, page)
 }
 
-pub async fn register_page(headers: HeaderMap) -> Response {
-    form(&headers, Kind::Register, StatusCode::OK, "", None, None)
+pub async fn register_page(State(portal): State<Portal>, headers: HeaderMap) -> Response {
+    let page = FormPage {
+        status: StatusCode::OK,
+        name: "",
+        error: None,
+        info: None,
+        closed: !registration_open(&portal).await,
+    };
+    form(&headers, Kind::Register, page)
 }
 
 fn refused(headers: &HeaderMap, kind: Kind, name: &str) -> Response {
-    form(
-        headers,
-        kind,
-        StatusCode::FORBIDDEN,
+    let page = FormPage {
+        status: StatusCode::FORBIDDEN,
         name,
-        Some("This form was not sent from a current portal page. Please try again."),
-        None,
-    )
+        error: Some("This form was not sent from a current portal page. Please try again."),
+        info: None,
+        closed: false,
+    };
+    form(headers, kind, page)
 }
 
 pub async fn login(
@@ -127,14 +172,19 @@ pub async fn login(
         .call(None, Method::POST, "/v1/tokens", Some(creds))
         .await;
     let Some(token) = r.body["token"].as_str().filter(|_| r.ok()) else {
-        return form(
-            &headers,
-            Kind::Login,
-            r.status,
+        let page = FormPage {
+            status: r.status,
             name,
-            Some(&r.message()),
-            None,
-        );
+            error: Some(&r.message()),
+            info: None,
+            closed: false,
+        };
+        let mut resp = form(&headers, Kind::Login, page);
+        // Throttled (429) or busy (503): say when to try again.
+        if let Some(after) = r.retry_after {
+            resp.headers_mut().insert(RETRY_AFTER, after);
+        }
+        return resp;
     };
     let set = format!("{SESSION_COOKIE}={token}; Path=/; HttpOnly; SameSite=Strict");
     ([(SET_COOKIE, set)], Redirect::to("/servers")).into_response()
@@ -155,14 +205,17 @@ pub async fn register(
         .call(None, Method::POST, "/v1/users", Some(creds))
         .await;
     if !r.ok() {
-        return form(
-            &headers,
-            Kind::Register,
-            r.status,
+        let closed = r.body["error"]["code"].as_str() == Some("registration_closed");
+        let message = (!closed).then(|| r.message());
+        let page = FormPage {
+            status: r.status,
             name,
-            Some(&r.message()),
-            None,
-        );
+            // The closed page says it all.
+            error: message.as_deref(),
+            info: None,
+            closed,
+        };
+        return form(&headers, Kind::Register, page);
     }
     let to = format!(
         "/login?registered=1&name={}",

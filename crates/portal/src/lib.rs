@@ -20,6 +20,7 @@
 
 mod admin;
 mod auth;
+pub mod headers;
 mod images;
 mod keypairs;
 mod layout;
@@ -27,15 +28,17 @@ mod networks;
 mod servers;
 
 use axum::body::Body;
-use axum::extract::{DefaultBodyLimit, FromRequestParts};
+use axum::extract::{ConnectInfo, DefaultBodyLimit, FromRequestParts};
 use axum::http::header::{AUTHORIZATION, CONTENT_TYPE, COOKIE};
 use axum::http::request::Parts;
-use axum::http::{HeaderMap, Method, Request, StatusCode};
+use axum::http::{HeaderMap, HeaderValue, Method, Request, StatusCode};
+use axum::middleware::Next;
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{get, post, put};
 use axum::Router;
 use serde_json::Value;
 use sha2::{Digest, Sha256};
+use std::net::SocketAddr;
 use tower::ServiceExt;
 
 /// The session cookie: the API token of the signed-in user.
@@ -85,6 +88,24 @@ pub fn router(api: Router) -> Router {
         .route("/assets/portal.js", get(layout::js))
         .with_state(portal)
         .fallback_service(api)
+        .layer(axum::middleware::from_fn(remember_client))
+        .layer(axum::middleware::map_response(
+            headers::add_security_headers,
+        ))
+}
+
+tokio::task_local! {
+    /// The network address of the browser whose request is being answered
+    /// (absent when the request did not come over a socket).
+    static CLIENT: Option<ConnectInfo<SocketAddr>>;
+}
+
+/// Keeps the client's address for the API calls made while answering its
+/// request, so the API's rules that need it (login throttling, the audit
+/// trail) see the browser's address rather than none.
+async fn remember_client(req: axum::extract::Request, next: Next) -> Response {
+    let client = req.extensions().get::<ConnectInfo<SocketAddr>>().copied();
+    CLIENT.scope(client, next.run(req)).await
 }
 
 /// An API answer: status, JSON body (Null when not JSON) and raw text.
@@ -92,6 +113,8 @@ pub(crate) struct Reply {
     pub status: StatusCode,
     pub body: Value,
     pub text: String,
+    /// The API's `Retry-After` (429, 503), to pass on to the browser.
+    pub retry_after: Option<HeaderValue>,
 }
 
 impl Reply {
@@ -99,11 +122,16 @@ impl Reply {
         self.status.is_success()
     }
 
-    /// The API's error message, for people.
+    /// The API's error message, for people. Only the API's own error
+    /// messages and short plain-text refusals (4xx) are shown; anything
+    /// else is summed up by its status.
     pub fn message(&self) -> String {
+        let text = self.text.trim();
         match self.body["error"]["message"].as_str() {
             Some(m) => m.to_owned(),
-            None if !self.text.trim().is_empty() => self.text.trim().to_owned(),
+            None if self.status.is_client_error() && !text.is_empty() && text.len() <= 300 => {
+                text.to_owned()
+            }
             None => format!("the request failed ({})", self.status),
         }
     }
@@ -156,18 +184,24 @@ impl Portal {
         if let Some(ct) = content_type {
             req = req.header(CONTENT_TYPE, ct);
         }
-        let Ok(req) = req.body(body) else {
+        let Ok(mut req) = req.body(body) else {
             return Reply {
                 status: StatusCode::BAD_REQUEST,
                 body: Value::Null,
                 text: "malformed request".into(),
+                retry_after: None,
             };
         };
+        // The browser's address, for the API's rules that need one.
+        if let Ok(Some(client)) = CLIENT.try_with(|c| *c) {
+            req.extensions_mut().insert(client);
+        }
         let resp = match self.api.clone().oneshot(req).await {
             Ok(r) => r,
             Err(never) => match never {},
         };
         let status = resp.status();
+        let retry_after = resp.headers().get(axum::http::header::RETRY_AFTER).cloned();
         let bytes = axum::body::to_bytes(resp.into_body(), MAX_API_ANSWER)
             .await
             .unwrap_or_default();
@@ -176,6 +210,7 @@ impl Portal {
             status,
             body: serde_json::from_str(&text).unwrap_or(Value::Null),
             text,
+            retry_after,
         }
     }
 }

@@ -146,7 +146,11 @@ pub async fn readyz(State(state): State<AppState>) -> Response {
     // One cheap query shows the store answers and gives every host's last report.
     let hosts = match tokio::time::timeout(STORE_CHECK_TIMEOUT, state.store.list_hosts()).await {
         Ok(Ok(hosts)) => Ok(hosts),
-        Ok(Err(e)) => Err(e.to_string()),
+        Ok(Err(e)) => {
+            // Store errors may name its host or files: logged, not shown.
+            tracing::warn!(error = %e, "readiness: the state store failed");
+            Err("it answered with an error (see the controller log)".into())
+        }
         Err(_) => Err(format!(
             "no answer within {} s",
             STORE_CHECK_TIMEOUT.as_secs()

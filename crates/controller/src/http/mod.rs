@@ -65,6 +65,12 @@ pub struct AppState {
     pub readiness: health::Readiness,
     /// The states of the process's supervised background tasks, for `/readyz`.
     pub tasks: nubis_supervise::TaskBoard,
+    /// Whether `POST /v1/users` is open to anyone.
+    pub registration: crate::accounts::Registration,
+    /// Failed logins per user name and client address.
+    pub login_throttle: Arc<crate::login_throttle::LoginThrottle>,
+    /// The bound on concurrent password hashing.
+    pub password_work: crate::auth::PasswordWork,
 }
 
 impl AppState {
@@ -100,6 +106,7 @@ pub fn router(state: AppState) -> Router {
     let request_limit = state.timeouts.request;
     let bounded = Router::new()
         .route("/users", post(users::register))
+        .route("/registration", get(users::registration))
         .route("/tokens", post(users::login))
         .route("/tokens/current", axum::routing::delete(users::logout))
         .route("/users/me", get(users::me))

@@ -12,6 +12,7 @@ use utoipa::{Modify, OpenApi};
     info(title = "Nubis API", description = "Rent virtual machines: users, images, flavors, servers."),
     paths(
         super::users::register, super::users::login, super::users::logout, super::users::me,
+        super::users::registration,
         super::flavors::list, super::flavors::create,
         super::images::create, super::images::list, super::images::show, super::images::upload,
         super::images::delete, super::images::agent_catalog,

@@ -494,10 +494,12 @@ pub async fn console_log(
         .send()
         .await
         .map_err(|e| {
+            // The error names the agent's URL: for the log, not the tenant.
+            tracing::warn!(server = %id, host = %host_id, error = %e, "console log: the host did not answer");
             ApiError::new(
                 StatusCode::BAD_GATEWAY,
                 "host_unreachable",
-                format!("the server's host did not answer: {e}"),
+                "the server's host did not answer; try again later",
             )
         })?;
     match resp.status() {

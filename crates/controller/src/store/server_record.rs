@@ -123,8 +123,9 @@ impl ServerRecord {
             name: self.name.clone(),
             project: self.project,
             status,
+            // Tenants see the gist; paths and URLs stay in the logs.
             fault: if status == ServerStatus::Error {
-                self.fault.clone()
+                self.fault.as_deref().map(crate::redact::for_tenants)
             } else {
                 None
             },

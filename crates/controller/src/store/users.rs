@@ -34,8 +34,8 @@ fn user_from_row(row: &AnyRow) -> StoreResult<UserRecord> {
 }
 
 impl Store {
-    /// Creates a user and its personal project in one transaction. The first
-    /// user of a fresh cloud becomes an admin, as does any with `admin` set.
+    /// Creates a user and its personal project in one transaction; an admin
+    /// only when `admin` is set (registering never makes one).
     pub async fn create_user(
         &self,
         name: &str,
@@ -43,18 +43,6 @@ impl Store {
         admin: bool,
     ) -> StoreResult<User> {
         let mut tx = self.begin_write().await?;
-        if self.backend() == super::Backend::Postgres {
-            // Serialize registrations so only the very first user sees an
-            // empty table (READ COMMITTED would let concurrent ones all see 0).
-            sqlx::query("LOCK TABLE users IN SHARE ROW EXCLUSIVE MODE")
-                .execute(&mut *tx)
-                .await?;
-        }
-        let existing: i64 = sqlx::query("SELECT COUNT(*) AS n FROM users")
-            .fetch_one(&mut *tx)
-            .await?
-            .try_get("n")?;
-        let admin = admin || existing == 0;
         let user_id = UserId::new();
         let project_id = ProjectId::new();
         let now = now_ms();

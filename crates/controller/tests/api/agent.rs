@@ -5,7 +5,7 @@ use super::*;
 #[tokio::test]
 async fn agent_endpoints_need_the_agent_token() {
     let cloud = Cloud::start().await;
-    let admin = cloud.user("alice").await;
+    let admin = cloud.admin("alice").await;
     let some = uuid::Uuid::new_v4();
     #[rustfmt::skip]
     let endpoints = [
@@ -52,7 +52,7 @@ async fn agent_endpoints_need_the_agent_token() {
 #[tokio::test]
 async fn an_image_download_resumes_from_a_byte_range() {
     let cloud = Cloud::start().await;
-    let admin = cloud.user("alice").await;
+    let admin = cloud.admin("alice").await;
     let bytes: Vec<u8> = (0..10_000u32).map(|i| (i % 251) as u8).collect();
     let image = cloud
         .active_image(&admin, "blob", "raw", bytes.clone())

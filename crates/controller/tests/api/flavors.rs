@@ -5,7 +5,7 @@ use super::*;
 #[tokio::test]
 async fn flavors_need_an_admin_and_valid_sizes() {
     let cloud = Cloud::start().await;
-    let admin = cloud.user("alice").await;
+    let admin = cloud.admin("alice").await;
     let user = cloud.user("bob").await;
     let defaults = cloud.get_ok(&user, "/v1/flavors").await;
     assert_eq!(defaults.as_array().unwrap().len(), 4, "{defaults}");

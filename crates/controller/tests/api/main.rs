@@ -11,6 +11,7 @@
 //! answer exactly what it did before. A positive control at the end of most
 //! tests proves that the valid request really is accepted.
 
+use nubis_controller::accounts::{AccountSettings, Registration};
 use nubis_controller::http::health::Readiness;
 use nubis_controller::http::timeouts::Timeouts;
 use nubis_controller::server::{start, ControllerConfig};
@@ -23,6 +24,7 @@ use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+mod accounts;
 mod agent;
 mod flavors;
 mod health;
@@ -31,6 +33,7 @@ mod iso;
 mod isolation;
 mod networks;
 mod openapi;
+mod portal_headers;
 mod quotas;
 mod resource_limits;
 mod routing;
@@ -90,6 +93,8 @@ struct Settings {
     timeouts: Timeouts,
     readiness: Readiness,
     policy: Policy,
+    /// Registration, throttling; `None`: open registration, default limits.
+    accounts: Option<AccountSettings>,
 }
 
 impl Cloud {
@@ -130,6 +135,10 @@ impl Cloud {
             console: Default::default(),
             timeouts: settings.timeouts,
             readiness: settings.readiness,
+            accounts: settings.accounts.unwrap_or(AccountSettings {
+                registration: Registration::Open,
+                ..Default::default()
+            }),
         };
         let (addr, supervisor) = start(config)
             .await
@@ -236,6 +245,20 @@ impl Cloud {
     /// Registers `name` and logs in; returns a bearer token.
     async fn user(&self, name: &str) -> String {
         self.register(name).await;
+        self.token(name).await
+    }
+
+    /// Creates the admin `name` the way `nubis admin create-user --admin`
+    /// does (directly in the store: registering never makes an admin) and
+    /// logs in; returns a bearer token.
+    async fn admin(&self, name: &str) -> String {
+        let url = format!("sqlite://{}", self.dir.path().join("nubis.db").display());
+        let store = nubis_controller::store::Store::connect(&url)
+            .await
+            .expect("the test store opens");
+        let hash = nubis_controller::auth::hash_password(PASSWORD).unwrap();
+        let user = store.create_user(name, &hash, true).await.unwrap();
+        assert!(user.admin);
         self.token(name).await
     }
 

@@ -33,7 +33,7 @@ impl Cloud {
 /// and alice's raw image `disk`: (cloud, admin token, alice token, project).
 async fn admin_and_alice_with_a_disk() -> (Cloud, String, String, String) {
     let cloud = Cloud::start().await;
-    let admin = cloud.user("root").await;
+    let admin = cloud.admin("root").await;
     let alice = cloud.user("alice").await;
     let ap = cloud.project_of(&alice).await;
     cloud.register_host().await;
@@ -46,7 +46,7 @@ async fn admin_and_alice_with_a_disk() -> (Cloud, String, String, String) {
 #[tokio::test]
 async fn quotas_are_shown_to_their_project_and_set_by_admins() {
     let cloud = Cloud::start().await;
-    let admin = cloud.user("root").await; // the first user is an admin
+    let admin = cloud.admin("root").await;
     let alice = cloud.user("alice").await;
     let bob = cloud.user("bob").await;
     let (ap, bp) = (cloud.project_of(&alice).await, cloud.project_of(&bob).await);

@@ -21,7 +21,7 @@ async fn send_json(
 #[tokio::test]
 async fn rental_terms_reject_bad_input_and_change_nothing() {
     let cloud = Cloud::start().await;
-    let admin = cloud.user("root").await;
+    let admin = cloud.admin("root").await;
     let alice = cloud.user("alice").await;
     let bob = cloud.user("bob").await;
     cloud.register_host().await;

@@ -52,7 +52,7 @@ async fn usage_records_as_json_and_csv() {
     set_clock(&offset, "2026-11-30T20:00:00Z");
     let clock = nubis_controller::clock::Clock::with_offset_file(offset.clone());
     let cloud = Cloud::start_with(Duration::from_secs(3600), clock).await;
-    let alice = cloud.user("alice").await;
+    let alice = cloud.admin("alice").await; // an admin: she makes a pool
     let project = cloud.get_ok(&alice, "/v1/users/me").await["project"]
         .as_str()
         .unwrap()
@@ -175,7 +175,7 @@ async fn usage_records_as_json_and_csv() {
 #[tokio::test]
 async fn usage_records_reject_bad_periods_formats_and_other_projects() {
     let cloud = Cloud::start().await;
-    let alice = cloud.user("alice").await; // the first user: an admin
+    let alice = cloud.admin("alice").await;
     let bob = cloud.user("bob").await;
     let me = |token: &str| {
         let token = token.to_owned();

@@ -56,10 +56,12 @@ async fn register_rejects_bad_input_and_creates_no_user() {
     let resp = cloud.post_raw(None, "/v1/users", json_ct, huge).await;
     assert_error("body over 1 MiB", resp, TOO_LARGE, "too large").await;
 
-    // Nothing was created: the first user of a cloud becomes its admin, so
-    // alice would not be one if any refused request had made a user.
+    // Nothing was created: alice's name is still free.
     let alice = cloud.register("alice").await;
-    assert_eq!(alice["admin"], true, "{alice}");
+    assert_eq!(
+        alice["admin"], false,
+        "registering never makes an admin: {alice}"
+    );
     assert_eq!(alice["name"], "alice");
 
     // The boundaries are accepted: a 63-character name, an 8-character password.
@@ -81,10 +83,10 @@ async fn register_duplicate_name_is_409_and_changes_nothing() {
     let msg = assert_error("duplicate user", resp, CONFLICT, "already exists").await;
     assert!(msg.contains("alice"), "{msg}");
     // The first account is intact: its password still works, the second
-    // one does not, and it is the same (admin) user.
+    // one does not, and it is the same user.
     let ok = ok_json(cloud.login("alice", PASSWORD).await, StatusCode::CREATED).await;
     assert_eq!(ok["user"]["id"], first["id"]);
-    assert_eq!(ok["user"]["admin"], true);
+    assert_eq!(ok["user"]["admin"], false);
     let resp = cloud.login("alice", "another password").await;
     let what = "login with the duplicate's password";
     assert_error(what, resp, UNAUTHORIZED, "wrong user name or password").await;

@@ -211,7 +211,7 @@ use users::*;
 
 store_tests!(
     migrations_are_idempotent,
-    first_user_is_admin,
+    only_users_made_admins_are_admins,
     duplicate_user_name_conflicts,
     tokens_expire_and_are_revoked,
     default_flavors_are_idempotent,
@@ -234,7 +234,7 @@ store_tests!(
     usage_of_floating_ips_and_traffic,
     usage_stops_with_expired_leases,
     // Concurrency: read-then-write transactions must be serialized.
-    concurrent_first_registrations_make_one_admin,
+    concurrent_first_registrations_all_succeed_without_admins,
     concurrent_host_registrations_are_idempotent,
     host_reports_beside_concurrent_writes,
     // Rental terms.

@@ -2,13 +2,13 @@
 
 use super::*;
 
-pub(crate) async fn first_user_is_admin(db: &Db) {
+pub(crate) async fn only_users_made_admins_are_admins(db: &Db) {
     let first = db.create_user("root", "h0", false).await.unwrap();
     let second = db.create_user("bob", "h1", false).await.unwrap();
     let third = db.create_user("carol", "h2", true).await.unwrap();
-    assert!(first.admin, "the first user of a fresh cloud is an admin");
+    assert!(!first.admin, "being first makes no admin");
     assert!(!second.admin);
-    assert!(third.admin, "an explicit admin stays one");
+    assert!(third.admin, "an explicit admin is one");
 
     // Each user has a personal project.
     assert_ne!(first.project, second.project);
