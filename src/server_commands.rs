@@ -98,6 +98,9 @@ pub struct ControllerArgs {
     /// terms (leases, billing periods).
     #[arg(long, hide = true)]
     pub clock_offset_file: Option<PathBuf>,
+    /// Days the audit trail keeps its records (older ones are purged).
+    #[arg(long, default_value_t = nubis_controller::audit::DEFAULT_RETENTION_DAYS, value_parser = clap::value_parser!(u32).range(1..))]
+    pub audit_retention_days: u32,
 }
 
 #[derive(Args, Debug, Clone)]
@@ -237,6 +240,10 @@ fn controller_config(args: &ControllerArgs) -> anyhow::Result<ControllerConfig> 
         },
         readiness: nubis_controller::http::health::Readiness {
             stale_report_after: Duration::from_secs(args.stale_report_after.max(1)),
+        },
+        audit: nubis_controller::audit::AuditSettings {
+            retention_days: args.audit_retention_days,
+            ..Default::default()
         },
     })
 }

@@ -34,6 +34,8 @@ pub struct ControllerConfig {
     pub timeouts: crate::http::timeouts::Timeouts,
     /// What `/readyz` requires.
     pub readiness: crate::http::health::Readiness,
+    /// How long the audit trail keeps records.
+    pub audit: crate::audit::AuditSettings,
 }
 
 /// A controller ready to serve: its socket listens, and its background
@@ -79,7 +81,7 @@ pub async fn start(config: ControllerConfig) -> anyhow::Result<RunningController
         }
     };
     let state = AppState {
-        store,
+        store: store.clone(),
         images_dir,
         agent_token: config.agent_token.into(),
         revision: Arc::new(revision),
@@ -97,6 +99,8 @@ pub async fn start(config: ControllerConfig) -> anyhow::Result<RunningController
         timeouts: config.timeouts,
         readiness: config.readiness,
         tasks: TaskBoard::default(),
+        audit: crate::audit::AuditLog::start(store.clone()),
+        audit_settings: Arc::new(config.audit),
     };
     tracing::info!(%addr, "controller API listening");
     let board = state.tasks.clone();
@@ -126,6 +130,9 @@ pub async fn start(config: ControllerConfig) -> anyhow::Result<RunningController
         let (socket, app) = (socket.clone(), app.clone());
         async move {
             let listener = socket.listener().context("reusing the API socket")?;
+            // With the client's address (`ConnectInfo`) in every request's
+            // extensions: the audit trail and login throttling use it.
+            let app = app.into_make_service_with_connect_info::<SocketAddr>();
             axum::serve(listener, app).await.context("serving the API")
         }
     });

@@ -27,8 +27,9 @@ mod networks;
 mod servers;
 
 use axum::body::Body;
-use axum::extract::{DefaultBodyLimit, FromRequestParts};
-use axum::http::header::{AUTHORIZATION, CONTENT_TYPE, COOKIE};
+use axum::extract::{ConnectInfo, DefaultBodyLimit, FromRequestParts};
+use axum::middleware::Next;
+use axum::http::header::{AUTHORIZATION, CONTENT_TYPE, COOKIE, USER_AGENT};
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, Method, Request, StatusCode};
 use axum::response::{IntoResponse, Redirect, Response};
@@ -36,6 +37,7 @@ use axum::routing::{get, post, put};
 use axum::Router;
 use serde_json::Value;
 use sha2::{Digest, Sha256};
+use std::net::SocketAddr;
 use tower::ServiceExt;
 
 /// The session cookie: the API token of the signed-in user.
@@ -84,7 +86,24 @@ pub fn router(api: Router) -> Router {
         .route("/assets/portal.js", get(layout::js))
         .with_state(portal)
         .fallback_service(api)
+        .layer(axum::middleware::from_fn(remember_client))
 }
+
+tokio::task_local! {
+    /// The browser's address while a portal page runs, so the API calls it
+    /// makes in process carry it (the audit trail records it).
+    static CLIENT: Option<ConnectInfo<SocketAddr>>;
+}
+
+/// Keeps the client's address (from the server's `ConnectInfo`) for the
+/// in-process API calls of this request.
+async fn remember_client(req: Request<Body>, next: Next) -> Response {
+    let client = req.extensions().get::<ConnectInfo<SocketAddr>>().cloned();
+    CLIENT.scope(client, next.run(req)).await
+}
+
+/// The user agent of the portal's in-process API calls, in the audit trail.
+pub const PORTAL_USER_AGENT: &str = "nubis-portal";
 
 /// An API answer: status, JSON body (Null when not JSON) and raw text.
 pub(crate) struct Reply {
@@ -148,7 +167,13 @@ impl Portal {
         body: Body,
         content_type: Option<&str>,
     ) -> Reply {
-        let mut req = Request::builder().method(method).uri(path);
+        let mut req = Request::builder()
+            .method(method)
+            .uri(path)
+            .header(USER_AGENT, PORTAL_USER_AGENT);
+        if let Ok(Some(client)) = CLIENT.try_with(|c| c.clone()) {
+            req = req.extension(client);
+        }
         if let Some(t) = token {
             req = req.header(AUTHORIZATION, format!("Bearer {t}"));
         }

@@ -104,6 +104,12 @@ impl From<StoreError> for ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        (self.status, Json(ErrorBody::new(self.code, self.message))).into_response()
+        let mut response =
+            (self.status, Json(ErrorBody::new(self.code, self.message))).into_response();
+        // The audit trail records the code without reading the body.
+        response
+            .extensions_mut()
+            .insert(super::audit_recorder::ErrorCode(self.code));
+        response
     }
 }

@@ -1,6 +1,8 @@
 //! The controller's HTTP API: the public `/v1` API and the agent protocol.
 
 mod agents;
+mod audit;
+pub mod audit_recorder;
 pub mod console;
 pub mod error;
 pub mod extract;
@@ -65,6 +67,9 @@ pub struct AppState {
     pub readiness: health::Readiness,
     /// The states of the process's supervised background tasks, for `/readyz`.
     pub tasks: nubis_supervise::TaskBoard,
+    /// The audit trail's writer, and how long records are kept.
+    pub audit: crate::audit::AuditLog,
+    pub audit_settings: Arc<crate::audit::AuditSettings>,
 }
 
 impl AppState {
@@ -171,6 +176,7 @@ pub fn router(state: AppState) -> Router {
         )
         .route("/projects/{id}/usage-records", get(usage_records::list))
         .route("/hosts", get(agents::list_hosts))
+        .route("/audit", get(audit::list))
         .route("/agent/hosts", post(agents::register))
         .route("/agent/hosts/{id}/report", put(agents::report))
         // Only the response head is bounded: the file itself streams.
@@ -205,6 +211,8 @@ pub fn router(state: AppState) -> Router {
             )
         })
         .layer(DefaultBodyLimit::max(MAX_JSON_BODY))
+        // Every state-changing call, answered or refused, into the audit trail.
+        .layer(from_fn_with_state(state.clone(), audit_recorder::record))
         .layer(tower_http::trace::TraceLayer::new_for_http())
         .with_state(state)
 }

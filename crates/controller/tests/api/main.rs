@@ -24,6 +24,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 mod agent;
+mod audit;
 mod flavors;
 mod health;
 mod images;
@@ -89,6 +90,7 @@ struct Settings {
     timeouts: Timeouts,
     readiness: Readiness,
     policy: Policy,
+    audit: nubis_controller::audit::AuditSettings,
 }
 
 impl Cloud {
@@ -129,6 +131,7 @@ impl Cloud {
             console: Default::default(),
             timeouts: settings.timeouts,
             readiness: settings.readiness,
+            audit: settings.audit,
         };
         let (addr, supervisor) = start(config)
             .await
