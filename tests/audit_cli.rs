@@ -104,13 +104,7 @@ fn nubis_audit_shows_who_did_what_from_where() {
         }
 
         // JSON, with filters.
-        let failed = admin.json(&[
-            "audit",
-            "--action",
-            "token.create",
-            "--outcome",
-            "denied",
-        ]);
+        let failed = admin.json(&["audit", "--action", "token.create", "--outcome", "denied"]);
         let events = failed["events"].as_array().expect("events");
         assert_eq!(events.len(), 1, "{failed:#}");
         assert_eq!(events[0]["user_name"], "bob");
@@ -134,12 +128,16 @@ fn nubis_audit_shows_who_did_what_from_where() {
             .collect();
         // (`--json` shows times to the second, the export as stored.)
         let ids = |v: &[Value]| -> Vec<String> {
-            v.iter().map(|e| e["id"].as_str().unwrap().to_owned()).collect()
+            v.iter()
+                .map(|e| e["id"].as_str().unwrap().to_owned())
+                .collect()
         };
         assert_eq!(ids(&lines), ids(&all));
         assert!(lines.len() >= 7, "{export}");
         assert!(
-            lines.iter().all(|e| e["time"].as_str().unwrap().contains('.')),
+            lines
+                .iter()
+                .all(|e| e["time"].as_str().unwrap().contains('.')),
             "{export}"
         );
         let cli_calls = lines.iter().filter(|e| e["action"] == "keypair.create");

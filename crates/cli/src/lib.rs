@@ -8,8 +8,8 @@ pub mod output;
 use clap::{Args, Subcommand};
 use client::ApiClient;
 use commands::{
-    audit, auth, flavors, floating_ips, images, keypairs, networks, quotas, security_groups, servers, ssh,
-    terms, usage,
+    audit, auth, flavors, floating_ips, images, keypairs, networks, quotas, security_groups,
+    servers, ssh, terms, usage,
 };
 use nubis_api::images::ImageFormat;
 use nubis_api::servers::NetworkRequest;

@@ -28,10 +28,10 @@ mod servers;
 
 use axum::body::Body;
 use axum::extract::{ConnectInfo, DefaultBodyLimit, FromRequestParts};
-use axum::middleware::Next;
 use axum::http::header::{AUTHORIZATION, CONTENT_TYPE, COOKIE, USER_AGENT};
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, Method, Request, StatusCode};
+use axum::middleware::Next;
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{get, post, put};
 use axum::Router;
@@ -98,7 +98,7 @@ tokio::task_local! {
 /// Keeps the client's address (from the server's `ConnectInfo`) for the
 /// in-process API calls of this request.
 async fn remember_client(req: Request<Body>, next: Next) -> Response {
-    let client = req.extensions().get::<ConnectInfo<SocketAddr>>().cloned();
+    let client = req.extensions().get::<ConnectInfo<SocketAddr>>().copied();
     CLIENT.scope(client, next.run(req)).await
 }
 
@@ -171,7 +171,7 @@ impl Portal {
             .method(method)
             .uri(path)
             .header(USER_AGENT, PORTAL_USER_AGENT);
-        if let Ok(Some(client)) = CLIENT.try_with(|c| c.clone()) {
+        if let Ok(Some(client)) = CLIENT.try_with(|c| *c) {
             req = req.extension(client);
         }
         if let Some(t) = token {

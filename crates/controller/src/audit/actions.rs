@@ -87,11 +87,7 @@ pub fn classify(method: &Method, path: &str) -> Option<Classified> {
             }
             named(&bounded(&action, MAX_ID), &kind, id)
         }
-        (m, _) => named(
-            &format!("{kind}.{}", m.to_ascii_lowercase()),
-            &kind,
-            None,
-        ),
+        (m, _) => named(&format!("{kind}.{}", m.to_ascii_lowercase()), &kind, None),
     })
 }
 
@@ -168,14 +164,21 @@ mod tests {
         classify(&method, path).map(|c| (c.action, c.object_type, c.object_id))
     }
 
-    fn a(action: &str, kind: &str, id: Option<&str>) -> Option<(String, Option<String>, Option<String>)> {
+    fn a(
+        action: &str,
+        kind: &str,
+        id: Option<&str>,
+    ) -> Option<(String, Option<String>, Option<String>)> {
         Some((action.into(), Some(kind.into()), id.map(Into::into)))
     }
 
     #[test]
     fn resources_get_action_and_object() {
         let id = "0193c0de-0000-7000-8000-000000000001";
-        assert_eq!(action(Method::POST, "/v1/servers"), a("server.create", "server", None));
+        assert_eq!(
+            action(Method::POST, "/v1/servers"),
+            a("server.create", "server", None)
+        );
         assert_eq!(
             action(Method::DELETE, &format!("/v1/servers/{id}")),
             a("server.delete", "server", Some(id))
@@ -196,7 +199,10 @@ mod tests {
             action(Method::PATCH, &format!("/v1/floating-ips/{id}")),
             a("floating_ip.update", "floating_ip", Some(id))
         );
-        assert_eq!(action(Method::POST, "/v1/keypairs"), a("keypair.create", "keypair", None));
+        assert_eq!(
+            action(Method::POST, "/v1/keypairs"),
+            a("keypair.create", "keypair", None)
+        );
         assert_eq!(
             action(Method::PUT, &format!("/v1/images/{id}/file")),
             a("image.upload", "image", Some(id))
@@ -210,24 +216,43 @@ mod tests {
             a("security_group_rule.create", "security_group_rule", None)
         );
         assert_eq!(
-            action(Method::DELETE, &format!("/v1/security-groups/{id}/rules/r1")),
-            a("security_group_rule.delete", "security_group_rule", Some("r1"))
+            action(
+                Method::DELETE,
+                &format!("/v1/security-groups/{id}/rules/r1")
+            ),
+            a(
+                "security_group_rule.delete",
+                "security_group_rule",
+                Some("r1")
+            )
         );
     }
 
     #[test]
     fn sessions_registration_and_agents_have_their_own_names() {
-        assert_eq!(action(Method::POST, "/v1/tokens"), a("token.create", "token", None));
+        assert_eq!(
+            action(Method::POST, "/v1/tokens"),
+            a("token.create", "token", None)
+        );
         assert_eq!(
             action(Method::DELETE, "/v1/tokens/current"),
             a("token.delete", "token", None)
         );
-        assert_eq!(action(Method::POST, "/v1/users"), a("user.create", "user", None));
-        assert_eq!(action(Method::POST, "/v1/agent/hosts"), a("host.register", "host", None));
+        assert_eq!(
+            action(Method::POST, "/v1/users"),
+            a("user.create", "user", None)
+        );
+        assert_eq!(
+            action(Method::POST, "/v1/agent/hosts"),
+            a("host.register", "host", None)
+        );
         let report = classify(&Method::PUT, "/v1/agent/hosts/h1/report").unwrap();
         assert_eq!(report.action, "host.report");
         assert!(report.only_failures);
-        assert_eq!(action(Method::POST, "/v1/agent/join"), a("agent.join", "host", None));
+        assert_eq!(
+            action(Method::POST, "/v1/agent/join"),
+            a("agent.join", "host", None)
+        );
     }
 
     #[test]

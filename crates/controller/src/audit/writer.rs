@@ -41,7 +41,12 @@ impl AuditLog {
     /// logged.
     pub async fn record(&self, event: AuditEvent) {
         let (action, request_id) = (event.action.clone(), event.request_id.clone());
-        if self.tx.send(Message::Record(Box::new(event))).await.is_err() {
+        if self
+            .tx
+            .send(Message::Record(Box::new(event)))
+            .await
+            .is_err()
+        {
             tracing::error!(%action, %request_id, "audit writer is gone; record lost");
         }
     }

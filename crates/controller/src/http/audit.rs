@@ -33,19 +33,24 @@ pub struct AuditQuery {
     /// Only this action, e.g. `server.create`.
     action: Option<String>,
     /// Only this outcome: `success`, `denied` or `failure`.
+    #[param(value_type = Option<Outcome>)]
     outcome: Option<String>,
     /// From this time on (RFC 3339, inclusive).
+    #[param(value_type = Option<String>, format = DateTime)]
     since: Option<String>,
     /// Before this time (RFC 3339, exclusive).
+    #[param(value_type = Option<String>, format = DateTime)]
     until: Option<String>,
     /// Records per page: 1 to 1000 (default 100); a JSON lines export takes
     /// up to 10000 (default 1000).
+    #[param(minimum = 1, maximum = 10000)]
     limit: Option<u32>,
     /// The previous page's `next_marker`: records older than it.
     marker: Option<String>,
     /// `json` (default) or `jsonl` (one record per line; the next page's
     /// marker is in the `X-Next-Marker` header). `Accept: application/jsonl`
     /// also asks for JSON lines.
+    #[param(pattern = "^jsonl?$")]
     format: Option<String>,
 }
 
@@ -180,6 +185,7 @@ fn accepts_jsonl(headers: &HeaderMap) -> bool {
         .flat_map(|v| v.split(','))
         .any(|t| {
             let t = t.split(';').next().unwrap_or("").trim();
-            t.eq_ignore_ascii_case(JSONL_MEDIA_TYPE) || t.eq_ignore_ascii_case("application/x-ndjson")
+            t.eq_ignore_ascii_case(JSONL_MEDIA_TYPE)
+                || t.eq_ignore_ascii_case("application/x-ndjson")
         })
 }

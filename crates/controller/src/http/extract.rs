@@ -159,7 +159,7 @@ impl FromRequestParts<AppState> for Caller {
                     slot.user(&user);
                 }
                 Ok(Self {
-                user,
+                    user,
                     token_hash: hash,
                 })
             }

@@ -68,7 +68,11 @@ async fn trail_shows_create_delete_failed_login_and_refusal_without_secrets() {
     .await;
     let server_id = id(&server).to_owned();
     let deleted = cloud
-        .send(Method::DELETE, &format!("/v1/servers/{server_id}"), Some(&bob))
+        .send(
+            Method::DELETE,
+            &format!("/v1/servers/{server_id}"),
+            Some(&bob),
+        )
         .await;
     assert!(deleted.status().is_success(), "{}", deleted.status());
     let delete_request_id = deleted.headers()["x-request-id"]
@@ -82,7 +86,9 @@ async fn trail_shows_create_delete_failed_login_and_refusal_without_secrets() {
     let flavor = json!({"name": "huge", "vcpus": 2, "memory_mib": 256, "disk_gib": 2});
     let refused = cloud.post(Some(&bob), "/v1/flavors", &flavor).await;
     assert_eq!(refused.status(), StatusCode::FORBIDDEN);
-    let bad_token = cloud.post(Some("nbs_not-a-token"), "/v1/servers", &body).await;
+    let bad_token = cloud
+        .post(Some("nbs_not-a-token"), "/v1/servers", &body)
+        .await;
     assert_eq!(bad_token.status(), StatusCode::UNAUTHORIZED);
     // Positive control of the refusal: the admin may create the flavor.
     let made = cloud.post(Some(&root), "/v1/flavors", &flavor).await;
@@ -121,10 +127,16 @@ async fn trail_shows_create_delete_failed_login_and_refusal_without_secrets() {
     let logins = of(&events, "token.create");
     let failed: Vec<_> = logins.iter().filter(|e| e["status"] == 401).collect();
     assert_eq!(failed.len(), 2, "{logins:#?}");
-    let bob_failed = failed.iter().find(|e| e["user_name"] == "bob").expect("bob's");
+    let bob_failed = failed
+        .iter()
+        .find(|e| e["user_name"] == "bob")
+        .expect("bob's");
     bobs_fields(bob_failed, "failed login");
     assert_eq!(bob_failed["outcome"], "denied");
-    let nobody = failed.iter().find(|e| e["user_name"].is_null()).expect("unknown");
+    let nobody = failed
+        .iter()
+        .find(|e| e["user_name"].is_null())
+        .expect("unknown");
     assert_eq!(nobody["initiator"], "anonymous");
     assert_eq!(nobody["source_address"], "127.0.0.1");
     assert!(
@@ -229,8 +241,17 @@ async fn members_read_only_their_own_projects_records() {
     let current = trail(&cloud, &bob, "project=current").await;
     assert_eq!(current, mine);
     // Another project's records: as if it did not exist, even by filter.
-    let other = format!("/v1/audit?project={}", carol_me["project"].as_str().unwrap());
-    assert_error("other project", cloud.get(&bob, &other).await, NOT_FOUND, "project").await;
+    let other = format!(
+        "/v1/audit?project={}",
+        carol_me["project"].as_str().unwrap()
+    );
+    assert_error(
+        "other project",
+        cloud.get(&bob, &other).await,
+        NOT_FOUND,
+        "project",
+    )
+    .await;
     let by_user = trail(&cloud, &bob, "user=carol").await;
     assert_eq!(by_user, Vec::<Value>::new());
     // Positive control: carol's records exist, and the admin reads them.
@@ -249,7 +270,9 @@ async fn members_read_only_their_own_projects_records() {
 async fn filters_pages_and_json_lines() {
     let (cloud, root, bob) = cloud_with_users().await;
     for name in ["k1", "k2", "k3"] {
-        let made = cloud.post(Some(&bob), "/v1/keypairs", &json!({"name": name})).await;
+        let made = cloud
+            .post(Some(&bob), "/v1/keypairs", &json!({"name": name}))
+            .await;
         assert_eq!(made.status(), StatusCode::CREATED);
     }
     let me = cloud.get_ok(&bob, "/v1/users/me").await;
@@ -278,7 +301,10 @@ async fn filters_pages_and_json_lines() {
     // Filters, each against the full list.
     let bob_id = me["id"].as_str().unwrap().to_owned();
     let cases = [
-        ("action=keypair.create", keep(&all, "action", "keypair.create")),
+        (
+            "action=keypair.create",
+            keep(&all, "action", "keypair.create"),
+        ),
         ("user=bob", keep(&all, "user_name", "bob")),
         ("outcome=success", keep(&all, "outcome", "success")),
     ];
@@ -289,7 +315,10 @@ async fn filters_pages_and_json_lines() {
     let by_id = trail(&cloud, &root, &format!("user={bob_id}")).await;
     assert_eq!(by_id, trail(&cloud, &root, "user=bob").await);
     let project = format!("project={}", me["project"].as_str().unwrap());
-    assert_eq!(trail(&cloud, &root, &project).await, trail(&cloud, &bob, "").await);
+    assert_eq!(
+        trail(&cloud, &root, &project).await,
+        trail(&cloud, &bob, "").await
+    );
     let combined = trail(&cloud, &root, "user=bob&action=keypair.create").await;
     assert_eq!(combined.len(), 3, "{combined:#?}");
 
@@ -302,8 +331,14 @@ async fn filters_pages_and_json_lines() {
     assert!(since.contains(middle) && !until.contains(middle));
     assert_eq!(since.len() + until.len(), all.len());
     let none = Vec::<Value>::new();
-    assert_eq!(trail(&cloud, &root, "since=2999-01-01T00:00:00Z").await, none);
-    assert_eq!(trail(&cloud, &root, "until=2000-01-01T00:00:00Z").await, none);
+    assert_eq!(
+        trail(&cloud, &root, "since=2999-01-01T00:00:00Z").await,
+        none
+    );
+    assert_eq!(
+        trail(&cloud, &root, "until=2000-01-01T00:00:00Z").await,
+        none
+    );
 
     // JSON lines: the same records, one per line; by query or by Accept.
     let text = cloud
@@ -334,7 +369,10 @@ async fn filters_pages_and_json_lines() {
         ("limit=0", "limit must be between 1 and 1000"),
         ("limit=1001", "limit must be between 1 and 1000"),
         ("since=yesterday", "since must be an RFC 3339 time"),
-        ("until=2026-13-01T00:00:00Z", "until must be an RFC 3339 time"),
+        (
+            "until=2026-13-01T00:00:00Z",
+            "until must be an RFC 3339 time",
+        ),
         ("outcome=ok", "outcome must be success, denied or failure"),
         ("format=xml", "format must be json or jsonl"),
     ] {
@@ -348,7 +386,10 @@ async fn filters_pages_and_json_lines() {
 #[tokio::test]
 async fn portal_calls_carry_the_browsers_address() {
     let (cloud, root, _bob) = cloud_with_users().await;
-    let form = format!("name=bob&password={}&_csrf=c0ffee", WRONG_PASSWORD.replace(' ', "+"));
+    let form = format!(
+        "name=bob&password={}&_csrf=c0ffee",
+        WRONG_PASSWORD.replace(' ', "+")
+    );
     let resp = cloud
         .http
         .post(format!("{}/login", cloud.base))

@@ -109,9 +109,17 @@ pub(crate) async fn audit_records_filter_page_and_purge(db: &Db) {
 
     // Retention: older than 7 days goes (days -10, -9 and -8); the rest,
     // day -7 itself included, stays.
-    let purged = db.purge_audit_events(now - Duration::days(7)).await.unwrap();
+    let purged = db
+        .purge_audit_events(now - Duration::days(7))
+        .await
+        .unwrap();
     assert_eq!(purged, 6);
     let left = db.audit_events(&AuditFilter::default(), 100).await.unwrap();
     assert_eq!(left, newest_first[..7]);
-    assert_eq!(db.purge_audit_events(now - Duration::days(7)).await.unwrap(), 0);
+    assert_eq!(
+        db.purge_audit_events(now - Duration::days(7))
+            .await
+            .unwrap(),
+        0
+    );
 }
