@@ -13,6 +13,8 @@ use tokio::sync::{mpsc, oneshot};
 const QUEUE: usize = 4096;
 /// Records written in one transaction at most.
 const MAX_BATCH: usize = 256;
+/// How long the writer gathers records before it writes them.
+const BATCH_WINDOW: Duration = Duration::from_millis(25);
 /// Pauses before the second and third attempt of a failed batch.
 const RETRY_PAUSES: [Duration; 2] = [Duration::from_millis(200), Duration::from_secs(1)];
 
@@ -65,15 +67,23 @@ async fn write_loop(store: Store, mut rx: mpsc::Receiver<Message>) {
     let mut batch = Vec::new();
     let mut waiting = Vec::new();
     while let Some(first) = rx.recv().await {
+        // Gather what comes within the window (or until a flush is asked
+        // for): one transaction then carries the records of many calls,
+        // instead of each call's record taking the write lock once more.
+        let window = tokio::time::Instant::now() + BATCH_WINDOW;
         let mut next = Some(first);
         while let Some(message) = next.take() {
             match message {
                 Message::Record(e) => batch.push(*e),
                 Message::Flush(done) => waiting.push(done),
             }
-            if batch.len() < MAX_BATCH {
-                next = rx.try_recv().ok();
+            if batch.len() >= MAX_BATCH || !waiting.is_empty() {
+                break;
             }
+            next = tokio::time::timeout_at(window, rx.recv())
+                .await
+                .ok()
+                .flatten();
         }
         write(&store, &batch).await;
         batch.clear();

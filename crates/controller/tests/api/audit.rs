@@ -441,3 +441,33 @@ async fn old_records_are_purged_after_the_retention_period() {
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
 }
+
+#[tokio::test]
+async fn a_trail_that_cannot_be_written_fails_no_call() {
+    let (cloud, root, bob) = cloud_with_users().await;
+    // Break the trail behind the controller's back.
+    sqlx::any::install_default_drivers();
+    let url = format!("sqlite://{}", cloud.dir.path().join("nubis.db").display());
+    let mut db = <sqlx::AnyConnection as sqlx::Connection>::connect(&url)
+        .await
+        .unwrap();
+    sqlx::query("DROP TABLE audit_events")
+        .execute(&mut db)
+        .await
+        .unwrap();
+    let made = cloud
+        .post(Some(&bob), "/v1/keypairs", &json!({"name": "k"}))
+        .await;
+    assert_eq!(made.status(), StatusCode::CREATED);
+    let refused = cloud.login("bob", WRONG_PASSWORD).await;
+    assert_eq!(refused.status(), StatusCode::UNAUTHORIZED);
+    let keypairs = cloud.get_ok(&bob, "/v1/keypairs").await;
+    assert_eq!(keypairs.as_array().unwrap().len(), 1, "{keypairs}");
+    // Reading the trail fails, as it must, without taking anything down.
+    let read = cloud.get(&root, "/v1/audit").await;
+    assert_eq!(read.status(), StatusCode::INTERNAL_SERVER_ERROR);
+    assert_eq!(
+        cloud.get(&root, "/v1/users/me").await.status(),
+        StatusCode::OK
+    );
+}
