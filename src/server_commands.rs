@@ -112,6 +112,9 @@ pub struct ControllerArgs {
     /// `nubis up`. Admins are made only by `nubis admin create-user --admin`.
     #[arg(long, value_enum)]
     pub registration: Option<RegistrationChoice>,
+    /// Days the audit trail keeps its records (older ones are purged).
+    #[arg(long, default_value_t = nubis_controller::audit::DEFAULT_RETENTION_DAYS, value_parser = clap::value_parser!(u32).range(1..))]
+    pub audit_retention_days: u32,
 }
 
 #[derive(Args, Debug, Clone)]
@@ -278,6 +281,10 @@ fn controller_config(
         },
         accounts: nubis_controller::accounts::AccountSettings {
             registration,
+            ..Default::default()
+        },
+        audit: nubis_controller::audit::AuditSettings {
+            retention_days: args.audit_retention_days,
             ..Default::default()
         },
     })

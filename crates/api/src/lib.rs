@@ -5,6 +5,7 @@
 //! in this crate is known to be well-formed, so handlers never re-check it.
 
 pub mod agent;
+pub mod audit;
 pub mod bandwidth;
 pub mod console;
 pub mod error;

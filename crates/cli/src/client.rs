@@ -92,7 +92,10 @@ impl ApiClient {
             base: base.trim_end_matches('/').to_owned(),
             token,
             anonymous: false,
-            http: reqwest::Client::builder().build()?,
+            // The audit trail shows which client made a call.
+            http: reqwest::Client::builder()
+                .user_agent(concat!("nubis-cli/", env!("CARGO_PKG_VERSION")))
+                .build()?,
         })
     }
 

@@ -8,8 +8,8 @@ pub mod output;
 use clap::{Args, Subcommand};
 use client::ApiClient;
 use commands::{
-    auth, flavors, floating_ips, images, keypairs, networks, quotas, security_groups, servers, ssh,
-    terms, usage,
+    audit, auth, flavors, floating_ips, images, keypairs, networks, quotas, security_groups,
+    servers, ssh, terms, usage,
 };
 use nubis_api::images::ImageFormat;
 use nubis_api::servers::NetworkRequest;
@@ -80,6 +80,9 @@ pub enum ClientCommand {
     /// Security groups: which traffic reaches servers.
     #[command(subcommand, name = "security-group")]
     SecurityGroup(security_groups::SecurityGroupCommand),
+    /// The audit trail: who changed what, from where, and how it ended
+    /// (admins: every project; others: their own).
+    Audit(audit::AuditArgs),
 }
 
 #[derive(Subcommand, Debug)]
@@ -376,6 +379,7 @@ pub async fn run(opts: &ClientOptions, command: ClientCommand) -> anyhow::Result
         ClientCommand::Keypair(cmd) => keypairs::run(&client, cmd, json).await,
         ClientCommand::Quota(cmd) => quotas::run(&client, cmd, json).await,
         ClientCommand::Usage(cmd) => usage::run(&client, cmd, json).await,
+        ClientCommand::Audit(args) => audit::run(&client, args, json).await,
     }
 }
 

@@ -36,6 +36,8 @@ pub struct ControllerConfig {
     pub readiness: crate::http::health::Readiness,
     /// Registration, login throttling, bounded password hashing.
     pub accounts: crate::accounts::AccountSettings,
+    /// How long the audit trail keeps records.
+    pub audit: crate::audit::AuditSettings,
 }
 
 /// A controller ready to serve: its socket listens, and its background
@@ -81,7 +83,7 @@ pub async fn start(config: ControllerConfig) -> anyhow::Result<RunningController
         }
     };
     let state = AppState {
-        store,
+        store: store.clone(),
         images_dir,
         agent_token: config.agent_token.into(),
         revision: Arc::new(revision),
@@ -104,6 +106,8 @@ pub async fn start(config: ControllerConfig) -> anyhow::Result<RunningController
             config.accounts.throttle,
         )),
         password_work: crate::auth::PasswordWork::per_core(config.accounts.password_queue),
+        audit: crate::audit::AuditLog::start(store.clone()),
+        audit_settings: Arc::new(config.audit),
     };
     tracing::info!(%addr, "controller API listening");
     let board = state.tasks.clone();
@@ -133,8 +137,8 @@ pub async fn start(config: ControllerConfig) -> anyhow::Result<RunningController
         let (socket, app) = (socket.clone(), app.clone());
         async move {
             let listener = socket.listener().context("reusing the API socket")?;
-            // Handlers see the client's address (`ConnectInfo`), e.g. for
-            // login throttling.
+            // With the client's address (`ConnectInfo`) in every request's
+            // extensions: the audit trail and login throttling use it.
             let app = app.into_make_service_with_connect_info::<SocketAddr>();
             axum::serve(listener, app).await.context("serving the API")
         }

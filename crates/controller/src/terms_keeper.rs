@@ -22,6 +22,8 @@ pub async fn run(state: AppState) {
     let mut tick = tokio::time::interval(state.rental.sweep_interval);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut leading = false;
+    // Old audit records are purged by the same leader, now and then.
+    let mut audit_retention = crate::audit::RetentionSweeper::default();
     loop {
         tick.tick().await;
         match state
@@ -46,6 +48,7 @@ pub async fn run(state: AppState) {
         if let Err(e) = sweep(&state).await {
             tracing::warn!(error = %e, "cannot enforce rental terms; retrying");
         }
+        audit_retention.sweep_if_due(&state).await;
     }
 }
 

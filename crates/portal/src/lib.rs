@@ -29,7 +29,7 @@ mod servers;
 
 use axum::body::Body;
 use axum::extract::{ConnectInfo, DefaultBodyLimit, FromRequestParts};
-use axum::http::header::{AUTHORIZATION, CONTENT_TYPE, COOKIE};
+use axum::http::header::{AUTHORIZATION, CONTENT_TYPE, COOKIE, USER_AGENT};
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, HeaderValue, Method, Request, StatusCode};
 use axum::middleware::Next;
@@ -95,18 +95,20 @@ pub fn router(api: Router) -> Router {
 }
 
 tokio::task_local! {
-    /// The network address of the browser whose request is being answered
-    /// (absent when the request did not come over a socket).
+    /// The browser's address while a portal page runs, so the API calls it
+    /// makes in process carry it (the audit trail records it).
     static CLIENT: Option<ConnectInfo<SocketAddr>>;
 }
 
-/// Keeps the client's address for the API calls made while answering its
-/// request, so the API's rules that need it (login throttling, the audit
-/// trail) see the browser's address rather than none.
-async fn remember_client(req: axum::extract::Request, next: Next) -> Response {
+/// Keeps the client's address (from the server's `ConnectInfo`) for the
+/// in-process API calls of this request.
+async fn remember_client(req: Request<Body>, next: Next) -> Response {
     let client = req.extensions().get::<ConnectInfo<SocketAddr>>().copied();
     CLIENT.scope(client, next.run(req)).await
 }
+
+/// The user agent of the portal's in-process API calls, in the audit trail.
+pub const PORTAL_USER_AGENT: &str = "nubis-portal";
 
 /// An API answer: status, JSON body (Null when not JSON) and raw text.
 pub(crate) struct Reply {
@@ -177,14 +179,22 @@ impl Portal {
         body: Body,
         content_type: Option<&str>,
     ) -> Reply {
-        let mut req = Request::builder().method(method).uri(path);
+        let mut req = Request::builder()
+            .method(method)
+            .uri(path)
+            .header(USER_AGENT, PORTAL_USER_AGENT);
+        // The browser's address, for the API's rules that need one
+        // (login throttling, the audit trail).
+        if let Ok(Some(client)) = CLIENT.try_with(|c| *c) {
+            req = req.extension(client);
+        }
         if let Some(t) = token {
             req = req.header(AUTHORIZATION, format!("Bearer {t}"));
         }
         if let Some(ct) = content_type {
             req = req.header(CONTENT_TYPE, ct);
         }
-        let Ok(mut req) = req.body(body) else {
+        let Ok(req) = req.body(body) else {
             return Reply {
                 status: StatusCode::BAD_REQUEST,
                 body: Value::Null,
@@ -192,10 +202,6 @@ impl Portal {
                 retry_after: None,
             };
         };
-        // The browser's address, for the API's rules that need one.
-        if let Ok(Some(client)) = CLIENT.try_with(|c| *c) {
-            req.extensions_mut().insert(client);
-        }
         let resp = match self.api.clone().oneshot(req).await {
             Ok(r) => r,
             Err(never) => match never {},

@@ -1,5 +1,6 @@
 //! The client subcommands.
 
+pub mod audit;
 pub mod auth;
 pub mod flavors;
 pub mod floating_ips;

@@ -118,13 +118,18 @@ impl From<StoreError> for ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let mut resp = (self.status, Json(ErrorBody::new(self.code, self.message))).into_response();
+        let mut response =
+            (self.status, Json(ErrorBody::new(self.code, self.message))).into_response();
         if let Some(seconds) = self.retry_after {
-            resp.headers_mut().insert(
+            response.headers_mut().insert(
                 axum::http::header::RETRY_AFTER,
                 axum::http::HeaderValue::from(seconds),
             );
         }
-        resp
+        // The audit trail records the code without reading the body.
+        response
+            .extensions_mut()
+            .insert(super::audit_recorder::ErrorCode(self.code));
+        response
     }
 }

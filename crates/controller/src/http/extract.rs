@@ -154,10 +154,15 @@ impl FromRequestParts<AppState> for Caller {
             })?;
         let hash = token_hash(token);
         match state.store.user_by_token(&hash).await {
-            Ok(user) => Ok(Self {
-                user,
-                token_hash: hash,
-            }),
+            Ok(user) => {
+                if let Some(slot) = crate::audit::slot_of(&parts.extensions) {
+                    slot.user(&user);
+                }
+                Ok(Self {
+                    user,
+                    token_hash: hash,
+                })
+            }
             Err(crate::store::StoreError::NotFound) => Err(ApiError::unauthorized(
                 "invalid or expired token; log in again",
             )),
@@ -180,6 +185,9 @@ impl FromRequestParts<AppState> for AgentCaller {
             .unwrap_or("");
         // Compare hashes so the comparison time does not depend on the secret.
         if token_hash(presented) == token_hash(&state.agent_token) && !presented.is_empty() {
+            if let Some(slot) = crate::audit::slot_of(&parts.extensions) {
+                slot.agent(None);
+            }
             Ok(Self)
         } else {
             Err(ApiError::unauthorized("invalid agent token"))

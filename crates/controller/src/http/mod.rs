@@ -1,6 +1,8 @@
 //! The controller's HTTP API: the public `/v1` API and the agent protocol.
 
 mod agents;
+mod audit;
+pub mod audit_recorder;
 pub mod console;
 pub mod error;
 pub mod extract;
@@ -71,6 +73,9 @@ pub struct AppState {
     pub login_throttle: Arc<crate::login_throttle::LoginThrottle>,
     /// The bound on concurrent password hashing.
     pub password_work: crate::auth::PasswordWork,
+    /// The audit trail's writer, and how long records are kept.
+    pub audit: crate::audit::AuditLog,
+    pub audit_settings: Arc<crate::audit::AuditSettings>,
 }
 
 impl AppState {
@@ -178,6 +183,7 @@ pub fn router(state: AppState) -> Router {
         )
         .route("/projects/{id}/usage-records", get(usage_records::list))
         .route("/hosts", get(agents::list_hosts))
+        .route("/audit", get(audit::list))
         .route("/agent/hosts", post(agents::register))
         .route("/agent/hosts/{id}/report", put(agents::report))
         // Only the response head is bounded: the file itself streams.
@@ -213,6 +219,8 @@ pub fn router(state: AppState) -> Router {
             )
         })
         .layer(DefaultBodyLimit::max(MAX_JSON_BODY))
+        // Every state-changing call, answered or refused, into the audit trail.
+        .layer(from_fn_with_state(state.clone(), audit_recorder::record))
         .layer(tower_http::trace::TraceLayer::new_for_http())
         .with_state(state)
 }

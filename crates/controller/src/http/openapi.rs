@@ -33,6 +33,7 @@ use utoipa::{Modify, OpenApi};
         super::server_terms::project_usage, super::server_terms::server_events,
         super::server_terms::project_events,
         super::usage_records::list,
+        super::audit::list,
     ),
     modifiers(&BearerAuth, &CommonErrors)
 )]

@@ -97,6 +97,7 @@ pub async fn registration(State(state): State<AppState>) -> Json<RegistrationSta
 pub async fn login(
     State(state): State<AppState>,
     client: ClientAddress,
+    audit: crate::audit::AuditSlot,
     ApiJson(req): ApiJson<Credentials>,
 ) -> ApiResult<(StatusCode, Json<TokenResponse>)> {
     let denied = || ApiError::unauthorized("wrong user name or password");
@@ -114,6 +115,11 @@ pub async fn login(
         Err(StoreError::NotFound) => None,
         Err(e) => return Err(e.into()),
     };
+    // The trail names the user a login (right or wrong) was for; an unknown
+    // name is not kept (it may be a password typed in the wrong field).
+    if let Some(r) = &record {
+        audit.user(&r.user);
+    }
     // Verify against a dummy hash for unknown users too, so timing does not
     // reveal which names exist.
     let hash = record.as_ref().map(|r| r.password_hash.clone());

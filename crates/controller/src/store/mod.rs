@@ -4,6 +4,7 @@
 //! placeholders, TEXT ids, BIGINT times in Unix milliseconds, BIGINT 0/1 flags);
 //! only the schema migrations differ per backend.
 
+pub mod audit;
 mod changes;
 mod console_tokens;
 pub mod events;
@@ -25,6 +26,7 @@ pub mod traffic;
 pub mod usage;
 mod users;
 
+pub use audit::AuditFilter;
 pub use changes::CHANNEL as CHANGES_CHANNEL;
 pub use console_tokens::ConsoleGrant;
 pub use server_record::ServerRecord;

@@ -26,6 +26,7 @@ use std::time::Duration;
 
 mod accounts;
 mod agent;
+mod audit;
 mod flavors;
 mod health;
 mod images;
@@ -95,6 +96,7 @@ struct Settings {
     policy: Policy,
     /// Registration, throttling; `None`: open registration, default limits.
     accounts: Option<AccountSettings>,
+    audit: nubis_controller::audit::AuditSettings,
 }
 
 impl Cloud {
@@ -139,6 +141,7 @@ impl Cloud {
                 registration: Registration::Open,
                 ..Default::default()
             }),
+            audit: settings.audit,
         };
         let (addr, supervisor) = start(config)
             .await

@@ -179,6 +179,7 @@ macro_rules! store_tests {
 }
 
 // The tests, by topic; declared after `store_tests!` so that `quotas` can use it.
+mod audit;
 mod concurrency;
 mod console_tokens;
 mod flavors;
@@ -196,6 +197,7 @@ mod upgrade;
 mod usage;
 mod users;
 
+use audit::*;
 use concurrency::*;
 use console_tokens::*;
 use flavors::*;
@@ -210,6 +212,7 @@ use usage::*;
 use users::*;
 
 store_tests!(
+    audit_records_filter_page_and_purge,
     migrations_are_idempotent,
     only_users_made_admins_are_admins,
     duplicate_user_name_conflicts,

@@ -15,8 +15,9 @@ pub(crate) async fn migrations_are_idempotent(db: &Db) {
         again.ensure_default_flavors().await.expect("schema usable");
     }
     assert_eq!(
+        // (Versions may have gaps: numbers are handed out to branches.)
         raw_count(db, "SELECT COUNT(*) FROM _sqlx_migrations").await,
-        raw_count(db, "SELECT MAX(version) FROM _sqlx_migrations").await,
+        nubis_controller::store::migrations::files(db.backend()).len() as i64,
         "every version is recorded once"
     );
     assert_eq!(
