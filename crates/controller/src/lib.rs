@@ -1,6 +1,7 @@
 //! The Nubis controller: the REST API, authentication, the scheduler and the
 //! state store. It holds desired state; agents converge hosts to it.
 
+pub mod address_space;
 pub mod auth;
 pub mod clock;
 pub mod http;

@@ -89,6 +89,7 @@ struct Settings {
     timeouts: Timeouts,
     readiness: Readiness,
     policy: Policy,
+    tenant_pools: nubis_controller::address_space::TenantPools,
 }
 
 impl Cloud {
@@ -129,6 +130,7 @@ impl Cloud {
             console: Default::default(),
             timeouts: settings.timeouts,
             readiness: settings.readiness,
+            tenant_pools: settings.tenant_pools,
         };
         let (addr, supervisor) = start(config)
             .await
