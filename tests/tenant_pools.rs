@@ -47,7 +47,7 @@ fn host_state(skip: &[&str]) -> (Vec<String>, Vec<String>) {
             l.to_string()
         })
         .collect();
-    let mut routes: Vec<String> = ip_json(&["route", "show", "table", "all"])
+    let mut routes: Vec<String> = ip_json(&["-4", "route", "show", "table", "all"])
         .into_iter()
         .filter(|r| keep(r["dev"].as_str().unwrap_or("")))
         .map(|r| r.to_string())
@@ -72,27 +72,52 @@ fn forbidden_ranges_are_refused_and_change_nothing_on_the_host() {
     let outside = NetNs::new("tp-out");
     let ns = NetNs::new("tenant-pools");
     ip(&[
-        "-n", &ns.name, "link", "add", "up0", "type", "veth", "peer", "name", "up1", "netns",
+        "-n",
+        &ns.name,
+        "link",
+        "add",
+        "up0",
+        "type",
+        "veth",
+        "peer",
+        "name",
+        "up1",
+        "netns",
         &outside.name,
     ]);
     ip(&["-n", &ns.name, "addr", "add", "10.99.0.2/24", "dev", "up0"]);
     ip(&["-n", &ns.name, "link", "set", "up0", "up"]);
-    ip(&["-n", &outside.name, "addr", "add", "10.99.0.1/24", "dev", "up1"]);
+    ip(&[
+        "-n",
+        &outside.name,
+        "addr",
+        "add",
+        "10.99.0.1/24",
+        "dev",
+        "up1",
+    ]);
     ip(&["-n", &outside.name, "link", "set", "up1", "up"]);
-    ip(&["-n", &ns.name, "route", "add", "default", "via", "10.99.0.1"]);
+    ip(&[
+        "-n",
+        &ns.name,
+        "route",
+        "add",
+        "default",
+        "via",
+        "10.99.0.1",
+    ]);
     run_in(ns, || async {
         let mut cloud = Cloud::start().await;
         // The agent registers (with the host's addresses and routes) after
         // the API answers: wait until /readyz lists its host.
         support::wait_for("the host to register", Duration::from_secs(60), || async {
             let (_, b) = cloud.call(Method::GET, "/readyz", None).await;
-            b["hosts"]
-                .as_array()
-                .filter(|h| !h.is_empty())
-                .map(|_| ())
+            b["hosts"].as_array().filter(|h| !h.is_empty()).map(|_| ())
         })
         .await;
-        cloud.register_and_login("mallory", "mallory-password").await;
+        cloud
+            .register_and_login("mallory", "mallory-password")
+            .await;
         cloud.upload_tiny_image();
         let before = host_state(&[]);
         assert!(
@@ -104,7 +129,10 @@ fn forbidden_ranges_are_refused_and_change_nothing_on_the_host() {
             ("127.0.0.0/24", "overlaps the loopback range 127.0.0.0/8"),
             ("169.254.169.0/24", "overlaps the link-local range"),
             ("224.0.0.0/24", "overlaps the multicast range 224.0.0.0/4"),
-            ("8.8.8.0/24", "is outside the tenant address pools (10.64.0.0/10)"),
+            (
+                "8.8.8.0/24",
+                "is outside the tenant address pools (10.64.0.0/10)",
+            ),
             ("10.99.0.0/24", "overlaps the address 10.99.0.2/24 of host"),
         ] {
             let gateway = cidr.replace(".0/24", ".1");
@@ -159,7 +187,11 @@ fn forbidden_ranges_are_refused_and_change_nothing_on_the_host() {
         assert_eq!(server["addresses"][0]["ip"], "10.77.0.50");
         cloud.wait_status(&id, "running", BOOT).await;
         cloud
-            .wait_console(&id, "nubis-tiny: dhcp eth0 10.77.0.50/24 router 10.77.0.1", BOOT)
+            .wait_console(
+                &id,
+                "nubis-tiny: dhcp eth0 10.77.0.50/24 router 10.77.0.1",
+                BOOT,
+            )
             .await;
 
         // The host changed only by the lan's bridge and the server's TAP
@@ -183,6 +215,29 @@ fn forbidden_ranges_are_refused_and_change_nothing_on_the_host() {
             "positive control: the lan's route is on the host: {:?}",
             with_bridge.1
         );
+
+        // `nubis admin check` reads the same store: all is well under the
+        // pools the cloud runs with; narrowed to another pool, the lan and
+        // the default network are listed (they keep working) and it fails.
+        let check = |pools: &[&str]| {
+            let mut cmd = Command::new(support::cloud::nubis_bin());
+            cmd.args(["admin", "check", "--data-dir"])
+                .arg(cloud.data_path());
+            for p in pools {
+                cmd.args(["--tenant-pool", p]);
+            }
+            cmd.output().expect("running nubis admin check")
+        };
+        let ok = check(&[]);
+        assert!(ok.status.success(), "{ok:?}");
+        let narrowed = check(&["172.16.0.0/12"]);
+        let listed = String::from_utf8_lossy(&narrowed.stdout).into_owned();
+        assert!(!narrowed.status.success(), "{narrowed:?}");
+        assert!(
+            listed.contains("network mallory/lan (10.77.0.0/24): 10.77.0.0/24 is outside the tenant address pools (172.16.0.0/12)"),
+            "{listed}"
+        );
+        assert!(listed.contains("network mallory/default"), "{listed}");
     });
     drop(outside);
 }

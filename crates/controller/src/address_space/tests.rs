@@ -77,7 +77,10 @@ fn special_ranges_are_refused_whatever_the_pools() {
         ("240.0.0.0/24", "overlaps the reserved range"),
         ("255.255.255.0/24", "broadcast address 255.255.255.255"),
     ] {
-        refused(s.check_network(cidr(range), cidr(range).first_host()), mention);
+        refused(
+            s.check_network(cidr(range), cidr(range).first_host()),
+            mention,
+        );
     }
 }
 

@@ -95,7 +95,11 @@ impl ApiError {
 /// `address_not_allowed`, the message naming the rule.
 impl From<crate::address_space::Violation> for ApiError {
     fn from(v: crate::address_space::Violation) -> Self {
-        Self::new(StatusCode::BAD_REQUEST, "address_not_allowed", v.to_string())
+        Self::new(
+            StatusCode::BAD_REQUEST,
+            "address_not_allowed",
+            v.to_string(),
+        )
     }
 }
 

@@ -123,9 +123,8 @@ impl Store {
                 let text: String = row.try_get("addressing")?;
                 Ok(HostRanges {
                     host: row.try_get("name")?,
-                    addressing: serde_json::from_str(&text).map_err(|e| {
-                        StoreError::Corrupt(format!("column addressing: {e}"))
-                    })?,
+                    addressing: serde_json::from_str(&text)
+                        .map_err(|e| StoreError::Corrupt(format!("column addressing: {e}")))?,
                 })
             })
             .collect()

@@ -222,9 +222,7 @@ impl Store {
     }
 
     /// The subnet of every network, read in `conn`.
-    pub(super) async fn network_cidrs_in(
-        conn: &mut sqlx::AnyConnection,
-    ) -> StoreResult<Vec<Cidr>> {
+    pub(super) async fn network_cidrs_in(conn: &mut sqlx::AnyConnection) -> StoreResult<Vec<Cidr>> {
         sqlx::query("SELECT cidr FROM networks")
             .fetch_all(&mut *conn)
             .await?

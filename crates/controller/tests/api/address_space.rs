@@ -47,7 +47,10 @@ async fn networks_outside_the_address_space_are_refused_naming_the_rule() {
         "10.120.0.10-10.120.0.20 overlaps the tenant pool 10.64.0.0/10",
     )
     .await;
-    assert_eq!(cloud.get_ok(&admin, "/v1/floating-ip-pools").await, json!([]));
+    assert_eq!(
+        cloud.get_ok(&admin, "/v1/floating-ip-pools").await,
+        json!([])
+    );
     // ...one outside it is made.
     let pool = json!({"name": "public", "first": "203.0.113.10", "last": "203.0.113.20"});
     let resp = cloud
@@ -89,7 +92,13 @@ async fn networks_outside_the_address_space_are_refused_naming_the_rule() {
     let resp = cloud
         .post(Some(&admin), "/v1/floating-ip-pools", &pool)
         .await;
-    assert_error("floating pool on a network", resp, ADDRESS, "overlaps the tenant pool").await;
+    assert_error(
+        "floating pool on a network",
+        resp,
+        ADDRESS,
+        "overlaps the tenant pool",
+    )
+    .await;
 }
 
 #[tokio::test]
@@ -97,9 +106,9 @@ async fn a_custom_tenant_pool_replaces_the_default() {
     let cloud = Cloud::start_with_settings(
         Duration::from_secs(3600),
         Settings {
-            tenant_pools: nubis_controller::address_space::TenantPools::new(vec![
-                "172.16.0.0/12".parse().unwrap(),
-            ])
+            tenant_pools: nubis_controller::address_space::TenantPools::new(vec!["172.16.0.0/12"
+                .parse()
+                .unwrap()])
             .unwrap(),
             ..Default::default()
         },
@@ -107,7 +116,10 @@ async fn a_custom_tenant_pool_replaces_the_default() {
     .await;
     let alice = cloud.user("alice").await;
     let all = cloud.get_ok(&alice, "/v1/networks").await;
-    assert_eq!(all[0]["cidr"], "172.16.0.0/24", "the default network: {all}");
+    assert_eq!(
+        all[0]["cidr"], "172.16.0.0/24",
+        "the default network: {all}"
+    );
     let cases = [case(
         "the default pool's range",
         json!({"name": "lan", "cidr": "10.77.0.0/24"}),
@@ -137,7 +149,11 @@ async fn reports_refresh_a_hosts_ranges() {
         "addressing": {"addresses": [], "routes": [{"destination": "10.88.0.0/16", "device": "eth1"}]},
     });
     let resp = cloud
-        .req(Method::PUT, &format!("/v1/agent/hosts/{}/report", id(&host)), None)
+        .req(
+            Method::PUT,
+            &format!("/v1/agent/hosts/{}/report", id(&host)),
+            None,
+        )
         .header(nubis_api::agent::AGENT_TOKEN_HEADER, AGENT_TOKEN)
         .json(&report)
         .send()
@@ -161,7 +177,11 @@ async fn reports_refresh_a_hosts_ranges() {
         ),
     ] {
         let resp = cloud
-            .req(Method::PUT, &format!("/v1/agent/hosts/{}/report", id(&host)), None)
+            .req(
+                Method::PUT,
+                &format!("/v1/agent/hosts/{}/report", id(&host)),
+                None,
+            )
             .header(nubis_api::agent::AGENT_TOKEN_HEADER, AGENT_TOKEN)
             .json(&report)
             .send()

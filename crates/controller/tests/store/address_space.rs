@@ -100,9 +100,18 @@ async fn networks_on_a_host_range_are_refused_and_nothing_is_made(db: &Db) {
     let alice = user(db, "alice").await;
     host_on_the_lan(db).await;
     for (cidr, mention) in [
-        ("10.100.7.0/24", "overlaps the route 10.100.0.0/16 of host h1"),
-        ("10.99.0.0/24", "overlaps the address 10.99.0.2/24 of host h1"),
-        ("8.8.8.0/24", "outside the tenant address pools (10.64.0.0/10)"),
+        (
+            "10.100.7.0/24",
+            "overlaps the route 10.100.0.0/16 of host h1",
+        ),
+        (
+            "10.99.0.0/24",
+            "overlaps the address 10.99.0.2/24 of host h1",
+        ),
+        (
+            "8.8.8.0/24",
+            "outside the tenant address pools (10.64.0.0/10)",
+        ),
         ("127.0.0.0/24", "loopback"),
         ("169.254.169.0/24", "link-local"),
         ("224.0.0.0/24", "multicast"),
@@ -124,9 +133,10 @@ async fn networks_on_a_host_range_are_refused_and_nothing_is_made(db: &Db) {
 
 async fn default_networks_come_from_the_pools_clear_of_host_ranges(db: &Db) {
     // A store held to a small custom pool whose first /24 is a host's LAN.
-    let store = Store::connect(&db.url).await.unwrap().with_tenant_pools(
-        TenantPools::new(vec!["10.99.0.0/23".parse().unwrap()]).unwrap(),
-    );
+    let store = Store::connect(&db.url)
+        .await
+        .unwrap()
+        .with_tenant_pools(TenantPools::new(vec!["10.99.0.0/23".parse().unwrap()]).unwrap());
     let (alice, bob, carol) = (
         user(db, "alice").await,
         user(db, "bob").await,
@@ -137,15 +147,20 @@ async fn default_networks_come_from_the_pools_clear_of_host_ranges(db: &Db) {
         .ensure_default_network(alice.project, "nubis.internal")
         .await
         .unwrap();
-    assert_eq!(a.cidr.to_string(), "10.99.1.0/24", "10.99.0.0/24 is the host's");
+    assert_eq!(
+        a.cidr.to_string(),
+        "10.99.1.0/24",
+        "10.99.0.0/24 is the host's"
+    );
     // Only bob's project makes one: the pool is full after it.
     let full = store
         .ensure_default_network(bob.project, "nubis.internal")
         .await
         .unwrap_err();
     assert!(
-        full.to_string()
-            .contains("no free range left for a default network in the tenant pools (10.99.0.0/23)"),
+        full.to_string().contains(
+            "no free range left for a default network in the tenant pools (10.99.0.0/23)"
+        ),
         "{full}"
     );
     // The default pool still has room for carol (the store in `db`).
@@ -158,10 +173,13 @@ async fn default_networks_come_from_the_pools_clear_of_host_ranges(db: &Db) {
 
 async fn floating_pools_stay_clear_of_tenant_pools_and_networks(db: &Db) {
     let alice = user(db, "alice").await;
-    let custom = Store::connect(&db.url)
-        .await
-        .unwrap()
-        .with_tenant_pools(TenantPools::new(vec!["10.64.0.0/10".parse().unwrap(), "192.168.0.0/16".parse().unwrap()]).unwrap());
+    let custom = Store::connect(&db.url).await.unwrap().with_tenant_pools(
+        TenantPools::new(vec![
+            "10.64.0.0/10".parse().unwrap(),
+            "192.168.0.0/16".parse().unwrap(),
+        ])
+        .unwrap(),
+    );
     custom
         .create_network(&new_network(alice.project, "lan", "192.168.5.0/24"))
         .await
@@ -182,7 +200,8 @@ async fn floating_pools_stay_clear_of_tenant_pools_and_networks(db: &Db) {
         .await
         .expect("a pool clear of everything");
     // And a network may not take the floating pool's range.
-    let custom = custom.with_tenant_pools(TenantPools::new(vec!["203.0.113.0/24".parse().unwrap()]).unwrap());
+    let custom = custom
+        .with_tenant_pools(TenantPools::new(vec!["203.0.113.0/24".parse().unwrap()]).unwrap());
     assert_violation(
         custom
             .create_network(&new_network(alice.project, "pub", "203.0.113.0/28"))
@@ -246,7 +265,10 @@ async fn admin_check_lists_networks_and_fixed_ips_that_break_the_rules(db: &Db) 
             "server web on network alice/good: fixed IP 10.77.0.1 is the gateway of 10.77.0.0/24",
         ]
     );
-    assert!(matches!(findings[0].violation, Violation::OutsidePools { .. }));
+    assert!(matches!(
+        findings[0].violation,
+        Violation::OutsidePools { .. }
+    ));
     // They keep working: the network is still listed.
     assert_eq!(db.list_networks(alice.project).await.unwrap().len(), 2);
 }
