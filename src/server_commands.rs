@@ -115,6 +115,24 @@ pub struct ControllerArgs {
     /// Days the audit trail keeps its records (older ones are purged).
     #[arg(long, default_value_t = nubis_controller::audit::DEFAULT_RETENTION_DAYS, value_parser = clap::value_parser!(u32).range(1..))]
     pub audit_retention_days: u32,
+    #[command(flatten)]
+    pub pools: TenantPoolArgs,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct TenantPoolArgs {
+    /// An IPv4 range tenants' networks may use (repeat for several):
+    /// every network's range must lie inside one, clear of the hosts'
+    /// own addresses and routes and of floating-IP pools.
+    #[arg(long = "tenant-pool", value_name = "CIDR", default_value = nubis_controller::address_space::DEFAULT_TENANT_POOL)]
+    pub tenant_pool: Vec<nubis_api::security_groups::Prefix>,
+}
+
+impl TenantPoolArgs {
+    fn pools(&self) -> anyhow::Result<nubis_controller::address_space::TenantPools> {
+        nubis_controller::address_space::TenantPools::new(self.tenant_pool.clone())
+            .map_err(|e| anyhow::anyhow!("--tenant-pool: {e}"))
+    }
 }
 
 #[derive(Args, Debug, Clone)]
@@ -198,6 +216,15 @@ pub enum AdminCommand {
         /// Otherwise NUBIS_PASSWORD or a line of standard input.
         #[arg(long)]
         password: Option<String>,
+        #[command(flatten)]
+        store: StoreArgs,
+    },
+    /// List networks and fixed IPs that break the address-space rules
+    /// (outside the tenant pools, overlapping a host's own range, a
+    /// floating-IP pool or a special range); exits non-zero when any does.
+    Check {
+        #[command(flatten)]
+        pools: TenantPoolArgs,
         #[command(flatten)]
         store: StoreArgs,
     },
@@ -287,6 +314,7 @@ fn controller_config(
             retention_days: args.audit_retention_days,
             ..Default::default()
         },
+        tenant_pools: args.pools.pools()?,
     })
 }
 
@@ -415,6 +443,26 @@ pub async fn admin(cmd: AdminCommand) -> anyhow::Result<()> {
                 if user.admin { " (admin)" } else { "" }
             );
             Ok(())
+        }
+        AdminCommand::Check { pools, store } => {
+            let pools = pools.pools()?;
+            std::fs::create_dir_all(&store.data_dir)?;
+            let db = nubis_controller::store::Store::connect(&store.database_url())
+                .await?
+                .with_tenant_pools(pools.clone());
+            let findings = db.address_space_findings().await?;
+            for finding in &findings {
+                println!("{finding}");
+            }
+            if findings.is_empty() {
+                println!("Every network and fixed IP keeps the address-space rules (tenant pools: {pools}).");
+                Ok(())
+            } else {
+                anyhow::bail!(
+                    "{} network(s) or fixed IP(s) break the address-space rules (tenant pools: {pools}); they keep working, but new ones like them are refused",
+                    findings.len()
+                )
+            }
         }
     }
 }

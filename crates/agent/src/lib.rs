@@ -112,6 +112,10 @@ pub async fn start(config: AgentConfig) -> anyhow::Result<RunningAgent> {
             qemu::Accel::Kvm => Accelerator::Kvm,
             qemu::Accel::Tcg => Accelerator::Tcg,
         },
+        addressing: host_info::addressing()
+            .await
+            .inspect_err(|e| tracing::warn!(error = %format!("{e:#}"), "cannot read the host's addresses and routes"))
+            .ok(),
     };
     let host = loop {
         match client.register(&registration).await {

@@ -140,9 +140,22 @@ pub async fn report_observed_state(
     interval: Duration,
 ) {
     let meter = crate::metering::Meter::new();
+    // The host's own addresses and routes change rarely: read them again
+    // about once per interval (the heartbeat), not on every report, so
+    // reports made while a server is created run no extra process.
+    let mut addressing_read: Option<tokio::time::Instant> = None;
     loop {
         let mut report = ctx.reports.snapshot();
         report.held = layout.present_instances();
+        if addressing_read.is_none_or(|at| at.elapsed() >= interval) {
+            match crate::host_info::addressing().await {
+                Ok(a) => report.addressing = Some(a),
+                Err(e) => {
+                    tracing::warn!(error = %format!("{e:#}"), "cannot read the host's addresses and routes");
+                    addressing_read = Some(tokio::time::Instant::now());
+                }
+            }
+        }
         let instances = directory.all();
         report.traffic = meter.read(&instances);
         ctx.networking.mark_network_faults(&mut report, &instances);
@@ -150,6 +163,9 @@ pub async fn report_observed_state(
             tracing::warn!(error = %format!("{e:#}"), "cannot report to the controller");
             tokio::time::sleep(Duration::from_secs(2)).await;
             continue;
+        }
+        if report.addressing.is_some() {
+            addressing_read = Some(tokio::time::Instant::now());
         }
         let _ = tokio::time::timeout(interval, async {
             tokio::select! {

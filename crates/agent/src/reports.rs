@@ -45,6 +45,7 @@ impl Reports {
             instances,
             traffic: Vec::new(),
             held: Vec::new(),
+            addressing: None,
         }
     }
 

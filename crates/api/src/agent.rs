@@ -43,6 +43,40 @@ pub struct RegisterHost {
     pub memory_mib: u64,
     pub disk_gib: u64,
     pub accel: Accelerator,
+    /// The host's own addresses and routes, which no tenant network may
+    /// overlap. Absent from agents older than this field.
+    #[serde(default)]
+    pub addressing: Option<HostAddressing>,
+}
+
+/// The IPv4 addresses and routes a host has for itself: every interface
+/// but the agent's own bridges and TAPs, and no floating IP (`lo:nfip`).
+/// A tenant network that overlapped one of them would put a route on the
+/// host that captures the host's own traffic.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct HostAddressing {
+    pub addresses: Vec<HostAddress>,
+    pub routes: Vec<HostRoute>,
+}
+
+/// One address of a host's interface, with its prefix length.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct HostAddress {
+    #[schema(value_type = String)]
+    pub ip: Ipv4Addr,
+    pub prefix_len: u8,
+    pub device: String,
+}
+
+/// One route of a host's main routing table (the default route left out:
+/// it is "everything else", not a range of the host).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct HostRoute {
+    #[schema(value_type = String, example = "192.168.1.0/24")]
+    pub destination: crate::security_groups::Prefix,
+    /// The interface, when the route has one (blackhole routes do not).
+    #[serde(default)]
+    pub device: Option<String>,
 }
 
 /// A host as the controller knows it.
@@ -287,4 +321,8 @@ pub struct HostReport {
     /// its TAP and QEMU may still exist.
     #[serde(default)]
     pub held: Vec<ServerId>,
+    /// The host's addresses and routes when the agent read them again
+    /// (about every heartbeat); absent: unchanged since the last one.
+    #[serde(default)]
+    pub addressing: Option<HostAddressing>,
 }

@@ -3,6 +3,7 @@
 
 pub mod accounts;
 pub mod audit;
+pub mod address_space;
 pub mod auth;
 pub mod clock;
 pub mod http;

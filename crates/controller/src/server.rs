@@ -38,6 +38,9 @@ pub struct ControllerConfig {
     pub accounts: crate::accounts::AccountSettings,
     /// How long the audit trail keeps records.
     pub audit: crate::audit::AuditSettings,
+    /// The operator's tenant address pools (`--tenant-pool`): networks must
+    /// lie inside one. Default: `10.64.0.0/10`.
+    pub tenant_pools: crate::address_space::TenantPools,
 }
 
 /// A controller ready to serve: its socket listens, and its background
@@ -66,7 +69,8 @@ pub async fn start(config: ControllerConfig) -> anyhow::Result<RunningController
         .with_context(|| format!("creating {}", images_dir.display()))?;
     let store = Store::connect(&config.database_url)
         .await
-        .with_context(|| "opening the state store".to_string())?;
+        .with_context(|| "opening the state store".to_string())?
+        .with_tenant_pools(config.tenant_pools.clone());
     store.ensure_default_flavors().await?;
     let (revision, _) = watch::channel(1u64);
     let listener = TcpListener::bind(config.listen)

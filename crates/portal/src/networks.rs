@@ -47,8 +47,8 @@ fn list_page(
                     }
                     div.field {
                         label for="net-cidr" { "Subnet (CIDR)" }
-                        input #net-cidr type="text" name="cidr" value=(f.get("cidr")) required placeholder="10.0.1.0/24"
-                            pattern="[0-9]{1,3}(\\.[0-9]{1,3}){3}/[0-9]{1,2}" title="an IPv4 subnet such as 10.0.1.0/24";
+                        input #net-cidr type="text" name="cidr" value=(f.get("cidr")) required placeholder="10.65.1.0/24"
+                            pattern="[0-9]{1,3}(\\.[0-9]{1,3}){3}/[0-9]{1,2}" title="an IPv4 subnet inside the tenant pools, such as 10.65.1.0/24";
                     }
                     div.field {
                         label for="net-gw" { "Gateway (optional)" }

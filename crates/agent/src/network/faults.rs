@@ -108,6 +108,7 @@ mod tests {
             ],
             traffic: Vec::new(),
             held: Vec::new(),
+            addressing: None,
         };
         let faults = NetworkFaults::default();
         faults.replace(HashMap::from([(bad, "dnsmasq cannot read".to_owned())]));

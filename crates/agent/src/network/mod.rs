@@ -4,7 +4,7 @@
 //! desired state, like instances, so restarts leave nothing extra.
 
 pub mod access;
-mod command;
+pub(crate) mod command;
 pub mod dnsmasq;
 mod faults;
 pub mod firewall;

@@ -251,6 +251,9 @@ pub async fn report(
         .touch_host(host)
         .await
         .map_err(ApiError::from_store("host"))?;
+    if let Some(addressing) = &report.addressing {
+        state.store.set_host_addressing(host, addressing).await?;
+    }
     state
         .store
         .apply_host_report_at(host, &report, state.clock.now())

@@ -105,12 +105,25 @@ impl ApiError {
     }
 }
 
+/// A range or address the address-space rules refuse: 400
+/// `address_not_allowed`, the message naming the rule.
+impl From<crate::address_space::Violation> for ApiError {
+    fn from(v: crate::address_space::Violation) -> Self {
+        Self::new(
+            StatusCode::BAD_REQUEST,
+            "address_not_allowed",
+            v.to_string(),
+        )
+    }
+}
+
 impl From<StoreError> for ApiError {
     fn from(e: StoreError) -> Self {
         match e {
             StoreError::NotFound => Self::not_found("resource"),
             StoreError::Conflict(m) => Self::conflict(m),
             StoreError::QuotaExceeded(m) => Self::quota_exceeded(m),
+            StoreError::AddressSpace(v) => v.into(),
             other => Self::internal(other),
         }
     }

@@ -200,12 +200,13 @@ async fn resolve_networks(
                 .map_err(ApiError::from_store_ref("network", &nic.network))?
         };
         if let Some(ip) = nic.fixed_ip {
-            if !network.cidr.is_host(ip) || ip == network.gateway {
-                return Err(ApiError::bad_request(format!(
-                    "fixed_ip {ip} is not a free host address of {} ({}, gateway {})",
-                    network.name, network.cidr, network.gateway
-                )));
-            }
+            crate::address_space::check_fixed_ip(network.cidr, network.gateway, ip).map_err(
+                |v| {
+                    let mut e = ApiError::from(v);
+                    e.message = format!("network {}: {}", network.name, e.message);
+                    e
+                },
+            )?;
         }
         out.push((network, nic.fixed_ip));
     }

@@ -56,6 +56,8 @@ impl Store {
         last: Ipv4Addr,
     ) -> StoreResult<FloatingIpPool> {
         let mut tx = self.begin_write().await?;
+        let networks = Self::network_cidrs_in(&mut tx).await?;
+        crate::address_space::check_floating_pool(first, last, self.tenant_pools(), &networks)?;
         let overlapping: i64 = sqlx::query(
             "SELECT COUNT(*) AS n FROM floating_ip_pools WHERE first_ip <= $2 AND last_ip >= $1",
         )
@@ -95,6 +97,16 @@ impl Store {
             .fetch_one(self.pool())
             .await?;
         pool_from_row(&row)
+    }
+
+    /// Every floating-IP pool, read in `conn` (a create's transaction).
+    pub(super) async fn floating_ip_pools_in(
+        conn: &mut sqlx::AnyConnection,
+    ) -> StoreResult<Vec<FloatingIpPool>> {
+        let rows = sqlx::query("SELECT * FROM floating_ip_pools ORDER BY name")
+            .fetch_all(&mut *conn)
+            .await?;
+        rows.iter().map(pool_from_row).collect()
     }
 
     pub async fn list_floating_ip_pools(&self) -> StoreResult<Vec<FloatingIpPool>> {

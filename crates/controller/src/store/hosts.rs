@@ -2,7 +2,8 @@
 
 use super::rows::{big, count, parse, time};
 use super::{found, now_ms, Store, StoreError, StoreResult};
-use nubis_api::agent::{Accelerator, Host, RegisterHost};
+use crate::address_space::HostRanges;
+use nubis_api::agent::{Accelerator, Host, HostAddressing, RegisterHost};
 use nubis_api::HostId;
 use sqlx::any::AnyRow;
 use sqlx::Row;
@@ -40,11 +41,12 @@ impl Store {
     pub async fn register_host(&self, req: &RegisterHost) -> StoreResult<Host> {
         // One statement, so concurrent registrations of a name cannot race.
         sqlx::query(
-            "INSERT INTO hosts (id, name, vcpus, memory_mib, disk_gib, accel, last_seen, url) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8) \
+            "INSERT INTO hosts (id, name, vcpus, memory_mib, disk_gib, accel, last_seen, url, addressing) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) \
              ON CONFLICT (name) DO UPDATE SET vcpus = excluded.vcpus, \
              memory_mib = excluded.memory_mib, disk_gib = excluded.disk_gib, \
-             accel = excluded.accel, last_seen = excluded.last_seen, url = excluded.url",
+             accel = excluded.accel, last_seen = excluded.last_seen, url = excluded.url, \
+             addressing = COALESCE(excluded.addressing, hosts.addressing)",
         )
         .bind(HostId::new().to_string())
         .bind(&req.name)
@@ -54,6 +56,7 @@ impl Store {
         .bind(req.accel.as_str())
         .bind(now_ms())
         .bind(&req.url)
+        .bind(addressing_json(req.addressing.as_ref())?)
         .execute(self.pool())
         .await?;
         let row = sqlx::query("SELECT * FROM hosts WHERE name = $1")
@@ -91,6 +94,42 @@ impl Store {
         Ok(())
     }
 
+    /// Records the addresses and routes a host reported for itself.
+    pub async fn set_host_addressing(
+        &self,
+        id: HostId,
+        addressing: &HostAddressing,
+    ) -> StoreResult<()> {
+        sqlx::query("UPDATE hosts SET addressing = $2 WHERE id = $1")
+            .bind(id.to_string())
+            .bind(addressing_json(Some(addressing))?)
+            .execute(self.pool())
+            .await?;
+        Ok(())
+    }
+
+    /// The addresses and routes every host reported (hosts that reported
+    /// none are left out), read in `conn` (a create's transaction).
+    pub(super) async fn host_ranges_in(
+        conn: &mut sqlx::AnyConnection,
+    ) -> StoreResult<Vec<HostRanges>> {
+        let rows = sqlx::query(
+            "SELECT name, addressing FROM hosts WHERE addressing IS NOT NULL ORDER BY name",
+        )
+        .fetch_all(&mut *conn)
+        .await?;
+        rows.iter()
+            .map(|row| {
+                let text: String = row.try_get("addressing")?;
+                Ok(HostRanges {
+                    host: row.try_get("name")?,
+                    addressing: serde_json::from_str(&text)
+                        .map_err(|e| StoreError::Corrupt(format!("column addressing: {e}")))?,
+                })
+            })
+            .collect()
+    }
+
     /// Every host with what its servers (including those being deleted, whose
     /// resources are not yet free) take.
     pub async fn host_loads(&self) -> StoreResult<Vec<HostLoad>> {
@@ -114,4 +153,12 @@ impl Store {
         }
         Ok(loads)
     }
+}
+
+/// A host's addressing as stored (JSON), or NULL.
+fn addressing_json(addressing: Option<&HostAddressing>) -> StoreResult<Option<String>> {
+    addressing
+        .map(serde_json::to_string)
+        .transpose()
+        .map_err(|e| StoreError::Corrupt(format!("host addressing: {e}")))
 }

@@ -47,6 +47,7 @@ migration_files!(
     "0006_rental_terms",
     "0007_cdrom_attached",
     "0008_console_tokens_leader_leases",
+    "0009_host_addressing",
     "0010_resource_limits",
     "0011_audit_events",
 );

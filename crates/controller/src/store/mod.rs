@@ -59,6 +59,9 @@ pub enum StoreError {
     Migrate(#[from] sqlx::migrate::MigrateError),
     #[error("corrupt row: {0}")]
     Corrupt(String),
+    /// A range or address the address-space rules refuse.
+    #[error(transparent)]
+    AddressSpace(#[from] crate::address_space::Violation),
 }
 
 pub type StoreResult<T> = Result<T, StoreError>;
@@ -74,6 +77,9 @@ pub struct Store {
     /// Random id of this open store (hex), telling its own change
     /// announcements from other controllers'.
     instance: std::sync::Arc<str>,
+    /// The operator's tenant address pools, which networks are held to
+    /// (see `address_space`); the default pool until `with_tenant_pools`.
+    tenant_pools: std::sync::Arc<crate::address_space::TenantPools>,
 }
 
 impl Store {
@@ -95,6 +101,7 @@ impl Store {
             backend,
             url: url.into(),
             instance: new_instance_id().into(),
+            tenant_pools: Default::default(),
         };
         migrations::run(&store).await?;
         // Connections that loaded the schema before a migration altered a
@@ -106,7 +113,19 @@ impl Store {
             backend,
             url: url.into(),
             instance: store.instance.clone(),
+            tenant_pools: Default::default(),
         })
+    }
+
+    /// This store holding networks to `pools` instead of the default pool.
+    pub fn with_tenant_pools(mut self, pools: crate::address_space::TenantPools) -> Self {
+        self.tenant_pools = std::sync::Arc::new(pools);
+        self
+    }
+
+    /// The tenant address pools networks must lie in.
+    pub fn tenant_pools(&self) -> &crate::address_space::TenantPools {
+        &self.tenant_pools
     }
 }
 

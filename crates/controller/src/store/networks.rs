@@ -2,16 +2,13 @@
 
 use super::rows::{parse, time};
 use super::{found, is_unique_violation, now_ms, Store, StoreError, StoreResult};
+use crate::address_space::{self, AddressSpace, ExistingNetwork, ExistingPort, Finding};
 use nubis_api::networks::{network_domain, Cidr, Network, ServerAddress};
 use nubis_api::{NetworkId, ProjectId, ServerId};
 use sqlx::any::AnyRow;
 use sqlx::Row;
 use std::collections::HashMap;
 use std::net::Ipv4Addr;
-
-/// Default networks are carved from 10.64.0.0/10, one /24 each.
-const DEFAULT_POOL_START: Ipv4Addr = Ipv4Addr::new(10, 64, 0, 0);
-const DEFAULT_POOL_SLASH24S: u32 = 1 << 14;
 
 /// Whose addresses to load.
 #[derive(Clone, Copy, Debug)]
@@ -64,10 +61,16 @@ fn network_from_row(row: &AnyRow) -> StoreResult<Network> {
 }
 
 impl Store {
-    /// Creates a network; its subnet must not overlap any other network of
-    /// the cloud (hosts route between them, so subnets must be unique).
+    /// Creates a network; its subnet must pass the address-space rules
+    /// (`address_space`: inside a tenant pool, clear of special ranges,
+    /// floating-IP pools and the hosts' own ranges) and must not overlap any
+    /// other network of the cloud (hosts route between them, so subnets must
+    /// be unique).
     pub async fn create_network(&self, new: &NewNetwork<'_>) -> StoreResult<Network> {
         let mut tx = self.begin_write().await?;
+        self.address_space_in(&mut tx)
+            .await?
+            .check_network(new.cidr, new.gateway)?;
         if new.name != super::quotas::DEFAULT_NETWORK {
             let extra = nubis_api::quotas::QuotaUsage {
                 networks: 1,
@@ -172,7 +175,7 @@ impl Store {
     }
 
     /// The project's `default` network, created on first use with the first
-    /// free /24 of `DEFAULT_POOL`.
+    /// free /24 of the tenant pools that the address-space rules allow.
     pub async fn ensure_default_network(
         &self,
         project: ProjectId,
@@ -181,16 +184,16 @@ impl Store {
         if let Ok(n) = self.network(project, "default").await {
             return Ok(n);
         }
-        let taken: Vec<Cidr> = sqlx::query("SELECT cidr FROM networks")
-            .fetch_all(self.pool())
-            .await?
-            .iter()
-            .filter_map(|r| r.try_get::<String, _>("cidr").ok()?.parse().ok())
-            .collect();
-        let start = u32::from(DEFAULT_POOL_START);
-        for i in 0..DEFAULT_POOL_SLASH24S {
-            let candidate = Cidr::new(Ipv4Addr::from(start + (i << 8)), 24).expect("aligned /24");
-            if taken.iter().any(|t| t.overlaps(candidate)) {
+        let mut conn = self.pool().acquire().await?;
+        let taken = Self::network_cidrs_in(&mut conn).await?;
+        let space = self.address_space_in(&mut conn).await?;
+        drop(conn);
+        for candidate in self.tenant_pools().default_network_candidates() {
+            if taken.iter().any(|t| t.overlaps(candidate))
+                || space
+                    .check_network(candidate, candidate.first_host())
+                    .is_err()
+            {
                 continue;
             }
             let new = NewNetwork {
@@ -202,8 +205,9 @@ impl Store {
             };
             match self.create_network(&new).await {
                 Ok(n) => return Ok(n),
-                // Someone else made it, or took this range: look again.
-                Err(StoreError::Conflict(_)) => {
+                // Someone else made it, or took this range (or a host or a
+                // floating-IP pool did meanwhile): look again.
+                Err(StoreError::Conflict(_) | StoreError::AddressSpace(_)) => {
                     if let Ok(n) = self.network(project, "default").await {
                         return Ok(n);
                     }
@@ -211,9 +215,75 @@ impl Store {
                 Err(e) => return Err(e),
             }
         }
-        Err(StoreError::Conflict(
-            "no free range left for a default network".into(),
-        ))
+        Err(StoreError::Conflict(format!(
+            "no free range left for a default network in the tenant pools ({})",
+            self.tenant_pools()
+        )))
+    }
+
+    /// The subnet of every network, read in `conn`.
+    pub(super) async fn network_cidrs_in(conn: &mut sqlx::AnyConnection) -> StoreResult<Vec<Cidr>> {
+        sqlx::query("SELECT cidr FROM networks")
+            .fetch_all(&mut *conn)
+            .await?
+            .iter()
+            .map(|r| {
+                let c: String = r.try_get("cidr")?;
+                c.parse().map_err(|_| corrupt("cidr", &c))
+            })
+            .collect()
+    }
+
+    /// What new ranges are held against: the tenant pools, the
+    /// floating-IP pools and the hosts' reported ranges, read in `conn`.
+    async fn address_space_in(&self, conn: &mut sqlx::AnyConnection) -> StoreResult<AddressSpace> {
+        Ok(AddressSpace {
+            tenant_pools: self.tenant_pools().clone(),
+            floating_pools: Self::floating_ip_pools_in(conn).await?,
+            hosts: Self::host_ranges_in(conn).await?,
+        })
+    }
+
+    /// Every network and fixed IP in the store that breaks an
+    /// address-space rule today (made before the rule, or before the
+    /// operator changed the pools): they keep working, and `nubis admin
+    /// check` lists them.
+    pub async fn address_space_findings(&self) -> StoreResult<Vec<Finding>> {
+        let mut conn = self.pool().acquire().await?;
+        let space = self.address_space_in(&mut conn).await?;
+        drop(conn);
+        let networks = sqlx::query(select_networks!("ORDER BY p.name, n.name"))
+            .fetch_all(self.pool())
+            .await?
+            .iter()
+            .map(|row| {
+                let n = network_from_row(row)?;
+                Ok(ExistingNetwork {
+                    id: n.id.to_string(),
+                    name: n.name,
+                    project: row.try_get("project_name")?,
+                    cidr: n.cidr,
+                    gateway: n.gateway,
+                })
+            })
+            .collect::<StoreResult<Vec<_>>>()?;
+        let ports = sqlx::query(
+            "SELECT p.network_id, p.ip, s.name AS server_name FROM ports p \
+             JOIN servers s ON s.id = p.server_id ORDER BY s.name, p.nic_index",
+        )
+        .fetch_all(self.pool())
+        .await?
+        .iter()
+        .map(|row| {
+            let ip: String = row.try_get("ip")?;
+            Ok(ExistingPort {
+                network_id: row.try_get("network_id")?,
+                server: row.try_get("server_name")?,
+                ip: ip.parse().map_err(|_| corrupt("ip", &ip))?,
+            })
+        })
+        .collect::<StoreResult<Vec<_>>>()?;
+        Ok(address_space::audit(&space, &networks, &ports))
     }
 
     /// Addresses of the servers in `scope`, in NIC order.

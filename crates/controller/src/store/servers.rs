@@ -175,7 +175,10 @@ impl Store {
                 .await?;
         }
         let ip = match port.fixed_ip {
-            Some(ip) => ip,
+            Some(ip) => {
+                crate::address_space::check_fixed_ip(network.cidr, network.gateway, ip)?;
+                ip
+            }
             None => {
                 let used: std::collections::HashSet<Ipv4Addr> =
                     sqlx::query("SELECT ip FROM ports WHERE network_id = $1")

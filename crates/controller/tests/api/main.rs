@@ -25,6 +25,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 mod accounts;
+mod address_space;
 mod agent;
 mod audit;
 mod flavors;
@@ -97,6 +98,7 @@ struct Settings {
     /// Registration, throttling; `None`: open registration, default limits.
     accounts: Option<AccountSettings>,
     audit: nubis_controller::audit::AuditSettings,
+    tenant_pools: nubis_controller::address_space::TenantPools,
 }
 
 impl Cloud {
@@ -142,6 +144,7 @@ impl Cloud {
                 ..Default::default()
             }),
             audit: settings.audit,
+            tenant_pools: settings.tenant_pools,
         };
         let (addr, supervisor) = start(config)
             .await

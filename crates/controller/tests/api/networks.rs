@@ -14,38 +14,38 @@ async fn networks_reject_bad_input_and_create_nothing() {
         "made on first use: {networks}"
     );
     let default_cidr = networks[0]["cidr"].as_str().unwrap().to_owned();
-    let bobs = json!({"name": "bobnet", "cidr": "10.20.0.0/24"});
+    let bobs = json!({"name": "bobnet", "cidr": "10.90.0.0/24"});
     ok_json(
         cloud.post(Some(&bob), "/v1/networks", &bobs).await,
         StatusCode::CREATED,
     )
     .await;
 
-    let valid = json!({"name": "net1", "cidr": "10.10.0.0/24"});
+    let valid = json!({"name": "net1", "cidr": "10.91.0.0/24"});
     let v = |k: &str, x: Value| with(&valid, k, x);
     let cidr = |c: &str| v("cidr", json!(c));
     let gateway = |g: &str| v("gateway", json!(g));
-    let not_host = "is not a host address of 10.10.0.0/24";
+    let not_host = "is not a host address of 10.91.0.0/24";
     let overlaps = "overlaps an existing network";
     let zone = "is not a DNS zone";
     let mut cases = bad_name_cases(&valid, "name");
     #[rustfmt::skip]
     let more = [
-        case("host bits set", cidr("10.10.0.1/24"), INVALID, "has host bits set; did you mean 10.10.0.0/24?"),
+        case("host bits set", cidr("10.91.0.1/24"), INVALID, "has host bits set; did you mean 10.91.0.0/24?"),
         case("a /8", cidr("10.0.0.0/8"), INVALID, "between /16 and /29"),
-        case("a /30", cidr("10.10.0.0/30"), INVALID, "between /16 and /29"),
-        case("a /32", cidr("10.10.0.1/32"), INVALID, "between /16 and /29"),
-        case("no prefix", cidr("10.10.0.0"), INVALID, "is not a CIDR like 10.0.0.0/24"),
+        case("a /30", cidr("10.91.0.0/30"), INVALID, "between /16 and /29"),
+        case("a /32", cidr("10.91.0.1/32"), INVALID, "between /16 and /29"),
+        case("no prefix", cidr("10.91.0.0"), INVALID, "is not a CIDR like 10.0.0.0/24"),
         case("IPv6", cidr("fd00::/64"), INVALID, "IPv4"),
         case("octet 300", cidr("10.300.0.0/24"), INVALID, "IPv4"),
-        case("prefix 99", cidr("10.10.0.0/99"), INVALID, "over 32"),
-        case("prefix -1", cidr("10.10.0.0/-1"), INVALID, "no valid prefix length"),
+        case("prefix 99", cidr("10.91.0.0/99"), INVALID, "over 32"),
+        case("prefix -1", cidr("10.91.0.0/-1"), INVALID, "no valid prefix length"),
         case("empty cidr", cidr(""), INVALID, "is not a CIDR"),
         case("cidr 5", v("cidr", json!(5)), INVALID, "cidr"),
         case("no cidr", v("cidr", Value::Null), INVALID, "missing field `cidr`"),
-        case("gateway outside", gateway("10.10.1.1"), BAD, not_host),
-        case("gateway = network", gateway("10.10.0.0"), BAD, not_host),
-        case("gateway = broadcast", gateway("10.10.0.255"), BAD, not_host),
+        case("gateway outside", gateway("10.91.1.1"), BAD, not_host),
+        case("gateway = network", gateway("10.91.0.0"), BAD, not_host),
+        case("gateway = broadcast", gateway("10.91.0.255"), BAD, not_host),
         case("gateway not an ip", gateway("router"), INVALID, "gateway"),
         case("gateway IPv6", gateway("fd00::1"), INVALID, "gateway"),
         case("zone with space", v("dns_zone", json!("bad zone")), INVALID, zone),
@@ -55,7 +55,7 @@ async fn networks_reject_bad_input_and_create_nothing() {
         case("unknown field", v("vlan", json!(7)), INVALID, "unknown field `vlan`"),
         case("overlaps default", cidr(&default_cidr), CONFLICT, overlaps),
         case("contains default", cidr("10.64.0.0/16"), CONFLICT, overlaps),
-        case("inside bob's", cidr("10.20.0.128/25"), CONFLICT, overlaps),
+        case("inside bob's", cidr("10.90.0.128/25"), CONFLICT, overlaps),
         case("duplicate name", v("name", json!("default")), CONFLICT, "'default' already exists"),
     ];
     cases.extend(more);
@@ -63,10 +63,10 @@ async fn networks_reject_bad_input_and_create_nothing() {
     assert_eq!(cloud.get_ok(&alice, "/v1/networks").await, networks);
 
     // Positive control, with the gateway at the top of the range.
-    let body = gateway("10.10.0.254");
+    let body = gateway("10.91.0.254");
     let resp = cloud.post(Some(&alice), "/v1/networks", &body).await;
     let net1 = ok_json(resp, StatusCode::CREATED).await;
-    assert_eq!(net1["gateway"], "10.10.0.254");
+    assert_eq!(net1["gateway"], "10.91.0.254");
     // Another project's network is not found, by id or by name.
     for path in [
         format!("/v1/networks/{}", id(&net1)),
@@ -221,7 +221,7 @@ async fn server_networks_keys_and_user_data_are_validated() {
         .active_image(&alice, "disk", "raw", vec![0; 4096])
         .await;
     // A /29: gateway .1, hosts .2 to .6.
-    let net = json!({"name": "small", "cidr": "10.30.0.0/29"});
+    let net = json!({"name": "small", "cidr": "10.92.0.0/29"});
     let net = ok_json(
         cloud.post(Some(&alice), "/v1/networks", &net).await,
         StatusCode::CREATED,
@@ -233,7 +233,7 @@ async fn server_networks_keys_and_user_data_are_validated() {
         StatusCode::CREATED,
     )
     .await;
-    let body = json!({"name": "bobnet", "cidr": "10.40.0.0/24"});
+    let body = json!({"name": "bobnet", "cidr": "10.93.0.0/24"});
     ok_json(
         cloud.post(Some(&bob), "/v1/networks", &body).await,
         StatusCode::CREATED,
@@ -250,7 +250,7 @@ async fn server_networks_keys_and_user_data_are_validated() {
     let v = |k: &str, x: Value| with(&valid, k, x);
     let nics = |n: Value| v("networks", n);
     let fixed = |ip: &str| nics(json!([{"network": "small", "fixed_ip": ip}]));
-    let not_free = "is not a free host address of small (10.30.0.0/29, gateway 10.30.0.1)";
+    const ADDRESS: Want = (StatusCode::BAD_REQUEST, "address_not_allowed");
     let count = "networks must list 1 to 8 networks";
     let nine: Vec<Value> = (0..9).map(|_| json!({"network": "small"})).collect();
     let too_much = base64_encode(&vec![b'x'; 65_536]);
@@ -263,13 +263,13 @@ async fn server_networks_keys_and_user_data_are_validated() {
         case("unknown network", nics(json!([{"network": "nope"}])), BAD, "network 'nope' not found"),
         case("bob's network", nics(json!([{"network": "bobnet"}])), BAD, "network 'bobnet' not found"),
         case("nic unknown field", nics(json!([{"network": "small", "mac": "x"}])), INVALID, "unknown field `mac`"),
-        case("fixed_ip outside", fixed("10.30.1.2"), BAD, not_free),
-        case("fixed_ip = gateway", fixed("10.30.0.1"), BAD, not_free),
-        case("fixed_ip = network", fixed("10.30.0.0"), BAD, not_free),
-        case("fixed_ip = broadcast", fixed("10.30.0.7"), BAD, not_free),
+        case("fixed_ip outside", fixed("10.92.1.2"), ADDRESS, "network small: fixed IP 10.92.1.2 is outside the network of 10.92.0.0/29"),
+        case("fixed_ip = gateway", fixed("10.92.0.1"), ADDRESS, "network small: fixed IP 10.92.0.1 is the gateway of 10.92.0.0/29"),
+        case("fixed_ip = network", fixed("10.92.0.0"), ADDRESS, "network small: fixed IP 10.92.0.0 is the network address of 10.92.0.0/29"),
+        case("fixed_ip = broadcast", fixed("10.92.0.7"), ADDRESS, "network small: fixed IP 10.92.0.7 is the broadcast address of 10.92.0.0/29"),
         case("fixed_ip not an ip", fixed("ten"), INVALID, "fixed_ip"),
         case("fixed_ip IPv6", fixed("fd00::2"), INVALID, "fixed_ip"),
-        case("fixed_ip twice", nics(json!([{"network": "small", "fixed_ip": "10.30.0.3"}, {"network": "small", "fixed_ip": "10.30.0.3"}])), CONFLICT, "address 10.30.0.3 is already in use on network 'small'"),
+        case("fixed_ip twice", nics(json!([{"network": "small", "fixed_ip": "10.92.0.3"}, {"network": "small", "fixed_ip": "10.92.0.3"}])), CONFLICT, "address 10.92.0.3 is already in use on network 'small'"),
         case("unknown key", v("key_name", json!("nope")), BAD, "key pair 'nope' not found"),
         case("bob's key", v("key_name", json!("bobkey")), BAD, "key pair 'bobkey' not found"),
         case("user_data not base64", v("user_data", json!("#cloud-config!")), INVALID, "user_data must be base64"),
@@ -285,28 +285,28 @@ async fn server_networks_keys_and_user_data_are_validated() {
         .post(
             Some(&alice),
             "/v1/servers",
-            &with(&fixed("10.30.0.2"), "name", json!("s2")),
+            &with(&fixed("10.92.0.2"), "name", json!("s2")),
         )
         .await;
     let s2 = ok_json(resp, StatusCode::ACCEPTED).await;
-    assert_eq!(s2["addresses"][0]["ip"], "10.30.0.2", "{s2}");
-    let taken = "address 10.30.0.2 is already in use on network 'small'";
+    assert_eq!(s2["addresses"][0]["ip"], "10.92.0.2", "{s2}");
+    let taken = "address 10.92.0.2 is already in use on network 'small'";
     let second_nic = nics(json!([
-        {"network": "small", "fixed_ip": "10.30.0.3"},
-        {"network": "small", "fixed_ip": "10.30.0.2"},
+        {"network": "small", "fixed_ip": "10.92.0.3"},
+        {"network": "small", "fixed_ip": "10.92.0.2"},
     ]));
     let conflicts = [
-        case("address taken", fixed("10.30.0.2"), CONFLICT, taken),
+        case("address taken", fixed("10.92.0.2"), CONFLICT, taken),
         case("second NIC's address taken", second_nic, CONFLICT, taken),
     ];
     cloud.refuse_all(&alice, "/v1/servers", &conflicts).await;
-    let body = with(&fixed("10.30.0.3"), "name", json!("s3"));
+    let body = with(&fixed("10.92.0.3"), "name", json!("s3"));
     let s3 = ok_json(
         cloud.post(Some(&alice), "/v1/servers", &body).await,
         StatusCode::ACCEPTED,
     )
     .await;
-    assert_eq!(s3["addresses"][0]["ip"], "10.30.0.3", "{s3}");
+    assert_eq!(s3["addresses"][0]["ip"], "10.92.0.3", "{s3}");
     // Fill the network (.4 to .6), then it is full.
     for name in ["s4", "s5", "s6"] {
         let body = with(&nics(json!([{"network": "small"}])), "name", json!(name));
@@ -381,7 +381,7 @@ async fn a_network_shows_the_domain_its_server_names_are_in() {
     assert_eq!(shown["domain"], domain.as_str(), "{shown}");
 
     // A network with a zone of its own: the project's part of that zone.
-    let body = json!({"name": "lab", "cidr": "10.30.0.0/24", "dns_zone": "Lab.Example."});
+    let body = json!({"name": "lab", "cidr": "10.92.0.0/24", "dns_zone": "Lab.Example."});
     let lab = ok_json(
         cloud.post(Some(&alice), "/v1/networks", &body).await,
         StatusCode::CREATED,

@@ -222,13 +222,13 @@ async fn creates_beyond_the_quota_are_403_and_create_nothing() {
     // Networks: the default one (made by listing) does not count.
     let net = |name: &str, cidr: &str| json!({"name": name, "cidr": cidr});
     let resp = cloud
-        .post(Some(&alice), "/v1/networks", &net("lan", "192.168.1.0/24"))
+        .post(Some(&alice), "/v1/networks", &net("lan", "10.81.1.0/24"))
         .await;
     ok_json(resp, StatusCode::CREATED).await;
     let before_nets = cloud.get_ok(&alice, "/v1/networks").await;
     assert_eq!(before_nets.as_array().unwrap().len(), 2, "default and lan");
     let resp = cloud
-        .post(Some(&alice), "/v1/networks", &net("lan2", "192.168.2.0/24"))
+        .post(Some(&alice), "/v1/networks", &net("lan2", "10.81.2.0/24"))
         .await;
     assert_error("a second network", resp, QUOTA_EXCEEDED, "networks").await;
     assert_eq!(cloud.get_ok(&alice, "/v1/networks").await, before_nets);

@@ -178,7 +178,9 @@ macro_rules! store_tests {
     };
 }
 
-// The tests, by topic; declared after `store_tests!` so that `quotas` can use it.
+// The tests, by topic; declared after `store_tests!` so that `quotas` and
+// `address_space` can use it.
+mod address_space;
 mod audit;
 mod concurrency;
 mod console_tokens;
@@ -298,6 +300,7 @@ fn register(name: &str, vcpus: u64) -> RegisterHost {
         memory_mib: 16_384,
         disk_gib: 500,
         accel: Accelerator::Tcg,
+        addressing: None,
     }
 }
 
@@ -411,6 +414,7 @@ fn full_report(instances: Vec<InstanceReport>) -> HostReport {
         instances,
         traffic: Vec::new(),
         held: Vec::new(),
+        addressing: None,
     }
 }
 

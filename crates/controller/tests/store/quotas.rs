@@ -36,7 +36,7 @@ fn assert_quota_exceeded<T: std::fmt::Debug>(
 }
 
 fn network(project: ProjectId, name: &str, third_octet: u8) -> NewNetwork<'_> {
-    let cidr: nubis_api::networks::Cidr = format!("192.168.{third_octet}.0/24").parse().unwrap();
+    let cidr: nubis_api::networks::Cidr = format!("10.65.{third_octet}.0/24").parse().unwrap();
     NewNetwork {
         project,
         name,
