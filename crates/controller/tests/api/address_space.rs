@@ -32,7 +32,7 @@ async fn register_host_on_a_lan(cloud: &Cloud) {
 #[tokio::test]
 async fn networks_outside_the_address_space_are_refused_naming_the_rule() {
     let cloud = Cloud::start().await;
-    let admin = cloud.user("admin").await;
+    let admin = cloud.admin("admin").await;
     let alice = cloud.user("alice").await;
     register_host_on_a_lan(&cloud).await;
     let pool = json!({"name": "public", "first": "10.120.0.10", "last": "10.120.0.20"});

@@ -43,11 +43,11 @@ fn keep(events: &[Value], field: &str, value: &str) -> Vec<Value> {
         .collect()
 }
 
-/// A cloud with an admin (`root`, the first account), a member (`bob`),
+/// A cloud with an admin (`root`, made in the store), a member (`bob`),
 /// a host and an image of bob's.
 async fn cloud_with_users() -> (Cloud, String, String) {
     let cloud = Cloud::start().await;
-    let root = cloud.user("root").await;
+    let root = cloud.admin("root").await;
     let bob = cloud.user("bob").await;
     cloud.register_host().await;
     cloud.active_image(&bob, "disk", "raw", vec![0; 4096]).await;
@@ -424,7 +424,7 @@ async fn old_records_are_purged_after_the_retention_period() {
         },
     )
     .await;
-    let root = cloud.user("root").await;
+    let root = cloud.admin("root").await;
     assert!(!trail(&cloud, &root, "").await.is_empty());
     // Two days on, the next sweep of the terms keeper purges them all.
     std::fs::write(&offset, (2 * 86_400).to_string()).unwrap();

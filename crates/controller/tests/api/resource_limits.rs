@@ -66,7 +66,7 @@ fn names(list: &Value) -> Vec<String> {
 #[tokio::test]
 async fn image_quotas_limit_the_count_and_the_bytes() {
     let cloud = Cloud::start().await;
-    let admin = cloud.user("root").await;
+    let admin = cloud.admin("root").await;
     let alice = cloud.user("alice").await;
     let ap = cloud.project_id(&alice).await;
 
@@ -168,7 +168,7 @@ async fn image_quotas_limit_the_count_and_the_bytes() {
 #[tokio::test]
 async fn security_group_and_rule_quotas() {
     let cloud = Cloud::start().await;
-    let admin = cloud.user("root").await;
+    let admin = cloud.admin("root").await;
     let alice = cloud.user("alice").await;
     let ap = cloud.project_id(&alice).await;
     // Listing makes the `default` group (4 rules), which the groups quota
@@ -233,7 +233,7 @@ async fn security_group_and_rule_quotas() {
 #[tokio::test]
 async fn images_in_use_cannot_be_deleted_and_deleted_ones_free_their_file() {
     let cloud = Cloud::start().await;
-    let admin = cloud.user("root").await;
+    let admin = cloud.admin("root").await;
     let alice = cloud.user("alice").await;
     let bob = cloud.user("bob").await;
     let host = cloud.register_host().await;
