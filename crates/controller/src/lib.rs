@@ -2,8 +2,8 @@
 //! state store. It holds desired state; agents converge hosts to it.
 
 pub mod accounts;
-pub mod audit;
 pub mod address_space;
+pub mod audit;
 pub mod auth;
 pub mod clock;
 pub mod http;
