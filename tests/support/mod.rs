@@ -65,7 +65,8 @@ impl Drop for Reaper {
 }
 
 /// Kills every process whose command line mentions `needle` (a test's data
-/// directory: its QEMUs and dnsmasqs name files in it).
+/// directory: its dnsmasqs name files in it; its QEMUs have it in their
+/// mount table).
 pub fn kill_processes_mentioning(needle: &str) {
     for pid in pids_mentioning(needle, "") {
         let _ = nix::sys::signal::kill(
@@ -94,7 +95,13 @@ pub fn pids_mentioning(needle: &str, program: &str) -> Vec<i32> {
         let text = String::from_utf8_lossy(&cmdline);
         let name = text.split('\0').next().unwrap_or("");
         let base = name.rsplit('/').next().unwrap_or(name);
-        if base.starts_with(program) && text.contains(needle) && pid != std::process::id() as i32 {
+        let mentions = text.contains(needle)
+            // A jailed QEMU names only jail paths; its mount namespace
+            // shows the instance directory bound into its jail.
+            || (base.starts_with("qemu-system")
+                && std::fs::read_to_string(format!("/proc/{pid}/mountinfo"))
+                    .is_ok_and(|m| m.contains(needle)));
+        if base.starts_with(program) && mentions && pid != std::process::id() as i32 {
             pids.push(pid);
         }
     }

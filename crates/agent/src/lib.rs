@@ -8,6 +8,7 @@ pub mod controller_client;
 pub mod guest_data;
 pub mod host_info;
 pub mod instance;
+pub mod jail;
 pub mod layout;
 pub mod local_instances;
 pub mod metadata;
@@ -72,6 +73,11 @@ pub async fn start(config: AgentConfig) -> anyhow::Result<RunningAgent> {
         tokio::fs::create_dir_all(&dir)
             .await
             .with_context(|| format!("creating {}", dir.display()))?;
+        // Root's alone: QEMUs reach their own files through their jails.
+        use std::os::unix::fs::PermissionsExt;
+        tokio::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700))
+            .await
+            .with_context(|| format!("securing {}", dir.display()))?;
     }
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
@@ -136,6 +142,7 @@ pub async fn start(config: AgentConfig) -> anyhow::Result<RunningAgent> {
         reports: reports::Reports::default(),
         networking: network::HostNetworking::new(layout.networks(), config.metadata_port),
         metadata_service: true,
+        jails: jail::Jails::default(),
     };
     let actors = reconciler::Actors::default();
     let reconcile = {

@@ -84,6 +84,7 @@ async fn a_delete_interrupts_a_step_that_hangs() {
         reports: Reports::default(),
         networking: HostNetworking::new(layout.networks(), 0),
         metadata_service: true,
+        jails: crate::jail::Jails::default(),
     };
     let spec = spec();
     let files = layout.instance(spec.id);

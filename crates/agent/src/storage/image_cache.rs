@@ -92,8 +92,9 @@ impl ImageCache {
                 return Err(e);
             }
         }
-        // Read-only: an instance only ever reads its base image.
-        tokio::fs::set_permissions(&temp, std::fs::Permissions::from_mode(0o444)).await?;
+        // Read-only, and root's alone: a QEMU gets only a descriptor of the
+        // images it uses (see `crate::jail`).
+        tokio::fs::set_permissions(&temp, std::fs::Permissions::from_mode(0o400)).await?;
         tokio::fs::rename(&temp, &path).await?;
         tracing::info!(image = %image.id, size = image.size, "image cached");
         Ok(path)
