@@ -9,7 +9,7 @@ mod support;
 
 use reqwest::{Method, StatusCode};
 use serde_json::json;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::fd::{AsRawFd, OwnedFd};
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
@@ -43,11 +43,9 @@ fn qemu_of(id: &str) -> i32 {
 /// Opens `path` without following it or needing its parents' permissions
 /// later: a descriptor the access check reopens as another user.
 fn path_fd(path: &Path) -> OwnedFd {
-    let c = std::ffi::CString::new(path.as_os_str().as_encoded_bytes()).unwrap();
     // No O_CLOEXEC: the checking child inherits it.
-    let fd = unsafe { libc::open(c.as_ptr(), libc::O_PATH) };
-    assert!(fd >= 0, "open {}: {}", path.display(), std::io::Error::last_os_error());
-    unsafe { OwnedFd::from_raw_fd(fd) }
+    nix::fcntl::open(path, nix::fcntl::OFlag::O_PATH, nix::sys::stat::Mode::empty())
+        .unwrap_or_else(|e| panic!("open {}: {e}", path.display()))
 }
 
 /// Whether a process running as `uid`/`gid` (no supplementary groups, as
