@@ -256,7 +256,10 @@ async fn start_directly(
         .unwrap();
     let socket = dir.join("qmp.sock");
     while !socket.exists() {
-        assert!(child.try_wait().unwrap().is_none(), "baseline QEMU failed: {args:?}");
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "baseline QEMU failed: {args:?}"
+        );
         tokio::time::sleep(Duration::from_millis(2)).await;
     }
     let (qmp, _events) = QmpClient::connect(&socket).await.unwrap();

@@ -44,8 +44,12 @@ fn qemu_of(id: &str) -> i32 {
 /// later: a descriptor the access check reopens as another user.
 fn path_fd(path: &Path) -> OwnedFd {
     // No O_CLOEXEC: the checking child inherits it.
-    nix::fcntl::open(path, nix::fcntl::OFlag::O_PATH, nix::sys::stat::Mode::empty())
-        .unwrap_or_else(|e| panic!("open {}: {e}", path.display()))
+    nix::fcntl::open(
+        path,
+        nix::fcntl::OFlag::O_PATH,
+        nix::sys::stat::Mode::empty(),
+    )
+    .unwrap_or_else(|e| panic!("open {}: {e}", path.display()))
 }
 
 /// Whether a process running as `uid`/`gid` (no supplementary groups, as
@@ -77,7 +81,10 @@ fn cgroup_file(pid: i32, controller: &str, v1_file: &str, v2_file: &str) -> Path
         let (_, controllers, path) = (parts.next(), parts.next().unwrap(), parts.next().unwrap());
         let path = path.trim_start_matches('/');
         if controllers.split(',').any(|c| c == controller) {
-            return Path::new("/sys/fs/cgroup").join(controller).join(path).join(v1_file);
+            return Path::new("/sys/fs/cgroup")
+                .join(controller)
+                .join(path)
+                .join(v1_file);
         }
         if controllers.is_empty() {
             for root in ["/sys/fs/cgroup", "/sys/fs/cgroup/unified"] {
@@ -120,12 +127,18 @@ fn qemu_is_jailed_and_adopted_after_a_crash() {
         let uids = status_field(pid_a, "Uid");
         let gids = status_field(pid_a, "Gid");
         assert!(uids.iter().all(|u| u != "0"), "QEMU runs as root: {uids:?}");
-        assert!(gids.iter().all(|g| g != "0"), "QEMU's gid is root's: {gids:?}");
+        assert!(
+            gids.iter().all(|g| g != "0"),
+            "QEMU's gid is root's: {gids:?}"
+        );
         let accel_tcg = std::fs::read(format!("/proc/{pid_a}/cmdline"))
             .map(|c| String::from_utf8_lossy(&c).contains("tcg"))
             .unwrap();
         if accel_tcg {
-            assert!(status_field(pid_a, "Groups").is_empty(), "no supplementary groups");
+            assert!(
+                status_field(pid_a, "Groups").is_empty(),
+                "no supplementary groups"
+            );
         }
         assert_eq!(status_field(pid_a, "Seccomp"), ["2"], "seccomp filter mode");
         let uid_a: u32 = uids[0].parse().unwrap();
@@ -149,35 +162,56 @@ fn qemu_is_jailed_and_adopted_after_a_crash() {
             .find(|p| p.extension().is_some_and(|e| e == "qcow2"))
             .expect("the cached base image");
         assert_eq!(mode(&image), (0, 0o400));
-        assert_eq!(mode(&cloud.data_path().join("state.db")), (0, 0o600), "the SQLite file");
+        assert_eq!(
+            mode(&cloud.data_path().join("state.db")),
+            (0, 0o600),
+            "the SQLite file"
+        );
 
         // What QEMU a's uid can open. Positive control: its own disk.
         let own_disk = path_fd(&dir_a.join("vm/disk.qcow2"));
         assert!(can_open_as(uid_a, gid_a, &own_disk, true), "its own disk");
         let other_disk = path_fd(&dir_b.join("vm/disk.qcow2"));
-        assert!(!can_open_as(uid_a, gid_a, &other_disk, false), "another instance's disk");
-        assert!(can_open_as(uid_b, uid_b, &other_disk, true), "b's disk is b's");
+        assert!(
+            !can_open_as(uid_a, gid_a, &other_disk, false),
+            "another instance's disk"
+        );
+        assert!(
+            can_open_as(uid_b, uid_b, &other_disk, true),
+            "b's disk is b's"
+        );
         let shadow = path_fd(Path::new("/etc/shadow"));
         assert!(!can_open_as(uid_a, gid_a, &shadow, false), "/etc/shadow");
-        assert!(!can_open_as(uid_a, gid_a, &path_fd(&image), false), "the image cache");
+        assert!(
+            !can_open_as(uid_a, gid_a, &path_fd(&image), false),
+            "the image cache"
+        );
         // QEMU sees its directory in a jail of its own mount namespace.
         let mounts = std::fs::read_to_string(format!("/proc/{pid_a}/mountinfo")).unwrap();
         assert!(
-            mounts.lines().any(|l| l.contains(" /run/nubis/jail ") && l.contains(&format!("{a}/vm"))),
+            mounts
+                .lines()
+                .any(|l| l.contains(" /run/nubis/jail ") && l.contains(&format!("{a}/vm"))),
             "the jail mount:\n{mounts}"
         );
 
         // The cgroup leaf and its limits, from the flavor.
-        let limits =
-            nubis_agent::jail::Limits::for_flavor(1, MEMORY_MIB, accel_tcg);
+        let limits = nubis_agent::jail::Limits::for_flavor(1, MEMORY_MIB, accel_tcg);
         let memory = cgroup_file(pid_a, "memory", "memory.limit_in_bytes", "memory.max");
         let pids = cgroup_file(pid_a, "pids", "pids.max", "pids.max");
-        assert!(memory.to_string_lossy().contains(&a), "a leaf of its own: {}", memory.display());
+        assert!(
+            memory.to_string_lossy().contains(&a),
+            "a leaf of its own: {}",
+            memory.display()
+        );
         assert_eq!(
             std::fs::read_to_string(&memory).unwrap().trim(),
             limits.memory_bytes.to_string()
         );
-        assert_eq!(std::fs::read_to_string(&pids).unwrap().trim(), limits.pids.to_string());
+        assert_eq!(
+            std::fs::read_to_string(&pids).unwrap().trim(),
+            limits.pids.to_string()
+        );
         let leaves: Vec<PathBuf> = [memory, pids]
             .iter()
             .map(|f| f.parent().unwrap().to_owned())
@@ -188,7 +222,10 @@ fn qemu_is_jailed_and_adopted_after_a_crash() {
         assert_eq!(qemu_pids(&a), [pid_a], "QEMU outlives nubis up");
         cloud.spawn().await;
         support::wait_for("the QEMU to be adopted", BOOT, || async {
-            cloud.log().contains("adopted running instance").then_some(())
+            cloud
+                .log()
+                .contains("adopted running instance")
+                .then_some(())
         })
         .await;
         let server = cloud.wait_status(&a, "running", BOOT).await;
@@ -208,10 +245,8 @@ fn qemu_is_jailed_and_adopted_after_a_crash() {
             .await;
         assert_eq!(s, StatusCode::ACCEPTED);
         support::wait_for("the QEMU, its cgroup and its files to go", BOOT, || async {
-            (qemu_pids(&a).is_empty()
-                && !dir_a.exists()
-                && leaves.iter().all(|l| !l.exists()))
-            .then_some(())
+            (qemu_pids(&a).is_empty() && !dir_a.exists() && leaves.iter().all(|l| !l.exists()))
+                .then_some(())
         })
         .await;
         assert!(dir_b.exists(), "the other instance keeps its files");

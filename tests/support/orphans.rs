@@ -118,8 +118,7 @@ fn holds_tap(pid: i32, tap: &str) -> bool {
         .flatten()
         .flatten()
         .any(|e| {
-            std::fs::read_to_string(e.path())
-                .is_ok_and(|info| info.lines().any(|l| l == wanted))
+            std::fs::read_to_string(e.path()).is_ok_and(|info| info.lines().any(|l| l == wanted))
         })
 }
 

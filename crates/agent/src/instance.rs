@@ -272,9 +272,14 @@ fn disk_driver(format: ImageFormat) -> anyhow::Result<DiskDriver> {
 
 /// The instance's uid/gid (allocated on first use) and its directories,
 /// made with their owners and modes.
-fn jail_dirs(ctx: &InstanceContext, id: ServerId, files: &InstanceFiles) -> anyhow::Result<JailRecord> {
+fn jail_dirs(
+    ctx: &InstanceContext,
+    id: ServerId,
+    files: &InstanceFiles,
+) -> anyhow::Result<JailRecord> {
     let record = jail::ids::identity(&ctx.jails, id, files).context("choosing QEMU's uid")?;
-    safe_fs::make_dirs(&files.dir, &files.vm_dir(), &record).context("making the instance directory")?;
+    safe_fs::make_dirs(&files.dir, &files.vm_dir(), &record)
+        .context("making the instance directory")?;
     Ok(record)
 }
 
@@ -338,7 +343,8 @@ async fn boot(
     let mut passed = jail::fds::PassedFds::default();
     let mut fd_sets = Vec::new();
     let mut pass_image = |path: &std::path::Path| -> anyhow::Result<std::path::PathBuf> {
-        let fd = jail::fds::open_image(path).with_context(|| format!("opening {}", path.display()))?;
+        let fd =
+            jail::fds::open_image(path).with_context(|| format!("opening {}", path.display()))?;
         let set = fd_sets.len() as u32 + 1;
         fd_sets.push((passed.pass(fd), set));
         Ok(fdset_path(set))
@@ -362,14 +368,26 @@ async fn boot(
     };
     let kernel = match &spec.kernel {
         Some(k) => {
-            let copy = jailed_copy(files, &record, ctx.images.ensure(k).await?, format!("{}.kernel", k.id)).await?;
+            let copy = jailed_copy(
+                files,
+                &record,
+                ctx.images.ensure(k).await?,
+                format!("{}.kernel", k.id),
+            )
+            .await?;
             Some(files.jailed(&copy))
         }
         None => None,
     };
     let initrd = match &spec.initrd {
         Some(i) => {
-            let copy = jailed_copy(files, &record, ctx.images.ensure(i).await?, format!("{}.initrd", i.id)).await?;
+            let copy = jailed_copy(
+                files,
+                &record,
+                ctx.images.ensure(i).await?,
+                format!("{}.initrd", i.id),
+            )
+            .await?;
             Some(files.jailed(&copy))
         }
         None => None,

@@ -338,7 +338,8 @@ impl Leaf {
 mod tests {
     use super::*;
 
-    const HYBRID_SELF: &str = "9:name=systemd:/\n8:pids:/svc\n4:memory:/svc\n2:cpu,cpuacct:/svc\n0::/svc\n";
+    const HYBRID_SELF: &str =
+        "9:name=systemd:/\n8:pids:/svc\n4:memory:/svc\n2:cpu,cpuacct:/svc\n0::/svc\n";
 
     fn read(path: &Path) -> String {
         std::fs::read_to_string(path).unwrap()
@@ -372,10 +373,23 @@ mod tests {
             ((256u64 + 512) << 20).to_string()
         );
         assert_eq!(read(&root.join("pids/svc/nubis/i-1/pids.max")), "129");
-        assert_eq!(read(&root.join("cpu/svc/nubis/i-1/cpu.cfs_quota_us")), "125000");
-        assert_eq!(read(&root.join("cpu/svc/nubis/i-1/cpu.cfs_period_us")), "100000");
-        assert_eq!(leaf.procs_files().len(), 3, "one cgroup.procs per hierarchy");
-        assert!(!root.join("unified/svc/nubis/i-1").exists(), "v2 has no controller here");
+        assert_eq!(
+            read(&root.join("cpu/svc/nubis/i-1/cpu.cfs_quota_us")),
+            "125000"
+        );
+        assert_eq!(
+            read(&root.join("cpu/svc/nubis/i-1/cpu.cfs_period_us")),
+            "100000"
+        );
+        assert_eq!(
+            leaf.procs_files().len(),
+            3,
+            "one cgroup.procs per hierarchy"
+        );
+        assert!(
+            !root.join("unified/svc/nubis/i-1").exists(),
+            "v2 has no controller here"
+        );
         // Removal takes the directories (a real cgroupfs rmdir drops the
         // control files with them; here they are ordinary files).
         for dir in leaf.dirs() {
@@ -394,14 +408,24 @@ mod tests {
         let sysfs = tempfile::tempdir().unwrap();
         let root = sysfs.path();
         std::fs::create_dir_all(root.join("svc")).unwrap();
-        std::fs::write(root.join("cgroup.controllers"), "cpuset cpu io memory pids\n").unwrap();
+        std::fs::write(
+            root.join("cgroup.controllers"),
+            "cpuset cpu io memory pids\n",
+        )
+        .unwrap();
         let cgroups = Cgroups::probe(root, "0::/svc\n");
         cgroups.prepare().unwrap();
-        assert_eq!(read(&root.join("svc/nubis/cgroup.subtree_control")), "+memory +pids +cpu");
+        assert_eq!(
+            read(&root.join("svc/nubis/cgroup.subtree_control")),
+            "+memory +pids +cpu"
+        );
         let leaf = cgroups.leaf("i-2");
         leaf.create(&Limits::for_flavor(2, 512, false)).unwrap();
         let dir = root.join("svc/nubis/i-2");
-        assert_eq!(read(&dir.join("memory.max")), ((512u64 + 256) << 20).to_string());
+        assert_eq!(
+            read(&dir.join("memory.max")),
+            ((512u64 + 256) << 20).to_string()
+        );
         assert_eq!(read(&dir.join("pids.max")), "130");
         assert_eq!(read(&dir.join("cpu.max")), "225000 100000");
         assert_eq!(leaf.procs_files(), vec![dir.join("cgroup.procs")]);
@@ -413,6 +437,9 @@ mod tests {
         let sysfs = tempfile::tempdir().unwrap();
         std::fs::create_dir_all(sysfs.path().join("memory")).unwrap();
         let cgroups = Cgroups::probe(sysfs.path(), "4:memory:/\n");
-        assert_eq!(cgroups.leaf("x").dirs(), vec![sysfs.path().join("memory/nubis/x")]);
+        assert_eq!(
+            cgroups.leaf("x").dirs(),
+            vec![sysfs.path().join("memory/nubis/x")]
+        );
     }
 }

@@ -66,4 +66,3 @@ impl PassedFds {
         self.fds.iter().map(AsRawFd::as_raw_fd).collect()
     }
 }
-

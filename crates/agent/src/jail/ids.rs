@@ -55,11 +55,7 @@ pub fn identity(jails: &Jails, id: ServerId, files: &InstanceFiles) -> std::io::
         .flatten()
         .flatten()
         .filter(|e| e.path() != files.dir)
-        .filter_map(|e| {
-            JailRecord::load(&InstanceFiles {
-                dir: e.path(),
-            })
-        })
+        .filter_map(|e| JailRecord::load(&InstanceFiles { dir: e.path() }))
         .map(|r| r.uid)
         .collect();
     let uid = pick(id, &taken);
@@ -103,7 +99,10 @@ mod tests {
         // Another instance whose hash lands on the same uid moves on.
         let taken: HashSet<u32> = [first.uid].into();
         assert_ne!(pick(a, &taken), first.uid);
-        assert_eq!(pick(a, &taken), FIRST_UID + (first.uid - FIRST_UID + 1) % UID_COUNT);
+        assert_eq!(
+            pick(a, &taken),
+            FIRST_UID + (first.uid - FIRST_UID + 1) % UID_COUNT
+        );
         let b: ServerId = "1b7f9f51-5a4e-4b8e-9a51-3f0c2d6f4e12".parse().unwrap();
         let second = identity(&jails, b, &layout.instance(b)).unwrap();
         assert_ne!(second.uid, first.uid);

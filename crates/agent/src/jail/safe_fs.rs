@@ -122,7 +122,10 @@ mod tests {
         let listener = tokio::net::UnixListener::bind(&real).unwrap();
         let sock_link = dir.path().join("qmp.sock");
         std::os::unix::fs::symlink(&real, &sock_link).unwrap();
-        assert!(connect(&sock_link).await.is_err(), "a link to a socket is refused");
+        assert!(
+            connect(&sock_link).await.is_err(),
+            "a link to a socket is refused"
+        );
         assert!(connect(&secret).await.is_err(), "a file is no socket");
         let accept = tokio::spawn(async move { listener.accept().await.map(drop) });
         connect(&real).await.expect("the socket itself");
@@ -146,6 +149,9 @@ mod tests {
         place(&temp, &dest, &me, 0o600).unwrap();
         assert_eq!(std::fs::read_to_string(&victim).unwrap(), "keep");
         assert_eq!(std::fs::read_to_string(&dest).unwrap(), "new");
-        assert!(!std::fs::symlink_metadata(&dest).unwrap().file_type().is_symlink());
+        assert!(!std::fs::symlink_metadata(&dest)
+            .unwrap()
+            .file_type()
+            .is_symlink());
     }
 }
