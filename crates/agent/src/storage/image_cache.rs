@@ -79,7 +79,11 @@ impl ImageCache {
         let path = self.path(image);
         let lock = self.locks.lock().await.entry(image.id).or_default().clone();
         let _guard = lock.lock().await;
-        if tokio::fs::metadata(&path).await.is_ok() {
+        if let Ok(meta) = tokio::fs::metadata(&path).await {
+            // Cached before images became root's alone (0400).
+            if meta.permissions().mode() & 0o077 != 0 {
+                tokio::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o400)).await?;
+            }
             return Ok(path);
         }
         tokio::fs::create_dir_all(&self.dir).await?;
