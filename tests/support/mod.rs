@@ -52,13 +52,33 @@ where
 
 /// Cleans up, on drop (also when a test fails), what a `nubis up` or
 /// `nubis agent` with `--data-dir` = the string left outside that directory:
-/// its QEMUs and dnsmasqs (their command lines name files in it) and the
-/// agent's runtime directory of dnsmasq host files.
+/// its QEMUs and dnsmasqs (their command lines or mounts name files in
+/// it), its QEMUs' cgroup leaves and the agent's runtime directory of
+/// dnsmasq host files.
 pub struct Reaper(pub String);
 
 impl Drop for Reaper {
     fn drop(&mut self) {
         kill_processes_mentioning(&self.0);
+        // The cgroup leaves of its QEMUs (recorded in each instance's
+        // directory), empty once they are killed.
+        let instances = std::path::Path::new(&self.0)
+            .join("agent")
+            .join("instances");
+        for entry in std::fs::read_dir(instances).into_iter().flatten().flatten() {
+            let files = nubis_agent::layout::InstanceFiles { dir: entry.path() };
+            for leaf in nubis_agent::jail::JailRecord::load(&files)
+                .map(|r| r.cgroups)
+                .unwrap_or_default()
+            {
+                for _ in 0..50 {
+                    if std::fs::remove_dir(&leaf).is_ok() || !leaf.exists() {
+                        break;
+                    }
+                    std::thread::sleep(std::time::Duration::from_millis(20));
+                }
+            }
+        }
         let networks = std::path::Path::new(&self.0).join("agent").join("networks");
         let _ = std::fs::remove_dir_all(nubis_agent::network::runtime_dir(&networks));
     }
