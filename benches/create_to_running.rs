@@ -15,7 +15,7 @@
 #[path = "../tests/support/mod.rs"]
 mod support;
 
-use nubis_agent::qemu::{QemuProcess, QmpClient};
+use nubis_agent::qemu::QmpClient;
 use reqwest::{Method, StatusCode};
 use serde_json::json;
 use std::ffi::OsString;
@@ -49,16 +49,21 @@ fn main() {
         // baseline its command line and config drive, then frees its address.
         let (template_id, ip, _) = create(&cloud, "warmup", &key).await;
         let template = qemu_args(&template_id);
-        let config = cloud.data_path().join("template-config.img");
-        std::fs::copy(
-            cloud
-                .data_path()
-                .join("agent/instances")
-                .join(&template_id)
-                .join("config.img"),
-            &config,
-        )
-        .unwrap();
+        // Its jail's files (config drive, kernel and initrd copies).
+        let config = cloud.data_path().join("template-vm");
+        let _ = std::fs::remove_dir_all(&config);
+        std::fs::create_dir_all(&config).unwrap();
+        let vm = cloud
+            .data_path()
+            .join("agent/instances")
+            .join(&template_id)
+            .join("vm");
+        for entry in std::fs::read_dir(&vm).unwrap().flatten() {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if name == "config.img" || name.ends_with(".kernel") || name.ends_with(".initrd") {
+                std::fs::copy(entry.path(), config.join(&name)).unwrap();
+            }
+        }
         delete(&cloud, &template_id).await;
 
         let mut nubis = Vec::new();
@@ -184,9 +189,12 @@ fn qemu_args(id: &str) -> Vec<String> {
         .collect()
 }
 
-/// Starts the template's QEMU command line directly on a fresh overlay of
-/// the same base image, with the template's config drive and a TAP of its
-/// own on the same bridge (made before the clock starts).
+/// Starts the template's QEMU command line directly (as root, no jail) on
+/// a fresh overlay of the same base image, with the template's config
+/// drive, kernel and initrd and a TAP of its own on the same bridge (made
+/// before the clock starts). Paths in the jail become paths in the
+/// baseline's directory, the base image's descriptor its path, the TAP's
+/// descriptor its name.
 async fn start_directly(
     cloud: &Cloud,
     template: &[String],
@@ -198,13 +206,10 @@ async fn start_directly(
     let dir = cloud.data_path().join("baseline");
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
-    let instance_dir = cloud
-        .data_path()
-        .join("agent/instances")
-        .join(template_id)
-        .to_string_lossy()
-        .into_owned();
-    std::fs::copy(config, dir.join("config.img")).unwrap();
+    for entry in std::fs::read_dir(config).unwrap().flatten() {
+        std::fs::copy(entry.path(), dir.join(entry.file_name())).unwrap();
+    }
+    let base = base_image(cloud);
     // A TAP of its own on the network's bridge (kept by the anchor).
     let bridge = bridge_name();
     let tap = "nbench0";
@@ -214,22 +219,28 @@ async fn start_directly(
         .status();
     ip_cmd(&["tuntap", "add", "dev", tap, "mode", "tap"]);
     ip_cmd(&["link", "set", tap, "master", &bridge, "up"]);
-    let template_tap = template
-        .iter()
-        .find_map(|a| a.split(',').find_map(|kv| kv.strip_prefix("ifname=")))
-        .unwrap()
-        .to_owned();
     let uuid = uuid::Uuid::new_v4().to_string();
     // The same arguments; only the instance's own directory, uuid and TAP differ.
-    let args: Vec<OsString> = template
-        .iter()
-        .map(|a| {
-            let a = a.replace(&instance_dir, &dir.to_string_lossy());
-            let a = a.replace(&format!("ifname={template_tap}"), &format!("ifname={tap}"));
-            OsString::from(a.replace(template_id, &uuid))
-        })
-        .collect();
-    let base = backing_file(template);
+    let mut args: Vec<OsString> = Vec::new();
+    let mut skip = false;
+    for a in template {
+        if std::mem::take(&mut skip) {
+            continue;
+        }
+        if a == "-add-fd" {
+            skip = true;
+            continue;
+        }
+        let a = a.replace(nubis_agent::jail::JAIL_DIR, &dir.to_string_lossy());
+        let a = a.replace("/dev/fdset/1", &base);
+        let a = match a.split_once(",fd=") {
+            Some((netdev, _)) if netdev.starts_with("tap,") => {
+                format!("{netdev},ifname={tap},script=no,downscript=no")
+            }
+            _ => a,
+        };
+        args.push(OsString::from(a.replace(template_id, &uuid)));
+    }
     let ok = Command::new("qemu-img")
         .args(["create", "-q", "-f", "qcow2", "-F", "qcow2", "-b", &base])
         .arg(dir.join("disk.qcow2"))
@@ -238,13 +249,20 @@ async fn start_directly(
         .unwrap();
     assert!(ok.success());
     let started = Instant::now();
-    let status = tokio::process::Command::new("qemu-system-x86_64")
+    let mut child = tokio::process::Command::new("qemu-system-x86_64")
         .args(&args)
-        .status()
-        .await
+        .kill_on_drop(true)
+        .spawn()
         .unwrap();
-    assert!(status.success(), "baseline QEMU failed: {args:?}");
-    let (qmp, _events) = QmpClient::connect(&dir.join("qmp.sock")).await.unwrap();
+    let socket = dir.join("qmp.sock");
+    while !socket.exists() {
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "baseline QEMU failed: {args:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    let (qmp, _events) = QmpClient::connect(&socket).await.unwrap();
     // The command line starts paused (-S), as Nubis starts guests: resume it.
     if qmp.run_state().await.unwrap() != "running" {
         qmp.execute("cont", None).await.unwrap();
@@ -254,9 +272,7 @@ async fn start_directly(
     assert_eq!(state, "running");
     wait_ssh(key, ip).await;
     let ssh = started.elapsed().as_secs_f64() * 1000.0;
-    if let Some(p) = QemuProcess::from_pidfile(&dir.join("qemu.pid"), &uuid) {
-        p.kill().await;
-    }
+    let _ = child.kill().await;
     ip_cmd(&["link", "del", tap]);
     Sample { running, ssh }
 }
@@ -271,14 +287,17 @@ fn bridge_name() -> String {
         .expect("the anchor keeps a bridge")
 }
 
-/// The base image path from the template's first `-blockdev`.
-fn backing_file(template: &[String]) -> String {
-    let i = template.iter().position(|a| a == "-blockdev").unwrap();
-    let v: serde_json::Value = serde_json::from_str(&template[i + 1]).unwrap();
-    v["backing"]["file"]["filename"]
-        .as_str()
+/// The cached base image (the only qcow2 in the agent's image cache; Nubis
+/// hands it to QEMU as fd set 1).
+fn base_image(cloud: &Cloud) -> String {
+    std::fs::read_dir(cloud.data_path().join("agent/images"))
         .unwrap()
-        .to_owned()
+        .flatten()
+        .map(|e| e.path())
+        .find(|p| p.extension().is_some_and(|e| e == "qcow2"))
+        .expect("the cached base image")
+        .to_string_lossy()
+        .into_owned()
 }
 
 fn stats(mut v: Vec<f64>) -> (f64, f64, f64) {

@@ -52,20 +52,41 @@ where
 
 /// Cleans up, on drop (also when a test fails), what a `nubis up` or
 /// `nubis agent` with `--data-dir` = the string left outside that directory:
-/// its QEMUs and dnsmasqs (their command lines name files in it) and the
-/// agent's runtime directory of dnsmasq host files.
+/// its QEMUs and dnsmasqs (their command lines or mounts name files in
+/// it), its QEMUs' cgroup leaves and the agent's runtime directory of
+/// dnsmasq host files.
 pub struct Reaper(pub String);
 
 impl Drop for Reaper {
     fn drop(&mut self) {
         kill_processes_mentioning(&self.0);
+        // The cgroup leaves of its QEMUs (recorded in each instance's
+        // directory), empty once they are killed.
+        let instances = std::path::Path::new(&self.0)
+            .join("agent")
+            .join("instances");
+        for entry in std::fs::read_dir(instances).into_iter().flatten().flatten() {
+            let files = nubis_agent::layout::InstanceFiles { dir: entry.path() };
+            for leaf in nubis_agent::jail::JailRecord::load(&files)
+                .map(|r| r.cgroups)
+                .unwrap_or_default()
+            {
+                for _ in 0..50 {
+                    if std::fs::remove_dir(&leaf).is_ok() || !leaf.exists() {
+                        break;
+                    }
+                    std::thread::sleep(std::time::Duration::from_millis(20));
+                }
+            }
+        }
         let networks = std::path::Path::new(&self.0).join("agent").join("networks");
         let _ = std::fs::remove_dir_all(nubis_agent::network::runtime_dir(&networks));
     }
 }
 
 /// Kills every process whose command line mentions `needle` (a test's data
-/// directory: its QEMUs and dnsmasqs name files in it).
+/// directory: its dnsmasqs name files in it; its QEMUs have it in their
+/// mount table).
 pub fn kill_processes_mentioning(needle: &str) {
     for pid in pids_mentioning(needle, "") {
         let _ = nix::sys::signal::kill(
@@ -94,7 +115,13 @@ pub fn pids_mentioning(needle: &str, program: &str) -> Vec<i32> {
         let text = String::from_utf8_lossy(&cmdline);
         let name = text.split('\0').next().unwrap_or("");
         let base = name.rsplit('/').next().unwrap_or(name);
-        if base.starts_with(program) && text.contains(needle) && pid != std::process::id() as i32 {
+        let mentions = text.contains(needle)
+            // A jailed QEMU names only jail paths; its mount namespace
+            // shows the instance directory bound into its jail.
+            || (base.starts_with("qemu-system")
+                && std::fs::read_to_string(format!("/proc/{pid}/mountinfo"))
+                    .is_ok_and(|m| m.contains(needle)));
+        if base.starts_with(program) && mentions && pid != std::process::id() as i32 {
             pids.push(pid);
         }
     }

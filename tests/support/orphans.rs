@@ -109,6 +109,19 @@ impl Expected {
     }
 }
 
+/// Whether process `pid` holds a descriptor of TAP `tap` (a jailed QEMU
+/// gets its TAPs from the agent: `-netdev tap,fd=N`).
+fn holds_tap(pid: i32, tap: &str) -> bool {
+    let wanted = format!("iff:\t{tap}");
+    std::fs::read_dir(format!("/proc/{pid}/fdinfo"))
+        .into_iter()
+        .flatten()
+        .flatten()
+        .any(|e| {
+            std::fs::read_to_string(e.path()).is_ok_and(|info| info.lines().any(|l| l == wanted))
+        })
+}
+
 /// A process of ours found in /proc.
 struct Proc {
     pid: i32,
@@ -228,7 +241,9 @@ pub fn check(agent_dir: &Path, netns: &str, expected: &Expected) -> Findings {
             Some(s) => {
                 let line = p.args.join(" ");
                 for nic in &s.nics {
-                    if !line.contains(&format!("ifname={},", nic.tap)) {
+                    if !line.contains(&format!("ifname={},", nic.tap))
+                        && !holds_tap(p.pid, &nic.tap)
+                    {
                         f.problems.push(format!(
                             "QEMU pid {} of {uuid} does not use its TAP {}",
                             p.pid, nic.tap
@@ -468,7 +483,7 @@ pub fn check(agent_dir: &Path, netns: &str, expected: &Expected) -> Findings {
     }
     for s in expected.servers.values() {
         if matches!(s.status.as_str(), "running" | "stopped")
-            && !instances_dir.join(&s.id).join("disk.qcow2").exists()
+            && !instances_dir.join(&s.id).join("vm/disk.qcow2").exists()
         {
             f.problems
                 .push(format!("server {} ({}) has no disk", s.id, s.status));

@@ -53,8 +53,9 @@ async fn console_log(
     authorize(&state, &headers)?;
     let id: ServerId = id.parse().map_err(|_| StatusCode::NOT_FOUND)?;
     let path = state.layout.instance(id).console_log();
-    let mut file = tokio::fs::File::open(&path)
-        .await
+    // QEMU writes the log in its own directory: no following its links.
+    let mut file = crate::jail::safe_fs::open_regular(&path)
+        .map(tokio::fs::File::from_std)
         .map_err(|_| StatusCode::NOT_FOUND)?;
     let len = file
         .metadata()
@@ -84,7 +85,7 @@ async fn vnc(
     authorize(&state, &headers)?;
     let id: ServerId = id.parse().map_err(|_| StatusCode::NOT_FOUND)?;
     let socket = state.layout.instance(id).vnc_socket();
-    let stream = tokio::net::UnixStream::connect(&socket)
+    let stream = crate::jail::safe_fs::connect(&socket)
         .await
         .map_err(|_| StatusCode::NOT_FOUND)?;
     tracing::info!(instance = %id, "VNC console session opened");

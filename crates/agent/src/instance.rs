@@ -6,10 +6,12 @@
 //! starts over after an agent restart picks up where things are.
 
 use crate::guest_data;
+use crate::jail::{self, safe_fs, spawn::Confinement, JailRecord, Jails, Limits};
 use crate::layout::InstanceFiles;
 use crate::network::tap::tap_name;
 use crate::network::HostNetworking;
-use crate::qemu::cmdline::DiskDriver;
+use crate::qemu::cmdline::{fdset_path, DiskDriver};
+use crate::qemu::process::{startup_complaint, Launch};
 use crate::qemu::{QemuProcess, QmpClient, QmpError, QmpEvent, VmConfig};
 use crate::reports::Reports;
 use crate::storage::config_drive::{self, ConfigDrive, DriveFlavor};
@@ -38,6 +40,8 @@ pub struct InstanceContext {
     pub metadata_service: bool,
     /// Size at which a serial console log is cut back to its newer half.
     pub console_log_bytes: u64,
+    /// QEMU's jails: cgroups, uids (see [`crate::jail`]).
+    pub jails: Jails,
 }
 
 /// The agent's persisted notes about an instance.
@@ -270,24 +274,65 @@ fn disk_driver(format: ImageFormat) -> anyhow::Result<DiskDriver> {
     }
 }
 
+/// The instance's uid/gid (allocated on first use) and its directories,
+/// made with their owners and modes.
+fn jail_dirs(
+    ctx: &InstanceContext,
+    id: ServerId,
+    files: &InstanceFiles,
+) -> anyhow::Result<JailRecord> {
+    let record = jail::ids::identity(&ctx.jails, id, files).context("choosing QEMU's uid")?;
+    safe_fs::make_dirs(&files.dir, &files.vm_dir(), &record)
+        .context("making the instance directory")?;
+    Ok(record)
+}
+
 async fn create_disk(
     ctx: &InstanceContext,
     files: &InstanceFiles,
     spec: &InstanceSpec,
 ) -> anyhow::Result<()> {
-    tokio::fs::create_dir_all(&files.dir).await?;
+    let record = jail_dirs(ctx, spec.id, files)?;
+    // Written in root's directory, then given to the instance and moved
+    // into `vm/` (see `safe_fs::place`).
+    let temp = files.dir.join("disk.qcow2.new");
     if spec.disk_image.format == ImageFormat::Iso {
         // Installed from the ISO: the disk starts blank.
-        return overlay::create_blank(&files.disk(), spec.disk_gib).await;
+        overlay::create_blank(&temp, spec.disk_gib).await?;
+    } else {
+        let base = ctx.images.ensure(&spec.disk_image).await?;
+        overlay::create(
+            &temp,
+            &base,
+            disk_driver(spec.disk_image.format)?,
+            spec.disk_gib,
+        )
+        .await?;
     }
-    let base = ctx.images.ensure(&spec.disk_image).await?;
-    overlay::create(
-        &files.disk(),
-        &base,
-        disk_driver(spec.disk_image.format)?,
-        spec.disk_gib,
-    )
-    .await
+    safe_fs::place(&temp, &files.disk(), &record, 0o600).context("placing the disk")
+}
+
+/// A copy of a kernel or initrd in `vm/` (QEMU reads them by path, which
+/// an image descriptor cannot serve), made once per image.
+async fn jailed_copy(
+    files: &InstanceFiles,
+    record: &JailRecord,
+    source: std::path::PathBuf,
+    name: String,
+) -> anyhow::Result<std::path::PathBuf> {
+    let dest = files.vm_dir().join(&name);
+    if std::fs::symlink_metadata(&dest).is_ok_and(|m| m.is_file()) {
+        return Ok(dest);
+    }
+    let temp = files.dir.join(format!("{name}.new"));
+    let (record, target) = (record.clone(), dest.clone());
+    tokio::task::spawn_blocking(move || -> anyhow::Result<()> {
+        std::fs::copy(&source, &temp).with_context(|| format!("copying {}", source.display()))?;
+        safe_fs::place(&temp, &target, &record, 0o400)?;
+        Ok(())
+    })
+    .await??;
+    Ok(dest)
 }
 
 async fn boot(
@@ -297,15 +342,28 @@ async fn boot(
     state: &mut InstanceState,
 ) -> anyhow::Result<Vm> {
     let started = std::time::Instant::now();
+    let mut record = jail_dirs(ctx, spec.id, files)?;
+    // Base images reach QEMU only as read-only descriptors (fd sets).
+    let mut passed = jail::fds::PassedFds::default();
+    let mut fd_sets = Vec::new();
+    let mut pass_image = |path: &std::path::Path| -> anyhow::Result<std::path::PathBuf> {
+        let fd =
+            jail::fds::open_image(path).with_context(|| format!("opening {}", path.display()))?;
+        let set = fd_sets.len() as u32 + 1;
+        fd_sets.push((passed.pass(fd), set));
+        Ok(fdset_path(set))
+    };
     let backing = match spec.disk_image.format {
         ImageFormat::Iso => None,
         format => Some((
-            ctx.images.ensure(&spec.disk_image).await?,
+            pass_image(&ctx.images.ensure(&spec.disk_image).await?)?,
             disk_driver(format)?,
         )),
     };
     let cdrom = match &spec.cdrom {
-        Some(iso) if iso.format == ImageFormat::Iso => Some(ctx.images.ensure(iso).await?),
+        Some(iso) if iso.format == ImageFormat::Iso => {
+            Some(pass_image(&ctx.images.ensure(iso).await?)?)
+        }
         Some(other) => anyhow::bail!(
             "a {} image cannot go in a CD-ROM drive",
             other.format.as_str()
@@ -313,20 +371,41 @@ async fn boot(
         None => None,
     };
     let kernel = match &spec.kernel {
-        Some(k) => Some(ctx.images.ensure(k).await?),
+        Some(k) => {
+            let copy = jailed_copy(
+                files,
+                &record,
+                ctx.images.ensure(k).await?,
+                format!("{}.kernel", k.id),
+            )
+            .await?;
+            Some(files.jailed(&copy))
+        }
         None => None,
     };
     let initrd = match &spec.initrd {
-        Some(i) => Some(ctx.images.ensure(i).await?),
+        Some(i) => {
+            let copy = jailed_copy(
+                files,
+                &record,
+                ctx.images.ensure(i).await?,
+                format!("{}.initrd", i.id),
+            )
+            .await?;
+            Some(files.jailed(&copy))
+        }
         None => None,
     };
     let mut nics = Vec::new();
+    let mut tap_fds = Vec::new();
     for nic in &spec.nics {
         let tap = ctx.networking.plug(nic).await?;
         if !state.taps.contains(&tap) {
             state.taps.push(tap.clone());
             save_state(files, state).await;
         }
+        let fd = jail::fds::open_tap(&tap).with_context(|| format!("opening TAP {tap}"))?;
+        tap_fds.push(passed.pass(fd));
         nics.push((tap, nic.mac.clone()));
     }
     // A NoCloud seed whenever the image wants one; a config drive when
@@ -338,35 +417,75 @@ async fn boot(
         }
         ConfigFormat::ConfigDrive => None,
     };
+    // Paths as QEMU sees them, in its mount namespace.
     let config = VmConfig {
         uuid: spec.id.to_string(),
         name: spec.name.clone(),
         accel: ctx.accel,
         vcpus: spec.vcpus,
         memory_mib: spec.memory_mib,
-        disk: files.disk(),
+        disk: files.jailed(&files.disk()),
         backing,
         cdrom,
         kernel,
         initrd,
         cmdline: spec.cmdline.clone(),
-        qmp_socket: files.qmp_socket(),
-        pidfile: files.pidfile(),
-        serial_socket: files.serial_socket(),
-        vnc_socket: files.vnc_socket(),
+        qmp_socket: files.jailed(&files.qmp_socket()),
+        serial_socket: files.jailed(&files.serial_socket()),
+        vnc_socket: files.jailed(&files.vnc_socket()),
         nics,
-        config_drive,
+        config_drive: config_drive.map(|d| files.jailed(&d)),
         paused: true,
+        tap_fds,
+        fd_sets,
     };
+    let leaf = ctx.jails.cgroups().leaf(&spec.id.to_string());
+    let limits = Limits::for_flavor(
+        spec.vcpus,
+        spec.memory_mib,
+        ctx.accel == crate::qemu::Accel::Tcg,
+    );
+    leaf.create(&limits).context("making QEMU's cgroup")?;
+    if record.cgroups != leaf.dirs() {
+        record.cgroups = leaf.dirs();
+        record.save(files).context("recording QEMU's cgroup")?;
+    }
+    let confinement = Confinement {
+        uid: record.uid,
+        gid: record.gid,
+        groups: match ctx.accel {
+            crate::qemu::Accel::Kvm => ctx.jails.kvm_gid().into_iter().collect(),
+            crate::qemu::Accel::Tcg => Vec::new(),
+        },
+        vm_dir: files.vm_dir(),
+        cgroup_procs: leaf.procs_files(),
+        keep_fds: passed.raw(),
+    };
+    std::fs::create_dir_all(jail::JAIL_DIR).context("making the jail mount point")?;
     tracing::debug!(instance = %spec.id, ms = started.elapsed().as_millis() as u64, "NICs and config drive ready");
-    let process = QemuProcess::start(&config).await?;
+    let process = QemuProcess::start(Launch {
+        config: &config,
+        confinement: &confinement,
+        pidfile: &files.pidfile(),
+        qmp_socket: &files.qmp_socket(),
+        vnc_socket: &files.vnc_socket(),
+        log: &files.qemu_log(),
+    })
+    .await?;
+    drop(passed); // QEMU holds its own copies now.
     state.cdrom_inserted = config.cdrom.is_some();
     save_state(files, state).await;
     tracing::debug!(instance = %spec.id, ms = started.elapsed().as_millis() as u64, "QEMU started");
     match connect(process, files, ctx.console_log_bytes).await {
         Ok(vm) => Ok(vm),
         Err(e) => {
+            // QEMU gave up during start-up: its own words say why.
+            let exited = process.wait_gone(Duration::from_secs(1)).await;
             process.kill().await;
+            let complaint = startup_complaint(&files.qemu_log());
+            if exited && !complaint.is_empty() {
+                return Err(e.context(format!("QEMU failed to start: {complaint}")));
+            }
             Err(e)
         }
     }
@@ -380,6 +499,9 @@ async fn write_config_drive(
     flavor: DriveFlavor,
 ) -> anyhow::Result<std::path::PathBuf> {
     let path = files.config_drive();
+    // Written in root's directory and moved into `vm/` (see `safe_fs::place`).
+    let temp = files.dir.join("config.img.new");
+    let record = JailRecord::load(files).context("the instance has no jail record")?;
     let drive = ConfigDrive {
         meta_data: guest_data::meta_data(spec),
         user_data: guest_data::user_data(spec),
@@ -387,7 +509,12 @@ async fn write_config_drive(
         vendor_data: serde_json::json!({}),
     };
     let target = path.clone();
-    tokio::task::spawn_blocking(move || config_drive::write(&target, &drive, flavor)).await??;
+    tokio::task::spawn_blocking(move || -> anyhow::Result<()> {
+        config_drive::write(&temp, &drive, flavor)?;
+        safe_fs::place(&temp, &target, &record, 0o600)?;
+        Ok(())
+    })
+    .await??;
     Ok(path)
 }
 
@@ -398,7 +525,10 @@ async fn connect(
     files: &InstanceFiles,
     log_bytes: u64,
 ) -> anyhow::Result<Vm> {
-    let (qmp, events) = QmpClient::connect(&files.qmp_socket())
+    // Through a descriptor of the socket itself: `vm/` is QEMU's to write,
+    // and a link it planted there must not lead the agent elsewhere.
+    let socket = safe_fs::SocketPath::open(&files.qmp_socket()).context("opening QMP's socket")?;
+    let (qmp, events) = QmpClient::connect(socket.path())
         .await
         .context("connecting to QMP")?;
     // Answering proves QEMU is ours to control; resuming is converge's job.
@@ -494,6 +624,11 @@ async fn destroy(
         vm.process.kill().await;
     }
     QemuProcess::kill_all(&id.to_string()).await;
+    if let Some(record) = JailRecord::load(files) {
+        if let Err(e) = jail::Leaf::from_dirs(&record.cgroups).remove().await {
+            tracing::warn!(instance = %id, error = %e, "could not remove QEMU's cgroup");
+        }
+    }
     for tap in &state.taps {
         if let Err(e) = ctx.networking.unplug(tap).await {
             tracing::warn!(instance = %id, tap = %tap, error = %format!("{e:#}"), "could not remove TAP");
@@ -556,8 +691,8 @@ async fn save_state(files: &InstanceFiles, state: &InstanceState) {
 }
 
 /// A live QEMU of instance `uuid` found by its `-uuid` argument, for when the
-/// pidfile names none. While QEMU daemonizes, parent and child both match for
-/// a moment: the child (forked last, so usually the higher pid) stays.
+/// pidfile names none (an agent killed between spawn and pidfile). Should
+/// there be several, the newest (usually the higher pid) stays.
 fn unrecorded_qemu(uuid: &str) -> Option<QemuProcess> {
     QemuProcess::all_of(uuid).into_iter().max_by_key(|p| p.pid)
 }

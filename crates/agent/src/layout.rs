@@ -48,40 +48,61 @@ impl Layout {
 }
 
 /// Everything of one instance lives in its directory, so deleting the
-/// directory leaves nothing behind.
+/// directory leaves nothing behind. The directory is root's (0700) and
+/// holds the agent's notes; what QEMU uses is in `vm/`, owned by the
+/// instance's uid and seen by QEMU at [`crate::jail::JAIL_DIR`].
 #[derive(Clone, Debug)]
 pub struct InstanceFiles {
     pub dir: PathBuf,
 }
 
 impl InstanceFiles {
+    /// QEMU's own directory (see [`crate::jail`]).
+    pub fn vm_dir(&self) -> PathBuf {
+        self.dir.join("vm")
+    }
     pub fn disk(&self) -> PathBuf {
-        self.dir.join("disk.qcow2")
+        self.vm_dir().join("disk.qcow2")
     }
     pub fn qmp_socket(&self) -> PathBuf {
-        self.dir.join("qmp.sock")
+        self.vm_dir().join("qmp.sock")
     }
     pub fn pidfile(&self) -> PathBuf {
         self.dir.join("qemu.pid")
     }
     /// QEMU's VNC server (the graphical console), reachable only here.
     pub fn vnc_socket(&self) -> PathBuf {
-        self.dir.join("vnc.sock")
+        self.vm_dir().join("vnc.sock")
     }
-    /// The serial console's log, kept bounded by the agent (`serial_log`).
+    /// The serial console's log, kept bounded by the agent (`serial_log`),
+    /// which writes it as root: outside `vm/`, where QEMU could plant links.
     pub fn console_log(&self) -> PathBuf {
         self.dir.join("console.log")
     }
-    /// QEMU's serial console socket, which the agent reads.
+    /// QEMU's serial console socket, which the agent reads; in `vm/`, where
+    /// the unprivileged QEMU can create it.
     pub fn serial_socket(&self) -> PathBuf {
-        self.dir.join("serial.sock")
+        self.vm_dir().join("serial.sock")
     }
     /// The config drive (`config-2`, VFAT).
     pub fn config_drive(&self) -> PathBuf {
-        self.dir.join("config.img")
+        self.vm_dir().join("config.img")
     }
     /// The agent's own notes about the instance (see `InstanceState`).
     pub fn state(&self) -> PathBuf {
         self.dir.join("state.json")
+    }
+    /// The uid/gid and cgroup leaf of its QEMU (see [`crate::jail::JailRecord`]).
+    pub fn jail_record(&self) -> PathBuf {
+        self.dir.join("jail.json")
+    }
+    /// QEMU's standard error (its start-up complaints).
+    pub fn qemu_log(&self) -> PathBuf {
+        self.dir.join("qemu.log")
+    }
+    /// Where a file of `vm/` appears to QEMU, inside its mount namespace.
+    pub fn jailed(&self, path: &std::path::Path) -> PathBuf {
+        let name = path.strip_prefix(self.vm_dir()).unwrap_or(path);
+        std::path::Path::new(crate::jail::JAIL_DIR).join(name)
     }
 }

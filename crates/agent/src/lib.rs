@@ -8,6 +8,7 @@ pub mod controller_client;
 pub mod guest_data;
 pub mod host_info;
 pub mod instance;
+pub mod jail;
 pub mod layout;
 pub mod local_instances;
 pub mod metadata;
@@ -81,6 +82,11 @@ pub async fn start(config: AgentConfig) -> anyhow::Result<RunningAgent> {
         tokio::fs::create_dir_all(&dir)
             .await
             .with_context(|| format!("creating {}", dir.display()))?;
+        // Root's alone: QEMUs reach their own files through their jails.
+        use std::os::unix::fs::PermissionsExt;
+        tokio::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700))
+            .await
+            .with_context(|| format!("securing {}", dir.display()))?;
     }
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
@@ -152,6 +158,7 @@ pub async fn start(config: AgentConfig) -> anyhow::Result<RunningAgent> {
             .with_management_cidrs(config.management_cidrs.clone()),
         metadata_service: true,
         console_log_bytes: config.console_log_mib.max(1) << 20,
+        jails: jail::Jails::default(),
     };
     let actors = reconciler::Actors::default();
     let reconcile = {

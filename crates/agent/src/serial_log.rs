@@ -47,7 +47,7 @@ impl SerialLog {
 
     /// [`Self::attach`] with other limits (tests use small ones).
     pub async fn attach_with(socket: PathBuf, log: PathBuf, rotate_at: u64, keep: u64) -> Self {
-        let first = UnixStream::connect(&socket).await.ok();
+        let first = crate::jail::safe_fs::connect(&socket).await.ok();
         let task = tokio::spawn(async move {
             let mut stream = first;
             loop {
@@ -57,7 +57,7 @@ impl SerialLog {
                     }
                 }
                 tokio::time::sleep(RETRY).await;
-                stream = UnixStream::connect(&socket).await.ok();
+                stream = crate::jail::safe_fs::connect(&socket).await.ok();
             }
         });
         Self { task }

@@ -85,6 +85,7 @@ async fn a_delete_interrupts_a_step_that_hangs() {
         networking: HostNetworking::new(layout.networks(), 0),
         metadata_service: true,
         console_log_bytes: crate::serial_log::ROTATE_AT,
+        jails: crate::jail::Jails::default(),
     };
     let spec = spec();
     let files = layout.instance(spec.id);

@@ -52,7 +52,6 @@ pub struct VmConfig {
     pub initrd: Option<PathBuf>,
     pub cmdline: Option<String>,
     pub qmp_socket: PathBuf,
-    pub pidfile: PathBuf,
     /// The serial console: a unix socket QEMU listens on (in the instance
     /// directory, so an unprivileged QEMU can create it); the agent reads
     /// it into a bounded log (`serial_log`). Output while nobody reads is
@@ -67,6 +66,17 @@ pub struct VmConfig {
     pub config_drive: Option<PathBuf>,
     /// Start with the CPUs stopped (`-S`): the guest runs only after `cont`.
     pub paused: bool,
+    /// Descriptors of the NICs' TAPs, in `nics` order, opened by the agent
+    /// (`-netdev tap,fd=`); empty: QEMU opens them by name.
+    pub tap_fds: Vec<i32>,
+    /// Descriptors QEMU gets as fd sets (`-add-fd fd=N,set=S`), opened
+    /// by the agent; paths then name `/dev/fdset/S` (see [`fdset_path`]).
+    pub fd_sets: Vec<(i32, u32)>,
+}
+
+/// The path by which QEMU opens fd set `set` (see `VmConfig::fd_sets`).
+pub fn fdset_path(set: u32) -> PathBuf {
+    PathBuf::from(format!("/dev/fdset/{set}"))
 }
 
 /// Doubles commas, QEMU's escape inside `key=value,...` option strings.
@@ -94,13 +104,22 @@ impl VmConfig {
         }
         match self.accel {
             Accel::Kvm => push(&["-machine", "pc", "-accel", "kvm", "-cpu", "host"]),
-            Accel::Tcg => push(&["-machine", "pc", "-accel", "tcg"]),
+            // The translation cache bounded (QEMU's default is 1 GiB), so
+            // QEMU fits its cgroup's memory limit (see `jail::cgroup`).
+            Accel::Tcg => push(&["-machine", "pc", "-accel", "tcg,tb-size=256"]),
         }
         push(&["-smp", &self.vcpus.to_string()]);
         push(&["-m", &format!("{}M", self.memory_mib)]);
-        // Deny what a guest-driven QEMU never needs. (`elevateprivileges=deny`
-        // would also forbid the setsid() of -daemonize, and `spawn=deny` its fork.)
-        push(&["-sandbox", "on,obsolete=deny,resourcecontrol=deny"]);
+        // Deny what a guest-driven QEMU never needs. The agent starts it
+        // already detached and unprivileged (see `jail`), so no -daemonize,
+        // whose setsid() and fork these would forbid.
+        push(&[
+            "-sandbox",
+            "on,obsolete=deny,elevateprivileges=deny,spawn=deny,resourcecontrol=deny",
+        ]);
+        for (fd, set) in &self.fd_sets {
+            push(&["-add-fd", &format!("fd={fd},set={set}")]);
+        }
         push(&["-display", "none"]);
         // A screen, served on a unix socket only (see `vnc_socket`).
         push(&["-device", "VGA"]);
@@ -108,7 +127,6 @@ impl VmConfig {
             "-vnc",
             &format!("unix:{}", escape_opt(&path_str(&self.vnc_socket))),
         ]);
-        push(&["-daemonize", "-pidfile", &path_str(&self.pidfile)]);
         push(&[
             "-qmp",
             &format!(
@@ -168,13 +186,14 @@ impl VmConfig {
             push(&["-device", "virtio-blk-pci,drive=config0"]);
         }
         for (i, (tap, mac)) in self.nics.iter().enumerate() {
-            push(&[
-                "-netdev",
-                &format!(
+            let netdev = match self.tap_fds.get(i) {
+                Some(fd) => format!("tap,id=net{i},fd={fd}"),
+                None => format!(
                     "tap,id=net{i},ifname={},script=no,downscript=no",
                     escape_opt(tap)
                 ),
-            ]);
+            };
+            push(&["-netdev", &netdev]);
             push(&[
                 "-device",
                 &format!("virtio-net-pci,netdev=net{i},mac={}", escape_opt(mac)),
@@ -211,12 +230,13 @@ mod tests {
             initrd: Some("/i".into()),
             cmdline: Some("console=ttyS0 quiet".into()),
             qmp_socket: "/run/x/qmp.sock".into(),
-            pidfile: "/run/x/qemu.pid".into(),
             serial_socket: "/run/x/serial.sock".into(),
             vnc_socket: "/run/x/vnc.sock".into(),
             nics: vec![("ntap-1".into(), "52:54:00:00:00:01".into())],
             config_drive: Some("/run/x/config.img".into()),
             paused: true,
+            tap_fds: vec![],
+            fd_sets: vec![],
         }
     }
 
@@ -257,7 +277,7 @@ mod tests {
         let a = args(&config());
         assert_eq!(after(&a, "-smp"), "2");
         assert_eq!(after(&a, "-m"), "256M");
-        assert_eq!(after(&a, "-accel"), "tcg");
+        assert_eq!(after(&a, "-accel"), "tcg,tb-size=256");
         assert_eq!(after(&a, "-append"), "console=ttyS0 quiet");
         assert_eq!(after(&a, "-uuid"), "0b7f9f51-5a4e-4b8e-9a51-3f0c2d6f4e11");
         let mut kvm = config();
@@ -319,6 +339,30 @@ mod tests {
         assert!(a.contains(&"ide-cd,id=cdrom0,drive=cdrom0,bus=ide.1,bootindex=0".to_string()));
         assert!(a.contains(&"virtio-blk-pci,drive=disk0,bootindex=1".to_string()));
         assert!(!a.contains(&"-kernel".to_string()), "firmware boot");
+    }
+
+    #[test]
+    fn jailed_qemu_gets_descriptors_and_the_full_sandbox() {
+        let mut c = config();
+        c.tap_fds = vec![7];
+        c.fd_sets = vec![9, 10].into_iter().zip([1, 2]).collect();
+        c.backing = Some((fdset_path(1), DiskDriver::Qcow2));
+        let a = args(&c);
+        assert_eq!(after(&a, "-netdev"), "tap,id=net0,fd=7");
+        let sets: Vec<&String> = a
+            .iter()
+            .zip(a.iter().skip(1))
+            .filter(|(f, _)| *f == "-add-fd")
+            .map(|(_, v)| v)
+            .collect();
+        assert_eq!(sets, ["fd=9,set=1", "fd=10,set=2"]);
+        let blockdev: serde_json::Value = serde_json::from_str(after(&a, "-blockdev")).unwrap();
+        assert_eq!(blockdev["backing"]["file"]["filename"], "/dev/fdset/1");
+        assert_eq!(
+            after(&a, "-sandbox"),
+            "on,obsolete=deny,elevateprivileges=deny,spawn=deny,resourcecontrol=deny"
+        );
+        assert!(!a.iter().any(|x| x == "-daemonize" || x == "-pidfile"));
     }
 
     #[test]

@@ -1,12 +1,15 @@
 //! Starting, finding and ending QEMU processes.
 //!
-//! QEMU runs with `-daemonize`: it detaches into its own session, so it keeps
-//! running when the agent stops or is killed, and the agent adopts it again
-//! from its pidfile on return.
+//! The agent starts QEMU itself, jailed (see [`crate::jail`]), in a session
+//! of its own, so it keeps running when the agent stops or is killed; the
+//! agent writes its pidfile and adopts it again from there on return. QEMU
+//! does not `-daemonize`: its sandbox forbids the setsid() and fork.
 
 use super::{VmConfig, QEMU_BINARY};
+use crate::jail::spawn::Confinement;
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
+use std::os::unix::fs::FileTypeExt;
 use std::path::Path;
 use std::time::Duration;
 
@@ -23,54 +26,90 @@ pub enum StartError {
     Spawn(std::io::Error),
     #[error("QEMU failed to start: {0}")]
     Failed(String),
-    #[error("QEMU started but left no usable pidfile: {0}")]
-    Pidfile(String),
+    #[error("cannot record QEMU's pid: {0}")]
+    Pidfile(std::io::Error),
     #[error("QEMU did not finish starting within {} s; killed", QEMU_START_TIMEOUT.as_secs())]
     Timeout,
 }
 
-/// How long QEMU may take from spawn to daemonized (devices set up, disks
-/// and TAPs opened, QMP socket listening; the guest is still paused). That
-/// takes ~50 ms here under TCG and seconds on a host loaded with TCG guests;
-/// a minute leaves room for a slow disk while a hung start is ended.
+/// How long QEMU may take from spawn to listening on its QMP socket. That
+/// takes milliseconds here under TCG and seconds on a host loaded with TCG
+/// guests; a minute leaves room for a slow disk while a hung start is ended.
 pub const QEMU_START_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// How long a SIGKILLed QEMU may take to disappear (the kernel frees its
 /// guest memory first; a few GiB take well under a second).
 pub const KILL_WAIT: Duration = Duration::from_secs(10);
 
+/// A QEMU to start: its command line, its jail, and the agent's (real)
+/// paths of its pidfile, QMP socket and standard-error log.
+pub struct Launch<'a> {
+    pub config: &'a VmConfig,
+    pub confinement: &'a Confinement,
+    pub pidfile: &'a Path,
+    pub qmp_socket: &'a Path,
+    pub vnc_socket: &'a Path,
+    pub log: &'a Path,
+}
+
 impl QemuProcess {
-    /// Starts QEMU and returns once it has daemonized, i.e. its QMP socket
-    /// is listening and the pidfile is written.
-    pub async fn start(config: &VmConfig) -> Result<Self, StartError> {
-        let _ = tokio::fs::remove_file(&config.qmp_socket).await;
-        let _ = tokio::fs::remove_file(&config.vnc_socket).await;
-        let _ = tokio::fs::remove_file(&config.pidfile).await;
-        let launch = tokio::process::Command::new(QEMU_BINARY)
-            .args(config.args())
+    /// Starts QEMU in its jail and returns once its QMP socket exists (QEMU
+    /// answers on it once its devices are set up; the guest stays paused).
+    /// The agent reaps the child when it exits.
+    pub async fn start(launch: Launch<'_>) -> Result<Self, StartError> {
+        let _ = std::fs::remove_file(launch.qmp_socket);
+        let _ = std::fs::remove_file(launch.vnc_socket);
+        let _ = std::fs::remove_file(launch.pidfile);
+        let log = std::fs::File::create(launch.log).map_err(StartError::Spawn)?;
+        let mut command = tokio::process::Command::new(QEMU_BINARY);
+        command
+            .args(launch.config.args())
+            .env_clear()
+            .current_dir("/")
             .stdin(std::process::Stdio::null())
-            // Given up on (timeout, or the instance deleted meanwhile), the
-            // launcher dies with the future; `kill_all` ends a daemonized child.
-            .kill_on_drop(true)
-            .output();
-        let output = match tokio::time::timeout(QEMU_START_TIMEOUT, launch).await {
-            Ok(output) => output.map_err(StartError::Spawn)?,
-            Err(_) => {
-                Self::kill_all(&config.uuid).await;
+            .stdout(std::process::Stdio::null())
+            .stderr(log);
+        launch
+            .confinement
+            .apply(&mut command)
+            .map_err(StartError::Spawn)?;
+        let mut child = command.spawn().map_err(StartError::Spawn)?;
+        let process = Self {
+            pid: child.id().map(|p| p as i32).unwrap_or_default(),
+        };
+        if let Err(e) = write_pidfile(launch.pidfile, process.pid) {
+            process.kill().await;
+            let _ = child.wait().await;
+            return Err(StartError::Pidfile(e));
+        }
+        let deadline = tokio::time::Instant::now() + QEMU_START_TIMEOUT;
+        loop {
+            if let Ok(Some(status)) = child.try_wait() {
+                let complaint = startup_complaint(launch.log);
+                return Err(StartError::Failed(if complaint.is_empty() {
+                    format!("exited with {status}")
+                } else {
+                    complaint
+                }));
+            }
+            let listening = std::fs::symlink_metadata(launch.qmp_socket)
+                .is_ok_and(|m| m.file_type().is_socket());
+            if listening {
+                break;
+            }
+            if tokio::time::Instant::now() >= deadline {
+                process.kill().await;
+                let _ = child.wait().await;
                 return Err(StartError::Timeout);
             }
-        };
-        if !output.status.success() {
-            let stderr = String::from_utf8_lossy(&output.stderr);
-            let stderr = stderr.trim();
-            return Err(StartError::Failed(if stderr.is_empty() {
-                format!("exited with {}", output.status)
-            } else {
-                stderr.to_owned()
-            }));
+            tokio::time::sleep(Duration::from_millis(2)).await;
         }
-        Self::from_pidfile(&config.pidfile, &config.uuid)
-            .ok_or_else(|| StartError::Pidfile(config.pidfile.display().to_string()))
+        // Reaped when it exits; after an agent restart QEMU is no longer
+        // our child, and init reaps it.
+        tokio::spawn(async move {
+            let _ = child.wait().await;
+        });
+        Ok(process)
     }
 
     /// The live QEMU process recorded in `pidfile`, if it really is the QEMU
@@ -135,6 +174,20 @@ impl QemuProcess {
         }
         true
     }
+}
+
+/// Writes `pid` to `pidfile` atomically (temp file + rename).
+fn write_pidfile(pidfile: &Path, pid: i32) -> std::io::Result<()> {
+    let temp = pidfile.with_extension("pid.tmp");
+    std::fs::write(&temp, format!("{pid}\n"))?;
+    std::fs::rename(&temp, pidfile)
+}
+
+/// What QEMU wrote to its standard error (the last lines), for a fault.
+pub fn startup_complaint(log: &Path) -> String {
+    let text = std::fs::read_to_string(log).unwrap_or_default();
+    let lines: Vec<&str> = text.lines().filter(|l| !l.trim().is_empty()).collect();
+    lines[lines.len().saturating_sub(5)..].join("; ")
 }
 
 /// Whether process `pid` is a QEMU whose `-uuid` is `uuid` (a recycled pid

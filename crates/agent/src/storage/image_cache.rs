@@ -95,7 +95,11 @@ impl ImageCache {
         let path = self.path(image);
         let lock = self.locks.lock().await.entry(image.id).or_default().clone();
         let _guard = lock.lock().await;
-        if tokio::fs::metadata(&path).await.is_ok() {
+        if let Ok(meta) = tokio::fs::metadata(&path).await {
+            // Cached before images became root's alone (0400).
+            if meta.permissions().mode() & 0o077 != 0 {
+                tokio::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o400)).await?;
+            }
             mark_used(&path);
             return Ok(path);
         }
@@ -109,8 +113,9 @@ impl ImageCache {
                 return Err(e);
             }
         }
-        // Read-only: an instance only ever reads its base image.
-        tokio::fs::set_permissions(&temp, std::fs::Permissions::from_mode(0o444)).await?;
+        // Read-only, and root's alone: a QEMU gets only a descriptor of the
+        // images it uses (see `crate::jail`).
+        tokio::fs::set_permissions(&temp, std::fs::Permissions::from_mode(0o400)).await?;
         tokio::fs::rename(&temp, &path).await?;
         tracing::info!(image = %image.id, size = image.size, "image cached");
         Ok(path)

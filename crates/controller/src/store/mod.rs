@@ -96,6 +96,9 @@ impl Store {
                 "unsupported database url '{url}': use sqlite://PATH or postgres://..."
             )));
         };
+        if backend == Backend::Sqlite {
+            restrict_sqlite_file(url)?;
+        }
         let store = Self {
             pool: open_pool(backend, url).await?,
             backend,
@@ -127,6 +130,29 @@ impl Store {
     pub fn tenant_pools(&self) -> &crate::address_space::TenantPools {
         &self.tenant_pools
     }
+}
+
+/// Makes the SQLite file of `url` (created empty if missing) readable by
+/// its owner alone (0600), before SQLite opens it: it holds password hashes
+/// and every tenant's data, and SQLite gives its WAL and shared-memory files
+/// the database file's mode.
+fn restrict_sqlite_file(url: &str) -> StoreResult<()> {
+    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+    let path = url
+        .trim_start_matches("sqlite://")
+        .trim_start_matches("sqlite:");
+    let path = path.split('?').next().unwrap_or_default();
+    if path.is_empty() || path.starts_with(':') {
+        return Ok(()); // In memory.
+    }
+    let io = |e: std::io::Error| StoreError::Conflict(format!("database file {path}: {e}"));
+    std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .mode(0o600)
+        .open(path)
+        .map_err(io)?;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).map_err(io)
 }
 
 /// A random id (hex) for one open store.
