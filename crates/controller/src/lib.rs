@@ -3,6 +3,7 @@
 
 pub mod auth;
 pub mod clock;
+pub mod cluster;
 pub mod http;
 pub mod peer_changes;
 pub mod rental;

@@ -40,16 +40,15 @@ pub struct AppState {
     pub store: Store,
     /// Where uploaded image files live.
     pub images_dir: PathBuf,
-    /// The secret agents present; see `AGENT_TOKEN_HEADER`.
-    pub agent_token: Arc<str>,
+    /// The cluster CA, this controller's certificate, and the mutual-TLS
+    /// clients for calls to agents (console logs, VNC).
+    pub cluster: Arc<crate::cluster::Cluster>,
     /// Raised whenever desired state changes, to wake long-polling agents.
     pub revision: Arc<watch::Sender<u64>>,
     pub token_ttl: Duration,
     pub max_image_bytes: u64,
     /// The zone server names live in: `<server>.<project>.<zone>`.
     pub dns_zone: Arc<str>,
-    /// Client for the agents' own APIs (console logs).
-    pub agent_client: reqwest::Client,
     /// Images with an upload in progress; see `images::UploadClaim`.
     pub uploads: Arc<std::sync::Mutex<std::collections::HashSet<nubis_api::ImageId>>>,
     pub rental: Arc<crate::rental::RentalSettings>,
@@ -171,18 +170,8 @@ pub fn router(state: AppState) -> Router {
         )
         .route("/projects/{id}/usage-records", get(usage_records::list))
         .route("/hosts", get(agents::list_hosts))
-        .route("/agent/hosts", post(agents::register))
-        .route("/agent/hosts/{id}/report", put(agents::report))
-        // Only the response head is bounded: the file itself streams.
-        .route("/agent/images/{id}/file", get(agents::image_file))
         .route("/openapi.json", get(openapi::serve))
         .route_layer(from_fn_with_state(request_limit, timeouts::within));
-    let long_poll = Router::new()
-        .route("/agent/hosts/{id}/desired", get(agents::desired))
-        .route_layer(from_fn_with_state(
-            state.timeouts.long_poll + request_limit,
-            timeouts::within,
-        ));
     // Bounded by the idle timeout between bytes inside the handler.
     let upload = Router::new().route(
         "/images/{id}/file",
@@ -191,7 +180,7 @@ pub fn router(state: AppState) -> Router {
     // Outside `/v1`, its authentication and its OpenAPI document.
     let health = health::routes().route_layer(from_fn_with_state(request_limit, timeouts::within));
     Router::new()
-        .nest("/v1", bounded.merge(long_poll).merge(upload))
+        .nest("/v1", bounded.merge(upload))
         .merge(health)
         .merge(console::pages(&state.console.novnc_dir))
         .fallback(|| async {
@@ -202,6 +191,39 @@ pub fn router(state: AppState) -> Router {
                 StatusCode::METHOD_NOT_ALLOWED,
                 "method_not_allowed",
                 "method not allowed on this path",
+            )
+        })
+        .layer(DefaultBodyLimit::max(MAX_JSON_BODY))
+        .layer(tower_http::trace::TraceLayer::new_for_http())
+        .with_state(state)
+}
+
+/// The agent protocol (`/v1/agent/...`), served on its own mutual-TLS
+/// listener (`--cluster-listen`), never on the public API's: every call but
+/// the join must come with a host certificate of the cluster CA (see
+/// `extract::AgentCaller`). Bounded in time like the API.
+pub fn agent_router(state: AppState) -> Router {
+    let request_limit = state.timeouts.request;
+    let bounded = Router::new()
+        .route("/agent/join", post(agents::join))
+        .route("/agent/hosts", post(agents::register))
+        .route("/agent/hosts/{id}/report", put(agents::report))
+        // Only the response head is bounded: the file itself streams.
+        .route("/agent/images/{id}/file", get(agents::image_file))
+        .route_layer(from_fn_with_state(request_limit, timeouts::within));
+    let long_poll = Router::new()
+        .route("/agent/hosts/{id}/desired", get(agents::desired))
+        .route_layer(from_fn_with_state(
+            state.timeouts.long_poll + request_limit,
+            timeouts::within,
+        ));
+    Router::new()
+        .nest("/v1", bounded.merge(long_poll))
+        .fallback(|| async {
+            ApiError::new(
+                StatusCode::NOT_FOUND,
+                "not_found",
+                "no such agent protocol path",
             )
         })
         .layer(DefaultBodyLimit::max(MAX_JSON_BODY))

@@ -47,6 +47,7 @@ migration_files!(
     "0006_rental_terms",
     "0007_cdrom_attached",
     "0008_console_tokens_leader_leases",
+    "0012_host_credentials",
 );
 
 /// The embedded migration files of one backend: (file stem, SQL).
