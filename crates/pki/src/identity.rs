@@ -73,7 +73,7 @@ impl PeerIdentity {
     /// Whether the certificate names the host part of `url` (an IP address
     /// or DNS name), i.e. whether its holder may be reached there.
     pub fn names_url_host(&self, url: &str) -> bool {
-        url_host(url).is_some_and(|host| self.names.iter().any(|n| *n == host))
+        url_host(url).is_some_and(|host| self.names.contains(&host))
     }
 }
 
