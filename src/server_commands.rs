@@ -54,9 +54,6 @@ pub struct ControllerArgs {
     /// Address of the API.
     #[arg(long, default_value = "127.0.0.1:8780")]
     pub listen: SocketAddr,
-    /// File holding the secret agents present (created if missing).
-    #[arg(long)]
-    pub agent_token_file: Option<PathBuf>,
     /// Lifetime of login tokens, in hours.
     #[arg(long, default_value_t = 24)]
     pub token_hours: u64,
@@ -115,6 +112,17 @@ pub struct ControllerArgs {
     /// Days the audit trail keeps its records (older ones are purged).
     #[arg(long, default_value_t = nubis_controller::audit::DEFAULT_RETENTION_DAYS, value_parser = clap::value_parser!(u32).range(1..))]
     pub audit_retention_days: u32,
+    /// Address of the agent protocol: mutual TLS, where agents join (with a
+    /// join token) and then call with their host certificates.
+    #[arg(long, default_value = "127.0.0.1:8781")]
+    pub cluster_listen: SocketAddr,
+    /// Serve the API and portal over HTTPS with this certificate chain
+    /// (PEM); needs --tls-key. Cookies are then `Secure`.
+    #[arg(long, requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+    /// The private key (PEM) of --tls-cert.
+    #[arg(long, requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
     #[command(flatten)]
     pub pools: TenantPoolArgs,
 }
@@ -176,24 +184,26 @@ pub struct AgentOnlyArgs {
 
 #[derive(Args, Debug, Clone)]
 pub struct AgentArgs {
-    /// The controller's API. Several controllers (on one PostgreSQL
-    /// database): repeat the flag or separate URLs with commas; the agent
-    /// fails over to the next when one does not answer.
+    /// The controller's agent protocol (its --cluster-listen). Several
+    /// controllers (on one PostgreSQL database): repeat the flag or separate
+    /// URLs with commas; the agent fails over to the next when one does not
+    /// answer.
     #[arg(
         long,
         env = "NUBIS_CONTROLLER_URL",
-        default_value = "http://127.0.0.1:8780",
+        default_value = "https://127.0.0.1:8781",
         value_delimiter = ','
     )]
     pub controller_url: Vec<String>,
     /// Where images and instance disks live.
     #[arg(long, env = "NUBIS_DATA_DIR", default_value = "./.nubis")]
     pub data_dir: PathBuf,
-    /// File holding the controller's agent secret.
-    #[arg(long)]
-    pub agent_token_file: Option<PathBuf>,
     #[command(flatten)]
     pub agent: AgentOnlyArgs,
+    /// A join token from `nubis admin join-token`, needed only on the first
+    /// start: the host's certificate is then kept in its data dir.
+    #[arg(long, env = "NUBIS_JOIN_TOKEN")]
+    pub join_token: Option<String>,
 }
 
 #[derive(Args, Debug, Clone)]
@@ -228,31 +238,16 @@ pub enum AdminCommand {
         #[command(flatten)]
         store: StoreArgs,
     },
-}
-
-/// Reads the agent secret from `path`, creating a random one if missing.
-fn agent_token(path: &Path) -> anyhow::Result<String> {
-    if let Ok(t) = std::fs::read_to_string(path) {
-        let t = t.trim().to_owned();
-        if !t.is_empty() {
-            return Ok(t);
-        }
-    }
-    let token = nubis_controller::auth::new_token()?;
-    if let Some(dir) = path.parent() {
-        std::fs::create_dir_all(dir)?;
-    }
-    use std::io::Write;
-    use std::os::unix::fs::OpenOptionsExt;
-    std::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(path)
-        .and_then(|mut f| f.write_all(token.as_bytes()))
-        .with_context(|| format!("writing {}", path.display()))?;
-    Ok(token)
+    /// Make a single-use join token for a new host (`nubis agent
+    /// --join-token`). It also carries the cluster CA's fingerprint, so the
+    /// agent knows it joins this cluster.
+    JoinToken {
+        /// Minutes until the token expires.
+        #[arg(long, default_value_t = 60)]
+        ttl_minutes: u64,
+        #[command(flatten)]
+        store: StoreArgs,
+    },
 }
 
 /// The controller's settings; `registration` is used when
@@ -268,15 +263,10 @@ fn controller_config(
     let data_dir = &args.store.data_dir;
     std::fs::create_dir_all(data_dir)
         .with_context(|| format!("creating {}", data_dir.display()))?;
-    let token_file = args
-        .agent_token_file
-        .clone()
-        .unwrap_or_else(|| data_dir.join("agent-token"));
     Ok(ControllerConfig {
         listen: args.listen,
         database_url: args.store.database_url(),
         data_dir: data_dir.clone(),
-        agent_token: agent_token(&token_file)?,
         token_ttl: Duration::from_secs(args.token_hours * 3600),
         max_image_bytes: args.max_image_gib << 30,
         dns_zone: nubis_api::networks::DnsZone::try_from(args.dns_zone.clone())
@@ -315,13 +305,21 @@ fn controller_config(
             ..Default::default()
         },
         tenant_pools: args.pools.pools()?,
+        cluster_listen: args.cluster_listen,
+        tls: match (&args.tls_cert, &args.tls_key) {
+            (Some(cert), Some(key)) => Some(nubis_controller::server::TlsFiles {
+                cert: cert.clone(),
+                key: key.clone(),
+            }),
+            _ => None,
+        },
     })
 }
 
 fn agent_config(
     controller_url: String,
     data_dir: &Path,
-    token: String,
+    join_token: Option<String>,
     args: &AgentOnlyArgs,
 ) -> anyhow::Result<AgentConfig> {
     let host_name = match &args.host_name {
@@ -333,7 +331,6 @@ fn agent_config(
     };
     Ok(AgentConfig {
         controller_url,
-        agent_token: token,
         data_dir: data_dir.join("agent"),
         host_name,
         listen: args.agent_listen,
@@ -348,6 +345,7 @@ fn agent_config(
         management_cidrs: args.management_cidrs.clone(),
         image_cache_gib: args.image_cache_gib,
         console_log_mib: args.console_log_mib,
+        join_token,
     })
 }
 
@@ -374,16 +372,40 @@ async fn run_supervised(mut supervisor: Supervisor) -> anyhow::Result<()> {
 pub async fn up(args: UpArgs) -> anyhow::Result<()> {
     // One machine, one operator at its keyboard: anyone may register.
     let config = controller_config(&args.controller, RegistrationChoice::Open)?;
-    let token = config.agent_token.clone();
     let data_dir = config.data_dir.clone();
     let controller = nubis_controller::server::start(config).await?;
+    let url = controller.url.clone();
+    // This host joins its own controller the way any host does, with a
+    // join token made here (only the first time: its certificate is kept).
+    let agent_dir = data_dir.join("agent");
+    let join_token = if nubis_pki::HostCredentials::load(&agent_dir)?.is_none() {
+        let token = controller
+            .cluster
+            .issue_join_token(
+                &controller.store,
+                Duration::from_secs(600),
+                chrono::Utc::now(),
+            )
+            .await?;
+        Some(token.to_string())
+    } else {
+        None
+    };
+    let mut cluster_addr = controller.cluster_addr;
+    if cluster_addr.ip().is_unspecified() {
+        cluster_addr.set_ip(std::net::Ipv4Addr::LOCALHOST.into());
+    }
     // The controller's tasks run (and are supervised) before the agent
     // registers with it; the agent's join the same supervisor and board,
     // so `/readyz` sees them all.
-    let (addr, mut supervisor) = controller.supervise(Policy::DEFAULT);
-    let url = format!("http://{addr}");
-    let agent =
-        nubis_agent::start(agent_config(url.clone(), &data_dir, token, &args.agent)?).await?;
+    let (_, mut supervisor) = controller.supervise(Policy::DEFAULT);
+    let agent = nubis_agent::start(agent_config(
+        format!("https://{cluster_addr}"),
+        &data_dir,
+        join_token,
+        &args.agent,
+    )?)
+    .await?;
     supervisor.spawn_all(agent.tasks);
     tracing::info!(api = %url, agent = %agent.api_addr, "nubis is up");
     println!("Nubis is up: portal at {url}/, API at {url}/v1");
@@ -398,18 +420,10 @@ pub async fn controller(args: ControllerArgs) -> anyhow::Result<()> {
 }
 
 pub async fn agent(args: AgentArgs) -> anyhow::Result<()> {
-    let token_file = args
-        .agent_token_file
-        .clone()
-        .unwrap_or_else(|| args.data_dir.join("agent-token"));
-    let token = std::fs::read_to_string(&token_file)
-        .with_context(|| format!("reading the agent token from {}", token_file.display()))?
-        .trim()
-        .to_owned();
     let config = agent_config(
         args.controller_url.join(","),
         &args.data_dir,
-        token,
+        args.join_token.clone(),
         &args.agent,
     )?;
     let agent = nubis_agent::start(config).await?;
@@ -463,6 +477,20 @@ pub async fn admin(cmd: AdminCommand) -> anyhow::Result<()> {
                     findings.len()
                 )
             }
+        }
+        AdminCommand::JoinToken { ttl_minutes, store } => {
+            std::fs::create_dir_all(&store.data_dir)?;
+            let ca = nubis_pki::ClusterCa::load_or_create(&store.data_dir)?;
+            let db = nubis_controller::store::Store::connect(&store.database_url()).await?;
+            let token = nubis_controller::cluster::issue_join_token(
+                &ca,
+                &db,
+                Duration::from_secs(ttl_minutes.max(1) * 60),
+                chrono::Utc::now(),
+            )
+            .await?;
+            println!("{token}");
+            Ok(())
         }
     }
 }

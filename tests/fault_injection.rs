@@ -22,7 +22,7 @@ use std::time::{Duration, Instant};
 use support::chaos::{env_u64, in_netns, postgres_database, s, Daemon, Deployment, Rng};
 use support::cloud::upload_tiny_image_to;
 use support::orphans::{self, Expected};
-use support::workload::{perform, Api, Model, Op, Outcome, Want, API, CALL_TIMEOUT};
+use support::workload::{perform, Api, Model, Op, Outcome, Want, API, CALL_TIMEOUT, CLUSTER};
 use support::Reaper;
 
 /// How long the cloud may take to converge after a round.
@@ -35,7 +35,8 @@ struct Checker {
     api: Api,
     agent_dir: PathBuf,
     netns: String,
-    agent_token: String,
+    /// The agent protocol as the host (its certificate from its data dir).
+    agent_http: reqwest::Client,
     host: String,
     /// Servers in `error` at the last check: `id: fault`.
     errors: Mutex<Vec<String>>,
@@ -94,10 +95,8 @@ impl Checker {
             }
         }
         let desired = self
-            .api
-            .http
-            .get(format!("{API}/v1/agent/hosts/{}/desired", self.host))
-            .header(nubis_api::agent::AGENT_TOKEN_HEADER, &self.agent_token)
+            .agent_http
+            .get(format!("{CLUSTER}/v1/agent/hosts/{}/desired", self.host))
             .timeout(CALL_TIMEOUT)
             .send()
             .await;
@@ -251,14 +250,16 @@ async fn run_rounds(
     let mut rng = Rng(seed);
     let api = prepare(work, database.as_deref()).await;
     let host = host_id(&api).await;
+    let credentials = nubis_pki::HostCredentials::load(&agent_dir)
+        .expect("the host's credentials")
+        .expect("the host joined");
     let checker = Checker {
         api: api.clone(),
+        agent_http: credentials
+            .controller_client(reqwest::Client::builder())
+            .expect("an agent protocol client"),
         agent_dir,
         netns,
-        agent_token: std::fs::read_to_string(work.join("agent-token"))
-            .expect("agent token")
-            .trim()
-            .to_owned(),
         host,
         errors: Mutex::default(),
     };
@@ -449,32 +450,22 @@ fn random_kills_of_the_controller_or_the_agent_leave_nothing_stuck_or_orphaned()
         let dir = work.path().to_string_lossy().into_owned();
         let agent_dir = agent_work.path().to_string_lossy().into_owned();
         let _reaper = Reaper(agent_dir.clone());
-        let token_file = format!("{dir}/agent-token");
-        let mut args = vec![
-            s("controller"),
-            s("--data-dir"),
-            dir.clone(),
-            s("--agent-token-file"),
-            token_file.clone(),
-        ];
+        let mut args = vec![s("controller"), s("--data-dir"), dir.clone()];
         if let Some(url) = &database {
             args.extend([s("--database-url"), url.clone()]);
         }
         let controller = Daemon::new("controller", args, work.path().join("controller.log"));
-        support::wait_for("the token file", Duration::from_secs(30), || async {
-            Path::new(&token_file).exists().then_some(())
-        })
-        .await;
+        let join_token = support::join::join_token(&dir, database.as_deref());
         let agent = Daemon::new(
             "agent",
             vec![
                 s("agent"),
                 s("--controller-url"),
-                s(API),
+                s(CLUSTER),
                 s("--data-dir"),
                 agent_dir.clone(),
-                s("--agent-token-file"),
-                token_file.clone(),
+                s("--join-token"),
+                join_token,
                 s("--accel"),
                 s("tcg"),
                 s("--host-name"),

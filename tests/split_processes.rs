@@ -61,31 +61,23 @@ fn controller_and_agent_as_separate_processes() {
         let c = controller_dir.path().to_string_lossy().into_owned();
         let a = agent_dir.path().to_string_lossy().into_owned();
         let _reaper = Reaper(a.clone());
-        let token_file = format!("{c}/agent-token");
-        let mut controller_args = vec![
-            "controller",
-            "--data-dir",
-            &c,
-            "--agent-token-file",
-            &token_file,
-        ];
+        let mut controller_args = vec!["controller", "--data-dir", &c];
         if let Some(url) = &database {
             controller_args.extend(["--database-url", url.as_str()]);
         }
         let _controller = spawn(&controller_args, &controller_dir.path().join("log"));
-        support::wait_for("the token file", Duration::from_secs(30), || async {
-            std::path::Path::new(&token_file).exists().then_some(())
-        })
-        .await;
+        // The operator makes a join token on the controller's machine; the
+        // agent joins with it through the agent protocol (mutual TLS).
+        let join_token = support::join::join_token(&c, database.as_deref());
         let _agent = spawn(
             &[
                 "agent",
                 "--controller-url",
-                "http://127.0.0.1:8780",
+                "https://127.0.0.1:8781",
                 "--data-dir",
                 &a,
-                "--agent-token-file",
-                &token_file,
+                "--join-token",
+                &join_token,
                 "--accel",
                 "tcg",
                 "--host-name",

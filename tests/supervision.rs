@@ -12,8 +12,9 @@ use support::cloud::Cloud;
 use support::netns::{run_in, run_in_netns, NetNs};
 
 /// Every background task of `nubis up`.
-const TASKS: [&str; 6] = [
+const TASKS: [&str; 7] = [
     "agent API",
+    "agent protocol",
     "controller API",
     "metadata service",
     "reconcile loop",

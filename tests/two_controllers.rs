@@ -246,11 +246,11 @@ fn two_controllers_serve_one_cloud() {
         let c = shared.path().to_string_lossy().into_owned();
         let a = agent_dir.path().to_string_lossy().into_owned();
         let _reaper = Reaper(a.clone());
-        let token_file = format!("{c}/agent-token");
-        std::fs::write(&token_file, "two-controllers-agent-secret").unwrap();
         let offset_file = format!("{c}/clock-offset");
         std::fs::write(&offset_file, "0").unwrap();
+        // Each controller's agent protocol listens 10 ports above its API.
         let controller = |listen: &str, log: &str| {
+            let cluster_listen = listen.replace(":878", ":879");
             spawn(
                 &[
                     "controller",
@@ -258,10 +258,10 @@ fn two_controllers_serve_one_cloud() {
                     &c,
                     "--database-url",
                     database_url,
-                    "--agent-token-file",
-                    &token_file,
                     "--listen",
                     listen,
+                    "--cluster-listen",
+                    &cluster_listen,
                     "--rental-check-interval",
                     "1",
                     "--clock-offset-file",
@@ -278,15 +278,19 @@ fn two_controllers_serve_one_cloud() {
         let mut controller_a = controller("127.0.0.1:8780", "a.log");
         let controller_b = controller("127.0.0.1:8781", "b.log");
         let pid_b = controller_b.0.as_ref().unwrap().id();
+        // Both controllers share the data dir, so the cluster CA: the one
+        // join token works with either, and the agent fails over between
+        // them with the one host certificate.
+        let join_token = support::join::join_token(&c, Some(database_url));
         let _agent = spawn(
             &[
                 "agent",
                 "--controller-url",
-                &format!("{A},{B}"),
+                "https://127.0.0.1:8790,https://127.0.0.1:8791",
                 "--data-dir",
                 &a,
-                "--agent-token-file",
-                &token_file,
+                "--join-token",
+                &join_token,
                 "--accel",
                 "tcg",
                 "--host-name",

@@ -8,6 +8,7 @@ pub mod chaos;
 pub mod cloud;
 pub mod guest;
 pub mod iperf;
+pub mod join;
 pub mod netns;
 pub mod orphans;
 pub mod postgres;

@@ -14,6 +14,8 @@ pub const MAX_SERVERS: usize = 3;
 pub const CALL_TIMEOUT: Duration = Duration::from_secs(15);
 /// The controller's API inside the test's namespace.
 pub const API: &str = "http://127.0.0.1:8780";
+/// The agent protocol of the controller (its default `--cluster-listen`).
+pub const CLUSTER: &str = "https://127.0.0.1:8781";
 
 /// What the test last asked of a server.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

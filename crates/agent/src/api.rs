@@ -1,16 +1,17 @@
 //! The agent's own small API, used by the controller: console logs and the
-//! graphical console (VNC over a websocket).
+//! graphical console (VNC over a websocket). Served over mutual TLS with the
+//! host certificate; only a controller's client certificate gets in.
 
 use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
 use axum::extract::{Path, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::StatusCode;
 use axum::response::Response;
 use axum::routing::get;
 use axum::Router;
 use futures_util::{SinkExt, StreamExt};
-use nubis_api::agent::AGENT_TOKEN_HEADER;
 use nubis_api::ServerId;
-use std::sync::Arc;
+use nubis_pki::serve::Peer;
+use nubis_pki::Role;
 use tokio::io::{AsyncReadExt, AsyncSeekExt, AsyncWriteExt};
 
 use crate::layout::Layout;
@@ -21,36 +22,33 @@ pub const CONSOLE_LOG_TAIL: u64 = 1024 * 1024;
 #[derive(Clone)]
 struct ApiState {
     layout: Layout,
-    token: Arc<str>,
 }
 
-pub fn router(layout: Layout, token: &str) -> Router {
+/// The routes; serve them with `nubis_pki::serve::serve_tls`, which
+/// records the client's certificate in each request.
+pub fn router(layout: Layout) -> Router {
     Router::new()
         .route("/v1/instances/{id}/console-log", get(console_log))
         .route("/v1/instances/{id}/vnc", get(vnc))
-        .with_state(ApiState {
-            layout,
-            token: token.into(),
-        })
+        .with_state(ApiState { layout })
 }
 
-/// Checks the agent token header; the answer to a wrong one is 401.
-fn authorize(state: &ApiState, headers: &HeaderMap) -> Result<(), StatusCode> {
-    let presented = headers
-        .get(AGENT_TOKEN_HEADER)
-        .and_then(|v| v.to_str().ok());
-    if presented != Some(&*state.token) {
-        return Err(StatusCode::UNAUTHORIZED);
+/// Only a controller may call: 401 without a client certificate (the TLS
+/// handshake already demands one of the cluster CA), 403 for a host's.
+fn authorize(peer: Option<&Peer>) -> Result<(), StatusCode> {
+    match peer.and_then(|p| p.0.as_ref()).map(|id| &id.role) {
+        Some(Role::Controller) => Ok(()),
+        Some(Role::Host(_)) => Err(StatusCode::FORBIDDEN),
+        None => Err(StatusCode::UNAUTHORIZED),
     }
-    Ok(())
 }
 
 async fn console_log(
     State(state): State<ApiState>,
-    headers: HeaderMap,
+    peer: Option<axum::Extension<Peer>>,
     Path(id): Path<String>,
 ) -> Result<String, StatusCode> {
-    authorize(&state, &headers)?;
+    authorize(peer.as_deref())?;
     let id: ServerId = id.parse().map_err(|_| StatusCode::NOT_FOUND)?;
     let path = state.layout.instance(id).console_log();
     // QEMU writes the log in its own directory: no following its links.
@@ -78,11 +76,11 @@ async fn console_log(
 /// either side closes; QEMU closes it when the instance stops or is deleted.
 async fn vnc(
     State(state): State<ApiState>,
-    headers: HeaderMap,
+    peer: Option<axum::Extension<Peer>>,
     Path(id): Path<String>,
     ws: WebSocketUpgrade,
 ) -> Result<Response, StatusCode> {
-    authorize(&state, &headers)?;
+    authorize(peer.as_deref())?;
     let id: ServerId = id.parse().map_err(|_| StatusCode::NOT_FOUND)?;
     let socket = state.layout.instance(id).vnc_socket();
     let stream = crate::jail::safe_fs::connect(&socket)

@@ -6,9 +6,16 @@
 //! or timed out), the call goes to the next, round the list, so the agent
 //! also comes back to a controller that returns. An answer with an error
 //! status is an answer: it is not retried elsewhere.
+//!
+//! Every call is mutual TLS: the agent shows its host certificate and
+//! accepts only a controller's certificate from the cluster CA (see
+//! `nubis_pki::tls`). The join, made once before the agent has a
+//! certificate, accepts only a controller whose CA has the fingerprint the
+//! join token names.
 
 use anyhow::{bail, Context};
-use nubis_api::agent::{DesiredState, Host, HostReport, RegisterHost, AGENT_TOKEN_HEADER};
+use nubis_api::agent::{DesiredState, Host, HostReport, RegisterHost};
+use nubis_api::join::{JoinRequest, JoinResponse};
 use nubis_api::{HostId, ImageId};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -37,7 +44,6 @@ pub struct ControllerClient {
     bases: Arc<Vec<String>>,
     /// Index in `bases` of the controller that answered last.
     current: Arc<AtomicUsize>,
-    token: String,
     http: reqwest::Client,
 }
 
@@ -63,16 +69,35 @@ pub fn parse_controller_urls(list: &str) -> anyhow::Result<Vec<String>> {
 
 impl ControllerClient {
     /// A client of the controllers in `bases`: one URL, or several separated
-    /// by commas (tried in this order).
-    pub fn new(bases: &str, token: &str) -> anyhow::Result<Self> {
+    /// by commas (tried in this order), with this host's credentials.
+    pub fn new(bases: &str, credentials: &nubis_pki::HostCredentials) -> anyhow::Result<Self> {
+        let http = credentials
+            .controller_client(reqwest::Client::builder().connect_timeout(CONNECT_TIMEOUT))?;
+        Self::with_http(bases, http)
+    }
+
+    /// A client over `http` (which decides what TLS is used).
+    pub fn with_http(bases: &str, http: reqwest::Client) -> anyhow::Result<Self> {
         Ok(Self {
             bases: Arc::new(parse_controller_urls(bases)?),
             current: Arc::new(AtomicUsize::new(0)),
-            token: token.to_owned(),
-            http: reqwest::Client::builder()
-                .connect_timeout(CONNECT_TIMEOUT)
-                .build()?,
+            http,
         })
+    }
+
+    /// A client for joining: no certificate of its own yet; it accepts a
+    /// controller only if its CA has the fingerprint `token` names.
+    pub fn for_join(bases: &str, token: &nubis_pki::JoinToken) -> anyhow::Result<Self> {
+        let config = nubis_pki::tls::cluster_client_config(
+            nubis_pki::tls::Trust::Pinned(token.ca_fingerprint().to_owned()),
+            nubis_pki::Role::Controller,
+            None,
+        )?;
+        let http = nubis_pki::tls::reqwest_client(
+            config,
+            reqwest::Client::builder().connect_timeout(CONNECT_TIMEOUT),
+        )?;
+        Self::with_http(bases, http)
     }
 
     fn request_to(
@@ -81,9 +106,7 @@ impl ControllerClient {
         method: reqwest::Method,
         path: &str,
     ) -> reqwest::RequestBuilder {
-        self.http
-            .request(method, format!("{base}/v1/agent{path}"))
-            .header(AGENT_TOKEN_HEADER, &self.token)
+        self.http.request(method, format!("{base}/v1/agent{path}"))
     }
 
     /// Sends the request `build` makes for a controller's base URL, to the
@@ -128,6 +151,28 @@ impl ControllerClient {
             .and_then(Result::ok)
             .unwrap_or_default();
         bail!("controller answered {status}: {body}")
+    }
+
+    /// Joins the cluster (see `for_join`): registers the host and gets its
+    /// certificate for the key in the request. `Err` when no controller
+    /// answered; `Ok(Err(why))` when one refused (trying again will not help).
+    pub async fn join(&self, req: &JoinRequest) -> anyhow::Result<Result<JoinResponse, String>> {
+        let resp = self
+            .send(|c, base| {
+                c.request_to(base, reqwest::Method::POST, "/join")
+                    .timeout(REQUEST_TIMEOUT)
+                    .json(req)
+            })
+            .await
+            .context("joining the cluster")?;
+        if resp.status().is_client_error() {
+            return Ok(Err(Self::check(resp)
+                .await
+                .err()
+                .map(|e| e.to_string())
+                .unwrap_or_default()));
+        }
+        Ok(Ok(Self::check(resp).await?.json().await?))
     }
 
     /// Announces this host; returns its id.
@@ -247,7 +292,8 @@ mod tests {
         let app =
             axum::Router::new().route("/v1/agent/hosts", axum::routing::post(|| async { "{}" }));
         let server = tokio::spawn(async move { axum::serve(answering, app).await });
-        let client = ControllerClient::new(&format!("{down},{up}"), "t").unwrap();
+        let client =
+            ControllerClient::with_http(&format!("{down},{up}"), reqwest::Client::new()).unwrap();
         let call = |c: ControllerClient| async move {
             c.send(|c, base| c.request_to(base, reqwest::Method::POST, "/hosts"))
                 .await

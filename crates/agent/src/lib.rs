@@ -25,6 +25,8 @@ use controller_client::ControllerClient;
 use instance::InstanceContext;
 use layout::Layout;
 use nubis_api::agent::{Accelerator, RegisterHost};
+use nubis_api::join::JoinRequest;
+use nubis_pki::{HostCredentials, JoinToken};
 use nubis_supervise::{BackgroundTask, SharedListener};
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -34,10 +36,10 @@ use std::time::Duration;
 /// How to run an agent.
 #[derive(Clone, Debug)]
 pub struct AgentConfig {
-    /// The controller's base URL, e.g. `http://127.0.0.1:8780`, or several
+    /// The base URL of the controller's agent protocol (its
+    /// `--cluster-listen`), e.g. `https://127.0.0.1:8781`, or several
     /// separated by commas (see `controller_client`).
     pub controller_url: String,
-    pub agent_token: String,
     pub data_dir: PathBuf,
     /// This host's name (unique in the cloud).
     pub host_name: String,
@@ -59,6 +61,9 @@ pub struct AgentConfig {
     pub image_cache_gib: u64,
     /// Size in MiB at which a serial console log is cut back to its newer half.
     pub console_log_mib: u64,
+    /// A join token (`nubis admin join-token`), used only if this host has
+    /// no credentials yet in its data dir.
+    pub join_token: Option<String>,
 }
 
 /// A registered agent whose background tasks (its API, the reconcile and
@@ -92,25 +97,13 @@ pub async fn start(config: AgentConfig) -> anyhow::Result<RunningAgent> {
         .await
         .with_context(|| format!("agent listening on {}", config.listen))?;
     let api_addr = listener.local_addr()?;
-    let app = api::router(layout.clone(), &config.agent_token);
-    let api_socket = Arc::new(SharedListener::new(listener)?);
-    let api_task = BackgroundTask::new("agent API", move || {
-        let (socket, app) = (api_socket.clone(), app.clone());
-        async move {
-            let listener = socket.listener().context("reusing the agent API socket")?;
-            axum::serve(listener, app)
-                .await
-                .context("serving the agent API")
-        }
-    });
 
     let accel = config.accel.unwrap_or_else(accel::detect);
     tracing::info!(?accel, "accelerator");
-    let client = ControllerClient::new(&config.controller_url, &config.agent_token)?;
     let capacity = host_info::capacity(&config.data_dir);
     let registration = RegisterHost {
         name: config.host_name.clone(),
-        url: format!("http://{api_addr}"),
+        url: format!("https://{api_addr}"),
         vcpus: capacity.vcpus,
         memory_mib: capacity.memory_mib,
         disk_gib: capacity.disk_gib,
@@ -123,6 +116,23 @@ pub async fn start(config: AgentConfig) -> anyhow::Result<RunningAgent> {
             .inspect_err(|e| tracing::warn!(error = %format!("{e:#}"), "cannot read the host's addresses and routes"))
             .ok(),
     };
+    let credentials = match HostCredentials::load(&config.data_dir)? {
+        Some(credentials) => credentials,
+        None => join(&config, &registration).await?,
+    };
+    let client = ControllerClient::new(&config.controller_url, &credentials)?;
+    let app = api::router(layout.clone());
+    let api_tls = credentials.server_config()?;
+    let api_socket = Arc::new(SharedListener::new(listener)?);
+    let api_task = BackgroundTask::new("agent API", move || {
+        let (socket, app, tls) = (api_socket.clone(), app.clone(), api_tls.clone());
+        async move {
+            let listener = socket.listener().context("reusing the agent API socket")?;
+            nubis_pki::serve::serve_tls(listener, tls, app)
+                .await
+                .context("serving the agent API")
+        }
+    });
     let host = loop {
         match client.register(&registration).await {
             Ok(host) => break host,
@@ -202,4 +212,51 @@ pub async fn start(config: AgentConfig) -> anyhow::Result<RunningAgent> {
         api_addr,
         tasks: vec![api_task, reconcile, report, metadata_task],
     })
+}
+
+/// Joins the cluster with the configured join token: a new key, a
+/// certificate for it from the controller, all kept in the data dir (the
+/// token is spent; later starts use the stored credentials). Retries while
+/// no controller answers; a refusal (bad, used or expired token) is an error.
+async fn join(
+    config: &AgentConfig,
+    registration: &RegisterHost,
+) -> anyhow::Result<HostCredentials> {
+    let token = config.join_token.as_deref().context(
+        "this host has no credentials yet: start it once with --join-token \
+         (made by `nubis admin join-token` on the controller's machine)",
+    )?;
+    let token = JoinToken::parse(token).map_err(|e| anyhow::anyhow!("--join-token: {e}"))?;
+    let (key_pem, csr_pem) = nubis_pki::ca::new_host_key()?;
+    let client = ControllerClient::for_join(&config.controller_url, &token)?;
+    let request = JoinRequest {
+        secret: token.secret().to_owned(),
+        csr_pem,
+        host: registration.clone(),
+    };
+    let joined = loop {
+        match client.join(&request).await {
+            Ok(Ok(joined)) => break joined,
+            Ok(Err(refused)) => {
+                anyhow::bail!("the controller refused to let this host join: {refused}")
+            }
+            Err(e) => {
+                tracing::warn!(error = %format!("{e:#}"), "cannot reach the controller to join; retrying");
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+        }
+    };
+    let credentials = HostCredentials {
+        key_pem,
+        cert_pem: joined.cert_pem,
+        ca_pem: joined.ca_pem,
+    };
+    anyhow::ensure!(
+        nubis_pki::fingerprint(&nubis_pki::ca::pem_to_der(&credentials.ca_pem)?)
+            == token.ca_fingerprint(),
+        "the controller sent a CA other than the join token's"
+    );
+    credentials.save(&config.data_dir)?;
+    tracing::info!(host = %joined.host.name, id = %joined.host.id, "joined the cluster");
+    Ok(credentials)
 }

@@ -11,9 +11,6 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use std::net::Ipv4Addr;
 
-/// Header carrying the shared secret that agents present to the controller.
-pub const AGENT_TOKEN_HEADER: &str = "x-nubis-agent-token";
-
 /// How a host runs guests.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
@@ -37,7 +34,8 @@ impl Accelerator {
 #[derive(Clone, Debug, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct RegisterHost {
     pub name: String,
-    /// Base URL of the agent's own API (console logs), e.g. `http://127.0.0.1:8781`.
+    /// Base URL of the agent's own API (console logs), e.g. `https://10.0.0.2:8782`;
+    /// its host must be the one in the host's certificate.
     pub url: String,
     pub vcpus: u64,
     pub memory_mib: u64,

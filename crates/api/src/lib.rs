@@ -14,6 +14,7 @@ pub mod flavors;
 pub mod floating_ips;
 pub mod ids;
 pub mod images;
+pub mod join;
 pub mod keypairs;
 pub mod leases;
 pub mod names;

@@ -81,8 +81,19 @@ pub fn segment(s: &str) -> String {
 }
 
 impl ApiClient {
-    /// A client for `base`, using `NUBIS_TOKEN` or the saved token.
-    pub fn new(base: &str) -> anyhow::Result<Self> {
+    /// A client for `base`, using `NUBIS_TOKEN` or the saved token; with
+    /// `ca_cert`, an `https://` API must have a certificate from that CA.
+    pub fn new(base: &str, ca_cert: Option<&std::path::Path>) -> anyhow::Result<Self> {
+        let mut http = reqwest::Client::builder();
+        if let Some(path) = ca_cert {
+            use anyhow::Context;
+            let pem = std::fs::read(path)
+                .with_context(|| format!("reading --ca-cert {}", path.display()))?;
+            http = http.tls_certs_only(
+                reqwest::Certificate::from_pem_bundle(&pem)
+                    .with_context(|| format!("--ca-cert {}", path.display()))?,
+            );
+        }
         let token = std::env::var("NUBIS_TOKEN")
             .ok()
             .or_else(|| std::fs::read_to_string(token_file()).ok())
@@ -93,7 +104,7 @@ impl ApiClient {
             token,
             anonymous: false,
             // The audit trail shows which client made a call.
-            http: reqwest::Client::builder()
+            http: http
                 .user_agent(concat!("nubis-cli/", env!("CARGO_PKG_VERSION")))
                 .build()?,
         })

@@ -29,6 +29,10 @@ pub struct ClientOptions {
     /// Print JSON instead of tables.
     #[arg(long, global = true)]
     pub json: bool,
+    /// Trust this CA certificate (PEM) for an `https://` API, e.g. a
+    /// controller's own or self-signed `--tls-cert`, instead of the system's.
+    #[arg(long, global = true, env = "NUBIS_CA_CERT")]
+    pub ca_cert: Option<std::path::PathBuf>,
 }
 
 /// The client subcommands.
@@ -321,7 +325,7 @@ pub fn missing_help(cmd: &clap::Command) -> Vec<String> {
 
 /// Runs one client command.
 pub async fn run(opts: &ClientOptions, command: ClientCommand) -> anyhow::Result<()> {
-    let client = ApiClient::new(&opts.url)?;
+    let client = ApiClient::new(&opts.url, opts.ca_cert.as_deref())?;
     let json = opts.json;
     match command {
         ClientCommand::Register { name, password } => {

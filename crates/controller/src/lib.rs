@@ -6,6 +6,7 @@ pub mod address_space;
 pub mod audit;
 pub mod auth;
 pub mod clock;
+pub mod cluster;
 pub mod http;
 pub mod login_throttle;
 pub mod peer_changes;

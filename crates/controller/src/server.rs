@@ -1,5 +1,6 @@
 //! Starting the controller: open the store, seed defaults, serve the API.
 
+use crate::cluster::Cluster;
 use crate::http::console::PublicUrl;
 use crate::http::{self, AppState};
 use crate::store::Store;
@@ -18,10 +19,8 @@ pub struct ControllerConfig {
     pub listen: SocketAddr,
     /// `sqlite://...` or `postgres://...`.
     pub database_url: String,
-    /// Holds uploaded images.
+    /// Holds uploaded images and the cluster CA (`ca.crt`, `ca.key`).
     pub data_dir: PathBuf,
-    /// The secret agents must present.
-    pub agent_token: String,
     pub token_ttl: Duration,
     pub max_image_bytes: u64,
     /// The DNS zone of server names.
@@ -41,6 +40,28 @@ pub struct ControllerConfig {
     /// The operator's tenant address pools (`--tenant-pool`): networks must
     /// lie inside one. Default: `10.64.0.0/10`.
     pub tenant_pools: crate::address_space::TenantPools,
+    /// Address of the agent protocol (mutual TLS, host certificates).
+    pub cluster_listen: SocketAddr,
+    /// Serve the API and portal over HTTPS with this certificate and key
+    /// (and mark cookies `Secure`); plain HTTP when `None`.
+    pub tls: Option<TlsFiles>,
+}
+
+/// The API's own certificate chain and private key (PEM files).
+#[derive(Clone, Debug)]
+pub struct TlsFiles {
+    pub cert: PathBuf,
+    pub key: PathBuf,
+}
+
+impl TlsFiles {
+    fn server_config(&self) -> anyhow::Result<Arc<rustls::ServerConfig>> {
+        let read = |p: &PathBuf| {
+            std::fs::read_to_string(p).with_context(|| format!("reading {}", p.display()))
+        };
+        nubis_pki::tls::public_server_config(&read(&self.cert)?, &read(&self.key)?)
+            .context("--tls-cert/--tls-key")
+    }
 }
 
 /// A controller ready to serve: its socket listens, and its background
@@ -48,6 +69,14 @@ pub struct ControllerConfig {
 /// [`Supervisor`] that writes to `board`, where `/readyz` reads them.
 pub struct RunningController {
     pub addr: SocketAddr,
+    /// Where the agent protocol listens (mutual TLS).
+    pub cluster_addr: SocketAddr,
+    /// The cluster CA and this controller's certificate.
+    pub cluster: Arc<Cluster>,
+    /// The API's base URL (`https://` with TLS).
+    pub url: String,
+    /// The state store (e.g. for join tokens made in-process by `nubis up`).
+    pub store: Store,
     pub tasks: Vec<BackgroundTask>,
     pub board: TaskBoard,
 }
@@ -77,26 +106,39 @@ pub async fn start(config: ControllerConfig) -> anyhow::Result<RunningController
         .await
         .with_context(|| format!("listening on {}", config.listen))?;
     let addr = listener.local_addr()?;
+    let cluster = Arc::new(Cluster::load_or_create(&config.data_dir)?);
+    let cluster_listener = TcpListener::bind(config.cluster_listen)
+        .await
+        .with_context(|| format!("listening on {} (--cluster-listen)", config.cluster_listen))?;
+    let cluster_addr = cluster_listener.local_addr()?;
+    let public_tls = config
+        .tls
+        .as_ref()
+        .map(TlsFiles::server_config)
+        .transpose()?;
+    let scheme = if public_tls.is_some() {
+        "https"
+    } else {
+        "http"
+    };
+    let url = format!("{scheme}://{addr}");
     let public_url = match &config.console.public_url {
         Some(url) => PublicUrl::parse(url).context("--public-url")?,
         None => {
             if addr.ip().is_unspecified() {
                 tracing::warn!(%addr, "listening on every address without --public-url: browsers' console connections will be refused until --public-url names the URL they use");
             }
-            PublicUrl::parse(&format!("http://{addr}"))?
+            PublicUrl::parse(&url)?
         }
     };
     let state = AppState {
         store: store.clone(),
         images_dir,
-        agent_token: config.agent_token.into(),
+        cluster: cluster.clone(),
         revision: Arc::new(revision),
         token_ttl: config.token_ttl,
         max_image_bytes: config.max_image_bytes,
         dns_zone: config.dns_zone.into(),
-        agent_client: reqwest::Client::builder()
-            .timeout(Duration::from_secs(30))
-            .build()?,
         uploads: Default::default(),
         rental: Arc::new(config.rental),
         clock: config.clock,
@@ -113,7 +155,7 @@ pub async fn start(config: ControllerConfig) -> anyhow::Result<RunningController
         audit: crate::audit::AuditLog::start(store.clone()),
         audit_settings: Arc::new(config.audit),
     };
-    tracing::info!(%addr, "controller API listening");
+    tracing::info!(%addr, %cluster_addr, "controller API and agent protocol listening");
     let board = state.tasks.clone();
     let keeper_state = state.clone();
     let terms_keeper = BackgroundTask::new("terms keeper", move || {
@@ -134,25 +176,87 @@ pub async fn start(config: ControllerConfig) -> anyhow::Result<RunningController
             }
         })
     });
+    let store = state.store.clone();
+    let agent_app = http::agent_router(state.clone());
+    let agent_tls = cluster.agent_protocol_tls()?;
+    let cluster_socket = Arc::new(SharedListener::new(cluster_listener)?);
+    let agent_protocol = BackgroundTask::new("agent protocol", move || {
+        let (socket, app, tls) = (cluster_socket.clone(), agent_app.clone(), agent_tls.clone());
+        async move {
+            let listener = socket
+                .listener()
+                .context("reusing the agent protocol socket")?;
+            nubis_pki::serve::serve_tls(listener, tls, app)
+                .await
+                .context("serving the agent protocol")
+        }
+    });
     // The web portal at `/`, a client of the API router it wraps (`/v1`).
     let app = nubis_portal::router(http::router(state));
     let socket = Arc::new(SharedListener::new(listener)?);
-    let api = BackgroundTask::new("controller API", move || {
-        let (socket, app) = (socket.clone(), app.clone());
-        async move {
-            let listener = socket.listener().context("reusing the API socket")?;
-            // With the client's address (`ConnectInfo`) in every request's
-            // extensions: the audit trail and login throttling use it.
-            let app = app.into_make_service_with_connect_info::<SocketAddr>();
-            axum::serve(listener, app).await.context("serving the API")
+    let api = match public_tls {
+        Some(tls) => {
+            let app = app.layer(axum::middleware::map_response(secure_cookies));
+            BackgroundTask::new("controller API", move || {
+                let (socket, app, tls) = (socket.clone(), app.clone(), tls.clone());
+                async move {
+                    let listener = socket.listener().context("reusing the API socket")?;
+                    nubis_pki::serve::serve_tls(listener, tls, app)
+                        .await
+                        .context("serving the API")
+                }
+            })
         }
-    });
+        None => BackgroundTask::new("controller API", move || {
+            let (socket, app) = (socket.clone(), app.clone());
+            async move {
+                let listener = socket.listener().context("reusing the API socket")?;
+                // With the client's address (`ConnectInfo`) in every request's
+                // extensions (as `serve_tls` does): the audit trail and login
+                // throttling use it.
+                let app = app.into_make_service_with_connect_info::<SocketAddr>();
+                axum::serve(listener, app).await.context("serving the API")
+            }
+        }),
+    };
     Ok(RunningController {
         addr,
-        tasks: [api, terms_keeper]
+        cluster_addr,
+        cluster,
+        url,
+        store,
+        tasks: [api, agent_protocol, terms_keeper]
             .into_iter()
             .chain(peer_changes)
             .collect(),
         board,
     })
+}
+
+/// Over HTTPS every cookie (the portal's session and CSRF cookies) is
+/// `Secure`, so a browser never sends it over plain HTTP.
+async fn secure_cookies(mut response: axum::response::Response) -> axum::response::Response {
+    let headers = response.headers_mut();
+    let cookies: Vec<_> = headers
+        .get_all(axum::http::header::SET_COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .map(|v| {
+            if v.to_ascii_lowercase().contains("; secure") {
+                v.to_owned()
+            } else {
+                format!("{v}; Secure")
+            }
+        })
+        .collect();
+    if cookies.is_empty() {
+        return response;
+    }
+    headers.remove(axum::http::header::SET_COOKIE);
+    for cookie in cookies {
+        if let Ok(value) = axum::http::HeaderValue::from_str(&cookie) {
+            headers.append(axum::http::header::SET_COOKIE, value);
+        }
+    }
+    response
 }

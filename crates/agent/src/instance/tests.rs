@@ -74,7 +74,9 @@ async fn a_delete_interrupts_a_step_that_hangs() {
     let dir = tempfile::tempdir().unwrap();
     let layout = Layout::new(dir.path());
     let (url, asked) = stalling_controller().await;
-    let client = crate::controller_client::ControllerClient::new(&url, "token").unwrap();
+    let client =
+        crate::controller_client::ControllerClient::with_http(&url, reqwest::Client::new())
+            .unwrap();
     let ctx = InstanceContext {
         // Far longer than this test waits: the download itself never ends.
         images: ImageCache::new(layout.images(), client)

@@ -6,6 +6,7 @@ use super::error::{ApiError, ApiResult};
 use super::extract::{AgentCaller, ApiJson, ApiPath, Caller};
 use super::images::image_path;
 use super::AppState;
+use crate::cluster::{check_registration, ClusterError};
 use axum::body::Body;
 use axum::extract::{Query, State};
 use axum::http::{header, HeaderMap, StatusCode};
@@ -17,6 +18,7 @@ use nubis_api::agent::{
     SecurityGroupSpec,
 };
 use nubis_api::images::{Image, ImageFormat, ImageStatus};
+use nubis_api::join::{JoinRequest, JoinResponse};
 use nubis_api::networks::{dns_label, server_dns_name, Network};
 use nubis_api::{ErrorBody, HostId, ImageId};
 use nubis_api::{NetworkId, SecurityGroupId};
@@ -24,14 +26,52 @@ use serde::Deserialize;
 use std::collections::HashMap;
 use tokio::io::AsyncSeekExt;
 
-/// Register a host (agent only; idempotent by name).
+/// Join the cluster with a join token: registers the host and answers its
+/// certificate (the only agent call made without a host certificate).
+#[utoipa::path(post, path = "/v1/agent/join", tag = "agent", request_body = JoinRequest,
+    responses((status = 200, body = JoinResponse), (status = 401, body = ErrorBody),
+        (status = 422, body = ErrorBody)))]
+pub async fn join(
+    State(state): State<AppState>,
+    ApiJson(req): ApiJson<JoinRequest>,
+) -> ApiResult<Json<JoinResponse>> {
+    Ok(Json(
+        state
+            .cluster
+            // Wall-clock time, not the rental terms' (testable) clock:
+            // a join token's expiry is a security bound.
+            .join(&state.store, &req, chrono::Utc::now())
+            .await
+            .map_err(cluster_error)?,
+    ))
+}
+
+/// A refused join or registration as an API error.
+fn cluster_error(e: ClusterError) -> ApiError {
+    match e {
+        ClusterError::BadJoinToken => ApiError::unauthorized(e.to_string()),
+        ClusterError::Invalid(m) => {
+            ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_request", m)
+        }
+        ClusterError::Forbidden(m) => ApiError::forbidden(m),
+        ClusterError::Store(e) => e.into(),
+        ClusterError::Internal(e) => ApiError::internal(format!("{e:#}")),
+    }
+}
+
+/// Register a host at start (agent only, with its host certificate; the
+/// name must be the certificate's host's and the URL one it names).
 #[utoipa::path(post, path = "/v1/agent/hosts", tag = "agent", request_body = RegisterHost,
-    responses((status = 200, body = Host), (status = 401, body = ErrorBody)))]
+    responses((status = 200, body = Host), (status = 401, body = ErrorBody),
+        (status = 403, body = ErrorBody)))]
 pub async fn register(
     State(state): State<AppState>,
-    _agent: AgentCaller,
+    agent: AgentCaller,
     ApiJson(req): ApiJson<RegisterHost>,
 ) -> ApiResult<Json<Host>> {
+    check_registration(&state.store, agent.host, &agent.identity, &req)
+        .await
+        .map_err(cluster_error)?;
     let host = state.store.register_host(&req).await?;
     tracing::info!(host = %host.name, id = %host.id, url = %host.url, "host registered");
     Ok(Json(host))
@@ -47,13 +87,15 @@ pub struct DesiredQuery {
 /// (up to `--long-poll` seconds, 25 by default) until desired state changes.
 #[utoipa::path(get, path = "/v1/agent/hosts/{id}/desired", tag = "agent",
     params(("id" = String, Path), DesiredQuery),
-    responses((status = 200, body = DesiredState), (status = 401, body = ErrorBody)))]
+    responses((status = 200, body = DesiredState), (status = 401, body = ErrorBody),
+        (status = 403, body = ErrorBody)))]
 pub async fn desired(
     State(state): State<AppState>,
-    _agent: AgentCaller,
+    agent: AgentCaller,
     ApiPath(host): ApiPath<HostId>,
     Query(q): Query<DesiredQuery>,
 ) -> ApiResult<Json<DesiredState>> {
+    agent.require_host(host)?;
     let mut rx = state.revision.subscribe();
     if let Some(after) = q.after {
         if *rx.borrow_and_update() == after {
@@ -239,13 +281,15 @@ async fn image_ref(
 
 /// Report every instance present on a host (agent only).
 #[utoipa::path(put, path = "/v1/agent/hosts/{id}/report", tag = "agent", request_body = HostReport,
-    params(("id" = String, Path)), responses((status = 204), (status = 401, body = ErrorBody)))]
+    params(("id" = String, Path)), responses((status = 204), (status = 401, body = ErrorBody),
+        (status = 403, body = ErrorBody)))]
 pub async fn report(
     State(state): State<AppState>,
-    _agent: AgentCaller,
+    agent: AgentCaller,
     ApiPath(host): ApiPath<HostId>,
     ApiJson(report): ApiJson<HostReport>,
 ) -> ApiResult<StatusCode> {
+    agent.require_host(host)?;
     state
         .store
         .touch_host(host)

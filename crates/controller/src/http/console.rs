@@ -31,7 +31,7 @@ use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use futures_util::{SinkExt, StreamExt};
-use nubis_api::agent::{PowerState, AGENT_TOKEN_HEADER};
+use nubis_api::agent::PowerState;
 use nubis_api::console::{ConsoleAccess, CONSOLE_TOKEN_PROTOCOL_PREFIX, CONSOLE_WS_PROTOCOL};
 use nubis_api::servers::ServerStatus;
 use nubis_api::{ErrorBody, ProjectId, ServerId};
@@ -276,35 +276,42 @@ pub async fn websocket(
 }
 
 type AgentSocket =
-    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+    tokio_tungstenite::WebSocketStream<tokio_rustls::client::TlsStream<tokio::net::TcpStream>>;
 
+/// Opens the agent's VNC websocket over mutual TLS, at the URL recorded for
+/// the host, accepting only that host's certificate.
 async fn connect_agent(
     state: &AppState,
     host: nubis_api::HostId,
     server: ServerId,
 ) -> anyhow::Result<AgentSocket> {
     use tungstenite::client::IntoClientRequest;
+    let host_id = host;
     let host = state.store.host(host).await?;
     let base = host.url.trim_end_matches('/');
-    let base = if let Some(rest) = base.strip_prefix("http://") {
-        format!("ws://{rest}")
-    } else if let Some(rest) = base.strip_prefix("https://") {
-        format!("wss://{rest}")
-    } else {
+    let Some(rest) = base.strip_prefix("https://") else {
         anyhow::bail!("unsupported agent URL {base}");
     };
-    let mut request = format!("{base}/v1/instances/{server}/vnc").into_client_request()?;
-    request.headers_mut().insert(
-        AGENT_TOKEN_HEADER,
-        HeaderValue::from_str(&state.agent_token)?,
-    );
-    let (socket, _) = tokio::time::timeout(
-        AGENT_CONNECT_TIMEOUT,
-        tokio_tungstenite::connect_async(request),
-    )
-    .await
-    .map_err(|_| anyhow::anyhow!("timed out"))??;
-    Ok(socket)
+    let request = format!("wss://{rest}/v1/instances/{server}/vnc").into_client_request()?;
+    let uri = request.uri().clone();
+    let name = uri
+        .host()
+        .unwrap_or_default()
+        .trim_matches(['[', ']'])
+        .to_owned();
+    let port = uri.port_u16().unwrap_or(443);
+    let tls =
+        tokio_rustls::TlsConnector::from(std::sync::Arc::new(state.cluster.agent_tls(host_id)?));
+    let server_name = rustls::pki_types::ServerName::try_from(name.clone())?;
+    let connect = async {
+        let tcp = tokio::net::TcpStream::connect((name.as_str(), port)).await?;
+        let stream = tls.connect(server_name, tcp).await?;
+        let (socket, _) = tokio_tungstenite::client_async(request, stream).await?;
+        anyhow::Ok(socket)
+    };
+    tokio::time::timeout(AGENT_CONNECT_TIMEOUT, connect)
+        .await
+        .map_err(|_| anyhow::anyhow!("timed out"))?
 }
 
 /// Whether the server should still show its console: it exists, and is

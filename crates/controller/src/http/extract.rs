@@ -171,26 +171,55 @@ impl FromRequestParts<AppState> for Caller {
     }
 }
 
-/// An agent, authenticated by the cluster's shared agent token.
-pub struct AgentCaller;
+/// An agent, authenticated by its host certificate (mutual TLS on the
+/// agent protocol's listener): the certificate must be its host's current
+/// one (a host that joined again has a new one). Without a certificate the
+/// answer is 401; with another host's, handlers answer 403.
+pub struct AgentCaller {
+    pub host: nubis_api::HostId,
+    pub identity: nubis_pki::PeerIdentity,
+}
+
+impl AgentCaller {
+    /// A host may read and report only its own state.
+    pub fn require_host(&self, host: nubis_api::HostId) -> Result<(), ApiError> {
+        if host == self.host {
+            Ok(())
+        } else {
+            tracing::warn!(caller = %self.host, asked = %host, "a host asked for another host's state");
+            Err(ApiError::forbidden(
+                "a host certificate gives access to its own host only",
+            ))
+        }
+    }
+}
 
 impl FromRequestParts<AppState> for AgentCaller {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
-        let presented = parts
-            .headers
-            .get(nubis_api::agent::AGENT_TOKEN_HEADER)
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or("");
-        // Compare hashes so the comparison time does not depend on the secret.
-        if token_hash(presented) == token_hash(&state.agent_token) && !presented.is_empty() {
-            if let Some(slot) = crate::audit::slot_of(&parts.extensions) {
-                slot.agent(None);
+        let Some(nubis_pki::serve::Peer(Some(identity))) =
+            parts.extensions.get::<nubis_pki::serve::Peer>().cloned()
+        else {
+            return Err(ApiError::unauthorized(
+                "a host certificate of the cluster is needed (join with a join token first)",
+            ));
+        };
+        let host: nubis_api::HostId = identity
+            .host()
+            .and_then(|id| id.parse().ok())
+            .ok_or_else(|| ApiError::forbidden("not a host certificate"))?;
+        match state.store.host_certificate(host).await {
+            Ok(Some(current)) if current == identity.fingerprint => {
+                if let Some(slot) = crate::audit::slot_of(&parts.extensions) {
+                    slot.agent(Some(host));
+                }
+                Ok(Self { host, identity })
             }
-            Ok(Self)
-        } else {
-            Err(ApiError::unauthorized("invalid agent token"))
+            Ok(_) | Err(crate::store::StoreError::NotFound) => Err(ApiError::forbidden(
+                "this host certificate is no longer valid (the host joined again or was removed)",
+            )),
+            Err(e) => Err(e.into()),
         }
     }
 }

@@ -42,16 +42,15 @@ pub struct AppState {
     pub store: Store,
     /// Where uploaded image files live.
     pub images_dir: PathBuf,
-    /// The secret agents present; see `AGENT_TOKEN_HEADER`.
-    pub agent_token: Arc<str>,
+    /// The cluster CA, this controller's certificate, and the mutual-TLS
+    /// clients for calls to agents (console logs, VNC).
+    pub cluster: Arc<crate::cluster::Cluster>,
     /// Raised whenever desired state changes, to wake long-polling agents.
     pub revision: Arc<watch::Sender<u64>>,
     pub token_ttl: Duration,
     pub max_image_bytes: u64,
     /// The zone server names live in: `<server>.<project>.<zone>`.
     pub dns_zone: Arc<str>,
-    /// Client for the agents' own APIs (console logs).
-    pub agent_client: reqwest::Client,
     /// Images with an upload in progress; see `images::UploadClaim`.
     pub uploads: Arc<std::sync::Mutex<std::collections::HashSet<nubis_api::ImageId>>>,
     pub rental: Arc<crate::rental::RentalSettings>,
@@ -184,19 +183,8 @@ pub fn router(state: AppState) -> Router {
         .route("/projects/{id}/usage-records", get(usage_records::list))
         .route("/hosts", get(agents::list_hosts))
         .route("/audit", get(audit::list))
-        .route("/agent/hosts", post(agents::register))
-        .route("/agent/hosts/{id}/report", put(agents::report))
-        // Only the response head is bounded: the file itself streams.
-        .route("/agent/images/{id}/file", get(agents::image_file))
-        .route("/agent/images", get(images::agent_catalog))
         .route("/openapi.json", get(openapi::serve))
         .route_layer(from_fn_with_state(request_limit, timeouts::within));
-    let long_poll = Router::new()
-        .route("/agent/hosts/{id}/desired", get(agents::desired))
-        .route_layer(from_fn_with_state(
-            state.timeouts.long_poll + request_limit,
-            timeouts::within,
-        ));
     // Bounded by the idle timeout between bytes inside the handler.
     let upload = Router::new().route(
         "/images/{id}/file",
@@ -205,7 +193,7 @@ pub fn router(state: AppState) -> Router {
     // Outside `/v1`, its authentication and its OpenAPI document.
     let health = health::routes().route_layer(from_fn_with_state(request_limit, timeouts::within));
     Router::new()
-        .nest("/v1", bounded.merge(long_poll).merge(upload))
+        .nest("/v1", bounded.merge(upload))
         .merge(health)
         .merge(console::pages(&state.console.novnc_dir))
         .fallback(|| async {
@@ -220,6 +208,42 @@ pub fn router(state: AppState) -> Router {
         })
         .layer(DefaultBodyLimit::max(MAX_JSON_BODY))
         // Every state-changing call, answered or refused, into the audit trail.
+        .layer(from_fn_with_state(state.clone(), audit_recorder::record))
+        .layer(tower_http::trace::TraceLayer::new_for_http())
+        .with_state(state)
+}
+
+/// The agent protocol (`/v1/agent/...`), served on its own mutual-TLS
+/// listener (`--cluster-listen`), never on the public API's: every call but
+/// the join must come with a host certificate of the cluster CA (see
+/// `extract::AgentCaller`). Bounded in time like the API.
+pub fn agent_router(state: AppState) -> Router {
+    let request_limit = state.timeouts.request;
+    let bounded = Router::new()
+        .route("/agent/join", post(agents::join))
+        .route("/agent/hosts", post(agents::register))
+        .route("/agent/hosts/{id}/report", put(agents::report))
+        // Only the response head is bounded: the file itself streams.
+        .route("/agent/images/{id}/file", get(agents::image_file))
+        .route("/agent/images", get(images::agent_catalog))
+        .route_layer(from_fn_with_state(request_limit, timeouts::within));
+    let long_poll = Router::new()
+        .route("/agent/hosts/{id}/desired", get(agents::desired))
+        .route_layer(from_fn_with_state(
+            state.timeouts.long_poll + request_limit,
+            timeouts::within,
+        ));
+    Router::new()
+        .nest("/v1", bounded.merge(long_poll))
+        .fallback(|| async {
+            ApiError::new(
+                StatusCode::NOT_FOUND,
+                "not_found",
+                "no such agent protocol path",
+            )
+        })
+        .layer(DefaultBodyLimit::max(MAX_JSON_BODY))
+        // Joins and refused calls into the audit trail, like the API's.
         .layer(from_fn_with_state(state.clone(), audit_recorder::record))
         .layer(tower_http::trace::TraceLayer::new_for_http())
         .with_state(state)

@@ -19,7 +19,6 @@ use utoipa::{Modify, OpenApi};
         super::servers::create, super::servers::list, super::servers::show, super::servers::start,
         super::servers::stop, super::servers::reboot, super::servers::eject, super::servers::delete, super::servers::console_log,
         super::console::create, super::console::websocket,
-        super::agents::register, super::agents::desired, super::agents::report, super::agents::image_file,
         super::agents::list_hosts,
         super::networks::create, super::networks::list, super::networks::show, super::networks::delete,
         super::keypairs::create, super::keypairs::list, super::keypairs::show, super::keypairs::delete,

@@ -9,7 +9,7 @@ use crate::store::{NewPort, NewServer, ServerRecord};
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::Json;
-use nubis_api::agent::{PowerState, AGENT_TOKEN_HEADER};
+use nubis_api::agent::PowerState;
 use nubis_api::images::{ImageFormat, ImageStatus};
 use nubis_api::networks::{server_dns_name, Network};
 use nubis_api::servers::{CreateServer, RequestedSize, Server};
@@ -489,9 +489,10 @@ pub async fn console_log(
         id
     );
     let resp = state
-        .agent_client
+        .cluster
+        .agent_http(host_id)
+        .map_err(ApiError::internal)?
         .get(&url)
-        .header(AGENT_TOKEN_HEADER, &*state.agent_token)
         .send()
         .await
         .map_err(|e| {

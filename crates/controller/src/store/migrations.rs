@@ -50,6 +50,7 @@ migration_files!(
     "0009_host_addressing",
     "0010_resource_limits",
     "0011_audit_events",
+    "0012_host_credentials",
 );
 
 /// The embedded migration files of one backend: (file stem, SQL).

@@ -10,6 +10,7 @@ mod console_tokens;
 pub mod events;
 mod flavors;
 mod floating_ips;
+mod host_credentials;
 pub mod hosts;
 pub mod images;
 mod keypairs;

@@ -336,12 +336,10 @@ async fn errors_shown_to_tenants_have_no_internal_url_or_path() {
         "launched_at": null, "guest_shutdown": false,
     }]});
     let resp = cloud
-        .req(
+        .agent_req(
             Method::PUT,
             &format!("/v1/agent/hosts/{}/report", id(&host)),
-            None,
         )
-        .header(nubis_api::agent::AGENT_TOKEN_HEADER, AGENT_TOKEN)
         .json(&report)
         .send()
         .await

@@ -19,14 +19,9 @@ async fn register_host_on_a_lan(cloud: &Cloud) {
             {"destination": "10.100.0.0/16", "device": "eth0"},
         ],
     });
-    let resp = cloud
-        .req(Method::POST, "/v1/agent/hosts", None)
-        .header(nubis_api::agent::AGENT_TOKEN_HEADER, AGENT_TOKEN)
-        .json(&body)
-        .send()
-        .await
-        .unwrap();
-    ok_json(resp, StatusCode::OK).await;
+    // Joining registers the host with what its agent reports.
+    let (_, client) = cloud.join(&body).await;
+    *cloud.agent.lock().unwrap() = Some(client);
 }
 
 #[tokio::test]
@@ -149,12 +144,10 @@ async fn reports_refresh_a_hosts_ranges() {
         "addressing": {"addresses": [], "routes": [{"destination": "10.88.0.0/16", "device": "eth1"}]},
     });
     let resp = cloud
-        .req(
+        .agent_req(
             Method::PUT,
             &format!("/v1/agent/hosts/{}/report", id(&host)),
-            None,
         )
-        .header(nubis_api::agent::AGENT_TOKEN_HEADER, AGENT_TOKEN)
         .json(&report)
         .send()
         .await
@@ -177,12 +170,10 @@ async fn reports_refresh_a_hosts_ranges() {
         ),
     ] {
         let resp = cloud
-            .req(
+            .agent_req(
                 Method::PUT,
                 &format!("/v1/agent/hosts/{}/report", id(&host)),
-                None,
             )
-            .header(nubis_api::agent::AGENT_TOKEN_HEADER, AGENT_TOKEN)
             .json(&report)
             .send()
             .await

@@ -71,7 +71,10 @@ async fn readyz_follows_the_age_of_host_reports() {
             t["name"].as_str().unwrap()
         })
         .collect();
-    assert_eq!(tasks, BTreeSet::from(["controller API", "terms keeper"]));
+    assert_eq!(
+        tasks,
+        BTreeSet::from(["controller API", "agent protocol", "terms keeper"])
+    );
 
     let host = cloud.register_host().await;
     let host_id = id(&host).to_owned();
@@ -100,12 +103,7 @@ async fn readyz_follows_the_age_of_host_reports() {
     // It reports again: ready (report, then ask, until one ask is in time).
     let report = async || {
         let resp = cloud
-            .req(
-                Method::PUT,
-                &format!("/v1/agent/hosts/{host_id}/report"),
-                None,
-            )
-            .header(nubis_api::agent::AGENT_TOKEN_HEADER, AGENT_TOKEN)
+            .agent_req(Method::PUT, &format!("/v1/agent/hosts/{host_id}/report"))
             .json(&json!({"instances": []}))
             .send()
             .await

@@ -14,12 +14,7 @@ fn iso_bytes() -> Vec<u8> {
 /// The instance spec the server's host is told to run.
 async fn desired_spec(cloud: &Cloud, host: &str, server: &str) -> Value {
     let resp = cloud
-        .req(
-            Method::GET,
-            &format!("/v1/agent/hosts/{host}/desired"),
-            None,
-        )
-        .header(nubis_api::agent::AGENT_TOKEN_HEADER, AGENT_TOKEN)
+        .agent_req(Method::GET, &format!("/v1/agent/hosts/{host}/desired"))
         .send()
         .await
         .unwrap();

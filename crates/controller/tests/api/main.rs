@@ -45,7 +45,6 @@ mod timeouts;
 mod usage;
 mod users;
 
-const AGENT_TOKEN: &str = "test-agent-token-0123456789";
 const PASSWORD: &str = "correct horse battery staple";
 /// Small, so the upload limit can be tested cheaply.
 const MAX_IMAGE_BYTES: u64 = 8 << 20;
@@ -83,6 +82,10 @@ const NOT_ALLOWED: Want = (StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed")
 /// stopped when dropped (with its supervisor).
 struct Cloud {
     base: String,
+    /// The agent protocol's listener (mutual TLS).
+    cluster_base: String,
+    /// The agent client of the host `register_host` joined last.
+    agent: std::sync::Mutex<Option<reqwest::Client>>,
     http: reqwest::Client,
     supervisor: Supervisor,
     dir: tempfile::TempDir,
@@ -130,7 +133,6 @@ impl Cloud {
             listen: "127.0.0.1:0".parse().unwrap(),
             database_url: format!("sqlite://{}", dir.path().join("nubis.db").display()),
             data_dir: dir.path().to_owned(),
-            agent_token: AGENT_TOKEN.into(),
             token_ttl,
             max_image_bytes: MAX_IMAGE_BYTES,
             dns_zone: "nubis.internal".into(),
@@ -145,13 +147,16 @@ impl Cloud {
             }),
             audit: settings.audit,
             tenant_pools: settings.tenant_pools,
+            cluster_listen: "127.0.0.1:0".parse().unwrap(),
+            tls: None,
         };
-        let (addr, supervisor) = start(config)
-            .await
-            .expect("controller starts")
-            .supervise(settings.policy);
+        let running = start(config).await.expect("controller starts");
+        let cluster_base = format!("https://{}", running.cluster_addr);
+        let (addr, supervisor) = running.supervise(settings.policy);
         Self {
             base: format!("http://{addr}"),
+            cluster_base,
+            agent: Default::default(),
             http: reqwest::Client::builder()
                 .timeout(Duration::from_secs(60))
                 .build()
@@ -296,17 +301,74 @@ impl Cloud {
         self.get_ok(token, &format!("/v1/images/{id}")).await
     }
 
-    /// Registers a host the way an agent does: 2 vCPUs (8 with overcommit),
-    /// 4 GiB memory, 100 GiB disk.
+    /// Registers a host the way an agent does (joining with a join token):
+    /// 2 vCPUs (8 with overcommit), 4 GiB memory, 100 GiB disk. Later
+    /// `agent_req` calls are this host's.
     async fn register_host(&self) -> Value {
-        let resp = self
-            .req(Method::POST, "/v1/agent/hosts", None)
-            .header(nubis_api::agent::AGENT_TOKEN_HEADER, AGENT_TOKEN)
-            .json(&host_body())
+        let (host, client) = self.join(&host_body()).await;
+        *self.agent.lock().unwrap() = Some(client);
+        host
+    }
+
+    /// A join token valid for an hour from `now`.
+    async fn join_token_at(&self, now: chrono::DateTime<chrono::Utc>) -> nubis_pki::JoinToken {
+        let ca = nubis_pki::ClusterCa::load(self.dir.path()).unwrap();
+        let store = nubis_controller::store::Store::connect(&format!(
+            "sqlite://{}",
+            self.dir.path().join("nubis.db").display()
+        ))
+        .await
+        .unwrap();
+        nubis_controller::cluster::issue_join_token(&ca, &store, Duration::from_secs(3600), now)
+            .await
+            .unwrap()
+    }
+
+    /// `POST /v1/agent/join` with `token`'s secret and a new key's CSR, over
+    /// TLS that accepts only the controller of the token's CA.
+    async fn try_join(&self, token: &nubis_pki::JoinToken, host: &Value) -> (Response, String) {
+        let (key_pem, csr_pem) = nubis_pki::ca::new_host_key().unwrap();
+        let config = nubis_pki::tls::cluster_client_config(
+            nubis_pki::tls::Trust::Pinned(token.ca_fingerprint().to_owned()),
+            nubis_pki::Role::Controller,
+            None,
+        )
+        .unwrap();
+        let client = nubis_pki::tls::reqwest_client(config, reqwest::Client::builder()).unwrap();
+        let resp = client
+            .post(format!("{}/v1/agent/join", self.cluster_base))
+            .json(&json!({"secret": token.secret(), "csr_pem": csr_pem, "host": host}))
             .send()
             .await
             .unwrap();
-        ok_json(resp, StatusCode::OK).await
+        (resp, key_pem)
+    }
+
+    /// Joins as `host` with a fresh token: the host and its agent client.
+    async fn join(&self, host: &Value) -> (Value, reqwest::Client) {
+        let token = self.join_token_at(chrono::Utc::now()).await;
+        let (resp, key_pem) = self.try_join(&token, host).await;
+        let joined = ok_json(resp, StatusCode::OK).await;
+        let credentials = nubis_pki::HostCredentials {
+            key_pem,
+            cert_pem: joined["cert_pem"].as_str().unwrap().to_owned(),
+            ca_pem: joined["ca_pem"].as_str().unwrap().to_owned(),
+        };
+        let client = credentials
+            .controller_client(reqwest::Client::builder().timeout(Duration::from_secs(60)))
+            .unwrap();
+        (joined["host"].clone(), client)
+    }
+
+    /// A request to the agent protocol as the host `register_host` joined.
+    fn agent_req(&self, method: Method, path: &str) -> RequestBuilder {
+        let client = self.agent.lock().unwrap().clone().expect("a host joined");
+        self.agent_req_as(&client, method, path)
+    }
+
+    /// A request to the agent protocol with `client` (its certificate).
+    fn agent_req_as(&self, client: &reqwest::Client, method: Method, path: &str) -> RequestBuilder {
+        client.request(method, format!("{}{path}", self.cluster_base))
     }
 }
 
@@ -411,7 +473,7 @@ fn image_record(name: &str, format: &str) -> Value {
 
 fn host_body() -> Value {
     json!({
-        "name": "h1", "url": "http://127.0.0.1:9",
+        "name": "h1", "url": "https://127.0.0.1:9",
         "vcpus": 2, "memory_mib": 4096, "disk_gib": 100, "accel": "tcg"
     })
 }

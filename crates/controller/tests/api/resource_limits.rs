@@ -34,8 +34,7 @@ impl Cloud {
     /// The host reports holding nothing: servers being deleted go.
     async fn report_empty(&self, host: &str) {
         let resp = self
-            .req(Method::PUT, &format!("/v1/agent/hosts/{host}/report"), None)
-            .header(nubis_api::agent::AGENT_TOKEN_HEADER, AGENT_TOKEN)
+            .agent_req(Method::PUT, &format!("/v1/agent/hosts/{host}/report"))
             .json(&json!({"instances": []}))
             .send()
             .await
@@ -46,8 +45,7 @@ impl Cloud {
     /// `GET /v1/agent/images`: the ids agents may keep.
     async fn agent_catalog(&self) -> Vec<String> {
         let resp = self
-            .req(Method::GET, "/v1/agent/images", None)
-            .header(nubis_api::agent::AGENT_TOKEN_HEADER, AGENT_TOKEN)
+            .agent_req(Method::GET, "/v1/agent/images")
             .send()
             .await
             .unwrap();

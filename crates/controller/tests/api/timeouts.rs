@@ -115,10 +115,7 @@ async fn ordinary_requests_and_long_polls_work_under_a_short_request_timeout() {
             Some(r) => format!("/v1/agent/hosts/{}/desired?after={r}", id(&host)),
             None => format!("/v1/agent/hosts/{}/desired", id(&host)),
         };
-        cloud
-            .req(Method::GET, &path, None)
-            .header(nubis_api::agent::AGENT_TOKEN_HEADER, AGENT_TOKEN)
-            .send()
+        cloud.agent_req(Method::GET, &path).send()
     };
     let first = ok_json(desired(None).await.unwrap(), StatusCode::OK).await;
     let revision = first["revision"].as_u64().expect("a revision");

@@ -174,7 +174,8 @@ mod tests {
 
     /// A cache over `dir` (nothing is downloaded in these tests).
     fn cache(dir: &std::path::Path, limit: u64) -> ImageCache {
-        let client = ControllerClient::new("http://127.0.0.1:9", "token").unwrap();
+        let client =
+            ControllerClient::with_http("http://127.0.0.1:9", reqwest::Client::new()).unwrap();
         ImageCache::new(dir.to_owned(), client).with_limit(limit)
     }
 

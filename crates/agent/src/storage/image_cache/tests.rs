@@ -82,7 +82,8 @@ async fn setup(serves_ranges: bool, dir: &Path) -> (Fake, ImageCache, ImageRef) 
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     tokio::spawn(async move { axum::serve(listener, app).await });
-    let client = ControllerClient::new(&format!("http://{addr}"), "token").unwrap();
+    let client =
+        ControllerClient::with_http(&format!("http://{addr}"), reqwest::Client::new()).unwrap();
     let cache =
         ImageCache::new(dir.to_owned(), client).with_idle_timeout(Duration::from_millis(500));
     (fake, cache, image)
