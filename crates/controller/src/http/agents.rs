@@ -33,17 +33,19 @@ use tokio::io::AsyncSeekExt;
         (status = 422, body = ErrorBody)))]
 pub async fn join(
     State(state): State<AppState>,
+    audit: crate::audit::AuditSlot,
     ApiJson(req): ApiJson<JoinRequest>,
 ) -> ApiResult<Json<JoinResponse>> {
-    Ok(Json(
-        state
-            .cluster
-            // Wall-clock time, not the rental terms' (testable) clock:
-            // a join token's expiry is a security bound.
-            .join(&state.store, &req, chrono::Utc::now())
-            .await
-            .map_err(cluster_error)?,
-    ))
+    let joined = state
+        .cluster
+        // Wall-clock time, not the rental terms' (testable) clock:
+        // a join token's expiry is a security bound.
+        .join(&state.store, &req, chrono::Utc::now())
+        .await
+        .map_err(cluster_error)?;
+    // The trail names the host that joined (a refused join stays anonymous).
+    audit.agent(Some(joined.host.id));
+    Ok(Json(joined))
 }
 
 /// A refused join or registration as an API error.

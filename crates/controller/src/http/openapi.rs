@@ -15,7 +15,7 @@ use utoipa::{Modify, OpenApi};
         super::users::registration,
         super::flavors::list, super::flavors::create,
         super::images::create, super::images::list, super::images::show, super::images::upload,
-        super::images::delete, super::images::agent_catalog,
+        super::images::delete,
         super::servers::create, super::servers::list, super::servers::show, super::servers::start,
         super::servers::stop, super::servers::reboot, super::servers::eject, super::servers::delete, super::servers::console_log,
         super::console::create, super::console::websocket,

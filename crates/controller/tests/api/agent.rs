@@ -79,7 +79,7 @@ async fn agent_endpoints_need_a_host_certificate() {
 #[tokio::test]
 async fn a_host_reads_and_reports_only_for_itself() {
     let cloud = Cloud::start().await;
-    let admin = cloud.user("alice").await;
+    let admin = cloud.admin("alice").await;
     let first = cloud.register_host().await;
     let first_id = id(&first).to_owned();
     let mut second_body = host_body();
@@ -185,7 +185,7 @@ async fn a_host_reads_and_reports_only_for_itself() {
 #[tokio::test]
 async fn join_tokens_are_single_use_and_expire() {
     let cloud = Cloud::start().await;
-    let admin = cloud.user("alice").await;
+    let admin = cloud.admin("alice").await;
     let body = host_body();
     // Unknown secret (the right CA, so TLS is fine).
     let real = cloud.join_token_at(chrono::Utc::now()).await;

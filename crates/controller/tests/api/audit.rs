@@ -160,11 +160,11 @@ async fn trail_shows_create_delete_failed_login_and_refusal_without_secrets() {
     assert_eq!(allowed["user_name"], "root");
     assert_eq!(allowed["object_id"], made_id(&cloud, &root).await.as_str());
 
-    // Agents' registrations are there too, reports are not (they succeed).
-    let hosts = of(&events, "host.register");
-    assert_eq!(hosts.len(), 1, "{events:#?}");
-    assert_eq!(hosts[0]["initiator"], "agent");
-    assert!(hosts[0]["object_id"].is_string(), "{}", hosts[0]);
+    // Agents' joins are there too, reports are not (they succeed).
+    let joins = of(&events, "agent.join");
+    assert_eq!(joins.len(), 1, "{events:#?}");
+    assert_eq!(joins[0]["initiator"], "agent");
+    assert!(joins[0]["host"].is_string(), "{}", joins[0]);
     assert!(events.iter().all(|e| e["method"] != "GET"), "{events:#?}");
 
     // No secret anywhere: not in the trail (JSON and JSON lines) ...
