@@ -8,7 +8,7 @@ mod support;
 
 use serde_json::Value;
 use std::process::Output;
-use support::cloud::{nubis_bin, Cloud};
+use support::cloud::{admin_create_user, nubis_bin, Cloud};
 use support::netns::run_in_netns;
 
 const ADMIN_PASSWORD: &str = "admin password 7c2e";
@@ -61,7 +61,9 @@ fn nubis_audit_shows_who_did_what_from_where() {
             config: cloud.data_path().join(format!("cli-{name}")),
         };
         let (admin, member) = (user("root"), user("bob"));
-        admin.ok(&["register", "root", "--password", ADMIN_PASSWORD]);
+        // Admins are made on the controller's machine, never by registering.
+        let data_dir = cloud.data_path().to_string_lossy().into_owned();
+        admin_create_user(&["--data-dir", &data_dir], "root", ADMIN_PASSWORD, true);
         admin.ok(&["login", "root", "--password", ADMIN_PASSWORD]);
         member.ok(&["register", "bob", "--password", MEMBER_PASSWORD]);
         member.ok(&["login", "bob", "--password", MEMBER_PASSWORD]);
