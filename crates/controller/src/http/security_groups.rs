@@ -15,7 +15,9 @@ use nubis_api::{ErrorBody, SecurityGroupId, SecurityGroupRuleId};
 
 /// Create a security group (with no rules: it allows nothing until given some).
 #[utoipa::path(post, path = "/v1/security-groups", tag = "security-groups", request_body = CreateSecurityGroup,
-    responses((status = 201, body = SecurityGroup), (status = 400, body = ErrorBody), (status = 409, body = ErrorBody)),
+    responses((status = 201, body = SecurityGroup), (status = 400, body = ErrorBody),
+        (status = 403, body = ErrorBody, description = "the project's security-group quota is used up"),
+        (status = 409, body = ErrorBody)),
     security(("bearer" = [])))]
 pub async fn create(
     State(state): State<AppState>,
@@ -91,7 +93,9 @@ pub async fn delete(
 /// Add a rule; running servers in the group get it at once.
 #[utoipa::path(post, path = "/v1/security-groups/{id}/rules", tag = "security-groups", params(("id" = String, Path)),
     request_body = CreateRule,
-    responses((status = 201, body = Rule), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)),
+    responses((status = 201, body = Rule), (status = 400, body = ErrorBody),
+        (status = 403, body = ErrorBody, description = "the project's security-group rule quota is used up"),
+        (status = 404, body = ErrorBody)),
     security(("bearer" = [])))]
 pub async fn add_rule(
     State(state): State<AppState>,
