@@ -29,7 +29,8 @@ const MANAGEMENT: &str = "203.0.113.253";
 /// The port of the outside listeners.
 const OUTSIDE_PORT: u16 = 9000;
 const CONTROLLER_PORT: u16 = 8780;
-const AGENT_PORT: u16 = 8781;
+const AGENT_PORT: u16 = 8782;
+const CLUSTER_PORT: u16 = 8781;
 /// What the test's own listeners say to whoever connects.
 const BANNER: &str = "fence-listener\n";
 
@@ -124,12 +125,15 @@ fn guests_reach_only_dhcp_dns_and_metadata_of_the_host() {
         // the fence can keep guests out.
         let listen = format!("0.0.0.0:{CONTROLLER_PORT}");
         let agent_listen = format!("0.0.0.0:{AGENT_PORT}");
+        let cluster_listen = format!("0.0.0.0:{CLUSTER_PORT}");
         let management = format!("{MANAGEMENT}/32");
         let mut cloud = Cloud::start_with(&[
             "--listen",
             &listen,
             "--agent-listen",
             &agent_listen,
+            "--cluster-listen",
+            &cluster_listen,
             "--management-cidr",
             &management,
         ])
@@ -230,7 +234,7 @@ fn guests_reach_only_dhcp_dns_and_metadata_of_the_host() {
         // The attack: every port of the host, on the gateway address and on
         // the uplink address, from a guest whose group allows all TCP.
         for host in [gateway.as_str(), UPLINK] {
-            for port in [22, CONTROLLER_PORT, AGENT_PORT] {
+            for port in [22, CONTROLLER_PORT, CLUSTER_PORT, AGENT_PORT] {
                 let addr: SocketAddr = format!("{host}:{port}").parse().unwrap();
                 assert!(
                     answers_from(None, addr),

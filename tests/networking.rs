@@ -111,6 +111,7 @@ fn server_is_reachable_by_ssh_with_its_key_and_dns_name() {
             .data_path()
             .join("agent/instances")
             .join(&seeded_id)
+            .join("vm")
             .join("config.img");
         let label = Command::new("blkid")
             .args(["-o", "value", "-s", "LABEL"])

@@ -97,9 +97,23 @@ impl Store {
                 "unsupported database url '{url}': use sqlite://PATH or postgres://..."
             )));
         };
-        if backend == Backend::Sqlite {
-            restrict_sqlite_file(url)?;
-        }
+        let sqlite_file = match backend {
+            Backend::Sqlite => restrict_sqlite_file(url)?,
+            Backend::Postgres => None,
+        };
+        // sqlx's migrator locks only on PostgreSQL: two processes opening a
+        // new SQLite file at once (`nubis up` and `nubis admin create-user`)
+        // would both run its migrations. An exclusive flock on the file
+        // (apart from SQLite's own fcntl locks) lets one migrate at a time.
+        let _migrating = match sqlite_file {
+            Some(file) => Some(
+                tokio::task::spawn_blocking(move || file.lock().map(|()| file))
+                    .await
+                    .map_err(|e| StoreError::Conflict(format!("locking the database file: {e}")))?
+                    .map_err(|e| StoreError::Conflict(format!("locking the database file: {e}")))?,
+            ),
+            None => None,
+        };
         let store = Self {
             pool: open_pool(backend, url).await?,
             backend,
@@ -137,23 +151,24 @@ impl Store {
 /// its owner alone (0600), before SQLite opens it: it holds password hashes
 /// and every tenant's data, and SQLite gives its WAL and shared-memory files
 /// the database file's mode.
-fn restrict_sqlite_file(url: &str) -> StoreResult<()> {
+fn restrict_sqlite_file(url: &str) -> StoreResult<Option<std::fs::File>> {
     use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
     let path = url
         .trim_start_matches("sqlite://")
         .trim_start_matches("sqlite:");
     let path = path.split('?').next().unwrap_or_default();
     if path.is_empty() || path.starts_with(':') {
-        return Ok(()); // In memory.
+        return Ok(None); // In memory.
     }
     let io = |e: std::io::Error| StoreError::Conflict(format!("database file {path}: {e}"));
-    std::fs::OpenOptions::new()
+    let file = std::fs::OpenOptions::new()
         .create(true)
         .append(true)
         .mode(0o600)
         .open(path)
         .map_err(io)?;
-    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).map_err(io)
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).map_err(io)?;
+    Ok(Some(file))
 }
 
 /// A random id (hex) for one open store.
