@@ -164,15 +164,13 @@ pub async fn delete(
     Path(id): Path<String>,
     Form(fields): Form<Vec<(String, String)>>,
 ) -> Response {
-    if let Err(r) = session.check(&Fields(fields)) {
-        return r;
-    }
-    if !id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-') {
-        return StatusCode::NOT_FOUND.into_response();
-    }
-    let r = session
-        .call(&portal, Method::DELETE, &format!("/v1/keypairs/{id}"), None)
-        .await;
+    let r = match session
+        .delete_from_form(&portal, fields, "keypairs", &id)
+        .await
+    {
+        Ok(r) => r,
+        Err(answer) => return answer,
+    };
     if r.ok() {
         return Redirect::to("/keypairs?done=deleted").into_response();
     }

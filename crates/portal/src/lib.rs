@@ -325,6 +325,31 @@ impl Session {
     pub async fn get(&self, portal: &Portal, path: &str) -> Reply {
         self.call(portal, Method::GET, path, None).await
     }
+
+    /// A delete button's form: checks its CSRF token and that `id` can be
+    /// part of a path, then `DELETE /v1/<collection>/<id>`. `Err` is the
+    /// answer to give at once.
+    #[allow(clippy::result_large_err)] // The refusal page is the handler's answer.
+    pub async fn delete_from_form(
+        &self,
+        portal: &Portal,
+        fields: Vec<(String, String)>,
+        collection: &str,
+        id: &str,
+    ) -> Result<Reply, Response> {
+        self.check(&Fields(fields))?;
+        if !id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-') {
+            return Err(StatusCode::NOT_FOUND.into_response());
+        }
+        Ok(self
+            .call(
+                portal,
+                Method::DELETE,
+                &format!("/v1/{collection}/{id}"),
+                None,
+            )
+            .await)
+    }
 }
 
 impl FromRequestParts<Portal> for Session {
