@@ -193,14 +193,7 @@ fn nubis_controller_takes_no_registrations_and_its_admin_is_made_on_postgresql()
         );
         let base = "http://127.0.0.1:8780";
         let http = reqwest::Client::new();
-        support::wait_for("the API", Duration::from_secs(30), || async {
-            http.get(format!("{base}/v1/registration"))
-                .send()
-                .await
-                .ok()
-                .filter(|r| r.status().is_success())
-        })
-        .await;
+        support::wait_for_api(&http, base, Duration::from_secs(30)).await;
         let status: Value = http
             .get(format!("{base}/v1/registration"))
             .send()

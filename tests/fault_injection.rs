@@ -187,14 +187,7 @@ struct Figures {
 /// image `tiny`; returns the API client.
 async fn prepare(work: &Path, database: Option<&str>) -> Api {
     let http = reqwest::Client::new();
-    support::wait_for("the API", Duration::from_secs(60), || async {
-        http.get(format!("{API}/v1/openapi.json"))
-            .send()
-            .await
-            .ok()
-            .filter(|r| r.status().is_success())
-    })
-    .await;
+    support::wait_for_api(&http, API, Duration::from_secs(60)).await;
     let work_dir = work.to_string_lossy().into_owned();
     let mut store = vec!["--data-dir", work_dir.as_str()];
     if let Some(url) = database {

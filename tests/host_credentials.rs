@@ -147,14 +147,7 @@ fn hosts_have_their_own_credentials() {
             String::from_utf8_lossy(&out.stderr)
         );
         let http = reqwest::Client::new();
-        support::wait_for("the API", Duration::from_secs(30), || async {
-            http.get(format!("{API}/healthz"))
-                .send()
-                .await
-                .ok()
-                .filter(|r| r.status().is_success())
-        })
-        .await;
+        support::wait_for_api(&http, API, Duration::from_secs(30)).await;
         let login: Value = http
             .post(format!("{API}/v1/tokens"))
             .json(&json!({"name": "olga", "password": "olga-password"}))

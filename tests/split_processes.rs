@@ -88,14 +88,7 @@ fn controller_and_agent_as_separate_processes() {
 
         let http = reqwest::Client::new();
         let url = |p: &str| format!("http://127.0.0.1:8780{p}");
-        support::wait_for("the API", Duration::from_secs(30), || async {
-            http.get(url("/v1/openapi.json"))
-                .send()
-                .await
-                .ok()
-                .filter(|r| r.status().is_success())
-        })
-        .await;
+        support::wait_for_api(&http, &url(""), Duration::from_secs(30)).await;
         // `nubis controller` takes no registrations: its operator makes
         // the accounts on the store (an admin here, to list hosts).
         let creds = json!({"name": "gina", "password": "gina-password"});

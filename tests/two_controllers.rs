@@ -205,18 +205,7 @@ async fn open_console(
 }
 
 async fn wait_api(http: &reqwest::Client, base: &str) {
-    wait_for(
-        &format!("the API at {base}"),
-        Duration::from_secs(60),
-        || async {
-            http.get(format!("{base}/v1/openapi.json"))
-                .send()
-                .await
-                .ok()
-                .filter(|r| r.status().is_success())
-        },
-    )
-    .await;
+    support::wait_for_api(http, base, Duration::from_secs(60)).await;
 }
 
 async fn wait_running(api: &Api, id: &str, log: &dyn Fn() -> String) {

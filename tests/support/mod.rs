@@ -33,6 +33,19 @@ pub fn tiny_image_dir() -> PathBuf {
 }
 
 /// Polls `check` every 200 ms until it yields a value or `limit` passes.
+/// Waits until the API at `base` (e.g. `http://127.0.0.1:8780`) answers
+/// `/healthz`: a controller process just spawned serves HTTP.
+pub async fn wait_for_api(http: &reqwest::Client, base: &str, limit: Duration) {
+    wait_for(&format!("the API at {base}"), limit, || async {
+        http.get(format!("{base}/healthz"))
+            .send()
+            .await
+            .ok()
+            .filter(|r| r.status().is_success())
+    })
+    .await;
+}
+
 pub async fn wait_for<T, F, Fut>(what: &str, limit: Duration, mut check: F) -> T
 where
     F: FnMut() -> Fut,
