@@ -122,8 +122,17 @@ impl QmpClient {
         path: &Path,
         timeouts: QmpTimeouts,
     ) -> Result<(Self, mpsc::UnboundedReceiver<QmpEvent>), QmpError> {
+        // QEMU binds its socket a moment before it listens on it: a connect
+        // in between is refused, so that is retried within the limit.
         let stream = limited("connect", timeouts.connect, async {
-            Ok(UnixStream::connect(path).await?)
+            loop {
+                match UnixStream::connect(path).await {
+                    Err(e) if e.kind() == std::io::ErrorKind::ConnectionRefused => {
+                        tokio::time::sleep(Duration::from_millis(2)).await;
+                    }
+                    other => return Ok(other?),
+                }
+            }
         })
         .await?;
         let (read, write) = stream.into_split();
