@@ -125,6 +125,68 @@ pub struct ControllerArgs {
     pub tls_key: Option<PathBuf>,
     #[command(flatten)]
     pub pools: TenantPoolArgs,
+    #[command(flatten)]
+    pub placement: PlacementArgs,
+}
+
+/// `--placement spread|pack`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum PlacementChoice {
+    /// Most free memory first: servers spread across hosts.
+    Spread,
+    /// Least free memory first: hosts fill up one by one.
+    Pack,
+}
+
+/// Placement: overcommit ratios (Nova's names and defaults), weigher,
+/// heartbeat timeout.
+#[derive(Args, Debug, Clone)]
+pub struct PlacementArgs {
+    /// vCPUs that may be promised per host CPU.
+    #[arg(long, default_value_t = 4.0)]
+    pub cpu_allocation_ratio: f64,
+    /// Memory that may be promised per MiB of host memory.
+    #[arg(long, default_value_t = 1.0)]
+    pub ram_allocation_ratio: f64,
+    /// Disk that may be promised per GiB of the host's instance store.
+    #[arg(long, default_value_t = 1.0)]
+    pub disk_allocation_ratio: f64,
+    /// How new servers are spread over hosts that can take them.
+    #[arg(long, value_enum, default_value = "spread")]
+    pub placement: PlacementChoice,
+    /// Seconds without a heartbeat (long poll or report) after which a host
+    /// is `down` and gets no new servers.
+    #[arg(long, default_value_t = nubis_controller::scheduler::HEARTBEAT_TIMEOUT.as_secs())]
+    pub host_down_after: u64,
+}
+
+impl PlacementArgs {
+    /// The settings, or an error naming a bad ratio.
+    pub fn settings(&self) -> anyhow::Result<nubis_controller::scheduler::PlacementSettings> {
+        use nubis_controller::scheduler::{Overcommit, PlacementSettings, Weigher};
+        for (flag, v) in [
+            ("--cpu-allocation-ratio", self.cpu_allocation_ratio),
+            ("--ram-allocation-ratio", self.ram_allocation_ratio),
+            ("--disk-allocation-ratio", self.disk_allocation_ratio),
+        ] {
+            anyhow::ensure!(
+                v.is_finite() && v > 0.0,
+                "{flag} must be a positive number, got {v}"
+            );
+        }
+        Ok(PlacementSettings {
+            overcommit: Overcommit {
+                cpu: self.cpu_allocation_ratio,
+                memory: self.ram_allocation_ratio,
+                disk: self.disk_allocation_ratio,
+            },
+            weigher: match self.placement {
+                PlacementChoice::Spread => Weigher::Spread,
+                PlacementChoice::Pack => Weigher::Pack,
+            },
+            host_down_after: Duration::from_secs(self.host_down_after.max(1)),
+        })
+    }
 }
 
 #[derive(Args, Debug, Clone)]
@@ -313,6 +375,7 @@ fn controller_config(
             }),
             _ => None,
         },
+        placement: args.placement.settings()?,
     })
 }
 

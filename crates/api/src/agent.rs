@@ -45,6 +45,10 @@ pub struct RegisterHost {
     /// overlap. Absent from agents older than this field.
     #[serde(default)]
     pub addressing: Option<HostAddressing>,
+    /// The CPU model (`model name` of `/proc/cpuinfo`). Absent from agents
+    /// older than this field.
+    #[serde(default)]
+    pub cpu_model: Option<String>,
 }
 
 /// The IPv4 addresses and routes a host has for itself: every interface
@@ -88,6 +92,19 @@ pub struct Host {
     pub disk_gib: u64,
     pub accel: Accelerator,
     pub last_seen: DateTime<Utc>,
+    /// The CPU model the agent reported, empty if unknown.
+    #[serde(default)]
+    pub cpu_model: String,
+    /// Whether new servers may be placed here (an administrator's switch).
+    #[serde(default = "enabled_by_default")]
+    pub enabled: bool,
+    /// Why an administrator disabled the host.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub disabled_reason: Option<String>,
+}
+
+fn enabled_by_default() -> bool {
+    true
 }
 
 /// An image a host must have locally, fetched by the agent from the controller.

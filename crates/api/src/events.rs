@@ -18,6 +18,8 @@ pub enum EventKind {
     LeaseExempted,
     LeaseExpired,
     LeaseDeleted,
+    /// Placed on a host ("scheduled on host X").
+    Scheduled,
 }
 
 impl EventKind {
@@ -32,6 +34,7 @@ impl EventKind {
             Self::LeaseExempted => "lease_exempted",
             Self::LeaseExpired => "lease_expired",
             Self::LeaseDeleted => "lease_deleted",
+            Self::Scheduled => "scheduled",
         }
     }
 
@@ -46,6 +49,7 @@ impl EventKind {
             Self::LeaseExempted,
             Self::LeaseExpired,
             Self::LeaseDeleted,
+            Self::Scheduled,
         ]
         .into_iter()
         .find(|k| k.as_str() == s)

@@ -45,6 +45,8 @@ pub struct ControllerConfig {
     /// Serve the API and portal over HTTPS with this certificate and key
     /// (and mark cookies `Secure`); plain HTTP when `None`.
     pub tls: Option<TlsFiles>,
+    /// Overcommit ratios, weigher (spread or pack), heartbeat timeout.
+    pub placement: crate::scheduler::PlacementSettings,
 }
 
 /// The API's own certificate chain and private key (PEM files).
@@ -154,6 +156,7 @@ pub async fn start(config: ControllerConfig) -> anyhow::Result<RunningController
         password_work: crate::auth::PasswordWork::per_core(config.accounts.password_queue),
         audit: crate::audit::AuditLog::start(store.clone()),
         audit_settings: Arc::new(config.audit),
+        placement: config.placement,
     };
     tracing::info!(%addr, %cluster_addr, "controller API and agent protocol listening");
     let board = state.tasks.clone();

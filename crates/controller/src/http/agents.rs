@@ -3,7 +3,7 @@
 //! image files.
 
 use super::error::{ApiError, ApiResult};
-use super::extract::{AgentCaller, ApiJson, ApiPath, Caller};
+use super::extract::{AgentCaller, ApiJson, ApiPath};
 use super::images::image_path;
 use super::AppState;
 use crate::cluster::{check_registration, ClusterError};
@@ -370,17 +370,6 @@ fn range_start(range: Option<&axum::http::HeaderValue>) -> Option<u64> {
         .strip_suffix('-')?
         .parse()
         .ok()
-}
-
-/// List hosts (admin only).
-#[utoipa::path(get, path = "/v1/hosts", tag = "hosts",
-    responses((status = 200, body = [Host]), (status = 403, body = ErrorBody)), security(("bearer" = [])))]
-pub async fn list_hosts(
-    State(state): State<AppState>,
-    caller: Caller,
-) -> ApiResult<Json<Vec<Host>>> {
-    caller.require_admin()?;
-    Ok(Json(state.store.list_hosts().await?))
 }
 
 #[cfg(test)]

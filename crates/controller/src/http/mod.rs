@@ -9,12 +9,14 @@ pub mod extract;
 mod flavors;
 mod floating_ips;
 pub mod health;
+mod hosts;
 mod images;
 mod keypairs;
 mod networks;
 mod openapi;
 mod quotas;
 mod security_groups;
+mod server_groups;
 mod server_terms;
 mod servers;
 pub mod timeouts;
@@ -75,6 +77,8 @@ pub struct AppState {
     /// The audit trail's writer, and how long records are kept.
     pub audit: crate::audit::AuditLog,
     pub audit_settings: Arc<crate::audit::AuditSettings>,
+    /// Overcommit ratios, weigher, heartbeat timeout.
+    pub placement: crate::scheduler::PlacementSettings,
 }
 
 impl AppState {
@@ -181,7 +185,18 @@ pub fn router(state: AppState) -> Router {
             get(quotas::show).put(quotas::update),
         )
         .route("/projects/{id}/usage-records", get(usage_records::list))
-        .route("/hosts", get(agents::list_hosts))
+        .route("/hosts", get(hosts::list))
+        .route("/hosts/{id}", get(hosts::show))
+        .route("/hosts/{id}/disable", post(hosts::disable))
+        .route("/hosts/{id}/enable", post(hosts::enable))
+        .route(
+            "/server-groups",
+            get(server_groups::list).post(server_groups::create),
+        )
+        .route(
+            "/server-groups/{id}",
+            get(server_groups::show).delete(server_groups::delete),
+        )
         .route("/audit", get(audit::list))
         .route("/openapi.json", get(openapi::serve))
         .route_layer(from_fn_with_state(request_limit, timeouts::within));

@@ -3,32 +3,27 @@
 use super::error::{ApiError, ApiResult};
 use super::extract::{ApiJson, ApiPath, Caller};
 use super::AppState;
-use crate::scheduler::{self, Demand, Overcommit, PlacementError};
 use crate::store::networks::AddressScope;
-use crate::store::{NewPort, NewServer, ServerRecord};
+use crate::store::ServerRecord;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::Json;
 use nubis_api::agent::PowerState;
-use nubis_api::images::{ImageFormat, ImageStatus};
-use nubis_api::networks::{server_dns_name, Network};
-use nubis_api::servers::{CreateServer, RequestedSize, Server};
-use nubis_api::servers::{NetworkRequest, MAX_NICS};
+use nubis_api::networks::server_dns_name;
+use nubis_api::servers::{CreateServer, Server};
 use nubis_api::ProjectId;
 use nubis_api::{ErrorBody, ServerId};
-use std::time::Duration;
 
-/// Hosts not heard from for this long get no new servers.
-pub const HEARTBEAT_TIMEOUT: Duration = Duration::from_secs(60);
-
-const GIB: u64 = 1024 * 1024 * 1024;
-
-/// Create a server: validated, placed on a host, then built asynchronously.
+/// Create a server: validated, placed on a host (the claim taken in the
+/// transaction that inserts it), then built asynchronously. When no host can
+/// take it, nothing is created and the answer says why: 409 `no_capacity`,
+/// or 503 `no_hosts` when no host is up.
 #[utoipa::path(post, path = "/v1/servers", tag = "servers", request_body = CreateServer,
     responses((status = 202, body = Server), (status = 400, body = ErrorBody),
         (status = 403, description = "`quota_exceeded`: the project's quota has no room", body = ErrorBody),
-        (status = 409, body = ErrorBody),
-        (status = 422, body = ErrorBody), (status = 503, body = ErrorBody)),
+        (status = 409, description = "`no_capacity`: no host has room (the message says what ruled hosts out); `conflict`: a duplicate name", body = ErrorBody),
+        (status = 422, body = ErrorBody),
+        (status = 503, description = "`no_hosts`: no host is up", body = ErrorBody)),
     security(("bearer" = [])))]
 pub async fn create(
     State(state): State<AppState>,
@@ -36,212 +31,17 @@ pub async fn create(
     ApiJson(req): ApiJson<CreateServer>,
 ) -> ApiResult<(StatusCode, Json<Server>)> {
     let project = caller.user.project;
-    let (flavor, demand) = match req.requested_size().map_err(ApiError::bad_request)? {
-        RequestedSize::Flavor => {
-            let name = req.flavor.as_deref().unwrap_or_default();
-            let f = state
-                .store
-                .flavor(name)
-                .await
-                .map_err(ApiError::from_store_ref("flavor", name))?;
-            let demand = Demand {
-                vcpus: f.vcpus,
-                memory_mib: f.memory_mib,
-                disk_gib: f.disk_gib,
-            };
-            (Some(f), demand)
-        }
-        RequestedSize::Explicit {
-            vcpus,
-            memory_mib,
-            disk_gib,
-        } => (
-            None,
-            Demand {
-                vcpus: vcpus.get(),
-                memory_mib: memory_mib.get(),
-                disk_gib: disk_gib.get(),
-            },
-        ),
+    let ctx = crate::app::create_server::CreateContext {
+        store: &state.store,
+        dns_zone: &state.dns_zone,
+        clock: &state.clock,
+        placement: &state.placement,
     };
-    let lease_expires_at = req
-        .lease
-        .map(|l| l.expiry(state.clock.now()))
-        .transpose()
-        .map_err(ApiError::bad_request)?;
-    let image = state
-        .store
-        .image_visible(project, &req.image)
-        .await
-        .map_err(ApiError::from_store_ref("image", &req.image))?;
-    if !image.format.is_bootable() {
-        return Err(ApiError::bad_request(format!(
-            "image '{}' is a {} image, not a disk image (nor an ISO)",
-            image.name,
-            image.format.as_str()
-        )));
-    }
-    if image.status != ImageStatus::Active {
-        return Err(ApiError::bad_request(format!(
-            "image '{}' has no file yet; upload it first",
-            image.name
-        )));
-    }
-    // A server made from an ISO gets a blank disk: any size will do.
-    let image_bytes = match image.format {
-        ImageFormat::Iso => 0,
-        _ => image.virtual_size.unwrap_or(0),
-    };
-    if image_bytes > demand.disk_gib * GIB {
-        return Err(ApiError::bad_request(format!(
-            "disk_gib {} is smaller than the image ({} bytes)",
-            demand.disk_gib, image_bytes
-        )));
-    }
-    let key = match &req.key_name {
-        Some(name) => Some(
-            state
-                .store
-                .keypair(project, name)
-                .await
-                .map_err(ApiError::from_store_ref("key pair", name))?,
-        ),
-        None => None,
-    };
-    let networks = resolve_networks(&state, project, req.networks.as_deref()).await?;
-    let security_groups = resolve_groups(&state, project, req.security_groups.as_deref()).await?;
-    let loads = state.store.host_loads().await?;
-    let host = scheduler::place(
-        &loads,
-        demand,
-        Overcommit::default(),
-        chrono::Utc::now(),
-        HEARTBEAT_TIMEOUT,
-    )
-    .map_err(|e| match e {
-        PlacementError::NoHosts => {
-            ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "no_hosts", e.to_string())
-        }
-        PlacementError::NoCapacity { .. } => {
-            ApiError::new(StatusCode::CONFLICT, "no_capacity", e.to_string())
-        }
-    })?;
-    let record = state
-        .store
-        .create_server_at(
-            &NewServer {
-                project,
-                name: req.name.as_str(),
-                image: image.id,
-                flavor: flavor.as_ref().map(|f| f.id),
-                vcpus: demand.vcpus,
-                memory_mib: demand.memory_mib,
-                disk_gib: demand.disk_gib,
-                host,
-                ports: networks
-                    .iter()
-                    .map(|(network, fixed_ip)| NewPort {
-                        network,
-                        fixed_ip: *fixed_ip,
-                    })
-                    .collect(),
-                key_name: key.as_ref().map(|k| k.name.as_str()),
-                key_data: key.as_ref().map(|k| k.public_key.as_str()),
-                user_data: req.user_data.clone().map(String::from),
-                config_drive: req.config_drive,
-                security_groups,
-                bandwidth: req
-                    .bandwidth
-                    .or_else(|| flavor.as_ref().and_then(|f| f.bandwidth))
-                    .unwrap_or_default(),
-                traffic_quota: req.traffic_quota,
-                lease_expires_at,
-            },
-            state.clock.now(),
-        )
-        .await?;
+    let record = crate::app::create_server::create_server(&ctx, project, &req).await?;
     state.desired_state_changed();
-    tracing::info!(server = %record.id, host = %host, "server placed");
+    tracing::info!(server = %record.id, host = ?record.host, "server placed");
     let view = present(&state, project, vec![record]).await?.remove(0);
     Ok((StatusCode::ACCEPTED, Json(view)))
-}
-
-/// Resolves the requested NICs (default: one on the `default` network) and
-/// checks fixed addresses against their subnets.
-async fn resolve_networks(
-    state: &AppState,
-    project: ProjectId,
-    requested: Option<&[NetworkRequest]>,
-) -> ApiResult<Vec<(Network, Option<std::net::Ipv4Addr>)>> {
-    let Some(requested) = requested else {
-        let default = state
-            .store
-            .ensure_default_network(project, &state.dns_zone)
-            .await?;
-        return Ok(vec![(default, None)]);
-    };
-    if requested.is_empty() || requested.len() > MAX_NICS {
-        return Err(ApiError::bad_request(format!(
-            "networks must list 1 to {MAX_NICS} networks"
-        )));
-    }
-    let mut out = Vec::new();
-    for nic in requested {
-        let network = if nic.network == "default" {
-            state
-                .store
-                .ensure_default_network(project, &state.dns_zone)
-                .await?
-        } else {
-            state
-                .store
-                .network(project, &nic.network)
-                .await
-                .map_err(ApiError::from_store_ref("network", &nic.network))?
-        };
-        if let Some(ip) = nic.fixed_ip {
-            crate::address_space::check_fixed_ip(network.cidr, network.gateway, ip).map_err(
-                |v| {
-                    let mut e = ApiError::from(v);
-                    e.message = format!("network {}: {}", network.name, e.message);
-                    e
-                },
-            )?;
-        }
-        out.push((network, nic.fixed_ip));
-    }
-    Ok(out)
-}
-
-/// Resolves the requested security groups (default: the `default` group).
-async fn resolve_groups(
-    state: &AppState,
-    project: ProjectId,
-    requested: Option<&[String]>,
-) -> ApiResult<Vec<nubis_api::SecurityGroupId>> {
-    let default = ["default".to_string()];
-    let requested = requested.unwrap_or(&default);
-    if requested.len() > 16 {
-        return Err(ApiError::bad_request(
-            "at most 16 security groups per server",
-        ));
-    }
-    let mut ids = Vec::new();
-    for name in requested {
-        let group = if name == "default" {
-            state.store.ensure_default_security_group(project).await?
-        } else {
-            state
-                .store
-                .security_group(project, name)
-                .await
-                .map_err(ApiError::from_store_ref("security group", name))?
-        };
-        if !ids.contains(&group.id) {
-            ids.push(group.id);
-        }
-    }
-    Ok(ids)
 }
 
 /// The API view of servers of one project: with addresses and DNS names.

@@ -301,6 +301,7 @@ fn register(name: &str, vcpus: u64) -> RegisterHost {
         disk_gib: 500,
         accel: Accelerator::Tcg,
         addressing: None,
+        cpu_model: None,
     }
 }
 
@@ -348,7 +349,7 @@ fn new_server(
         vcpus: size.0,
         memory_mib: size.1,
         disk_gib: size.2,
-        host,
+        host: host.into(),
         ports: Vec::new(),
         key_name: None,
         key_data: None,
