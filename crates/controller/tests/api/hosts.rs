@@ -347,3 +347,78 @@ async fn server_groups_count_against_the_quota() {
     let quotas = cloud.get_ok(&alice, "/v1/projects/current/quotas").await;
     assert_eq!(quotas["in_use"]["server_groups"], 10, "{quotas}");
 }
+
+#[tokio::test]
+async fn the_portal_hosts_page_lists_and_toggles_hosts_for_admins_only() {
+    use reqwest::header::{COOKIE, LOCATION};
+    let cloud = Cloud::start().await;
+    let admin = cloud.admin("root").await;
+    let alice = tenant(&cloud, "alice").await;
+    let hosts = register_hosts(&cloud, 1).await;
+    let h1 = id(&hosts[0]).to_owned();
+    ok_json(
+        cloud.post(Some(&alice), "/v1/servers", &small("web")).await,
+        StatusCode::ACCEPTED,
+    )
+    .await;
+    let http = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let page = |token: &str| {
+        http.get(format!("{}/admin/hosts", cloud.base))
+            .header(COOKIE, format!("nubis_session={token}"))
+            .send()
+    };
+    // A tenant gets the portal's 404 page.
+    let resp = page(&alice).await.unwrap();
+    assert_eq!(resp.status(), StatusCode::NOT_FOUND);
+    let html = page(&admin).await.unwrap().text().await.unwrap();
+    // vCPUs placed / reported, memory, state, switch, CPU model, button.
+    for want in [
+        "h1",
+        "1 / 2",
+        "128 / 4096 MiB",
+        "up",
+        "enabled",
+        "Test CPU",
+        "tcg",
+        "Disable",
+    ] {
+        assert!(html.contains(want), "{want} missing: {html}");
+    }
+    let csrf = html
+        .split("name=\"_csrf\" value=\"")
+        .nth(1)
+        .and_then(|rest| rest.split('"').next())
+        .expect("a CSRF field")
+        .to_owned();
+    let post = |form: Vec<(&'static str, String)>| {
+        let fields: Vec<(&str, &str)> = form.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        http.post(format!("{}/admin/hosts/{h1}/disable", cloud.base))
+            .header(COOKIE, format!("nubis_session={admin}"))
+            .header(CONTENT_TYPE, "application/x-www-form-urlencoded")
+            .body(super::accounts::form_body(&fields))
+            .send()
+    };
+    // Without the page's CSRF token nothing changes.
+    let resp = post(vec![("reason", "x".into())]).await.unwrap();
+    assert_eq!(resp.status(), StatusCode::FORBIDDEN);
+    assert_eq!(cloud.get_ok(&admin, "/v1/hosts").await[0]["enabled"], true);
+    // Positive control: with it, the host is disabled with the reason.
+    let resp = post(vec![("_csrf", csrf), ("reason", "disk swap".into())])
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::SEE_OTHER);
+    assert_eq!(resp.headers()[LOCATION], "/admin/hosts?done=disabled");
+    let host = &cloud.get_ok(&admin, "/v1/hosts").await[0];
+    assert_eq!(
+        (host["enabled"].clone(), host["disabled_reason"].clone()),
+        (json!(false), json!("disk swap"))
+    );
+    let html = page(&admin).await.unwrap().text().await.unwrap();
+    assert!(
+        html.contains("disabled: disk swap") && html.contains("Enable"),
+        "{html}"
+    );
+}
