@@ -207,7 +207,7 @@ mod tests {
             ..PlacementRequest::new(D)
         };
         assert_eq!(run(&loads, &want_kvm).unwrap(), [kvm.host.id]);
-        let err = run(&[tcg.clone()], &want_kvm).unwrap_err();
+        let err = run(std::slice::from_ref(&tcg), &want_kvm).unwrap_err();
         assert!(err.to_string().contains("without the accelerator"), "{err}");
         // No preference: both, most free memory first.
         assert_eq!(

@@ -147,6 +147,66 @@ async fn concurrent_creates_never_overbook_on_postgres() {
     db.drop().await;
 }
 
+/// Ten creates at once into one anti-affinity group on three hosts: the
+/// group's row is locked by each create, so exactly three are accepted, on
+/// three different hosts.
+async fn fire_group_creates(cloud: Cloud) {
+    let admin = cloud.admin("root").await;
+    register_hosts(&cloud, 3).await;
+    let alice = tenant(&cloud, "alice").await;
+    let resp = cloud
+        .post(
+            Some(&alice),
+            "/v1/server-groups",
+            &json!({"name": "apart", "policy": "anti-affinity"}),
+        )
+        .await;
+    let group = ok_json(resp, StatusCode::CREATED).await;
+    let creates = (0..10).map(|i| {
+        let body = json!({"name": format!("s{i}"), "image": "disk", "vcpus": 1,
+            "memory_mib": 128, "disk_gib": 1, "scheduler_hints": {"group": id(&group)}});
+        let (cloud, alice) = (&cloud, &alice);
+        async move {
+            let resp = cloud.post(Some(alice), "/v1/servers", &body).await;
+            (resp.status(), resp.text().await.unwrap())
+        }
+    });
+    let results = futures_util::future::join_all(creates).await;
+    let mut accepted = 0;
+    for (status, text) in &results {
+        match *status {
+            StatusCode::ACCEPTED => accepted += 1,
+            StatusCode::CONFLICT => assert!(text.contains("server group's policy"), "{text}"),
+            other => panic!("unexpected {other}: {text}"),
+        }
+    }
+    assert_eq!(accepted, 3, "{results:?}");
+    let placed = vcpus_by_host(&cloud, &admin).await;
+    assert!(placed.values().all(|v| *v == 1), "{placed:?}");
+}
+
+#[tokio::test]
+async fn concurrent_anti_affinity_creates_hold_the_policy_on_sqlite() {
+    fire_group_creates(Cloud::start().await).await;
+}
+
+#[tokio::test]
+async fn concurrent_anti_affinity_creates_hold_the_policy_on_postgres() {
+    let Some(db) = postgres::Database::create().await else {
+        return;
+    };
+    let cloud = Cloud::start_with_settings(
+        Duration::from_secs(3600),
+        Settings {
+            database_url: Some(db.url.clone()),
+            ..Default::default()
+        },
+    )
+    .await;
+    fire_group_creates(cloud).await;
+    db.drop().await;
+}
+
 /// A fresh PostgreSQL database on the server `NUBIS_TEST_DATABASE_URL` names.
 pub(crate) mod postgres {
     use sqlx::Connection;
