@@ -422,3 +422,42 @@ async fn the_portal_hosts_page_lists_and_toggles_hosts_for_admins_only() {
         "{html}"
     );
 }
+
+#[tokio::test]
+async fn pack_fills_one_host_first_and_accel_hints_filter() {
+    let cloud = Cloud::start_with_settings(
+        Duration::from_secs(3600),
+        Settings {
+            placement: nubis_controller::scheduler::PlacementSettings {
+                weigher: nubis_controller::scheduler::Weigher::Pack,
+                ..Default::default()
+            },
+            ..Default::default()
+        },
+    )
+    .await;
+    let admin = cloud.admin("root").await;
+    let alice = tenant(&cloud, "alice").await;
+    register_hosts(&cloud, 2).await;
+    let mut on = std::collections::BTreeSet::new();
+    for i in 0..3 {
+        let server = ok_json(
+            cloud
+                .post(Some(&alice), "/v1/servers", &small(&format!("p{i}")))
+                .await,
+            StatusCode::ACCEPTED,
+        )
+        .await;
+        on.insert(host_of(&cloud, &admin, &server).await);
+    }
+    // Spread would have used both hosts.
+    assert_eq!(on.len(), 1, "{on:?}");
+    // Only tcg hosts here: asking for kvm finds none, saying why.
+    let mut kvm = small("kvm");
+    kvm["scheduler_hints"] = json!({"accel": "kvm"});
+    let resp = cloud.post(Some(&alice), "/v1/servers", &kvm).await;
+    assert_error("kvm", resp, NO_CAPACITY, "without the accelerator").await;
+    kvm["scheduler_hints"] = json!({"accel": "tcg"});
+    let resp = cloud.post(Some(&alice), "/v1/servers", &kvm).await;
+    ok_json(resp, StatusCode::ACCEPTED).await;
+}
