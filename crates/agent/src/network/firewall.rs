@@ -23,6 +23,18 @@ pub struct Port {
     pub rules: Vec<RuleSpec>,
 }
 
+/// A network's VXLAN port as the firewall sees it: what must not cross it,
+/// so that each host alone serves its own guests (the gateway is on every
+/// host, with the same addresses).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct OverlayPort {
+    /// The VXLAN device (`nvx-...`).
+    pub device: String,
+    pub gateway: Ipv4Addr,
+    /// The bridge's (gateway's) MAC, the same on every host.
+    pub gateway_mac: String,
+}
+
 /// How replies are recognised in the bridge table.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Tracking {
@@ -40,6 +52,7 @@ pub enum Tracking {
 pub fn ruleset(
     networks: &[NetworkSpec],
     ports: &[Port],
+    overlays: &[OverlayPort],
     floating: &[FloatingIpSpec],
     fence: &Fence,
     tracking: Tracking,
@@ -47,7 +60,7 @@ pub fn ruleset(
     format!(
         "{}{}",
         inet_table(networks, floating, fence),
-        bridge_table(ports, tracking)
+        bridge_table(ports, overlays, tracking)
     )
 }
 
@@ -96,10 +109,33 @@ fn replies(tracking: Tracking) -> &'static str {
     }
 }
 
-fn bridge_table(ports: &[Port], tracking: Tracking) -> String {
+fn bridge_table(ports: &[Port], overlays: &[OverlayPort], tracking: Tracking) -> String {
     let mut from = String::new();
     let mut to = String::new();
     let mut chains = String::new();
+    for (i, o) in overlays.iter().enumerate() {
+        from.push_str(&format!(
+            "        iifname \"{}\" jump overlay{i}\n",
+            o.device
+        ));
+        to.push_str(&format!(
+            "        oifname \"{}\" jump overlay{i}\n",
+            o.device
+        ));
+        // Both ways: nothing from or to the gateway (its MAC, ARP for its
+        // address: each host answers its own guests), and no DHCP.
+        chains.push_str(&format!(
+            "    chain overlay{i} {{\n\
+             \x20       ether saddr {mac} drop\n\
+             \x20       ether daddr {mac} drop\n\
+             \x20       ether type arp arp saddr ip {gw} drop\n\
+             \x20       ether type arp arp daddr ip {gw} drop\n\
+             \x20       ether type ip udp dport {{ 67, 68 }} drop\n\
+             \x20   }}\n",
+            mac = o.gateway_mac,
+            gw = o.gateway,
+        ));
+    }
     for (i, p) in ports.iter().enumerate() {
         from.push_str(&format!("        iifname \"{}\" jump from{i}\n", p.tap));
         to.push_str(&format!("        oifname \"{}\" jump to{i}\n", p.tap));
@@ -327,7 +363,14 @@ mod tests {
             ip: "203.0.113.10".parse().unwrap(),
             fixed_ip: "10.9.0.5".parse().unwrap(),
         };
-        let r = ruleset(&[n], &[port], &[fip], &fence(), Tracking::Stateless);
+        let r = ruleset(
+            &[n],
+            &[port],
+            &[overlay_port()],
+            &[fip],
+            &fence(),
+            Tracking::Stateless,
+        );
         assert!(r.contains("ip daddr 169.254.169.254 tcp dport 80 redirect to :8775"));
         assert!(r.contains("tcp dport 8775 iifname != \"nbr-*\" drop"));
         assert!(r.contains("ip daddr 203.0.113.10 dnat ip to 10.9.0.5"));
@@ -355,7 +398,7 @@ mod tests {
             !bridge.contains("ct state"),
             "stateless mode has no bridge conntrack"
         );
-        let stateful = ruleset(&[], &[], &[], &fence(), Tracking::Stateful);
+        let stateful = ruleset(&[], &[], &[], &[], &fence(), Tracking::Stateful);
         let stateful_bridge = &stateful[stateful.find("table bridge").unwrap()..];
         assert!(
             !stateful_bridge.contains("jump"),
@@ -368,6 +411,48 @@ mod tests {
         assert!(r.contains("iifname \"nbr-*\" jump guest_to_host"), "{r}");
         assert!(r.contains("chain guest_to_host {"), "{r}");
         assert!(r.contains("ip daddr @management drop"), "{r}");
+    }
+
+    /// The VXLAN port of the tests' network.
+    fn overlay_port() -> OverlayPort {
+        OverlayPort {
+            device: "nvx-12345678".into(),
+            gateway: "10.9.0.1".parse().unwrap(),
+            gateway_mac: "02:12:34:56:78:9a".into(),
+        }
+    }
+
+    #[test]
+    fn the_gateway_and_dhcp_never_cross_a_vxlan_port() {
+        let r = ruleset(
+            &[],
+            &[],
+            &[overlay_port()],
+            &[],
+            &fence(),
+            Tracking::Stateful,
+        );
+        let bridge = &r[r.find("table bridge").unwrap()..];
+        assert!(
+            bridge.contains("iifname \"nvx-12345678\" jump overlay0"),
+            "{bridge}"
+        );
+        assert!(
+            bridge.contains("oifname \"nvx-12345678\" jump overlay0"),
+            "{bridge}"
+        );
+        for rule in [
+            "ether saddr 02:12:34:56:78:9a drop",
+            "ether daddr 02:12:34:56:78:9a drop",
+            "ether type arp arp saddr ip 10.9.0.1 drop",
+            "ether type arp arp daddr ip 10.9.0.1 drop",
+            "ether type ip udp dport { 67, 68 } drop",
+        ] {
+            assert!(bridge.contains(rule), "missing {rule:?} in {bridge}");
+        }
+        // Positive control: without VXLAN ports, no such chain.
+        let plain = ruleset(&[], &[], &[], &[], &fence(), Tracking::Stateful);
+        assert!(!plain.contains("overlay0"), "{plain}");
     }
 
     /// The fence of the tests: two overlapping management ranges.
@@ -428,6 +513,7 @@ mod tests {
                 ruleset(
                     &[n],
                     &ports,
+                    &[overlay_port()],
                     &[FloatingIpSpec {
                         ip: "203.0.113.10".parse().unwrap(),
                         fixed_ip: "10.9.0.5".parse().unwrap(),

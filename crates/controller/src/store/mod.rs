@@ -17,6 +17,7 @@ mod keypairs;
 mod leader_leases;
 pub mod migrations;
 pub mod networks;
+pub mod overlay;
 pub mod quotas;
 mod rows;
 pub mod security_groups;

@@ -190,6 +190,7 @@ mod images;
 mod iso;
 mod leader_leases;
 mod legacy_runner;
+mod overlay;
 mod quotas;
 mod resource_limits;
 mod schema;
@@ -301,6 +302,7 @@ fn register(name: &str, vcpus: u64) -> RegisterHost {
         disk_gib: 500,
         accel: Accelerator::Tcg,
         addressing: None,
+        tunnel_ip: None,
     }
 }
 
