@@ -503,6 +503,26 @@ impl MultiHost {
         upload_tiny_image_to(API, &self.cli_config());
     }
 
+    /// Generates a key pair `name` as the logged-in user; returns the path
+    /// of its private key (0600).
+    pub async fn keypair(&self, name: &str) -> PathBuf {
+        let (s, kp) = self
+            .call(Method::POST, "/v1/keypairs", Some(json!({"name": name})))
+            .await;
+        assert_eq!(s, StatusCode::CREATED, "{kp}");
+        let key = self.controller_path().join(format!("{name}.pem"));
+        std::fs::write(&key, kp["private_key"].as_str().expect("private key")).expect("key file");
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600)).expect("chmod");
+        key
+    }
+
+    /// Runs `command` in a guest at `ip` over ssh from host `i` (where the
+    /// guest runs: its bridge has the gateway address).
+    pub fn ssh(&self, i: usize, key: &Path, ip: &str, command: &str) -> Output {
+        super::guest::ssh(Some(self.ns(i)), key, ip, command)
+    }
+
     /// Creates a server (must be accepted); returns its id and the answer.
     pub async fn create_server(&self, body: Value) -> (String, Value) {
         let (s, server) = self.call(Method::POST, "/v1/servers", Some(body)).await;

@@ -204,6 +204,14 @@ pub async fn probe_tracking() -> Tracking {
     }
 }
 
+/// The match of traffic routed out of the host, which NAT applies to. Where
+/// `br_netfilter` passes bridged frames through the IP hooks too
+/// (`net.bridge.bridge-nf-call-iptables = 1`), a frame between two guests
+/// of a network shows its bridge port (a TAP or VXLAN device) as output
+/// interface: it must not be NATed (masquerading to a port without an
+/// address drops it).
+const LEAVES_HOST: &str = r#"oifname != "nbr-*" oifname != "ntap-*" oifname != "nvx-*""#;
+
 fn inet_table(networks: &[NetworkSpec], floating: &[FloatingIpSpec], fence: &Fence) -> String {
     let metadata_port = fence.metadata_port;
     // Metadata requests from guests go to the service on the gateway
@@ -226,7 +234,7 @@ fn inet_table(networks: &[NetworkSpec], floating: &[FloatingIpSpec], fence: &Fen
             f.ip, f.fixed_ip
         ));
         nat.push_str(&format!(
-            "        ip saddr {} oifname != \"{BRIDGE_PREFIX}*\" snat ip to {}\n",
+            "        ip saddr {} {LEAVES_HOST} snat ip to {}\n",
             f.fixed_ip, f.ip
         ));
     }
@@ -234,7 +242,7 @@ fn inet_table(networks: &[NetworkSpec], floating: &[FloatingIpSpec], fence: &Fen
         // Outbound NAT: instance traffic leaving through anything but an
         // instance bridge takes the host's address.
         nat.push_str(&format!(
-            "        ip saddr {} oifname != \"{BRIDGE_PREFIX}*\" masquerade\n",
+            "        ip saddr {} {LEAVES_HOST} masquerade\n",
             n.cidr
         ));
     }
@@ -242,8 +250,20 @@ fn inet_table(networks: &[NetworkSpec], floating: &[FloatingIpSpec], fence: &Fen
         "        tcp dport {metadata_port} iifname != \"{BRIDGE_PREFIX}*\" drop\n{}",
         fence.input_rules()
     );
+    // Where `br_netfilter` passes bridged frames through the IP hooks, a
+    // frame between two guests of one network (or a guest and its VXLAN
+    // port) shows that network's bridge as both interfaces: it is switched,
+    // not routed, and the bridge table has filtered it already.
+    let switched: String = networks
+        .iter()
+        .map(|n| {
+            let bridge = super::switch::bridge_name(n);
+            format!("        iifname \"{bridge}\" oifname \"{bridge}\" accept\n")
+        })
+        .collect();
     let forward = format!(
-        "        # Networks are isolated from each other: nothing is routed between bridges.\n\
+        "{switched}\
+         \x20       # Networks are isolated from each other: nothing is routed between bridges.\n\
          \x20       iifname \"{BRIDGE_PREFIX}*\" oifname \"{BRIDGE_PREFIX}*\" drop\n{}",
         fence.forward_rules()
     );
@@ -364,7 +384,7 @@ mod tests {
             fixed_ip: "10.9.0.5".parse().unwrap(),
         };
         let r = ruleset(
-            &[n],
+            &[n.clone()],
             &[port],
             &[overlay_port()],
             &[fip],
@@ -374,14 +394,20 @@ mod tests {
         assert!(r.contains("ip daddr 169.254.169.254 tcp dport 80 redirect to :8775"));
         assert!(r.contains("tcp dport 8775 iifname != \"nbr-*\" drop"));
         assert!(r.contains("ip daddr 203.0.113.10 dnat ip to 10.9.0.5"));
-        assert!(r.contains("ip saddr 10.9.0.5 oifname != \"nbr-*\" snat ip to 203.0.113.10"));
+        assert!(r.contains(&format!("ip saddr 10.9.0.5 {LEAVES_HOST} snat ip to 203.0.113.10")));
         assert!(
             r.find("snat ip to").unwrap() < r.find("masquerade").unwrap(),
             "1:1 NAT before masquerade"
         );
-        assert!(r.contains("ip saddr 10.9.0.0/24 oifname != \"nbr-*\" masquerade"));
+        assert!(r.contains(&format!("ip saddr 10.9.0.0/24 {LEAVES_HOST} masquerade")));
         assert!(r.starts_with("table inet nubis\ndelete table inet nubis\n"));
         assert!(r.contains("iifname \"nbr-*\" oifname \"nbr-*\" drop"));
+        let own = super::super::switch::bridge_name(&n);
+        let switched = format!("iifname \"{own}\" oifname \"{own}\" accept");
+        assert!(
+            r.find(&switched).unwrap() < r.find("oifname \"nbr-*\" drop").unwrap(),
+            "a network's own switched frames pass before the isolation drop: {r}"
+        );
         assert!(r.contains("iifname \"ntap-12345678\" jump from0"));
         assert!(r.contains("oifname \"ntap-12345678\" jump to0"));
         assert!(r.contains("ether type ip tcp dport 22 accept"), "{r}");
