@@ -98,7 +98,9 @@ fn servers_of_one_network_on_different_hosts_reach_each_other_over_vxlan() {
             .create_server(json!({"name": "a1", "image": "tiny", "flavor": "tiny",
                 "key_name": "ka", "networks": [{"network": "lan", "fixed_ip": "10.81.0.11"}]}))
             .await;
-        cloud.create_user_and_login("bob", "bob-password", false).await;
+        cloud
+            .create_user_and_login("bob", "bob-password", false)
+            .await;
         cloud.upload_tiny_image();
         let kb = cloud.keypair("kb").await;
         network(&cloud, "blan", "10.82.0.0/24").await;
@@ -158,7 +160,11 @@ fn servers_of_one_network_on_different_hosts_reach_each_other_over_vxlan() {
         let third = (0..3).find(|i| *i != h1 && *i != h2).unwrap();
         assert!(links(&cloud, h1).contains(&device), "{}", links(&cloud, h1));
         assert!(links(&cloud, h2).contains(&device));
-        assert!(!links(&cloud, third).contains(&device), "{}", links(&cloud, third));
+        assert!(
+            !links(&cloud, third).contains(&device),
+            "{}",
+            links(&cloud, third)
+        );
         let fdb = cloud.run_on(h1, "bridge", &["fdb", "show", "dev", &device]);
         let fdb = String::from_utf8_lossy(&fdb.stdout).into_owned();
         assert!(
@@ -185,7 +191,9 @@ fn servers_of_one_network_on_different_hosts_reach_each_other_over_vxlan() {
         // while its own gateway answers it.
         cloud.login("bob", "bob-password").await;
         cloud.wait_status(&b1, "running", BOOT).await;
-        cloud.wait_console(&b1, "nubis-tiny: sshd ready", BOOT).await;
+        cloud
+            .wait_console(&b1, "nubis-tiny: sshd ready", BOOT)
+            .await;
         let hb = cloud.host_holding(&b1).expect("b1 is on a host");
         let own = cloud.ssh(hb, &kb, "10.82.0.21", "ping -c 2 -W 2 10.82.0.1");
         assert!(own.status.success(), "b1 cannot ping its gateway: {own:?}");
@@ -233,9 +241,17 @@ fn diagnose(cloud: &multihost::MultiHost, hosts: &[usize]) -> String {
         let log = cloud.hosts[i].log();
         let interesting: Vec<&str> = log
             .lines()
-            .filter(|l| l.contains("WARN") || l.contains("ERROR") || l.contains("VXLAN") || l.contains("tunnel"))
+            .filter(|l| {
+                l.contains("WARN")
+                    || l.contains("ERROR")
+                    || l.contains("VXLAN")
+                    || l.contains("tunnel")
+            })
             .collect();
-        out.push_str(&format!("== host {i} agent log\n{}\n", interesting.join("\n")));
+        out.push_str(&format!(
+            "== host {i} agent log\n{}\n",
+            interesting.join("\n")
+        ));
     }
     out
 }

@@ -384,7 +384,7 @@ mod tests {
             fixed_ip: "10.9.0.5".parse().unwrap(),
         };
         let r = ruleset(
-            &[n.clone()],
+            std::slice::from_ref(&n),
             &[port],
             &[overlay_port()],
             &[fip],
@@ -394,7 +394,9 @@ mod tests {
         assert!(r.contains("ip daddr 169.254.169.254 tcp dport 80 redirect to :8775"));
         assert!(r.contains("tcp dport 8775 iifname != \"nbr-*\" drop"));
         assert!(r.contains("ip daddr 203.0.113.10 dnat ip to 10.9.0.5"));
-        assert!(r.contains(&format!("ip saddr 10.9.0.5 {LEAVES_HOST} snat ip to 203.0.113.10")));
+        assert!(r.contains(&format!(
+            "ip saddr 10.9.0.5 {LEAVES_HOST} snat ip to 203.0.113.10"
+        )));
         assert!(
             r.find("snat ip to").unwrap() < r.find("masquerade").unwrap(),
             "1:1 NAT before masquerade"

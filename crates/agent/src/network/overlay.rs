@@ -90,11 +90,14 @@ pub fn wanted_fdb(overlay: &Overlay) -> BTreeSet<(String, Ipv4Addr)> {
     entries
 }
 
+/// A VXLAN FDB entry: a MAC (all zeros: any) and the peer it is sent to.
+pub type FdbEntry = (String, Ipv4Addr);
+
 /// What to add and what to remove to turn `present` into `wanted`.
 pub fn fdb_changes(
-    present: &BTreeSet<(String, Ipv4Addr)>,
-    wanted: &BTreeSet<(String, Ipv4Addr)>,
-) -> (Vec<(String, Ipv4Addr)>, Vec<(String, Ipv4Addr)>) {
+    present: &BTreeSet<FdbEntry>,
+    wanted: &BTreeSet<FdbEntry>,
+) -> (Vec<FdbEntry>, Vec<FdbEntry>) {
     (
         wanted.difference(present).cloned().collect(),
         present.difference(wanted).cloned().collect(),

@@ -153,14 +153,14 @@ async fn host_desired_state(state: &AppState, host: HostId) -> ApiResult<Desired
         if server.deleting {
             continue;
         }
-        let disk_image = image_ref(&state, &mut images, server.image).await?;
+        let disk_image = image_ref(state, &mut images, server.image).await?;
         let image = images[&server.image].clone();
         let kernel = match image.kernel {
-            Some(id) => Some(image_ref(&state, &mut images, id).await?),
+            Some(id) => Some(image_ref(state, &mut images, id).await?),
             None => None,
         };
         let initrd = match image.initrd {
-            Some(id) => Some(image_ref(&state, &mut images, id).await?),
+            Some(id) => Some(image_ref(state, &mut images, id).await?),
             None => None,
         };
         let mut nics = Vec::new();
@@ -263,7 +263,7 @@ async fn host_desired_state(state: &AppState, host: HostId) -> ApiResult<Desired
         .into_iter()
         .map(|(ip, fixed_ip)| FloatingIpSpec { ip, fixed_ip })
         .collect();
-    let security_groups = group_specs(&state, &instances).await?;
+    let security_groups = group_specs(state, &instances).await?;
     Ok(DesiredState {
         revision: 0,
         instances,
