@@ -38,6 +38,7 @@ mod openapi;
 mod portal_headers;
 mod quotas;
 mod resource_limits;
+mod revisions;
 mod routing;
 mod servers;
 mod terms;
