@@ -76,12 +76,17 @@ pub async fn register(
         .await
         .map_err(cluster_error)?;
     let host = state.store.register_host(&req).await?;
-    state
-        .store
-        .set_host_tunnel_ip(host.id, req.tunnel_ip)
-        .await?;
-    // Its peers' desired state names its tunnel address.
-    state.desired_state_changed();
+    let before = state.store.host_tunnel_ip(host.id).await?;
+    if before != req.tunnel_ip {
+        state
+            .store
+            .set_host_tunnel_ip(host.id, req.tunnel_ip)
+            .await?;
+        // Its peers' desired states name its tunnel address. Only then: a
+        // registration wakes every long poll (thousands of hosts starting
+        // at once must not wake each other).
+        state.desired_state_changed();
+    }
     tracing::info!(host = %host.name, id = %host.id, url = %host.url, tunnel_ip = ?req.tunnel_ip, "host registered");
     Ok(Json(host))
 }
