@@ -625,6 +625,13 @@ impl Drop for MultiHost {
             }
             drop(Reaper(host.data_dir.path().to_string_lossy().into_owned()));
         }
+        // Directories given to the agents (a shared instance store) may hold
+        // instances too: their QEMUs mention those paths, not a data dir.
+        for arg in &self.options.agent_args {
+            if arg.starts_with('/') && Path::new(arg).is_dir() {
+                drop(Reaper(arg.clone()));
+            }
+        }
         self.kill_controller();
         drop(Reaper(
             self.controller_path().to_string_lossy().into_owned(),
