@@ -628,8 +628,10 @@ impl Drop for MultiHost {
         // Directories given to the agents (a shared instance store) may hold
         // instances too: their QEMUs mention those paths, not a data dir.
         for arg in &self.options.agent_args {
-            if arg.starts_with('/') && Path::new(arg).is_dir() {
-                drop(Reaper(arg.clone()));
+            // `/dir` or `--flag=/dir`.
+            let path = arg.rsplit('=').next().unwrap_or(arg);
+            if path.starts_with('/') && Path::new(path).is_dir() {
+                drop(Reaper(path.to_owned()));
             }
         }
         self.kill_controller();
