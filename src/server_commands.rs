@@ -242,6 +242,11 @@ pub struct AgentOnlyArgs {
     /// newer half (so it never exceeds this).
     #[arg(long, default_value_t = nubis_agent::serial_log::ROTATE_AT >> 20)]
     pub console_log_mib: u64,
+    /// This host's underlay address, where other hosts send the VXLAN
+    /// traffic of networks spanning hosts. Default: the source address of
+    /// the route to the controller (none when that is a loopback address).
+    #[arg(long)]
+    pub tunnel_ip: Option<std::net::Ipv4Addr>,
 }
 
 #[derive(Args, Debug, Clone)]
@@ -409,6 +414,7 @@ fn agent_config(
         image_cache_gib: args.image_cache_gib,
         console_log_mib: args.console_log_mib,
         join_token,
+        tunnel_ip: args.tunnel_ip,
     })
 }
 

@@ -64,6 +64,9 @@ pub struct AgentConfig {
     /// A join token (`nubis admin join-token`), used only if this host has
     /// no credentials yet in its data dir.
     pub join_token: Option<String>,
+    /// This host's underlay address for VXLAN (`--tunnel-ip`); default: the
+    /// source address of its route to the controller.
+    pub tunnel_ip: Option<std::net::Ipv4Addr>,
 }
 
 /// A registered agent whose background tasks (its API, the reconcile and
@@ -101,6 +104,9 @@ pub async fn start(config: AgentConfig) -> anyhow::Result<RunningAgent> {
     let accel = config.accel.unwrap_or_else(accel::detect);
     tracing::info!(?accel, "accelerator");
     let capacity = host_info::capacity(&config.data_dir);
+    let tunnel =
+        network::overlay::find_tunnel(config.tunnel_ip, &controller_host(&config.controller_url))
+            .await;
     let registration = RegisterHost {
         name: config.host_name.clone(),
         url: format!("https://{api_addr}"),
@@ -116,6 +122,7 @@ pub async fn start(config: AgentConfig) -> anyhow::Result<RunningAgent> {
             .inspect_err(|e| tracing::warn!(error = %format!("{e:#}"), "cannot read the host's addresses and routes"))
             .ok(),
         cpu_model: host_info::cpu_model(),
+        tunnel_ip: tunnel.map(|t| t.local),
     };
     let credentials = match HostCredentials::load(&config.data_dir)? {
         Some(credentials) => credentials,
@@ -166,7 +173,8 @@ pub async fn start(config: AgentConfig) -> anyhow::Result<RunningAgent> {
         stop_timeout: config.stop_timeout,
         reports: reports::Reports::default(),
         networking: network::HostNetworking::new(layout.networks(), config.metadata_port)
-            .with_management_cidrs(config.management_cidrs.clone()),
+            .with_management_cidrs(config.management_cidrs.clone())
+            .with_tunnel(tunnel),
         metadata_service: true,
         console_log_bytes: config.console_log_mib.max(1) << 20,
         jails: jail::Jails::default(),
@@ -213,6 +221,16 @@ pub async fn start(config: AgentConfig) -> anyhow::Result<RunningAgent> {
         api_addr,
         tasks: vec![api_task, reconcile, report, metadata_task],
     })
+}
+
+/// The host (address or name) of the first controller URL, e.g.
+/// `172.31.0.1` of `https://172.31.0.1:8781,https://...`.
+fn controller_host(urls: &str) -> String {
+    let first = urls.split(',').next().unwrap_or_default().trim();
+    reqwest::Url::parse(first)
+        .ok()
+        .and_then(|u| u.host_str().map(|h| h.trim_matches(['[', ']']).to_owned()))
+        .unwrap_or_default()
 }
 
 /// Joins the cluster with the configured join token: a new key, a

@@ -7,6 +7,7 @@ use super::extract::{AgentCaller, ApiJson, ApiPath};
 use super::images::image_path;
 use super::AppState;
 use crate::cluster::{check_registration, ClusterError};
+use crate::store::overlay::peers_from_ports;
 use axum::body::Body;
 use axum::extract::{Query, State};
 use axum::http::{header, HeaderMap, StatusCode};
@@ -14,7 +15,7 @@ use axum::response::Response;
 use axum::Json;
 use nubis_api::agent::{
     DesiredState, DnsRecord, FloatingIpSpec, GuestConfig, Host, HostNetwork, HostReport, ImageRef,
-    InstanceSpec, NamedKey, NetworkSpec, NicSpec, RegisterHost, RuleRemote, RuleSpec,
+    InstanceSpec, NamedKey, NetworkSpec, NicSpec, Overlay, RegisterHost, RuleRemote, RuleSpec,
     SecurityGroupSpec,
 };
 use nubis_api::images::{Image, ImageFormat, ImageStatus};
@@ -75,7 +76,18 @@ pub async fn register(
         .await
         .map_err(cluster_error)?;
     let host = state.store.register_host(&req).await?;
-    tracing::info!(host = %host.name, id = %host.id, url = %host.url, "host registered");
+    let before = state.store.host_tunnel_ip(host.id).await?;
+    if before != req.tunnel_ip {
+        state
+            .store
+            .set_host_tunnel_ip(host.id, req.tunnel_ip)
+            .await?;
+        // Its peers' desired states name its tunnel address. Only then: a
+        // registration wakes every long poll (thousands of hosts starting
+        // at once must not wake each other).
+        state.desired_state_changed();
+    }
+    tracing::info!(host = %host.name, id = %host.id, url = %host.url, tunnel_ip = ?req.tunnel_ip, "host registered");
     Ok(Json(host))
 }
 
@@ -98,20 +110,47 @@ pub async fn desired(
     Query(q): Query<DesiredQuery>,
 ) -> ApiResult<Json<DesiredState>> {
     agent.require_host(host)?;
-    let mut rx = state.revision.subscribe();
-    if let Some(after) = q.after {
-        if *rx.borrow_and_update() == after {
-            let _ = tokio::time::timeout(state.timeouts.long_poll, rx.changed()).await;
-        }
-    }
-    // Read the revision before the state: a change racing with this read
-    // bumps the revision again, so the agent never misses it.
-    let revision = *rx.borrow();
+    // Subscribed before the state is read: a change racing with the read
+    // wakes the poll, so the agent never misses it.
+    let mut wakeup = state.wakeups.subscribe(host);
     state
         .store
         .touch_host(host)
         .await
         .map_err(ApiError::from_store("host"))?;
+    let deadline = tokio::time::Instant::now() + state.timeouts.long_poll;
+    loop {
+        let mut desired = host_desired_state(&state, host).await?;
+        desired.revision = fingerprint(&desired);
+        // A host's revision is its desired state's fingerprint: the poll
+        // answers when that changed, not at every change in the cloud.
+        if q.after != Some(desired.revision) {
+            return Ok(Json(desired));
+        }
+        if tokio::time::timeout_at(deadline, wakeup.changed())
+            .await
+            .is_err()
+        {
+            return Ok(Json(desired));
+        }
+    }
+}
+
+/// A fingerprint of a desired state (its revision left out): equal states
+/// give equal fingerprints, on every controller.
+fn fingerprint(desired: &DesiredState) -> u64 {
+    use sha2::Digest;
+    let json = serde_json::to_vec(&DesiredState {
+        revision: 0,
+        ..desired.clone()
+    })
+    .unwrap_or_default();
+    let digest = sha2::Sha256::digest(json);
+    u64::from_be_bytes(digest[..8].try_into().expect("8 bytes"))
+}
+
+/// What a host should run, with its networks' peers (revision 0).
+async fn host_desired_state(state: &AppState, host: HostId) -> ApiResult<DesiredState> {
     let mut images: HashMap<ImageId, Image> = HashMap::new();
     let mut networks: HashMap<NetworkId, (Network, NetworkSpec)> = HashMap::new();
     let mut instances = Vec::new();
@@ -119,14 +158,14 @@ pub async fn desired(
         if server.deleting {
             continue;
         }
-        let disk_image = image_ref(&state, &mut images, server.image).await?;
+        let disk_image = image_ref(state, &mut images, server.image).await?;
         let image = images[&server.image].clone();
         let kernel = match image.kernel {
-            Some(id) => Some(image_ref(&state, &mut images, id).await?),
+            Some(id) => Some(image_ref(state, &mut images, id).await?),
             None => None,
         };
         let initrd = match image.initrd {
-            Some(id) => Some(image_ref(&state, &mut images, id).await?),
+            Some(id) => Some(image_ref(state, &mut images, id).await?),
             None => None,
         };
         let mut nics = Vec::new();
@@ -194,8 +233,9 @@ pub async fn desired(
         });
     }
     let mut host_networks = Vec::new();
+    let own_tunnel = state.store.host_tunnel_ip(host).await?;
     for (network, spec) in networks.into_values() {
-        let dns = state
+        let mut dns: Vec<DnsRecord> = state
             .store
             .network_dns(network.id)
             .await?
@@ -205,7 +245,20 @@ pub async fn desired(
                 ip,
             })
             .collect();
-        host_networks.push(HostNetwork { spec, dns });
+        // A stable order keeps the state's fingerprint stable.
+        dns.sort_by(|a, b| (&a.name, a.ip).cmp(&(&b.name, b.ip)));
+        let overlay = Overlay {
+            vni: state.store.network_vni(network.id).await?,
+            peers: peers_from_ports(
+                state.store.network_remote_ports(network.id, host).await?,
+                own_tunnel,
+            ),
+        };
+        host_networks.push(HostNetwork {
+            spec,
+            dns,
+            overlay: Some(overlay),
+        });
     }
     host_networks.sort_by_key(|n| n.spec.id);
     let floating_ips = state
@@ -215,14 +268,14 @@ pub async fn desired(
         .into_iter()
         .map(|(ip, fixed_ip)| FloatingIpSpec { ip, fixed_ip })
         .collect();
-    let security_groups = group_specs(&state, &instances).await?;
-    Ok(Json(DesiredState {
-        revision,
+    let security_groups = group_specs(state, &instances).await?;
+    Ok(DesiredState {
+        revision: 0,
         instances,
         networks: host_networks,
         floating_ips,
         security_groups,
-    }))
+    })
 }
 
 /// The groups the instances use, with remote groups resolved to the
@@ -310,8 +363,9 @@ pub async fn report(
         .await?;
     // A guest that powered itself off, or a server that used up its traffic
     // quota, changes desired state too.
+    // Both concern only this host's instances.
     if !changes.is_empty() || report.instances.iter().any(|i| i.guest_shutdown) {
-        state.desired_state_changed();
+        state.desired_state_changed_on([host]);
     }
     Ok(StatusCode::NO_CONTENT)
 }

@@ -22,6 +22,7 @@ mod servers;
 pub mod timeouts;
 mod usage_records;
 mod users;
+pub mod wakeups;
 
 use crate::store::Store;
 use axum::extract::DefaultBodyLimit;
@@ -47,8 +48,11 @@ pub struct AppState {
     /// The cluster CA, this controller's certificate, and the mutual-TLS
     /// clients for calls to agents (console logs, VNC).
     pub cluster: Arc<crate::cluster::Cluster>,
-    /// Raised whenever desired state changes, to wake long-polling agents.
+    /// Raised whenever desired state changes anywhere (console sessions
+    /// watch it to notice their server going away).
     pub revision: Arc<watch::Sender<u64>>,
+    /// What wakes agents' long polls: their own host's changes or everyone's.
+    pub wakeups: Arc<wakeups::HostWakeups>,
     pub token_ttl: Duration,
     pub max_image_bytes: u64,
     /// The zone server names live in: `<server>.<project>.<zone>`.
@@ -87,6 +91,21 @@ impl AppState {
     /// PostgreSQL database through `peer_changes`.
     pub fn desired_state_changed(&self) {
         self.wake_long_polls();
+        self.announce_to_peers();
+    }
+
+    /// Like [`Self::desired_state_changed`] for a change that concerns only
+    /// the desired state of `hosts` (e.g. a server's power on its host):
+    /// only their long polls are woken here. Other controllers are told as
+    /// for any change (their polls recompute, and answer only if changed).
+    pub fn desired_state_changed_on(&self, hosts: impl IntoIterator<Item = nubis_api::HostId>) {
+        self.revision.send_modify(|r| *r += 1);
+        self.wakeups.wake(hosts);
+        self.announce_to_peers();
+    }
+
+    /// Tells controllers on the same PostgreSQL database (see `peer_changes`).
+    fn announce_to_peers(&self) {
         if self.store.backend() == crate::store::Backend::Postgres {
             let store = self.store.clone();
             tokio::spawn(async move {
@@ -102,6 +121,7 @@ impl AppState {
     /// watching their server) without telling other controllers.
     pub fn wake_long_polls(&self) {
         self.revision.send_modify(|r| *r += 1);
+        self.wakeups.wake_all();
     }
 }
 

@@ -190,7 +190,7 @@ async fn set_power(
         .set_power_at(caller.user.project, id, power, state.clock.now())
         .await
         .map_err(ApiError::from_store("server"))?;
-    state.desired_state_changed();
+    state.desired_state_changed_on(record.host);
     Ok((
         StatusCode::ACCEPTED,
         Json(present_one(state, record).await?),
@@ -219,7 +219,7 @@ pub async fn reboot(
         .request_reboot(caller.user.project, id)
         .await
         .map_err(ApiError::from_store("server"))?;
-    state.desired_state_changed();
+    state.desired_state_changed_on(record.host);
     Ok((
         StatusCode::ACCEPTED,
         Json(present_one(&state, record).await?),
@@ -243,7 +243,7 @@ pub async fn eject(
         .eject_cdrom(caller.user.project, id)
         .await
         .map_err(ApiError::from_store("server"))?;
-    state.desired_state_changed();
+    state.desired_state_changed_on(record.host);
     Ok((
         StatusCode::ACCEPTED,
         Json(present_one(&state, record).await?),

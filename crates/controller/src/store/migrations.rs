@@ -52,6 +52,7 @@ migration_files!(
     "0011_audit_events",
     "0012_host_credentials",
     "0013_hosts_placement",
+    "0014_overlay",
 );
 
 /// The embedded migration files of one backend: (file stem, SQL).

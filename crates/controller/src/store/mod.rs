@@ -18,6 +18,7 @@ mod leader_leases;
 pub mod migrations;
 pub mod networks;
 pub mod placement;
+pub mod overlay;
 pub mod quotas;
 mod rows;
 pub mod security_groups;

@@ -40,6 +40,7 @@ mod placement;
 mod portal_headers;
 mod quotas;
 mod resource_limits;
+mod revisions;
 mod routing;
 mod servers;
 mod terms;

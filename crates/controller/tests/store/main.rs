@@ -190,6 +190,7 @@ mod images;
 mod iso;
 mod leader_leases;
 mod legacy_runner;
+mod overlay;
 mod quotas;
 mod resource_limits;
 mod schema;
@@ -302,6 +303,7 @@ fn register(name: &str, vcpus: u64) -> RegisterHost {
         accel: Accelerator::Tcg,
         addressing: None,
         cpu_model: None,
+        tunnel_ip: None,
     }
 }
 
