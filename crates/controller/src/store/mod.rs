@@ -16,6 +16,7 @@ pub mod images;
 mod keypairs;
 mod leader_leases;
 pub mod migrations;
+pub mod moves;
 pub mod networks;
 pub mod quotas;
 mod rows;
