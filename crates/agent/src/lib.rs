@@ -13,6 +13,7 @@ pub mod layout;
 pub mod local_instances;
 pub mod metadata;
 pub mod metering;
+pub mod moves;
 pub mod network;
 pub mod qemu;
 pub mod reconciler;
@@ -85,7 +86,15 @@ pub async fn start(config: AgentConfig) -> anyhow::Result<RunningAgent> {
         Ok(false) => {}
         Err(e) => tracing::warn!(error = %format!("{e:#}"), "cannot bring loopback up"),
     }
-    let layout = Layout::new(&config.data_dir);
+    let layout =
+        Layout::new(&config.data_dir).with_shared_store(config.shared_instance_store.clone());
+    let shared_store = match &config.shared_instance_store {
+        Some(path) => Some(
+            moves::shared_store::store_id(path)
+                .with_context(|| format!("--shared-instance-store {}", path.display()))?,
+        ),
+        None => None,
+    };
     for dir in [layout.images(), layout.instances()] {
         tokio::fs::create_dir_all(&dir)
             .await
@@ -118,14 +127,15 @@ pub async fn start(config: AgentConfig) -> anyhow::Result<RunningAgent> {
             .await
             .inspect_err(|e| tracing::warn!(error = %format!("{e:#}"), "cannot read the host's addresses and routes"))
             .ok(),
-        shared_store: None,
+        shared_store,
     };
     let credentials = match HostCredentials::load(&config.data_dir)? {
         Some(credentials) => credentials,
         None => join(&config, &registration).await?,
     };
     let client = ControllerClient::new(&config.controller_url, &credentials)?;
-    let app = api::router(layout.clone());
+    let departures = moves::Departures::default();
+    let app = api::router(layout.clone(), departures.clone());
     let api_tls = credentials.server_config()?;
     let api_socket = Arc::new(SharedListener::new(listener)?);
     let api_task = BackgroundTask::new("agent API", move || {
@@ -173,6 +183,10 @@ pub async fn start(config: AgentConfig) -> anyhow::Result<RunningAgent> {
         metadata_service: true,
         console_log_bytes: config.console_log_mib.max(1) << 20,
         jails: jail::Jails::default(),
+        moves: moves::MoveContext {
+            credentials: Some(Arc::new(credentials.clone())),
+            departures,
+        },
     };
     let actors = reconciler::Actors::default();
     let reconcile = {

@@ -342,13 +342,26 @@ pub async fn apply_report(
     report: &HostReport,
     now: DateTime<Utc>,
 ) -> Result<bool, MoveError> {
+    // Fencing is about servers placed elsewhere; a deleted server's QEMU
+    // stopped here is just its delete.
+    let placements = store.placements(&report.fenced).await?;
+    let fenced = report
+        .fenced
+        .iter()
+        .copied()
+        .filter(|id| {
+            placements
+                .get(id)
+                .is_some_and(|p| p.host.is_some() && p.host != Some(host) && !p.deleting)
+        })
+        .collect();
     let mut changed = store
         .record_host_leftovers(
             host,
             now,
             &HostLeftovers {
                 leftovers: report.leftovers.clone(),
-                fenced: report.fenced.clone(),
+                fenced,
             },
             host_name,
         )
