@@ -6,6 +6,7 @@ pub mod flavors;
 pub mod floating_ips;
 pub mod images;
 pub mod keypairs;
+pub mod moves;
 pub mod networks;
 pub mod nics;
 pub mod quotas;
