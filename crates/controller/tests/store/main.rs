@@ -190,6 +190,7 @@ mod images;
 mod iso;
 mod leader_leases;
 mod legacy_runner;
+mod moves;
 mod quotas;
 mod resource_limits;
 mod schema;
@@ -208,6 +209,7 @@ use images::*;
 use iso::*;
 use leader_leases::*;
 use schema::*;
+use moves::*;
 use servers::*;
 use terms::*;
 use usage::*;
@@ -225,6 +227,8 @@ store_tests!(
     images_create_and_activate,
     image_visibility,
     hosts_register_idempotently_by_name,
+    moves_raise_generations_and_fail_back,
+    leftovers_record_one_fenced_event,
     host_loads_sum_placed_servers,
     servers_are_scoped_by_project,
     server_names_with_one_dns_label_conflict,
