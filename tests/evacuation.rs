@@ -143,13 +143,13 @@ fn a_down_hosts_server_restarts_elsewhere_and_is_fenced_on_return() {
         })
         .await;
         cloud.wait_console(&id, "boot-count: 2", BOOT).await;
-        let (_, events) = cloud
-            .call(Method::GET, &format!("/v1/servers/{id}/events"), None)
-            .await;
-        assert!(
-            events.to_string().contains("\"fenced\""),
-            "a fenced event: {events}"
-        );
+        support::wait_for("a fenced event", BOOT, || async {
+            let (_, events) = cloud
+                .call(Method::GET, &format!("/v1/servers/{id}/events"), None)
+                .await;
+            events.to_string().contains("\"fenced\"").then_some(())
+        })
+        .await;
         // Released with the directory kept: host 1 uses it.
         support::wait_for("the leftover's release", BOOT, || async {
             (!cloud.hosts[home]

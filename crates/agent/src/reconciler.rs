@@ -200,6 +200,7 @@ pub async fn report_observed_state(
             tokio::time::sleep(Duration::from_secs(2)).await;
             continue;
         }
+        ctx.reports.reported(&report);
         if report.addressing.is_some() {
             addressing_read = Some(tokio::time::Instant::now());
         }

@@ -68,14 +68,27 @@ impl Reports {
         }
     }
 
-    /// Forgets everything about `id` (its files are gone).
+    /// Forgets everything about `id` (its files are gone) but a fencing
+    /// not yet reported (see [`Self::reported`]).
     pub fn forget(&self, id: ServerId) {
         if self.leftovers.lock().expect("poisoned").remove(&id) {
             self.changed.notify_one();
         }
         self.remove(id);
-        self.fenced.lock().expect("poisoned").remove(&id);
         self.set_move(id, None);
+    }
+
+    /// After `report` reached the controller: fencings it carried of
+    /// instances no longer held are done with (the controller recorded
+    /// them; a release may come before the report that says so).
+    pub fn reported(&self, report: &HostReport) {
+        let leftovers = self.leftovers.lock().expect("poisoned");
+        let mut fenced = self.fenced.lock().expect("poisoned");
+        for id in &report.fenced {
+            if !leftovers.contains(id) {
+                fenced.remove(id);
+            }
+        }
     }
 
     /// The full report of this host.

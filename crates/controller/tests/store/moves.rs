@@ -24,13 +24,24 @@ pub(crate) async fn moves_raise_generations_and_fail_back(db: &Db) {
     let w = world(db).await;
     let b = host(db, "host-b").await;
     let now = Utc::now();
-    assert_eq!(generation(db, w.server).await, 1, "a new server's first placement");
+    assert_eq!(
+        generation(db, w.server).await,
+        1,
+        "a new server's first placement"
+    );
 
-    let m = db.start_move(&cold(w.server, w.host, b), now).await.unwrap();
+    let m = db
+        .start_move(&cold(w.server, w.host, b), now)
+        .await
+        .unwrap();
     assert_eq!(m.generation, 2);
     assert_eq!(m.migration.state, MigrationState::Running);
     let placed = db.placements(&[w.server]).await.unwrap()[&w.server].clone();
-    assert_eq!((placed.host, placed.generation), (Some(b), 2), "on the target at once");
+    assert_eq!(
+        (placed.host, placed.generation),
+        (Some(b), 2),
+        "on the target at once"
+    );
     assert_eq!(db.running_moves_of_host(w.host).await.unwrap().len(), 1);
     assert_eq!(db.running_moves_of_host(b).await.unwrap().len(), 1);
 
@@ -42,7 +53,11 @@ pub(crate) async fn moves_raise_generations_and_fail_back(db: &Db) {
         matches!(&twice, Err(StoreError::Conflict(m)) if m.contains("already moving")),
         "{twice:?}"
     );
-    assert_eq!(generation(db, w.server).await, 2, "the refused move left no trace");
+    assert_eq!(
+        generation(db, w.server).await,
+        2,
+        "the refused move left no trace"
+    );
 
     assert!(db
         .finish_move(m.migration.id, now, None, (EventKind::Migrated, "done"))
@@ -57,9 +72,15 @@ pub(crate) async fn moves_raise_generations_and_fail_back(db: &Db) {
     assert!(db.running_moves_of_host(b).await.unwrap().is_empty());
 
     // A failed move puts the server back on its source, a new generation.
-    let back = db.start_move(&cold(w.server, b, w.host), now).await.unwrap();
+    let back = db
+        .start_move(&cold(w.server, b, w.host), now)
+        .await
+        .unwrap();
     assert_eq!(back.generation, 3);
-    assert!(db.fail_move(back.migration.id, now, "target died", false).await.unwrap());
+    assert!(db
+        .fail_move(back.migration.id, now, "target died", false)
+        .await
+        .unwrap());
     let placed = db.placements(&[w.server]).await.unwrap()[&w.server].clone();
     assert_eq!((placed.host, placed.generation), (Some(b), 4));
 
@@ -92,9 +113,14 @@ pub(crate) async fn leftovers_record_one_fenced_event(db: &Db) {
         leftovers: vec![w.server],
         fenced: vec![w.server],
     };
-    assert!(db.record_host_leftovers(w.host, now, &report, "host-a").await.unwrap());
+    assert!(db
+        .record_host_leftovers(w.host, now, &report, "host-a")
+        .await
+        .unwrap());
     assert!(
-        !db.record_host_leftovers(w.host, now, &report, "host-a").await.unwrap(),
+        !db.record_host_leftovers(w.host, now, &report, "host-a")
+            .await
+            .unwrap(),
         "the same report changes nothing"
     );
     assert_eq!(db.host_leftovers(w.host).await.unwrap(), vec![w.server]);
@@ -111,7 +137,9 @@ pub(crate) async fn leftovers_record_one_fenced_event(db: &Db) {
         .await
         .unwrap());
     assert!(db.host_leftovers(w.host).await.unwrap().is_empty());
-    db.set_host_shared_store(w.host, Some("store-1")).await.unwrap();
+    db.set_host_shared_store(w.host, Some("store-1"))
+        .await
+        .unwrap();
     assert_eq!(
         db.host_shared_stores().await.unwrap()[&w.host].as_deref(),
         Some("store-1")
