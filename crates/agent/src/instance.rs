@@ -116,6 +116,11 @@ async fn run(
     mut spec_rx: watch::Receiver<Desire>,
 ) {
     let mut state = load_state(&files).await;
+    // A leftover found at start is fenced before anything connects to it:
+    // its sockets may be another host's by now (a shared store).
+    if *spec_rx.borrow() == Desire::Hold && crate::moves::leftovers::fence(id, None).await {
+        ctx.reports.set_fenced(id);
+    }
     let mut vm = adopt(id, &files, ctx.console_log_bytes).await;
     loop {
         let desire = spec_rx.borrow_and_update().clone();
