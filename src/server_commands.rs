@@ -127,6 +127,11 @@ pub struct ControllerArgs {
     pub pools: TenantPoolArgs,
     #[command(flatten)]
     pub placement: PlacementArgs,
+    /// Evacuate a host that has been down (silent) this many seconds:
+    /// its servers restart on other hosts (from a shared instance store
+    /// with their data, else rebuilt from their image). Off by default.
+    #[arg(long, value_name = "SECONDS")]
+    pub auto_evacuate: Option<u64>,
 }
 
 /// `--placement spread|pack`.
@@ -247,6 +252,11 @@ pub struct AgentOnlyArgs {
     /// the route to the controller (none when that is a loopback address).
     #[arg(long)]
     pub tunnel_ip: Option<std::net::Ipv4Addr>,
+    /// A directory every host that shares it has mounted at this path
+    /// (NFS, CephFS...): instance directories live there, so moving or
+    /// evacuating a server between such hosts copies nothing.
+    #[arg(long, value_name = "PATH")]
+    pub shared_instance_store: Option<PathBuf>,
 }
 
 #[derive(Args, Debug, Clone)]
@@ -381,6 +391,7 @@ fn controller_config(
             _ => None,
         },
         placement: args.placement.settings()?,
+        auto_evacuate: args.auto_evacuate.map(Duration::from_secs),
     })
 }
 
@@ -415,6 +426,7 @@ fn agent_config(
         console_log_mib: args.console_log_mib,
         join_token,
         tunnel_ip: args.tunnel_ip,
+        shared_instance_store: args.shared_instance_store.clone(),
     })
 }
 

@@ -68,6 +68,8 @@ pub struct Options {
     pub controller_args: Vec<String>,
     /// Extra `nubis agent` arguments, for every host.
     pub agent_args: Vec<String>,
+    /// Extra `nubis agent` arguments of host `i` (index `i`; absent: none).
+    pub host_agent_args: Vec<Vec<String>>,
 }
 
 impl Options {
@@ -347,7 +349,14 @@ impl MultiHost {
 
     /// Starts (again) host `i`'s agent; its guests keep their state.
     pub fn start_agent(&mut self, i: usize) {
-        let extra = self.options.agent_args.clone();
+        let mut extra = self.options.agent_args.clone();
+        extra.extend(
+            self.options
+                .host_agent_args
+                .get(i)
+                .cloned()
+                .unwrap_or_default(),
+        );
         let host = &mut self.hosts[i];
         assert!(host.agent.is_none(), "the agent of {} runs", host.name);
         let log = std::fs::OpenOptions::new()

@@ -13,6 +13,7 @@ pub mod layout;
 pub mod local_instances;
 pub mod metadata;
 pub mod metering;
+pub mod moves;
 pub mod network;
 pub mod qemu;
 pub mod reconciler;
@@ -67,6 +68,9 @@ pub struct AgentConfig {
     /// This host's underlay address for VXLAN (`--tunnel-ip`); default: the
     /// source address of its route to the controller.
     pub tunnel_ip: Option<std::net::Ipv4Addr>,
+    /// `--shared-instance-store PATH`: instance directories live under
+    /// PATH (shared with other hosts) rather than in the data dir.
+    pub shared_instance_store: Option<PathBuf>,
 }
 
 /// A registered agent whose background tasks (its API, the reconcile and
@@ -85,7 +89,15 @@ pub async fn start(config: AgentConfig) -> anyhow::Result<RunningAgent> {
         Ok(false) => {}
         Err(e) => tracing::warn!(error = %format!("{e:#}"), "cannot bring loopback up"),
     }
-    let layout = Layout::new(&config.data_dir);
+    let layout =
+        Layout::new(&config.data_dir).with_shared_store(config.shared_instance_store.clone());
+    let shared_store = match &config.shared_instance_store {
+        Some(path) => Some(
+            moves::shared_store::store_id(path)
+                .with_context(|| format!("--shared-instance-store {}", path.display()))?,
+        ),
+        None => None,
+    };
     for dir in [layout.images(), layout.instances()] {
         tokio::fs::create_dir_all(&dir)
             .await
@@ -123,13 +135,15 @@ pub async fn start(config: AgentConfig) -> anyhow::Result<RunningAgent> {
             .ok(),
         cpu_model: host_info::cpu_model(),
         tunnel_ip: tunnel.map(|t| t.local),
+        shared_store,
     };
     let credentials = match HostCredentials::load(&config.data_dir)? {
         Some(credentials) => credentials,
         None => join(&config, &registration).await?,
     };
     let client = ControllerClient::new(&config.controller_url, &credentials)?;
-    let app = api::router(layout.clone());
+    let departures = moves::Departures::default();
+    let app = api::router(layout.clone(), departures.clone());
     let api_tls = credentials.server_config()?;
     let api_socket = Arc::new(SharedListener::new(listener)?);
     let api_task = BackgroundTask::new("agent API", move || {
@@ -178,6 +192,10 @@ pub async fn start(config: AgentConfig) -> anyhow::Result<RunningAgent> {
         metadata_service: true,
         console_log_bytes: config.console_log_mib.max(1) << 20,
         jails: jail::Jails::default(),
+        moves: moves::MoveContext {
+            credentials: Some(Arc::new(credentials.clone())),
+            departures,
+        },
     };
     let actors = reconciler::Actors::default();
     let reconcile = {

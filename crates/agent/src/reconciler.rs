@@ -2,11 +2,11 @@
 //! actor per instance, remove whatever is not desired, report what is seen.
 
 use crate::controller_client::ControllerClient;
-use crate::instance::{self, InstanceContext, InstanceHandle};
+use crate::instance::{self, Desire, InstanceContext, InstanceHandle};
 use crate::layout::Layout;
 use nubis_api::agent::DesiredState;
 use nubis_api::{HostId, ServerId};
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::time::Duration;
 
 /// The instance actors, kept across restarts of [`follow_desired_state`] so
@@ -80,8 +80,41 @@ pub async fn follow_desired_state(
     }
 }
 
-/// Hands every actor its spec; instances not desired (including leftovers on
-/// disk from before a crash) get an actor told to remove them.
+/// What the reconciler wants of each instance it knows: desired ones run,
+/// departing ones keep their files, released ones go, and every other
+/// instance on the host is held (fenced, files kept) until released.
+pub fn desires(
+    desired: &DesiredState,
+    present: &[ServerId],
+    running_actors: impl IntoIterator<Item = ServerId>,
+) -> HashMap<ServerId, Desire> {
+    let mut out: HashMap<ServerId, Desire> = HashMap::new();
+    for id in present.iter().copied().chain(running_actors) {
+        out.insert(id, Desire::Hold);
+    }
+    for released in &desired.released {
+        if out.contains_key(&released.id) {
+            out.insert(
+                released.id,
+                Desire::Remove {
+                    keep_disk: released.keep_disk,
+                },
+            );
+        }
+    }
+    for departure in &desired.departures {
+        if out.contains_key(&departure.id) {
+            out.insert(departure.id, Desire::Depart(departure.clone()));
+        }
+    }
+    for spec in &desired.instances {
+        out.insert(spec.id, Desire::Run(Box::new(spec.clone())));
+    }
+    out
+}
+
+/// Hands every actor what is wanted of its instance, starting actors for
+/// instances that have none.
 fn apply(
     desired: &DesiredState,
     actors: &mut HashMap<ServerId, InstanceHandle>,
@@ -89,48 +122,51 @@ fn apply(
     ctx: &InstanceContext,
 ) {
     actors.retain(|_, a| !a.task.is_finished());
-    let wanted: HashSet<ServerId> = desired.instances.iter().map(|s| s.id).collect();
-    for spec in &desired.instances {
-        match actors.get(&spec.id) {
+    let present = layout.present_instances();
+    let wants = desires(desired, &present, actors.keys().copied());
+    ctx.moves.departures.update(&desired.departures);
+    ctx.reports.set_leftovers(
+        wants
+            .iter()
+            .filter(|(_, d)| matches!(d, Desire::Hold | Desire::Remove { .. }))
+            .map(|(id, _)| *id),
+    );
+    for (id, desire) in wants {
+        if let Desire::Run(_) = &desire {
+            if let Err(e) = layout.claim(id) {
+                tracing::warn!(instance = %id, error = %e, "cannot claim the instance in the shared store");
+                continue;
+            }
+        }
+        if let Desire::Remove { .. } = &desire {
+            // Before the files go: a claim without files is harmless, a
+            // shared directory without a claim is nobody's.
+            tracing::info!(instance = %id, "released by the controller; removing");
+            layout.unclaim(id);
+        }
+        match actors.get(&id) {
             Some(actor) => {
                 actor.spec.send_if_modified(|current| {
-                    let changed = current.as_ref() != Some(spec);
+                    let changed = *current != desire;
                     if changed {
-                        *current = Some(spec.clone());
+                        *current = desire.clone();
                     }
                     changed
                 });
             }
             None => {
-                let files = layout.instance(spec.id);
+                if desire == Desire::Hold {
+                    tracing::info!(instance = %id, "instance is no longer this host's; holding it until released");
+                }
                 actors.insert(
-                    spec.id,
-                    instance::spawn(spec.id, files, ctx.clone(), Some(spec.clone())),
+                    id,
+                    instance::spawn(id, layout.instance(id), ctx.clone(), desire),
                 );
             }
         }
     }
-    for (id, actor) in actors.iter() {
-        if !wanted.contains(id) {
-            actor
-                .spec
-                .send_if_modified(|current| current.take().is_some());
-        }
-    }
-    for id in layout.present_instances() {
-        if !wanted.contains(&id) && !actors.contains_key(&id) {
-            tracing::info!(instance = %id, "removing instance that is no longer desired");
-            actors.insert(
-                id,
-                instance::spawn(id, layout.instance(id), ctx.clone(), None),
-            );
-        }
-    }
 }
 
-/// Sends the host's full report, with the traffic counters of its NICs,
-/// whenever an observation changes and at least every `interval` (a
-/// heartbeat and the metering period).
 pub async fn report_observed_state(
     client: ControllerClient,
     host: HostId,
@@ -164,6 +200,7 @@ pub async fn report_observed_state(
             tokio::time::sleep(Duration::from_secs(2)).await;
             continue;
         }
+        ctx.reports.reported(&report);
         if report.addressing.is_some() {
             addressing_read = Some(tokio::time::Instant::now());
         }
@@ -176,3 +213,6 @@ pub async fn report_observed_state(
         .await;
     }
 }
+
+#[cfg(test)]
+mod desire_tests;

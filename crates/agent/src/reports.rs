@@ -1,7 +1,7 @@
 //! What the agent last observed of each instance, shared between the
 //! instance actors (writers) and the reporter (reader).
 
-use nubis_api::agent::{HostReport, InstanceReport};
+use nubis_api::agent::{HostReport, InstanceReport, MoveReport};
 use nubis_api::ServerId;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -11,6 +11,12 @@ use tokio::sync::Notify;
 #[derive(Clone, Default)]
 pub struct Reports {
     map: Arc<Mutex<HashMap<ServerId, InstanceReport>>>,
+    /// Leftovers whose QEMU this agent stopped (fencing).
+    fenced: Arc<Mutex<std::collections::BTreeSet<ServerId>>>,
+    /// Moves under way (one end each).
+    moves: Arc<Mutex<HashMap<ServerId, MoveReport>>>,
+    /// Instances held until released (see [`crate::moves::leftovers`]).
+    leftovers: Arc<Mutex<std::collections::BTreeSet<ServerId>>>,
     changed: Arc<Notify>,
 }
 
@@ -24,10 +30,64 @@ impl Reports {
         }
     }
 
-    /// Forgets an instance that no longer exists on this host.
+    /// Forgets an instance that no longer exists on this host (or is no
+    /// longer this host's: a leftover reports no observations).
     pub fn remove(&self, id: ServerId) {
         if self.map.lock().expect("poisoned").remove(&id).is_some() {
             self.changed.notify_one();
+        }
+    }
+
+    /// Notes that the agent stopped leftover `id`'s QEMU (fencing).
+    pub fn set_fenced(&self, id: ServerId) {
+        if self.fenced.lock().expect("poisoned").insert(id) {
+            self.changed.notify_one();
+        }
+    }
+
+    /// Records the progress of a move; `None` forgets it.
+    pub fn set_move(&self, id: ServerId, report: Option<MoveReport>) {
+        let mut moves = self.moves.lock().expect("poisoned");
+        let changed = match report {
+            Some(r) => moves.insert(id, r.clone()).as_ref() != Some(&r),
+            None => moves.remove(&id).is_some(),
+        };
+        if changed {
+            self.changed.notify_one();
+        }
+    }
+
+    /// Replaces the leftovers (instances no longer this host's, not yet
+    /// released).
+    pub fn set_leftovers(&self, ids: impl IntoIterator<Item = ServerId>) {
+        let ids: std::collections::BTreeSet<ServerId> = ids.into_iter().collect();
+        let mut current = self.leftovers.lock().expect("poisoned");
+        if *current != ids {
+            *current = ids;
+            self.changed.notify_one();
+        }
+    }
+
+    /// Forgets everything about `id` (its files are gone) but a fencing
+    /// not yet reported (see [`Self::reported`]).
+    pub fn forget(&self, id: ServerId) {
+        if self.leftovers.lock().expect("poisoned").remove(&id) {
+            self.changed.notify_one();
+        }
+        self.remove(id);
+        self.set_move(id, None);
+    }
+
+    /// After `report` reached the controller: fencings it carried of
+    /// instances no longer held are done with (the controller recorded
+    /// them; a release may come before the report that says so).
+    pub fn reported(&self, report: &HostReport) {
+        let leftovers = self.leftovers.lock().expect("poisoned");
+        let mut fenced = self.fenced.lock().expect("poisoned");
+        for id in &report.fenced {
+            if !leftovers.contains(id) {
+                fenced.remove(id);
+            }
         }
     }
 
@@ -44,8 +104,33 @@ impl Reports {
         HostReport {
             instances,
             traffic: Vec::new(),
-            held: Vec::new(),
             addressing: None,
+            fenced: self
+                .fenced
+                .lock()
+                .expect("poisoned")
+                .iter()
+                .copied()
+                .collect(),
+            leftovers: self
+                .leftovers
+                .lock()
+                .expect("poisoned")
+                .iter()
+                .copied()
+                .collect(),
+            held: Vec::new(),
+            moves: {
+                let mut moves: Vec<MoveReport> = self
+                    .moves
+                    .lock()
+                    .expect("poisoned")
+                    .values()
+                    .cloned()
+                    .collect();
+                moves.sort_by_key(|m| m.id);
+                moves
+            },
         }
     }
 

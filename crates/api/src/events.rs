@@ -20,6 +20,12 @@ pub enum EventKind {
     LeaseDeleted,
     /// Placed on a host ("scheduled on host X").
     Scheduled,
+    Migrating,
+    Migrated,
+    MigrationFailed,
+    Evacuated,
+    Rebuilt,
+    Fenced,
 }
 
 impl EventKind {
@@ -35,6 +41,12 @@ impl EventKind {
             Self::LeaseExpired => "lease_expired",
             Self::LeaseDeleted => "lease_deleted",
             Self::Scheduled => "scheduled",
+            Self::Migrating => "migrating",
+            Self::Migrated => "migrated",
+            Self::MigrationFailed => "migration_failed",
+            Self::Evacuated => "evacuated",
+            Self::Rebuilt => "rebuilt",
+            Self::Fenced => "fenced",
         }
     }
 
@@ -50,6 +62,12 @@ impl EventKind {
             Self::LeaseExpired,
             Self::LeaseDeleted,
             Self::Scheduled,
+            Self::Migrating,
+            Self::Migrated,
+            Self::MigrationFailed,
+            Self::Evacuated,
+            Self::Rebuilt,
+            Self::Fenced,
         ]
         .into_iter()
         .find(|k| k.as_str() == s)

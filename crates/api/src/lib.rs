@@ -18,6 +18,7 @@ pub mod images;
 pub mod join;
 pub mod keypairs;
 pub mod leases;
+pub mod migrations;
 pub mod names;
 pub mod networks;
 pub mod quotas;
@@ -33,8 +34,8 @@ pub mod whole;
 
 pub use error::{ErrorBody, ErrorDetail};
 pub use ids::{
-    FlavorId, FloatingIpId, FloatingIpPoolId, HostId, ImageId, KeypairId, NetworkId, PortId,
-    ProjectId, SecurityGroupId, SecurityGroupRuleId, ServerGroupId, ServerId, UserId,
+    FlavorId, FloatingIpId, FloatingIpPoolId, HostId, ImageId, KeypairId, MigrationId, NetworkId,
+    PortId, ProjectId, SecurityGroupId, SecurityGroupRuleId, ServerGroupId, ServerId, UserId,
 };
 pub use names::Name;
 

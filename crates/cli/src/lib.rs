@@ -8,8 +8,8 @@ pub mod output;
 use clap::{Args, Subcommand};
 use client::ApiClient;
 use commands::{
-    audit, auth, flavors, floating_ips, hosts, images, keypairs, networks, quotas, security_groups,
-    server_groups, servers, ssh, terms, usage,
+    audit, auth, flavors, floating_ips, hosts, images, keypairs, moves, networks, quotas,
+    security_groups, server_groups, servers, ssh, terms, usage,
 };
 use nubis_api::images::ImageFormat;
 use nubis_api::servers::NetworkRequest;
@@ -269,6 +269,30 @@ pub enum ServerCommand {
         /// The server: name or id.
         server: String,
     },
+    /// Move a stopped server to another host (its disk is copied, or found
+    /// in a store both hosts share); it keeps its addresses.
+    Migrate {
+        /// The server: name or id.
+        server: String,
+        /// The target host, by name or id (admins only); default: the
+        /// scheduler's choice.
+        #[arg(long)]
+        host: Option<String>,
+        /// Wait until the move ends.
+        #[arg(long)]
+        wait: bool,
+    },
+    /// Move a running server to another host without stopping it.
+    LiveMigrate {
+        /// The server: name or id.
+        server: String,
+        /// The target host, by name or id (admins only).
+        #[arg(long)]
+        host: Option<String>,
+        /// Wait until the move ends.
+        #[arg(long)]
+        wait: bool,
+    },
     /// Delete a server and its disk.
     Delete {
         /// The server: name or id.
@@ -459,6 +483,12 @@ async fn run_server(client: &ApiClient, cmd: ServerCommand, json: bool) -> anyho
             servers::action(client, &server, "reboot", wait).await
         }
         ServerCommand::Eject { server } => servers::eject(client, &server).await,
+        ServerCommand::Migrate { server, host, wait } => {
+            moves::migrate(client, &server, host, false, wait, json).await
+        }
+        ServerCommand::LiveMigrate { server, host, wait } => {
+            moves::migrate(client, &server, host, true, wait, json).await
+        }
         ServerCommand::Delete { server, wait } => servers::delete(client, &server, wait).await,
         ServerCommand::Terms(cmd) => terms::run(client, cmd, json).await,
         ServerCommand::Console { server } => servers::console(client, &server, json).await,

@@ -47,6 +47,9 @@ pub struct ControllerConfig {
     pub tls: Option<TlsFiles>,
     /// Overcommit ratios, weigher (spread or pack), heartbeat timeout.
     pub placement: crate::scheduler::PlacementSettings,
+    /// `--auto-evacuate SECONDS`: evacuate hosts down that long; `None`:
+    /// only `nubis host evacuate` does.
+    pub auto_evacuate: Option<Duration>,
 }
 
 /// The API's own certificate chain and private key (PEM files).
@@ -169,6 +172,16 @@ pub async fn start(config: ControllerConfig) -> anyhow::Result<RunningController
             Ok(())
         }
     });
+    let evacuator = config.auto_evacuate.map(|after| {
+        let evacuator_state = state.clone();
+        BackgroundTask::new("evacuator", move || {
+            let state = evacuator_state.clone();
+            async move {
+                crate::app::evacuator::run(state, after).await;
+                Ok(())
+            }
+        })
+    });
     // On PostgreSQL, other controllers' changes wake this one's long polls.
     let peer_changes = (state.store.backend() == crate::store::Backend::Postgres).then(|| {
         let peer_state = state.clone();
@@ -232,6 +245,7 @@ pub async fn start(config: ControllerConfig) -> anyhow::Result<RunningController
         tasks: [api, agent_protocol, terms_keeper]
             .into_iter()
             .chain(peer_changes)
+            .chain(evacuator)
             .collect(),
         board,
     })

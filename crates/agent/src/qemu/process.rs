@@ -202,7 +202,26 @@ fn is_qemu_of(pid: i32, uuid: &str) -> bool {
         .rsplit(|b| *b == b'/')
         .next()
         .is_some_and(|name| name.starts_with(b"qemu-system"));
-    is_qemu && args.any(|a| a == b"-uuid") && args.next() == Some(uuid.as_bytes())
+    is_qemu
+        && args.any(|a| a == b"-uuid")
+        && args.next() == Some(uuid.as_bytes())
+        && in_our_network_namespace(pid)
+}
+
+/// Whether `pid` shares the agent's network namespace. On a real host every
+/// QEMU does; where several agents share one machine in network namespaces
+/// (the multi-host tests), a QEMU of the same instance on another "host"
+/// (a server that moved there) is that host's, never this agent's to adopt
+/// or kill.
+fn in_our_network_namespace(pid: i32) -> bool {
+    match (
+        std::fs::read_link(format!("/proc/{pid}/ns/net")),
+        std::fs::read_link("/proc/self/ns/net"),
+    ) {
+        (Ok(theirs), Ok(ours)) => theirs == ours,
+        // Unreadable (not root): fall back on the uuid alone.
+        _ => true,
+    }
 }
 
 #[cfg(test)]

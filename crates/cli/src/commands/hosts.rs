@@ -30,6 +30,12 @@ pub enum HostCommand {
         /// The host: name or id.
         host: String,
     },
+    /// Restart the servers of a down host on other hosts: from a shared
+    /// instance store with their data, else rebuilt from their image.
+    Evacuate {
+        /// The host: name or id.
+        host: String,
+    },
 }
 
 /// `used/total` of one resource.
@@ -103,6 +109,10 @@ pub async fn run(client: &ApiClient, cmd: HostCommand, json: bool) -> anyhow::Re
             } else {
                 println!("Enabled host '{}'.", h.name);
             }
+        }
+        HostCommand::Evacuate { host } => {
+            let h = find(client, &host).await?;
+            super::moves::evacuate(client, &h, json).await?;
         }
     }
     Ok(())

@@ -7,6 +7,7 @@ pub mod floating_ips;
 pub mod hosts;
 pub mod images;
 pub mod keypairs;
+pub mod moves;
 pub mod networks;
 pub mod nics;
 pub mod quotas;

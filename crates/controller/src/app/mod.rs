@@ -3,7 +3,9 @@
 //! calls the API in-process) only extract, call these and render.
 
 pub mod create_server;
+pub mod evacuator;
 pub mod hosts;
+pub mod moves;
 
 use crate::store::StoreError;
 

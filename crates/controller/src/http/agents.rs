@@ -87,6 +87,10 @@ pub async fn register(
         // at once must not wake each other).
         state.desired_state_changed();
     }
+    state
+        .store
+        .set_host_shared_store(host.id, req.shared_store.as_deref())
+        .await?;
     tracing::info!(host = %host.name, id = %host.id, url = %host.url, tunnel_ip = ?req.tunnel_ip, "host registered");
     Ok(Json(host))
 }
@@ -151,6 +155,9 @@ fn fingerprint(desired: &DesiredState) -> u64 {
 
 /// What a host should run, with its networks' peers (revision 0).
 async fn host_desired_state(state: &AppState, host: HostId) -> ApiResult<DesiredState> {
+    let mut moves = crate::app::moves::host_moves(&state.store, host)
+        .await
+        .map_err(|e| ApiError::internal(e.to_string()))?;
     let mut images: HashMap<ImageId, Image> = HashMap::new();
     let mut networks: HashMap<NetworkId, (Network, NetworkSpec)> = HashMap::new();
     let mut instances = Vec::new();
@@ -230,6 +237,8 @@ async fn host_desired_state(state: &AppState, host: HostId) -> ApiResult<Desired
                 .collect(),
             network_limits: server.network_limits(state.rental.throttle),
             cdrom,
+            generation: moves.generations.get(&server.id).copied().unwrap_or(1),
+            arrival: moves.arrivals.remove(&server.id),
         });
     }
     let mut host_networks = Vec::new();
@@ -275,6 +284,8 @@ async fn host_desired_state(state: &AppState, host: HostId) -> ApiResult<Desired
         networks: host_networks,
         floating_ips,
         security_groups,
+        departures: moves.departures,
+        released: moves.released,
     })
 }
 
@@ -357,14 +368,32 @@ pub async fn report(
         .store
         .apply_host_report_at(host, &report, state.clock.now())
         .await?;
+    let host_name = state
+        .store
+        .host(host)
+        .await
+        .map_err(ApiError::from_store("host"))?
+        .name;
+    let moved = crate::app::moves::apply_report(
+        &state.store,
+        host,
+        &host_name,
+        &report,
+        chrono::Utc::now(),
+    )
+    .await
+    .map_err(|e| ApiError::internal(e.to_string()))?;
     let changes = state
         .store
         .record_traffic(host, &report.traffic, state.clock.now())
         .await?;
     // A guest that powered itself off, or a server that used up its traffic
     // quota, changes desired state too.
-    // Both concern only this host's instances.
-    if !changes.is_empty() || report.instances.iter().any(|i| i.guest_shutdown) {
+    // Both concern only this host's instances; a move's step concerns its
+    // other host too.
+    if moved {
+        state.desired_state_changed();
+    } else if !changes.is_empty() || report.instances.iter().any(|i| i.guest_shutdown) {
         state.desired_state_changed_on([host]);
     }
     Ok(StatusCode::NO_CONTENT)

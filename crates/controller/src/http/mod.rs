@@ -12,6 +12,7 @@ pub mod health;
 mod hosts;
 mod images;
 mod keypairs;
+mod moves;
 mod networks;
 mod openapi;
 mod quotas;
@@ -157,6 +158,10 @@ pub fn router(state: AppState) -> Router {
         .route("/servers/{id}/stop", post(servers::stop))
         .route("/servers/{id}/reboot", post(servers::reboot))
         .route("/servers/{id}/eject", post(servers::eject))
+        .route("/servers/{id}/migrate", post(moves::migrate))
+        .route("/servers/{id}/live-migrate", post(moves::live_migrate))
+        .route("/servers/{id}/migrations", get(moves::list))
+        .route("/hosts/{id}/evacuate", post(moves::evacuate))
         .route("/servers/{id}/console-log", get(servers::console_log))
         .route("/servers/{id}/console", post(console::create))
         .route("/console/websocket", get(console::websocket))
@@ -284,4 +289,5 @@ pub fn agent_router(state: AppState) -> Router {
         .with_state(state)
 }
 
+pub use crate::scheduler::HEARTBEAT_TIMEOUT;
 pub use openapi::ApiDoc;

@@ -53,6 +53,7 @@ migration_files!(
     "0012_host_credentials",
     "0013_hosts_placement",
     "0014_overlay",
+    "0015_moves",
 );
 
 /// The embedded migration files of one backend: (file stem, SQL).

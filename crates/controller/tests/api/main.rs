@@ -162,6 +162,7 @@ impl Cloud {
             cluster_listen: "127.0.0.1:0".parse().unwrap(),
             tls: None,
             placement: settings.placement,
+            auto_evacuate: None,
         };
         let running = start(config).await.expect("controller starts");
         let cluster_base = format!("https://{}", running.cluster_addr);

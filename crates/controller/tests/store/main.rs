@@ -190,6 +190,7 @@ mod images;
 mod iso;
 mod leader_leases;
 mod legacy_runner;
+mod moves;
 mod overlay;
 mod quotas;
 mod resource_limits;
@@ -208,6 +209,7 @@ use hosts::*;
 use images::*;
 use iso::*;
 use leader_leases::*;
+use moves::*;
 use schema::*;
 use servers::*;
 use terms::*;
@@ -226,6 +228,8 @@ store_tests!(
     images_create_and_activate,
     image_visibility,
     hosts_register_idempotently_by_name,
+    moves_raise_generations_and_fail_back,
+    leftovers_record_one_fenced_event,
     host_loads_sum_placed_servers,
     servers_are_scoped_by_project,
     server_names_with_one_dns_label_conflict,
@@ -304,6 +308,7 @@ fn register(name: &str, vcpus: u64) -> RegisterHost {
         addressing: None,
         cpu_model: None,
         tunnel_ip: None,
+        shared_store: None,
     }
 }
 
@@ -418,6 +423,7 @@ fn full_report(instances: Vec<InstanceReport>) -> HostReport {
         traffic: Vec::new(),
         held: Vec::new(),
         addressing: None,
+        ..HostReport::default()
     }
 }
 
