@@ -20,6 +20,7 @@ pub mod networks;
 pub mod quotas;
 mod rows;
 pub mod security_groups;
+pub mod server_lists;
 mod server_record;
 mod servers;
 pub mod terms;
