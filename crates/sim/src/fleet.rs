@@ -79,6 +79,14 @@ impl Fleet {
         }
     }
 
+    /// Starts following the desired state on every host (for a fleet
+    /// started with `follow: false`, e.g. while a benchmark fills it).
+    pub fn follow(&mut self) {
+        for host in &self.hosts {
+            self.tasks.push(host.spawn_follower(self.counters.clone()));
+        }
+    }
+
     /// Instances each host runs now, by host name.
     pub fn instance_counts(&self) -> Vec<(String, usize)> {
         self.hosts

@@ -69,6 +69,8 @@ pub struct SimHost {
     pub name: String,
     client: ControllerClient,
     instances: Arc<Mutex<SimInstances>>,
+    /// Wakes the reporter when the instances changed.
+    changed: Arc<Notify>,
 }
 
 impl SimHost {
@@ -109,6 +111,7 @@ impl SimHost {
             name: host.name,
             client,
             instances: Arc::default(),
+            changed: Arc::default(),
         })
     }
 
@@ -117,32 +120,32 @@ impl SimHost {
         self.instances.lock().expect("poisoned").len()
     }
 
-    /// Starts the host's loops (follow desired state, report); they run until
-    /// the handles are aborted.
-    pub fn spawn(
-        &self,
-        settings: SimSettings,
-        counters: Arc<FleetCounters>,
-    ) -> Vec<JoinHandle<()>> {
-        let changed = Arc::new(Notify::new());
+    /// Starts the host's loops (report, and follow the desired state if
+    /// `settings.follow`); they run until the handles are aborted.
+    pub fn spawn(&self, settings: SimSettings, counters: Arc<FleetCounters>) -> Vec<JoinHandle<()>> {
         let mut tasks = vec![tokio::spawn(report_loop(
             self.client.clone(),
             self.id,
             self.instances.clone(),
-            changed.clone(),
+            self.changed.clone(),
             settings.heartbeat,
             counters.clone(),
         ))];
         if settings.follow {
-            tasks.push(tokio::spawn(follow_loop(
-                self.client.clone(),
-                self.id,
-                self.instances.clone(),
-                changed,
-                counters,
-            )));
+            tasks.push(self.spawn_follower(counters));
         }
         tasks
+    }
+
+    /// Starts following the desired state (for a host started without).
+    pub fn spawn_follower(&self, counters: Arc<FleetCounters>) -> JoinHandle<()> {
+        tokio::spawn(follow_loop(
+            self.client.clone(),
+            self.id,
+            self.instances.clone(),
+            self.changed.clone(),
+            counters,
+        ))
     }
 }
 
