@@ -2,7 +2,7 @@
 //! (`crates/sim`: fake agents over the real agent protocol, no QEMU).
 //!
 //! (a) Placement: a real controller (SQLite; PostgreSQL with
-//!     `NUBIS_BENCH_DATABASE_URL`), 10,000 simulated hosts joined with join
+//!     `NUBIS_BENCH_DATABASE_URL` naming an empty database), 10,000 simulated hosts joined with join
 //!     tokens over mutual TLS, 50 concurrent clients (one project each)
 //!     calling `POST /v1/servers`. Prints placements per second, latency
 //!     percentiles, refusals by status, then the number of overbooked hosts
@@ -58,7 +58,11 @@ fn main() {
     runtime.block_on(async {
         println!(
             "placement_scale: database {}",
-            if database.is_some() { "PostgreSQL" } else { "SQLite" }
+            if database.is_some() {
+                "PostgreSQL"
+            } else {
+                "SQLite"
+            }
         );
         if phases.contains("placement") {
             placement(database.clone()).await;
@@ -99,7 +103,7 @@ async fn placement(database: Option<String>) {
     let bed = Testbed::start(database).await;
     let started = Instant::now();
     let mut fleet = bed
-        .join_fleet(hosts, HOST_SIZE, JOIN_CONCURRENCY)
+        .join_fleet("place", hosts, HOST_SIZE, JOIN_CONCURRENCY)
         .await
         .expect("simulated hosts join");
     let joined = started.elapsed();
@@ -112,7 +116,7 @@ async fn placement(database: Option<String>) {
         heartbeat: Duration::from_secs(10),
         follow,
     });
-    let admin = bed.admin("bench-admin").await;
+    let admin = bed.admin("bench-admin-a").await;
     let mut tokens = Vec::new();
     for c in 0..clients {
         let (token, project) = bed.user(&format!("client{c}")).await;
@@ -191,14 +195,14 @@ async fn listing(database: Option<String>) {
     // state afterwards (while revisions are global, every create would
     // send all of them fetching it again).
     let mut fleet = bed
-        .join_fleet(LIST_HOSTS, LIST_HOST_SIZE, JOIN_CONCURRENCY)
+        .join_fleet("list", LIST_HOSTS, LIST_HOST_SIZE, JOIN_CONCURRENCY)
         .await
         .expect("simulated hosts join");
     fleet.start(SimSettings {
         heartbeat: Duration::from_secs(10),
         follow: false,
     });
-    let admin = bed.admin("bench-admin").await;
+    let admin = bed.admin("bench-admin-b").await;
     let (token, project) = bed.user("lister").await;
     bed.allow_servers(&admin, &project, n as u64).await;
     bed.image(&token, "disk").await;
@@ -270,7 +274,10 @@ async fn listing(database: Option<String>) {
         assert!(a.headers.contains_key("x-next-marker") || n <= 1000);
     }
     print_latency(
-        &format!("(b) GET /v1/servers, default page (1000 servers, {} KiB)", bytes / 1024),
+        &format!(
+            "(b) GET /v1/servers, default page (1000 servers, {} KiB)",
+            bytes / 1024
+        ),
         &page,
     );
     let mut full = Vec::new();
@@ -288,7 +295,11 @@ async fn listing(database: Option<String>) {
     println!(
         "(b) page p99 {:.1} ms (target < 50 ms): {}",
         ms(page_p99),
-        if page_p99 < Duration::from_millis(50) { "met" } else { "NOT met" }
+        if page_p99 < Duration::from_millis(50) {
+            "met"
+        } else {
+            "NOT met"
+        }
     );
 }
 

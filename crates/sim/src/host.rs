@@ -122,7 +122,11 @@ impl SimHost {
 
     /// Starts the host's loops (report, and follow the desired state if
     /// `settings.follow`); they run until the handles are aborted.
-    pub fn spawn(&self, settings: SimSettings, counters: Arc<FleetCounters>) -> Vec<JoinHandle<()>> {
+    pub fn spawn(
+        &self,
+        settings: SimSettings,
+        counters: Arc<FleetCounters>,
+    ) -> Vec<JoinHandle<()>> {
         let mut tasks = vec![tokio::spawn(report_loop(
             self.client.clone(),
             self.id,

@@ -18,8 +18,11 @@ const SIZE: (u64, u64, u64) = (2, 4096, 40);
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn simulated_hosts_run_servers_spread_over_them() {
-    let bed = Testbed::start(std::env::var("NUBIS_TEST_DATABASE_URL").ok()).await;
-    let mut fleet = bed.join_fleet(HOSTS, SIZE, 16).await.expect("hosts join");
+    let bed = Testbed::start(None).await;
+    let mut fleet = bed
+        .join_fleet("sim", HOSTS, SIZE, 16)
+        .await
+        .expect("hosts join");
     assert_eq!(fleet.hosts.len(), HOSTS);
     let ids: HashSet<_> = fleet.hosts.iter().map(|h| h.id).collect();
     assert_eq!(ids.len(), HOSTS, "each host has an id of its own");

@@ -257,10 +257,10 @@ async fn present(state: &AppState, records: Vec<ServerRecord>) -> ApiResult<Vec<
     let mut groups = state.store.security_group_names_of(&ids).await?;
     let mut projects: HashMap<ProjectId, (String, Vec<Network>)> = HashMap::new();
     for r in &records {
-        if !projects.contains_key(&r.project) {
+        if let std::collections::hash_map::Entry::Vacant(e) = projects.entry(r.project) {
             let name = state.store.project_name(r.project).await?;
             let networks = state.store.list_networks(r.project).await?;
-            projects.insert(r.project, (name, networks));
+            e.insert((name, networks));
         }
     }
     let mut out = Vec::with_capacity(records.len());

@@ -39,6 +39,7 @@ mod portal_headers;
 mod quotas;
 mod resource_limits;
 mod routing;
+mod server_pages;
 mod servers;
 mod terms;
 mod timeouts;

@@ -1,5 +1,5 @@
-//! A real controller (SQLite in a temporary directory, or the PostgreSQL of
-//! `NUBIS_TEST_DATABASE_URL` when asked) with simulated hosts joined to it,
+//! A real controller (SQLite in a temporary directory, or a database named
+//! by URL) with simulated hosts joined to it,
 //! and a small client of its `/v1` API. Shared by `crates/sim/tests` and
 //! the `placement_scale` benchmark (which includes this file by path).
 
@@ -102,10 +102,11 @@ impl Testbed {
         tokens
     }
 
-    /// Joins `n` simulated hosts named `sim-00000`... of the given size, at
-    /// most `concurrency` joins at a time.
+    /// Joins `n` simulated hosts named `<prefix>-00000`... of the given
+    /// size, at most `concurrency` joins at a time.
     pub async fn join_fleet(
         &self,
+        prefix: &str,
         n: usize,
         size: (u64, u64, u64),
         concurrency: usize,
@@ -116,7 +117,7 @@ impl Testbed {
             .enumerate()
             .map(|(i, token)| {
                 let spec = SimHostSpec {
-                    name: format!("sim-{i:05}"),
+                    name: format!("{prefix}-{i:05}"),
                     vcpus: size.0,
                     memory_mib: size.1,
                     disk_gib: size.2,
