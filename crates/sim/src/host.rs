@@ -153,6 +153,22 @@ impl SimHost {
     }
 }
 
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn first_reports_are_spread_over_the_heartbeat() {
+        let beat = Duration::from_secs(10);
+        let offsets: Vec<Duration> = (0..200)
+            .map(|_| first_report_after(HostId::new(), beat))
+            .collect();
+        assert!(offsets.iter().all(|d| *d < beat));
+        let early = offsets.iter().filter(|d| **d < beat / 2).count();
+        assert!((50..150).contains(&early), "{early} of 200 in the first half");
+    }
+}
+
 /// Long-polls the desired state and converges the fake instances to it.
 async fn follow_loop(
     client: ControllerClient,
@@ -184,6 +200,16 @@ async fn follow_loop(
     }
 }
 
+/// Where in the heartbeat period a host first reports: spread by its id,
+/// as agents started at different times are, rather than all hosts of a
+/// fleet at the same instant.
+fn first_report_after(host: HostId, heartbeat: Duration) -> Duration {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    host.hash(&mut h);
+    heartbeat.mul_f64((h.finish() % 10_000) as f64 / 10_000.0)
+}
+
 /// Reports at once after a change, else every `heartbeat`.
 async fn report_loop(
     client: ControllerClient,
@@ -193,6 +219,7 @@ async fn report_loop(
     heartbeat: Duration,
     counters: Arc<FleetCounters>,
 ) {
+    let _ = tokio::time::timeout(first_report_after(host, heartbeat), changed.notified()).await;
     loop {
         let report = instances.lock().expect("poisoned").report();
         match client
