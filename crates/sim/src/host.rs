@@ -165,7 +165,10 @@ mod tests {
             .collect();
         assert!(offsets.iter().all(|d| *d < beat));
         let early = offsets.iter().filter(|d| **d < beat / 2).count();
-        assert!((50..150).contains(&early), "{early} of 200 in the first half");
+        assert!(
+            (50..150).contains(&early),
+            "{early} of 200 in the first half"
+        );
     }
 }
 
