@@ -153,25 +153,6 @@ impl SimHost {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn first_reports_are_spread_over_the_heartbeat() {
-        let beat = Duration::from_secs(10);
-        let offsets: Vec<Duration> = (0..200)
-            .map(|_| first_report_after(HostId::new(), beat))
-            .collect();
-        assert!(offsets.iter().all(|d| *d < beat));
-        let early = offsets.iter().filter(|d| **d < beat / 2).count();
-        assert!(
-            (50..150).contains(&early),
-            "{early} of 200 in the first half"
-        );
-    }
-}
-
 /// Long-polls the desired state and converges the fake instances to it.
 async fn follow_loop(
     client: ControllerClient,
@@ -237,5 +218,24 @@ async fn report_loop(
             }
         }
         let _ = tokio::time::timeout(heartbeat, changed.notified()).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn first_reports_are_spread_over_the_heartbeat() {
+        let beat = Duration::from_secs(10);
+        let offsets: Vec<Duration> = (0..200)
+            .map(|_| first_report_after(HostId::new(), beat))
+            .collect();
+        assert!(offsets.iter().all(|d| *d < beat));
+        let early = offsets.iter().filter(|d| **d < beat / 2).count();
+        assert!(
+            (50..150).contains(&early),
+            "{early} of 200 in the first half"
+        );
     }
 }
