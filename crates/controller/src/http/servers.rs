@@ -3,16 +3,18 @@
 use super::error::{ApiError, ApiResult};
 use super::extract::{ApiJson, ApiPath, Caller};
 use super::AppState;
-use crate::store::networks::AddressScope;
+use crate::store::server_lists::{ListScope, PageError};
 use crate::store::ServerRecord;
 use axum::extract::State;
-use axum::http::StatusCode;
+use axum::http::{HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
 use axum::Json;
 use nubis_api::agent::PowerState;
-use nubis_api::networks::server_dns_name;
+use nubis_api::audit::NEXT_MARKER_HEADER;
+use nubis_api::networks::{server_dns_name, Network};
 use nubis_api::servers::{CreateServer, Server};
-use nubis_api::ProjectId;
-use nubis_api::{ErrorBody, ServerId};
+use nubis_api::{ErrorBody, ProjectId, ServerId};
+use std::collections::HashMap;
 
 /// Create a server: validated, placed on a host (the claim taken in the
 /// transaction that inserts it), then built asynchronously. When no host can
@@ -40,46 +42,48 @@ pub async fn create(
     let record = crate::app::create_server::create_server(&ctx, project, &req).await?;
     state.desired_state_changed();
     tracing::info!(server = %record.id, host = ?record.host, "server placed");
-    let view = present(&state, project, vec![record]).await?.remove(0);
+    let view = present_one(&state, record).await?;
     Ok((StatusCode::ACCEPTED, Json(view)))
 }
 
-/// The API view of servers of one project: with addresses and DNS names.
-async fn present(
-    state: &AppState,
-    project: ProjectId,
-    records: Vec<ServerRecord>,
-) -> ApiResult<Vec<Server>> {
-    let mut addresses = state
-        .store
-        .addresses(AddressScope::Project(project))
-        .await?;
-    let networks = state.store.list_networks(project).await?;
-    let project_name = state.store.project_name(project).await?;
-    let mut out = Vec::new();
+/// The API view of servers (of any projects): with addresses, DNS names
+/// and security groups. Set-based: one query each for the addresses and the
+/// groups of all of them, two per project (its name, its networks), never a
+/// query per server.
+async fn present(state: &AppState, records: Vec<ServerRecord>) -> ApiResult<Vec<Server>> {
+    let ids: Vec<ServerId> = records.iter().map(|r| r.id).collect();
+    let mut addresses = state.store.addresses_of(&ids).await?;
+    let mut groups = state.store.security_group_names_of(&ids).await?;
+    let mut projects: HashMap<ProjectId, (String, Vec<Network>)> = HashMap::new();
+    for r in &records {
+        if let std::collections::hash_map::Entry::Vacant(e) = projects.entry(r.project) {
+            let name = state.store.project_name(r.project).await?;
+            let networks = state.store.list_networks(r.project).await?;
+            e.insert((name, networks));
+        }
+    }
+    let mut out = Vec::with_capacity(records.len());
     for r in records {
+        let (project_name, networks) = &projects[&r.project];
         let addrs = addresses.remove(&r.id).unwrap_or_default();
         let dns = addrs
             .first()
             .and_then(|a| networks.iter().find(|n| n.id == a.network))
-            .map(|n| server_dns_name(&r.name, &project_name, &n.dns_zone));
-        let groups = state
-            .store
-            .server_security_groups(r.id)
-            .await?
-            .into_iter()
-            .map(|(_, name)| name)
-            .collect();
+            .map(|n| server_dns_name(&r.name, project_name, &n.dns_zone));
+        let groups = groups.remove(&r.id).unwrap_or_default();
         out.push(r.to_api(addrs, dns, groups, state.rental.lease_grace));
     }
     Ok(out)
 }
 
 pub(super) async fn present_one(state: &AppState, record: ServerRecord) -> ApiResult<Server> {
-    Ok(present(state, record.project, vec![record])
-        .await?
-        .remove(0))
+    Ok(present(state, vec![record]).await?.remove(0))
 }
+
+/// Servers per page of `GET /v1/servers` by default, and at most (Nova's
+/// `max_limit` is 1000 too): a project with more is read page by page.
+pub const DEFAULT_LIST_LIMIT: u32 = 1000;
+pub const MAX_LIST_LIMIT: u32 = 1000;
 
 /// `GET /v1/servers` options.
 #[derive(Debug, Default, serde::Deserialize, utoipa::IntoParams)]
@@ -88,35 +92,68 @@ pub struct ListServers {
     /// Every project's servers (admins only).
     #[serde(default)]
     pub all_projects: bool,
+    /// Servers per page: 1 to 1000 (default 1000).
+    #[param(minimum = 1, maximum = 1000)]
+    pub limit: Option<u32>,
+    /// The id of the last server of the previous page (its `X-Next-Marker`):
+    /// the page starts after it. Servers are in creation order.
+    pub marker: Option<String>,
 }
 
-/// List the project's servers (admins: every project's, with `all_projects=true`).
+/// List the project's servers (admins: every project's, with
+/// `all_projects=true`), oldest first, a page at a time: when more follow,
+/// the `X-Next-Marker` header holds the marker of the next page.
 #[utoipa::path(get, path = "/v1/servers", tag = "servers", params(ListServers),
-    responses((status = 200, body = [Server]), (status = 403, body = ErrorBody)), security(("bearer" = [])))]
+    responses((status = 200, body = [Server],
+            headers(("x-next-marker" = String, description = "The next page's marker, when there is one"))),
+        (status = 400, body = ErrorBody), (status = 403, body = ErrorBody)),
+    security(("bearer" = [])))]
 pub async fn list(
     State(state): State<AppState>,
     caller: Caller,
     query: Result<axum::extract::Query<ListServers>, axum::extract::rejection::QueryRejection>,
-) -> ApiResult<Json<Vec<Server>>> {
+) -> ApiResult<Response> {
     // A malformed query is a 400 in the API's JSON error format.
     let axum::extract::Query(q) = query.map_err(|e| ApiError::bad_request(e.body_text()))?;
-    if !q.all_projects {
-        let servers = state.store.list_servers(caller.user.project).await?;
-        return Ok(Json(present(&state, caller.user.project, servers).await?));
+    let limit = q.limit.unwrap_or(DEFAULT_LIST_LIMIT);
+    if limit == 0 || limit > MAX_LIST_LIMIT {
+        return Err(ApiError::bad_request(format!(
+            "limit must be between 1 and {MAX_LIST_LIMIT}, got {limit}"
+        )));
     }
-    caller.require_admin()?;
-    let mut by_project: Vec<(ProjectId, Vec<ServerRecord>)> = Vec::new();
-    for r in state.store.list_all_servers().await? {
-        match by_project.iter_mut().find(|(p, _)| *p == r.project) {
-            Some((_, v)) => v.push(r),
-            None => by_project.push((r.project, vec![r])),
-        }
+    let marker = match q.marker.as_deref().filter(|m| !m.is_empty()) {
+        None => None,
+        Some(m) => Some(m.parse::<ServerId>().map_err(|_| {
+            ApiError::bad_request(format!("marker must be a server id, got '{m}'"))
+        })?),
+    };
+    let scope = if q.all_projects {
+        caller.require_admin()?;
+        ListScope::All
+    } else {
+        ListScope::Project(caller.user.project)
+    };
+    let mut records = state
+        .store
+        .list_servers_page(scope, marker, limit + 1)
+        .await
+        .map_err(|e| match e {
+            // Unknown, deleted and other projects' ids alike (as Nova does).
+            PageError::UnknownMarker(_) => ApiError::bad_request(e.to_string()),
+            PageError::Store(e) => e.into(),
+        })?;
+    let next_marker = if records.len() > limit as usize {
+        records.truncate(limit as usize);
+        records.last().map(|r| r.id)
+    } else {
+        None
+    };
+    let mut response = Json(present(&state, records).await?).into_response();
+    if let Some(marker) = next_marker {
+        let value = HeaderValue::from_str(&marker.to_string()).map_err(ApiError::internal)?;
+        response.headers_mut().insert(NEXT_MARKER_HEADER, value);
     }
-    let mut out = Vec::new();
-    for (project, records) in by_project {
-        out.extend(present(&state, project, records).await?);
-    }
-    Ok(Json(out))
+    Ok(response)
 }
 
 pub(super) async fn find(

@@ -54,6 +54,7 @@ migration_files!(
     "0013_hosts_placement",
     "0014_overlay",
     "0015_moves",
+    "0017_server_list_index",
 );
 
 /// The embedded migration files of one backend: (file stem, SQL).

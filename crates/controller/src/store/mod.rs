@@ -24,6 +24,7 @@ pub mod quotas;
 mod rows;
 pub mod security_groups;
 pub mod server_groups;
+pub mod server_lists;
 mod server_record;
 mod servers;
 pub mod terms;

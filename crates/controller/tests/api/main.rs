@@ -42,6 +42,7 @@ mod quotas;
 mod resource_limits;
 mod revisions;
 mod routing;
+mod server_pages;
 mod servers;
 mod terms;
 mod timeouts;
