@@ -37,6 +37,11 @@ impl SimHostSpec {
             disk_gib: self.disk_gib,
             accel: Accelerator::Kvm,
             addressing: None,
+            cpu_model: Some("simulated".into()),
+            // No underlay, no shared store: servers of a network stay on
+            // their host, moves copy (nothing: simulated disks are empty).
+            tunnel_ip: None,
+            shared_store: None,
         }
     }
 }

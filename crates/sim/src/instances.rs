@@ -64,6 +64,11 @@ impl SimInstances {
             instances,
             traffic: Vec::new(),
             addressing: None,
+            // A simulated host forgets what is not wanted at once: it never
+            // holds leftovers, so it has nothing to fence or release.
+            leftovers: Vec::new(),
+            fenced: Vec::new(),
+            moves: Vec::new(),
         }
     }
 
@@ -113,6 +118,8 @@ mod tests {
             security_groups: Vec::new(),
             network_limits: Default::default(),
             cdrom: None,
+            generation: 1,
+            arrival: None,
         }
     }
 

@@ -67,6 +67,8 @@ impl Testbed {
             tenant_pools: Default::default(),
             cluster_listen: "127.0.0.1:0".parse().unwrap(),
             tls: None,
+            placement: Default::default(),
+            auto_evacuate: None,
         };
         let running = start(config).await.expect("controller starts");
         let cluster_url = format!("https://{}", running.cluster_addr);

@@ -112,10 +112,14 @@ fn load(name: &str, last_seen: DateTime<Utc>) -> HostLoad {
             disk_gib: 100,
             accel: Accelerator::Tcg,
             last_seen,
+            cpu_model: String::new(),
+            enabled: true,
+            disabled_reason: None,
         },
         used_vcpus: 0,
         used_memory_mib: 0,
         used_disk_gib: 0,
+        instances: 0,
     }
 }
 
