@@ -98,6 +98,7 @@ pub(crate) async fn moves_raise_generations_and_fail_back(db: &Db) {
     assert_eq!(
         kinds,
         vec![
+            EventKind::Scheduled,
             EventKind::Migrating,
             EventKind::Migrated,
             EventKind::Migrating,
