@@ -438,6 +438,7 @@ async fn boot(
         paused: true,
         tap_fds,
         fd_sets,
+        incoming: false,
     };
     let leaf = ctx.jails.cgroups().leaf(&spec.id.to_string());
     let limits = Limits::for_flavor(
