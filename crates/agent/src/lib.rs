@@ -115,6 +115,7 @@ pub async fn start(config: AgentConfig) -> anyhow::Result<RunningAgent> {
             .await
             .inspect_err(|e| tracing::warn!(error = %format!("{e:#}"), "cannot read the host's addresses and routes"))
             .ok(),
+        shared_store: None,
     };
     let credentials = match HostCredentials::load(&config.data_dir)? {
         Some(credentials) => credentials,

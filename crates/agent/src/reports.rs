@@ -46,6 +46,7 @@ impl Reports {
             traffic: Vec::new(),
             held: Vec::new(),
             addressing: None,
+            ..HostReport::default()
         }
     }
 

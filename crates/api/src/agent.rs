@@ -45,6 +45,12 @@ pub struct RegisterHost {
     /// overlap. Absent from agents older than this field.
     #[serde(default)]
     pub addressing: Option<HostAddressing>,
+    /// The id of the shared instance store the host's instance directories
+    /// live in (`--shared-instance-store`): hosts with the same id see the
+    /// same files, so moving a server between them copies nothing. Absent:
+    /// local disks only.
+    #[serde(default)]
+    pub shared_store: Option<String>,
 }
 
 /// The IPv4 addresses and routes a host has for itself: every interface
@@ -139,6 +145,78 @@ pub struct InstanceSpec {
     /// guest at once (QMP `eject`) and leaves it out of the next boot.
     #[serde(default)]
     pub cdrom: Option<ImageRef>,
+    /// The placement generation: raised every time the server is placed on
+    /// a host (created, migrated, evacuated). An agent acts only on the
+    /// instances its desired state lists; the generation tells its reports
+    /// about a move apart from those of an earlier one.
+    #[serde(default)]
+    pub generation: u64,
+    /// Set on the target host while the server is moving here: where its
+    /// disk comes from. Absent: the instance is settled (or new).
+    #[serde(default)]
+    pub arrival: Option<Arrival>,
+}
+
+/// Another host, as an agent reaches it (its agent API, mutual TLS).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct PeerHost {
+    pub id: HostId,
+    /// Base URL of the peer agent's API, e.g. `https://10.0.0.3:8782`.
+    pub url: String,
+}
+
+/// How an instance arrives on its new host.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(tag = "kind", rename_all = "lowercase")]
+pub enum Arrival {
+    /// Cold migration: pull the disk from the source agent
+    /// (`GET /v1/instances/{id}/disk`), streamed and SHA-256-checked; a
+    /// broken copy is restarted from scratch.
+    Copy { source: PeerHost },
+    /// The instance directory is already there (a store shared with the
+    /// source): copy nothing.
+    Shared,
+    /// Live migration: start QEMU waiting for the incoming state and serve
+    /// its disk for the source's drive-mirror.
+    Live { source: PeerHost },
+    /// Evacuation without the disk: a fresh disk from the image (the data
+    /// is lost; the controller records a `rebuilt` event).
+    Rebuild,
+}
+
+/// An instance leaving this host: the source keeps its files (and, for a
+/// live move, its QEMU) and serves its disk to `target` only.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct Departure {
+    pub id: ServerId,
+    /// The placement generation of the move (the instance's new one).
+    #[serde(default)]
+    pub generation: u64,
+    pub target: PeerHost,
+    /// Live migration: the target's endpoints, once it reported them.
+    #[serde(default)]
+    pub live: Option<LiveTarget>,
+}
+
+/// Where the source of a live migration sends the guest's state and disk.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct LiveTarget {
+    /// QEMU's migration URI on the target, e.g. `tcp:10.0.0.3:49152`.
+    #[serde(default)]
+    pub migration_uri: String,
+    /// The target's NBD export for drive-mirror, e.g. `nbd://10.0.0.3:49153/disk`.
+    #[serde(default)]
+    pub nbd_uri: String,
+}
+
+/// A leftover the controller confirms the host may remove.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct Released {
+    pub id: ServerId,
+    /// Leave the instance's directory: it is in a store shared with the
+    /// host the server now lives on.
+    #[serde(default)]
+    pub keep_disk: bool,
 }
 
 /// What the host enforces on an instance's NICs: the effective bandwidth
@@ -225,6 +303,14 @@ pub struct DesiredState {
     /// Every security group this host's instances use, remote groups resolved.
     #[serde(default)]
     pub security_groups: Vec<SecurityGroupSpec>,
+    /// Instances leaving this host: not to run here, files kept and the
+    /// disk served to the target named.
+    #[serde(default)]
+    pub departures: Vec<Departure>,
+    /// Leftovers (see `HostReport::leftovers`) the host may now remove.
+    /// Nothing that is not listed here is ever removed.
+    #[serde(default)]
+    pub released: Vec<Released>,
 }
 
 /// Whom a rule allows: a prefix, or the current members of a group.
@@ -306,7 +392,7 @@ pub struct TrafficCounter {
 }
 
 /// `PUT /v1/agent/hosts/{id}/report`: every instance present on the host.
-#[derive(Clone, Debug, Serialize, Deserialize, utoipa::ToSchema)]
+#[derive(Clone, Debug, Default, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct HostReport {
     pub instances: Vec<InstanceReport>,
     /// Traffic counters of every NIC on the host.
@@ -323,4 +409,56 @@ pub struct HostReport {
     /// (about every heartbeat); absent: unchanged since the last one.
     #[serde(default)]
     pub addressing: Option<HostAddressing>,
+    /// Local instances neither in the desired instances nor departures
+    /// (deleted, or placed elsewhere since): their QEMU is stopped at once
+    /// (fencing), their files kept until the controller releases them.
+    #[serde(default)]
+    pub leftovers: Vec<ServerId>,
+    /// Leftovers whose QEMU this agent found running and stopped: the
+    /// controller records a `fenced` event (once per leftover).
+    #[serde(default)]
+    pub fenced: Vec<ServerId>,
+    /// Progress of the moves under way on this host (arrivals and
+    /// departures).
+    #[serde(default)]
+    pub moves: Vec<MoveReport>,
+}
+
+/// Which end of a move a host is.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum MoveRole {
+    #[default]
+    Arrival,
+    Departure,
+}
+
+/// Where one end of a move is.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum MoveProgress {
+    /// Copying or preparing.
+    #[default]
+    Working,
+    /// The target has everything it needs: the move can complete.
+    Arrived,
+    /// This end gave up; see `error`.
+    Failed,
+}
+
+/// One end of a move, as a host reports it.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct MoveReport {
+    pub id: ServerId,
+    /// The placement generation of the move this report is about.
+    pub generation: u64,
+    #[serde(default)]
+    pub role: MoveRole,
+    #[serde(default)]
+    pub progress: MoveProgress,
+    /// Disk bytes copied so far (arrival) or served (departure).
+    #[serde(default)]
+    pub bytes: u64,
+    #[serde(default)]
+    pub error: Option<String>,
 }

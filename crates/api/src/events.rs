@@ -18,6 +18,12 @@ pub enum EventKind {
     LeaseExempted,
     LeaseExpired,
     LeaseDeleted,
+    Migrating,
+    Migrated,
+    MigrationFailed,
+    Evacuated,
+    Rebuilt,
+    Fenced,
 }
 
 impl EventKind {
@@ -32,6 +38,12 @@ impl EventKind {
             Self::LeaseExempted => "lease_exempted",
             Self::LeaseExpired => "lease_expired",
             Self::LeaseDeleted => "lease_deleted",
+            Self::Migrating => "migrating",
+            Self::Migrated => "migrated",
+            Self::MigrationFailed => "migration_failed",
+            Self::Evacuated => "evacuated",
+            Self::Rebuilt => "rebuilt",
+            Self::Fenced => "fenced",
         }
     }
 
@@ -46,6 +58,12 @@ impl EventKind {
             Self::LeaseExempted,
             Self::LeaseExpired,
             Self::LeaseDeleted,
+            Self::Migrating,
+            Self::Migrated,
+            Self::MigrationFailed,
+            Self::Evacuated,
+            Self::Rebuilt,
+            Self::Fenced,
         ]
         .into_iter()
         .find(|k| k.as_str() == s)

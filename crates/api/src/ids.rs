@@ -66,6 +66,10 @@ typed_id!(
     HostId
 );
 typed_id!(
+    /// Identifies one move of a server between hosts (cold, live, evacuation).
+    MigrationId
+);
+typed_id!(
     /// Identifies a private network.
     NetworkId
 );

@@ -17,6 +17,7 @@ pub mod images;
 pub mod join;
 pub mod keypairs;
 pub mod leases;
+pub mod migrations;
 pub mod names;
 pub mod networks;
 pub mod quotas;
@@ -31,8 +32,8 @@ pub mod whole;
 
 pub use error::{ErrorBody, ErrorDetail};
 pub use ids::{
-    FlavorId, FloatingIpId, FloatingIpPoolId, HostId, ImageId, KeypairId, NetworkId, PortId,
-    ProjectId, SecurityGroupId, SecurityGroupRuleId, ServerId, UserId,
+    FlavorId, FloatingIpId, FloatingIpPoolId, HostId, ImageId, KeypairId, MigrationId, NetworkId,
+    PortId, ProjectId, SecurityGroupId, SecurityGroupRuleId, ServerId, UserId,
 };
 pub use names::Name;
 

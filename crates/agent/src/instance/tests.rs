@@ -66,6 +66,8 @@ fn spec() -> InstanceSpec {
         security_groups: Vec::new(),
         network_limits: Default::default(),
         cdrom: None,
+        generation: 1,
+        arrival: None,
     }
 }
 

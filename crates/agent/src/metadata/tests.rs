@@ -71,6 +71,8 @@ fn spec(
         security_groups: Vec::new(),
         network_limits: Default::default(),
         cdrom: None,
+        generation: 1,
+        arrival: None,
     }
 }
 

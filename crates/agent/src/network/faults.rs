@@ -109,6 +109,7 @@ mod tests {
             traffic: Vec::new(),
             held: Vec::new(),
             addressing: None,
+            ..HostReport::default()
         };
         let faults = NetworkFaults::default();
         faults.replace(HashMap::from([(bad, "dnsmasq cannot read".to_owned())]));

@@ -191,6 +191,8 @@ pub async fn desired(
                 .collect(),
             network_limits: server.network_limits(state.rental.throttle),
             cdrom,
+            generation: 0,
+            arrival: None,
         });
     }
     let mut host_networks = Vec::new();
@@ -222,6 +224,8 @@ pub async fn desired(
         networks: host_networks,
         floating_ips,
         security_groups,
+        departures: Vec::new(),
+        released: Vec::new(),
     }))
 }
 

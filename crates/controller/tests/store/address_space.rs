@@ -51,6 +51,7 @@ fn lan_addressing() -> HostAddressing {
 async fn host_on_the_lan(db: &Db) -> HostId {
     db.register_host(&RegisterHost {
         addressing: Some(lan_addressing()),
+        shared_store: None,
         ..register("h1", 4)
     })
     .await

@@ -301,6 +301,7 @@ fn register(name: &str, vcpus: u64) -> RegisterHost {
         disk_gib: 500,
         accel: Accelerator::Tcg,
         addressing: None,
+        shared_store: None,
     }
 }
 
@@ -415,6 +416,7 @@ fn full_report(instances: Vec<InstanceReport>) -> HostReport {
         traffic: Vec::new(),
         held: Vec::new(),
         addressing: None,
+        ..HostReport::default()
     }
 }
 
