@@ -18,7 +18,7 @@ use crate::storage::config_drive::{self, ConfigDrive, DriveFlavor};
 use crate::storage::{overlay, ImageCache};
 use anyhow::Context;
 use chrono::{DateTime, Utc};
-use nubis_api::agent::{InstanceReport, InstanceSpec, ObservedPower, PowerState};
+use nubis_api::agent::{Departure, InstanceReport, InstanceSpec, ObservedPower, PowerState};
 use nubis_api::images::{ConfigFormat, ImageFormat};
 use nubis_api::ServerId;
 use serde::{Deserialize, Serialize};
@@ -42,6 +42,9 @@ pub struct InstanceContext {
     pub console_log_bytes: u64,
     /// QEMU's jails: cgroups, uids (see [`crate::jail`]).
     pub jails: Jails,
+    /// Where a live migration's target QEMU listens (this host's underlay
+    /// address); `None`: this host cannot receive live migrations.
+    pub migration_ip: Option<std::net::IpAddr>,
 }
 
 /// The agent's persisted notes about an instance.
@@ -59,6 +62,9 @@ struct InstanceState {
     /// The running QEMU has an ISO in its CD-ROM drive.
     #[serde(default)]
     cdrom_inserted: bool,
+    /// Live migrations to and from this host (see [`live`]).
+    #[serde(default)]
+    live: live::LiveNotes,
 }
 
 /// A QEMU process we are connected to.
@@ -76,6 +82,10 @@ struct Vm {
 pub struct InstanceHandle {
     /// The desired spec; `None` means "remove this instance".
     pub spec: watch::Sender<Option<InstanceSpec>>,
+    /// The instance is leaving this host: where to (a live departure
+    /// carries the target's endpoints). Its spec stays the last one it
+    /// had here, so its QEMU keeps running until the guest has left.
+    pub departure: watch::Sender<Option<Departure>>,
     pub task: tokio::task::JoinHandle<()>,
 }
 
@@ -87,8 +97,13 @@ pub fn spawn(
     spec: Option<InstanceSpec>,
 ) -> InstanceHandle {
     let (tx, rx) = watch::channel(spec);
-    let task = tokio::spawn(run(id, files, ctx, rx));
-    InstanceHandle { spec: tx, task }
+    let (departure_tx, departure_rx) = watch::channel(None);
+    let task = tokio::spawn(run(id, files, ctx, rx, departure_rx));
+    InstanceHandle {
+        spec: tx,
+        departure: departure_tx,
+        task,
+    }
 }
 
 async fn run(
@@ -96,6 +111,7 @@ async fn run(
     files: InstanceFiles,
     ctx: InstanceContext,
     mut spec_rx: watch::Receiver<Option<InstanceSpec>>,
+    mut departure_rx: watch::Receiver<Option<Departure>>,
 ) {
     let mut state = load_state(&files).await;
     let mut vm = adopt(id, &files, ctx.console_log_bytes).await;
@@ -104,6 +120,7 @@ async fn run(
         let Some(spec) = spec else {
             destroy(id, vm.take(), &files, &ctx, &state).await;
             ctx.reports.remove(id);
+            ctx.reports.remove_moves(id);
             return;
         };
         // Every step of `converge` is time-bounded, so a new spec waits at
@@ -111,7 +128,7 @@ async fn run(
         // step (whatever it left behind, `destroy` removes: it finds every
         // QEMU of the instance, not just the one connected).
         let result = tokio::select! {
-            result = converge(&ctx, &files, &spec, &mut vm, &mut state) => result,
+            result = converge(&ctx, &files, &spec, departure_rx.borrow_and_update().clone(), &mut vm, &mut state) => result,
             deleted = deletion(&spec_rx) => {
                 if !deleted {
                     return; // The agent is shutting down; leave the VM running.
@@ -133,6 +150,11 @@ async fn run(
         };
         tokio::select! {
             changed = spec_rx.changed() => {
+                if changed.is_err() {
+                    return; // The agent is shutting down; leave the VM running.
+                }
+            }
+            changed = departure_rx.changed() => {
                 if changed.is_err() {
                     return; // The agent is shutting down; leave the VM running.
                 }
@@ -188,6 +210,7 @@ async fn converge(
     ctx: &InstanceContext,
     files: &InstanceFiles,
     spec: &InstanceSpec,
+    departure: Option<Departure>,
     vm: &mut Option<Vm>,
     state: &mut InstanceState,
 ) -> anyhow::Result<()> {
@@ -203,13 +226,20 @@ async fn converge(
         // lock) or leave it running unseen after a stop or a delete.
         *vm = adopt(spec.id, files, ctx.console_log_bytes).await;
     }
+    if live::arriving(spec, &state.live) {
+        ctx.reports.set(observe(spec.id, files, vm, state, None));
+        live::arrive(ctx, files, spec, vm, state).await?;
+    }
+    if let Some(departure) = live::departing(departure.as_ref(), &state.live) {
+        live::depart(ctx, files, spec.id, departure, vm, state).await?;
+    }
     if !files.disk().exists() {
         ctx.reports.set(observe(spec.id, files, vm, state, None));
         create_disk(ctx, files, spec).await?;
     }
     match spec.power {
         PowerState::Running => {
-            if vm.is_none() && !state.guest_shutdown {
+            if vm.is_none() && !state.guest_shutdown && !state.live.departed_since(spec) {
                 *vm = Some(boot(ctx, files, spec, state).await?);
             }
             if let Some(running) = vm {
@@ -341,6 +371,18 @@ async fn boot(
     spec: &InstanceSpec,
     state: &mut InstanceState,
 ) -> anyhow::Result<Vm> {
+    boot_with(ctx, files, spec, state, false).await
+}
+
+/// Starts the instance's QEMU, paused; `incoming`: as the target of a live
+/// migration, waiting for the guest's state instead of booting it.
+async fn boot_with(
+    ctx: &InstanceContext,
+    files: &InstanceFiles,
+    spec: &InstanceSpec,
+    state: &mut InstanceState,
+    incoming: bool,
+) -> anyhow::Result<Vm> {
     let started = std::time::Instant::now();
     let mut record = jail_dirs(ctx, spec.id, files)?;
     // Base images reach QEMU only as read-only descriptors (fd sets).
@@ -438,7 +480,7 @@ async fn boot(
         paused: true,
         tap_fds,
         fd_sets,
-        incoming: false,
+        incoming,
     };
     let leaf = ctx.jails.cgroups().leaf(&spec.id.to_string());
     let limits = Limits::for_flavor(
@@ -697,6 +739,9 @@ async fn save_state(files: &InstanceFiles, state: &InstanceState) {
 fn unrecorded_qemu(uuid: &str) -> Option<QemuProcess> {
     QemuProcess::all_of(uuid).into_iter().max_by_key(|p| p.pid)
 }
+
+mod live;
+pub use live::migration_ip;
 
 #[cfg(test)]
 mod tests;

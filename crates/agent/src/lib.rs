@@ -169,6 +169,7 @@ pub async fn start(config: AgentConfig) -> anyhow::Result<RunningAgent> {
             .with_management_cidrs(config.management_cidrs.clone()),
         metadata_service: true,
         console_log_bytes: config.console_log_mib.max(1) << 20,
+        migration_ip: instance::migration_ip(api_addr),
         jails: jail::Jails::default(),
     };
     let actors = reconciler::Actors::default();

@@ -4,7 +4,7 @@
 use crate::controller_client::ControllerClient;
 use crate::instance::{self, InstanceContext, InstanceHandle};
 use crate::layout::Layout;
-use nubis_api::agent::DesiredState;
+use nubis_api::agent::{Departure, DesiredState};
 use nubis_api::{HostId, ServerId};
 use std::collections::{HashMap, HashSet};
 use std::time::Duration;
@@ -110,15 +110,27 @@ fn apply(
             }
         }
     }
+    // Departing instances keep their actor and last spec (a live one keeps
+    // running until its guest has left); the actor learns where to.
+    let departing: HashMap<ServerId, &Departure> =
+        desired.departures.iter().map(|d| (d.id, d)).collect();
     for (id, actor) in actors.iter() {
-        if !wanted.contains(id) {
+        let departure = departing.get(id).map(|d| (*d).clone());
+        actor.departure.send_if_modified(|current| {
+            let changed = *current != departure;
+            if changed {
+                current.clone_from(&departure);
+            }
+            changed
+        });
+        if !wanted.contains(id) && departure.is_none() {
             actor
                 .spec
                 .send_if_modified(|current| current.take().is_some());
         }
     }
     for id in layout.present_instances() {
-        if !wanted.contains(&id) && !actors.contains_key(&id) {
+        if !wanted.contains(&id) && !departing.contains_key(&id) && !actors.contains_key(&id) {
             tracing::info!(instance = %id, "removing instance that is no longer desired");
             actors.insert(
                 id,

@@ -1,7 +1,7 @@
 //! What the agent last observed of each instance, shared between the
 //! instance actors (writers) and the reporter (reader).
 
-use nubis_api::agent::{HostReport, InstanceReport};
+use nubis_api::agent::{HostReport, InstanceReport, MoveReport, MoveRole};
 use nubis_api::ServerId;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -11,6 +11,8 @@ use tokio::sync::Notify;
 #[derive(Clone, Default)]
 pub struct Reports {
     map: Arc<Mutex<HashMap<ServerId, InstanceReport>>>,
+    /// The ends of moves under way here, by instance and role.
+    moves: Arc<Mutex<HashMap<(ServerId, MoveRole), MoveReport>>>,
     changed: Arc<Notify>,
 }
 
@@ -31,6 +33,26 @@ impl Reports {
         }
     }
 
+    /// Records the state of one end of a move; wakes the reporter if it changed.
+    pub fn set_move(&self, report: MoveReport) {
+        let mut moves = self.moves.lock().expect("poisoned");
+        let key = (report.id, report.role);
+        if moves.get(&key) != Some(&report) {
+            moves.insert(key, report);
+            self.changed.notify_one();
+        }
+    }
+
+    /// Forgets the moves of an instance that left this host (or was removed).
+    pub fn remove_moves(&self, id: ServerId) {
+        let mut moves = self.moves.lock().expect("poisoned");
+        let before = moves.len();
+        moves.retain(|(of, _), _| *of != id);
+        if moves.len() != before {
+            self.changed.notify_one();
+        }
+    }
+
     /// The full report of this host.
     pub fn snapshot(&self) -> HostReport {
         let mut instances: Vec<InstanceReport> = self
@@ -41,7 +63,16 @@ impl Reports {
             .cloned()
             .collect();
         instances.sort_by_key(|i| i.id);
+        let mut moves: Vec<MoveReport> = self
+            .moves
+            .lock()
+            .expect("poisoned")
+            .values()
+            .cloned()
+            .collect();
+        moves.sort_by_key(|m| (m.id, m.role == MoveRole::Departure));
         HostReport {
+            moves,
             instances,
             traffic: Vec::new(),
             held: Vec::new(),

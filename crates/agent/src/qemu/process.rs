@@ -202,7 +202,28 @@ fn is_qemu_of(pid: i32, uuid: &str) -> bool {
         .rsplit(|b| *b == b'/')
         .next()
         .is_some_and(|name| name.starts_with(b"qemu-system"));
-    is_qemu && args.any(|a| a == b"-uuid") && args.next() == Some(uuid.as_bytes())
+    is_qemu
+        && args.any(|a| a == b"-uuid")
+        && args.next() == Some(uuid.as_bytes())
+        && in_our_network_namespace(pid)
+}
+
+/// Whether process `pid` shares this agent's network namespace. QEMU runs
+/// in its agent's; agents of other hosts on one machine (the multi-host
+/// tests: one namespace per host) each have their own, and the target of a
+/// live migration runs a QEMU with the same `-uuid` as the source's: one
+/// agent must never adopt or kill another host's QEMU.
+fn in_our_network_namespace(pid: i32) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    let ns = |path: String| std::fs::metadata(path).map(|m| (m.dev(), m.ino()));
+    match (
+        ns(format!("/proc/{pid}/ns/net")),
+        ns("/proc/thread-self/ns/net".to_owned()),
+    ) {
+        (Ok(theirs), Ok(ours)) => theirs == ours,
+        // Not readable (gone, or no /proc/PID/ns): judge by the uuid alone.
+        _ => true,
+    }
 }
 
 #[cfg(test)]
