@@ -9,6 +9,7 @@ pub mod cloud;
 pub mod guest;
 pub mod iperf;
 pub mod join;
+pub mod multihost;
 pub mod netns;
 pub mod orphans;
 pub mod postgres;
