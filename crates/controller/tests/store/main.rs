@@ -190,6 +190,7 @@ mod images;
 mod iso;
 mod leader_leases;
 mod legacy_runner;
+mod live_targets;
 mod quotas;
 mod resource_limits;
 mod schema;
@@ -207,6 +208,7 @@ use hosts::*;
 use images::*;
 use iso::*;
 use leader_leases::*;
+use live_targets::*;
 use schema::*;
 use servers::*;
 use terms::*;
@@ -254,6 +256,7 @@ store_tests!(
     concurrent_redemptions_of_a_console_token_succeed_once,
     leader_lease_has_one_holder_until_it_expires,
     changes_are_announced_to_other_stores,
+    live_targets_are_recorded_and_forgotten,
 );
 
 // ---------------------------------------------------------------------------
