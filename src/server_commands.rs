@@ -125,6 +125,11 @@ pub struct ControllerArgs {
     pub tls_key: Option<PathBuf>,
     #[command(flatten)]
     pub pools: TenantPoolArgs,
+    /// Evacuate a host that has been down (silent) this many seconds:
+    /// its servers restart on other hosts (from a shared instance store
+    /// with their data, else rebuilt from their image). Off by default.
+    #[arg(long, value_name = "SECONDS")]
+    pub auto_evacuate: Option<u64>,
 }
 
 #[derive(Args, Debug, Clone)]
@@ -180,6 +185,11 @@ pub struct AgentOnlyArgs {
     /// newer half (so it never exceeds this).
     #[arg(long, default_value_t = nubis_agent::serial_log::ROTATE_AT >> 20)]
     pub console_log_mib: u64,
+    /// A directory every host that shares it has mounted at this path
+    /// (NFS, CephFS...): instance directories live there, so moving or
+    /// evacuating a server between such hosts copies nothing.
+    #[arg(long, value_name = "PATH")]
+    pub shared_instance_store: Option<PathBuf>,
 }
 
 #[derive(Args, Debug, Clone)]
@@ -313,6 +323,7 @@ fn controller_config(
             }),
             _ => None,
         },
+        auto_evacuate: args.auto_evacuate.map(Duration::from_secs),
     })
 }
 
@@ -346,6 +357,7 @@ fn agent_config(
         image_cache_gib: args.image_cache_gib,
         console_log_mib: args.console_log_mib,
         join_token,
+        shared_instance_store: args.shared_instance_store.clone(),
     })
 }
 

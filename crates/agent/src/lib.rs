@@ -64,6 +64,9 @@ pub struct AgentConfig {
     /// A join token (`nubis admin join-token`), used only if this host has
     /// no credentials yet in its data dir.
     pub join_token: Option<String>,
+    /// `--shared-instance-store PATH`: instance directories live under
+    /// PATH (shared with other hosts) rather than in the data dir.
+    pub shared_instance_store: Option<PathBuf>,
 }
 
 /// A registered agent whose background tasks (its API, the reconcile and

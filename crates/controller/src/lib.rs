@@ -3,6 +3,7 @@
 
 pub mod accounts;
 pub mod address_space;
+pub mod app;
 pub mod audit;
 pub mod auth;
 pub mod clock;

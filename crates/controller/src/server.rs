@@ -45,6 +45,9 @@ pub struct ControllerConfig {
     /// Serve the API and portal over HTTPS with this certificate and key
     /// (and mark cookies `Secure`); plain HTTP when `None`.
     pub tls: Option<TlsFiles>,
+    /// `--auto-evacuate SECONDS`: evacuate hosts down that long; `None`:
+    /// only `nubis host evacuate` does.
+    pub auto_evacuate: Option<Duration>,
 }
 
 /// The API's own certificate chain and private key (PEM files).
@@ -165,6 +168,16 @@ pub async fn start(config: ControllerConfig) -> anyhow::Result<RunningController
             Ok(())
         }
     });
+    let evacuator = config.auto_evacuate.map(|after| {
+        let evacuator_state = state.clone();
+        BackgroundTask::new("evacuator", move || {
+            let state = evacuator_state.clone();
+            async move {
+                crate::app::evacuator::run(state, after).await;
+                Ok(())
+            }
+        })
+    });
     // On PostgreSQL, other controllers' changes wake this one's long polls.
     let peer_changes = (state.store.backend() == crate::store::Backend::Postgres).then(|| {
         let peer_state = state.clone();
@@ -228,6 +241,7 @@ pub async fn start(config: ControllerConfig) -> anyhow::Result<RunningController
         tasks: [api, agent_protocol, terms_keeper]
             .into_iter()
             .chain(peer_changes)
+            .chain(evacuator)
             .collect(),
         board,
     })

@@ -75,6 +75,10 @@ pub async fn register(
         .await
         .map_err(cluster_error)?;
     let host = state.store.register_host(&req).await?;
+    state
+        .store
+        .set_host_shared_store(host.id, req.shared_store.as_deref())
+        .await?;
     tracing::info!(host = %host.name, id = %host.id, url = %host.url, "host registered");
     Ok(Json(host))
 }
@@ -112,6 +116,9 @@ pub async fn desired(
         .touch_host(host)
         .await
         .map_err(ApiError::from_store("host"))?;
+    let mut moves = crate::app::moves::host_moves(&state.store, host)
+        .await
+        .map_err(|e| ApiError::internal(e.to_string()))?;
     let mut images: HashMap<ImageId, Image> = HashMap::new();
     let mut networks: HashMap<NetworkId, (Network, NetworkSpec)> = HashMap::new();
     let mut instances = Vec::new();
@@ -191,8 +198,8 @@ pub async fn desired(
                 .collect(),
             network_limits: server.network_limits(state.rental.throttle),
             cdrom,
-            generation: 0,
-            arrival: None,
+            generation: moves.generations.get(&server.id).copied().unwrap_or(1),
+            arrival: moves.arrivals.remove(&server.id),
         });
     }
     let mut host_networks = Vec::new();
@@ -224,8 +231,8 @@ pub async fn desired(
         networks: host_networks,
         floating_ips,
         security_groups,
-        departures: Vec::new(),
-        released: Vec::new(),
+        departures: moves.departures,
+        released: moves.released,
     }))
 }
 
@@ -308,13 +315,28 @@ pub async fn report(
         .store
         .apply_host_report_at(host, &report, state.clock.now())
         .await?;
+    let host_name = state
+        .store
+        .host(host)
+        .await
+        .map_err(ApiError::from_store("host"))?
+        .name;
+    let moved = crate::app::moves::apply_report(
+        &state.store,
+        host,
+        &host_name,
+        &report,
+        chrono::Utc::now(),
+    )
+    .await
+    .map_err(|e| ApiError::internal(e.to_string()))?;
     let changes = state
         .store
         .record_traffic(host, &report.traffic, state.clock.now())
         .await?;
     // A guest that powered itself off, or a server that used up its traffic
     // quota, changes desired state too.
-    if !changes.is_empty() || report.instances.iter().any(|i| i.guest_shutdown) {
+    if moved || !changes.is_empty() || report.instances.iter().any(|i| i.guest_shutdown) {
         state.desired_state_changed();
     }
     Ok(StatusCode::NO_CONTENT)

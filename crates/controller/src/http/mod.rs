@@ -11,6 +11,7 @@ mod floating_ips;
 pub mod health;
 mod images;
 mod keypairs;
+mod moves;
 mod networks;
 mod openapi;
 mod quotas;
@@ -133,6 +134,10 @@ pub fn router(state: AppState) -> Router {
         .route("/servers/{id}/stop", post(servers::stop))
         .route("/servers/{id}/reboot", post(servers::reboot))
         .route("/servers/{id}/eject", post(servers::eject))
+        .route("/servers/{id}/migrate", post(moves::migrate))
+        .route("/servers/{id}/live-migrate", post(moves::live_migrate))
+        .route("/servers/{id}/migrations", get(moves::list))
+        .route("/hosts/{id}/evacuate", post(moves::evacuate))
         .route("/servers/{id}/console-log", get(servers::console_log))
         .route("/servers/{id}/console", post(console::create))
         .route("/console/websocket", get(console::websocket))
@@ -250,3 +255,4 @@ pub fn agent_router(state: AppState) -> Router {
 }
 
 pub use openapi::ApiDoc;
+pub use servers::HEARTBEAT_TIMEOUT;

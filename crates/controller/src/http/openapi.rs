@@ -33,6 +33,8 @@ use utoipa::{Modify, OpenApi};
         super::server_terms::project_events,
         super::usage_records::list,
         super::audit::list,
+        super::moves::migrate, super::moves::live_migrate, super::moves::list,
+        super::moves::evacuate,
     ),
     modifiers(&BearerAuth, &CommonErrors)
 )]

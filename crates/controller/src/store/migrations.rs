@@ -51,6 +51,7 @@ migration_files!(
     "0010_resource_limits",
     "0011_audit_events",
     "0012_host_credentials",
+    "0015_moves",
     "0016_live_targets",
 );
 

@@ -17,6 +17,7 @@ mod keypairs;
 mod leader_leases;
 mod live_targets;
 pub mod migrations;
+pub mod moves;
 pub mod networks;
 pub mod quotas;
 mod rows;

@@ -149,6 +149,7 @@ impl Cloud {
             tenant_pools: settings.tenant_pools,
             cluster_listen: "127.0.0.1:0".parse().unwrap(),
             tls: None,
+            auto_evacuate: None,
         };
         let running = start(config).await.expect("controller starts");
         let cluster_base = format!("https://{}", running.cluster_addr);

@@ -1,0 +1,512 @@
+//! Moving servers between hosts: cold migration, the start of a live one,
+//! evacuation of a down host, and fencing.
+//!
+//! Every placement carries a generation (`servers.placement_generation`),
+//! raised whenever the server is placed on a host. A move places the server
+//! on its target at once (so the target's capacity is claimed) and leaves
+//! a running `migrations` row: the target's desired state carries an
+//! [`Arrival`], the source's a [`Departure`]. The target reports `arrived`
+//! for that generation and the move is done; the source's files are then
+//! a leftover, which the controller releases. An agent removes nothing it
+//! was not told it may ([`release_rules`]), so a host that comes back after
+//! its servers were evacuated stops them (fencing) and keeps their files
+//! until released.
+
+use crate::scheduler::{self, Demand, Overcommit, PlacementError};
+use crate::store::hosts::HostLoad;
+use crate::store::moves::{ArrivalKind, HostLeftovers, MoveRecord, NewMove, Placement};
+use crate::store::{Store, StoreError};
+use chrono::{DateTime, Utc};
+use nubis_api::agent::{
+    Arrival, Departure, HostReport, MoveProgress, MoveRole, PeerHost, Released,
+};
+use nubis_api::events::EventKind;
+use nubis_api::migrations::{Evacuation, MigrationKind, Unplaced};
+use nubis_api::servers::ServerStatus;
+use nubis_api::{HostId, ServerId};
+use std::collections::{HashMap, HashSet};
+use std::time::Duration;
+
+/// Why a move was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum MoveError {
+    #[error("{0}")]
+    Conflict(String),
+    #[error("{0}")]
+    BadRequest(String),
+    #[error("{0}")]
+    NoHost(String),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// Whether a host has been silent longer than `timeout`.
+pub fn is_down(last_seen: DateTime<Utc>, now: DateTime<Utc>, timeout: Duration) -> bool {
+    now.signed_duration_since(last_seen)
+        .to_std()
+        .is_ok_and(|age| age > timeout)
+}
+
+/// Chooses where a server moves: the host named (by id or name; never its
+/// current one; it must be up), else the scheduler's choice among the other
+/// hosts. The one call into placement, so placement changes stay in the
+/// scheduler.
+pub fn choose_target(
+    loads: &[HostLoad],
+    source: HostId,
+    named: Option<&str>,
+    demand: Demand,
+    now: DateTime<Utc>,
+    heartbeat_timeout: Duration,
+) -> Result<HostId, MoveError> {
+    if let Some(name) = named {
+        let host = loads
+            .iter()
+            .find(|l| l.host.id.to_string() == name || l.host.name == name)
+            .ok_or_else(|| MoveError::BadRequest(format!("no host '{name}'")))?;
+        if host.host.id == source {
+            return Err(MoveError::BadRequest(format!(
+                "the server is already on host '{}'",
+                host.host.name
+            )));
+        }
+        if is_down(host.host.last_seen, now, heartbeat_timeout) {
+            return Err(MoveError::Conflict(format!(
+                "host '{}' is down",
+                host.host.name
+            )));
+        }
+        return Ok(host.host.id);
+    }
+    let others: Vec<HostLoad> = loads
+        .iter()
+        .filter(|l| l.host.id != source)
+        .cloned()
+        .collect();
+    scheduler::place(
+        &others,
+        demand,
+        Overcommit::default(),
+        now,
+        heartbeat_timeout,
+    )
+    .map_err(|e| match e {
+        PlacementError::NoHosts => MoveError::NoHost("no other host is up".into()),
+        e @ PlacementError::NoCapacity { .. } => MoveError::NoHost(e.to_string()),
+    })
+}
+
+/// How the target gets the disk, from the two hosts' shared stores.
+pub fn arrival_kind(
+    kind: MigrationKind,
+    source: Option<&str>,
+    target: Option<&str>,
+) -> ArrivalKind {
+    let shared = source.is_some() && source == target;
+    match kind {
+        MigrationKind::Live => ArrivalKind::Live,
+        MigrationKind::Cold if shared => ArrivalKind::Shared,
+        MigrationKind::Cold => ArrivalKind::Copy,
+        MigrationKind::Evacuate if shared => ArrivalKind::Shared,
+        MigrationKind::Evacuate => ArrivalKind::Rebuild,
+    }
+}
+
+/// Starts moving `server` (already checked to be the caller's): cold when it
+/// is stopped, live when it runs.
+pub async fn start_migration(
+    store: &Store,
+    server: ServerId,
+    project: nubis_api::ProjectId,
+    kind: MigrationKind,
+    named_host: Option<&str>,
+    now: DateTime<Utc>,
+    heartbeat_timeout: Duration,
+) -> Result<MoveRecord, MoveError> {
+    let record = store.server(project, server).await?;
+    let source = record
+        .host
+        .ok_or_else(|| MoveError::Conflict("the server is on no host".into()))?;
+    let status = record.status();
+    match kind {
+        MigrationKind::Cold if status != ServerStatus::Stopped => {
+            return Err(MoveError::Conflict(format!(
+                "only a stopped server can be migrated (it is {status}); stop it or use live-migrate"
+            )))
+        }
+        MigrationKind::Live if status != ServerStatus::Running => {
+            return Err(MoveError::Conflict(format!(
+                "only a running server can be live-migrated (it is {status})"
+            )))
+        }
+        MigrationKind::Evacuate => {
+            return Err(MoveError::BadRequest("evacuate a host instead".into()))
+        }
+        _ => {}
+    }
+    let loads = store.host_loads().await?;
+    let source_host = loads.iter().find(|l| l.host.id == source);
+    if source_host.is_some_and(|h| is_down(h.host.last_seen, now, heartbeat_timeout)) {
+        return Err(MoveError::Conflict(
+            "the server's host is down; evacuate it instead".into(),
+        ));
+    }
+    let demand = Demand {
+        vcpus: record.vcpus,
+        memory_mib: record.memory_mib,
+        disk_gib: record.disk_gib,
+    };
+    let target = choose_target(&loads, source, named_host, demand, now, heartbeat_timeout)?;
+    let stores = store.host_shared_stores().await?;
+    let store_of = |h: HostId| stores.get(&h).cloned().flatten();
+    let arrival = arrival_kind(
+        kind,
+        store_of(source).as_deref(),
+        store_of(target).as_deref(),
+    );
+    let name_of = |h: HostId| {
+        loads
+            .iter()
+            .find(|l| l.host.id == h)
+            .map(|l| l.host.name.clone())
+            .unwrap_or_else(|| h.to_string())
+    };
+    let how = match arrival {
+        ArrivalKind::Shared => "shared store: nothing to copy",
+        ArrivalKind::Copy => "copying the disk",
+        ArrivalKind::Live => "live",
+        ArrivalKind::Rebuild => "rebuilt",
+    };
+    let message = format!(
+        "migrating ({}) from host {} to host {} ({how})",
+        kind.as_str(),
+        name_of(source),
+        name_of(target)
+    );
+    Ok(store
+        .start_move(
+            &NewMove {
+                server,
+                kind,
+                arrival,
+                source,
+                target,
+                events: vec![(EventKind::Migrating, message)],
+            },
+            now,
+        )
+        .await?)
+}
+
+/// Restarts every server of a down host elsewhere: from the shared store
+/// when the new host shares it (data kept), else rebuilt from the image
+/// (data lost; a `rebuilt` event says so). Moves under way to or from the
+/// host are failed first (a server coming to it goes back to its source).
+pub async fn evacuate(
+    store: &Store,
+    host: HostId,
+    now: DateTime<Utc>,
+    heartbeat_timeout: Duration,
+) -> Result<Evacuation, MoveError> {
+    let loads = store.host_loads().await?;
+    let down = loads
+        .iter()
+        .find(|l| l.host.id == host)
+        .ok_or(MoveError::Store(StoreError::NotFound))?;
+    if !is_down(down.host.last_seen, now, heartbeat_timeout) {
+        return Err(MoveError::Conflict(format!(
+            "host '{}' is up; only a down host is evacuated (migrate its servers instead)",
+            down.host.name
+        )));
+    }
+    let host_name = down.host.name.clone();
+    for running in store.running_moves_of_host(host).await? {
+        store
+            .fail_move(
+                running.migration.id,
+                now,
+                &format!("host {host_name} went down"),
+                false,
+            )
+            .await?;
+    }
+    let stores = store.host_shared_stores().await?;
+    let store_of = |h: HostId| stores.get(&h).cloned().flatten();
+    let mut out = Evacuation {
+        migrations: Vec::new(),
+        unplaced: Vec::new(),
+    };
+    for server in store.servers_on_host(host).await? {
+        if server.deleting {
+            continue;
+        }
+        // Fresh loads each time: every placement claims room.
+        let loads = store.host_loads().await?;
+        let demand = Demand {
+            vcpus: server.vcpus,
+            memory_mib: server.memory_mib,
+            disk_gib: server.disk_gib,
+        };
+        let target = match choose_target(&loads, host, None, demand, now, heartbeat_timeout) {
+            Ok(t) => t,
+            Err(e) => {
+                out.unplaced.push(Unplaced {
+                    server: server.id,
+                    reason: e.to_string(),
+                });
+                continue;
+            }
+        };
+        let target_name = loads
+            .iter()
+            .find(|l| l.host.id == target)
+            .map(|l| l.host.name.clone())
+            .unwrap_or_default();
+        let arrival = arrival_kind(
+            MigrationKind::Evacuate,
+            store_of(host).as_deref(),
+            store_of(target).as_deref(),
+        );
+        let mut events = Vec::new();
+        match arrival {
+            ArrivalKind::Shared => events.push((
+                EventKind::Evacuated,
+                format!(
+                    "host {host_name} is down: evacuated to host {target_name}, \
+                     restarted from the shared store with its data"
+                ),
+            )),
+            _ => {
+                events.push((
+                    EventKind::Evacuated,
+                    format!("host {host_name} is down: evacuated to host {target_name}"),
+                ));
+                events.push((
+                    EventKind::Rebuilt,
+                    format!(
+                        "the disk stayed on host {host_name}: rebuilt on host {target_name} \
+                         from its image; the data on the old disk is lost"
+                    ),
+                ));
+            }
+        }
+        let new = NewMove {
+            server: server.id,
+            kind: MigrationKind::Evacuate,
+            arrival,
+            source: host,
+            target,
+            events,
+        };
+        match store.start_move(&new, now).await {
+            Ok(m) => out.migrations.push(m.migration),
+            Err(StoreError::Conflict(reason)) => out.unplaced.push(Unplaced {
+                server: server.id,
+                reason,
+            }),
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Ok(out)
+}
+
+/// Hosts down for longer than `after` that still have servers: those the
+/// auto-evacuation sweep evacuates.
+pub async fn hosts_to_evacuate(
+    store: &Store,
+    now: DateTime<Utc>,
+    after: Duration,
+) -> Result<Vec<HostId>, MoveError> {
+    let mut out = Vec::new();
+    for load in store.host_loads().await? {
+        if is_down(load.host.last_seen, now, after)
+            && store
+                .servers_on_host(load.host.id)
+                .await?
+                .iter()
+                .any(|s| !s.deleting)
+        {
+            out.push(load.host.id);
+        }
+    }
+    Ok(out)
+}
+
+/// Takes in what a host reports about moves and leftovers: finishes or
+/// fails the moves it is the target of, stores its leftovers (recording
+/// `fenced` events). Whether desired state changed.
+pub async fn apply_report(
+    store: &Store,
+    host: HostId,
+    host_name: &str,
+    report: &HostReport,
+    now: DateTime<Utc>,
+) -> Result<bool, MoveError> {
+    let mut changed = store
+        .record_host_leftovers(
+            host,
+            now,
+            &HostLeftovers {
+                leftovers: report.leftovers.clone(),
+                fenced: report.fenced.clone(),
+            },
+            host_name,
+        )
+        .await?;
+    if report.moves.is_empty() {
+        return Ok(changed);
+    }
+    let running = store.running_moves_of_host(host).await?;
+    for seen in &report.moves {
+        let Some(m) = running.iter().find(|m| {
+            m.migration.server == seen.id
+                && m.generation == seen.generation
+                && match seen.role {
+                    MoveRole::Arrival => m.migration.target_host == host,
+                    MoveRole::Departure => m.migration.source_host == host,
+                }
+        }) else {
+            continue; // About an earlier move, or one already ended.
+        };
+        let evacuation = m.migration.kind == MigrationKind::Evacuate;
+        match (seen.role, seen.progress) {
+            (MoveRole::Arrival, MoveProgress::Arrived) => {
+                // Live moves end when the source reports the switch-over
+                // (the live helper's part), not on the target's readiness.
+                if m.arrival == ArrivalKind::Live {
+                    continue;
+                }
+                let message = format!(
+                    "{} done: the server is on host {host_name}",
+                    if evacuation {
+                        "evacuation"
+                    } else {
+                        "migration"
+                    }
+                );
+                changed |= store
+                    .finish_move(m.migration.id, now, None, (EventKind::Migrated, &message))
+                    .await?;
+            }
+            (_, MoveProgress::Failed) => {
+                let error = seen.error.as_deref().unwrap_or("the host gave up");
+                changed |= store
+                    .fail_move(m.migration.id, now, error, evacuation)
+                    .await?;
+            }
+            _ => {}
+        }
+    }
+    Ok(changed)
+}
+
+/// The move-related parts of one host's desired state.
+#[derive(Debug, Default)]
+pub struct HostMoves {
+    pub generations: HashMap<ServerId, u64>,
+    pub arrivals: HashMap<ServerId, Arrival>,
+    pub departures: Vec<Departure>,
+    pub released: Vec<Released>,
+}
+
+/// Computes [`HostMoves`] for `host` from the store.
+pub async fn host_moves(store: &Store, host: HostId) -> Result<HostMoves, MoveError> {
+    let generations = store.host_generations(host).await?;
+    let running = store.running_moves_of_host(host).await?;
+    let hosts = store.list_hosts().await?;
+    let peer = |id: HostId| PeerHost {
+        id,
+        url: hosts
+            .iter()
+            .find(|h| h.id == id)
+            .map(|h| h.url.clone())
+            .unwrap_or_default(),
+    };
+    let mut arrivals = HashMap::new();
+    let mut departures = Vec::new();
+    for m in &running {
+        let (source, target) = (m.migration.source_host, m.migration.target_host);
+        if target == host {
+            let arrival = match m.arrival {
+                ArrivalKind::Copy => Arrival::Copy {
+                    source: peer(source),
+                },
+                ArrivalKind::Shared => Arrival::Shared,
+                ArrivalKind::Live => Arrival::Live {
+                    source: peer(source),
+                },
+                ArrivalKind::Rebuild => Arrival::Rebuild,
+            };
+            arrivals.insert(m.migration.server, arrival);
+        }
+        // An evacuation's source is down and has nothing to give.
+        if source == host && m.migration.kind != MigrationKind::Evacuate {
+            departures.push(Departure {
+                id: m.migration.server,
+                generation: m.generation,
+                target: peer(target),
+                live: None,
+            });
+        }
+    }
+    let mut leftovers = store.host_leftovers(host).await?;
+    // Servers deleted on this host need no leftover report to go.
+    for server in store.servers_on_host(host).await? {
+        if server.deleting && !leftovers.contains(&server.id) {
+            leftovers.push(server.id);
+        }
+    }
+    let placements = store.placements(&leftovers).await?;
+    let stores = store.host_shared_stores().await?;
+    let departing: HashSet<ServerId> = departures.iter().map(|d| d.id).collect();
+    let released = release_rules(host, &leftovers, &placements, &departing, &stores);
+    Ok(HostMoves {
+        generations,
+        arrivals,
+        departures,
+        released,
+    })
+}
+
+/// Which of a host's leftovers it may remove, and whether it must leave
+/// the directory (a store shared with the host the server is on now):
+/// - a server still departing from the host: not yet (it serves the disk);
+/// - a server placed on the host itself and not being deleted: never (it
+///   is desired there; the leftover report raced a new placement);
+/// - a server that no longer exists, or is being deleted on this host:
+///   everything goes;
+/// - a server on another host: released; its directory kept when both
+///   hosts have the same shared store.
+pub fn release_rules(
+    host: HostId,
+    leftovers: &[ServerId],
+    placements: &HashMap<ServerId, Placement>,
+    departing: &HashSet<ServerId>,
+    stores: &HashMap<HostId, Option<String>>,
+) -> Vec<Released> {
+    let store_of = |h: HostId| stores.get(&h).cloned().flatten();
+    let mut out = Vec::new();
+    for id in leftovers {
+        if departing.contains(id) {
+            continue;
+        }
+        let keep_disk = match placements.get(id) {
+            None => false,
+            Some(p) if p.host == Some(host) => {
+                if !p.deleting {
+                    continue;
+                }
+                false
+            }
+            Some(p) => match (store_of(host), p.host.and_then(store_of)) {
+                (Some(mine), Some(theirs)) => mine == theirs,
+                _ => false,
+            },
+        };
+        out.push(Released { id: *id, keep_disk });
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests;
