@@ -18,7 +18,11 @@
 //! [`Store::record_live_target`]: crate::store::Store::record_live_target
 //! [`Store::live_targets`]: crate::store::Store::live_targets
 
-use nubis_api::agent::{LiveTarget, MoveProgress, MoveReport, MoveRole};
+use crate::store::moves::MoveRecord;
+use crate::store::{Store, StoreError};
+use chrono::{DateTime, Utc};
+use nubis_api::agent::{Departure, LiveTarget, MoveProgress, MoveReport, MoveRole};
+use nubis_api::events::EventKind;
 
 /// What one report about a live move asks the controller to do.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -58,6 +62,60 @@ pub fn live_step(seen: &MoveReport) -> LiveStep {
 /// The `migrated` event's message for a live move that ended on `host`.
 pub fn migrated_message(host: &str, downtime_ms: u64) -> String {
     format!("live migration done: the server runs on host {host}; downtime {downtime_ms} ms")
+}
+
+/// Acts on one host's report about its end of live move `m` (called by
+/// `app::moves::apply_report`). Whether desired state changed.
+pub async fn apply_live_report(
+    store: &Store,
+    m: &MoveRecord,
+    seen: &MoveReport,
+    now: DateTime<Utc>,
+) -> Result<bool, StoreError> {
+    let id = m.migration.id;
+    match live_step(seen) {
+        LiveStep::Nothing => Ok(false),
+        LiveStep::TargetReady(target) => store.record_live_target(id, &target).await,
+        LiveStep::Done { downtime_ms } => {
+            let target = store.host(m.migration.target_host).await?.name;
+            let message = migrated_message(&target, downtime_ms);
+            let done = store
+                .finish_move(id, now, Some(downtime_ms), (EventKind::Migrated, &message))
+                .await?;
+            store.forget_live_target(id).await?;
+            Ok(done)
+        }
+        LiveStep::Failed(error) => {
+            let failed = store.fail_move(id, now, &error, false).await?;
+            store.forget_live_target(id).await?;
+            Ok(failed)
+        }
+    }
+}
+
+/// Fills in the target's endpoints in a host's live departures (called by
+/// `app::moves::host_moves`); `live_moves` are the migration ids of its
+/// departures that are live.
+pub async fn fill_live_departures(
+    store: &Store,
+    departures: &mut [Departure],
+    live_moves: &[(nubis_api::ServerId, nubis_api::MigrationId)],
+) -> Result<(), StoreError> {
+    if live_moves.is_empty() {
+        return Ok(());
+    }
+    let ids: Vec<_> = live_moves.iter().map(|(_, id)| *id).collect();
+    let targets = store.live_targets(&ids).await?;
+    for departure in departures.iter_mut() {
+        let migration = live_moves
+            .iter()
+            .find(|(server, _)| *server == departure.id)
+            .map(|(_, id)| id);
+        if let Some(target) = migration.and_then(|id| targets.get(id)) {
+            departure.live = Some(target.clone());
+        }
+    }
+    Ok(())
 }
 
 #[cfg(test)]
