@@ -368,14 +368,23 @@ async fn run_source(
     target: IncomingEndpoints,
     settings: MigrationSettings,
 ) -> Result<MigrationOutcome, MigrationError> {
+    tracing::info!(nbd = %target.nbd, "mirroring the disk to the target");
     add_nbd_target(qmp, target.nbd).await?;
     start_mirror(qmp).await?;
     wait_mirror_ready(qmp, settings.mirror).await?;
+    tracing::info!(migration = %target.migration, "disk mirrored; migrating the guest");
     configure_source(qmp, settings.max_bandwidth).await?;
     migrate(qmp, target.migration).await?;
     let deadline = tokio::time::Instant::now() + settings.migration;
+    let mut last_status = String::new();
+    let mut polls = 0u64;
     loop {
         let info = query_migrate(qmp).await?;
+        polls += 1;
+        if migration_status(&info) != last_status || polls.is_multiple_of(100) {
+            last_status = migration_status(&info).to_owned();
+            tracing::info!(status = %last_status, ram = %info["ram"], "migration progress");
+        }
         match migration_status(&info) {
             "completed" => {
                 return Ok(MigrationOutcome {
@@ -415,6 +424,7 @@ fn job_error(job: &Value) -> Option<String> {
 
 async fn wait_mirror_ready(qmp: &QmpClient, limit: Duration) -> Result<(), MigrationError> {
     let deadline = tokio::time::Instant::now() + limit;
+    let mut polls = 0u64;
     loop {
         let job = mirror_job(qmp)
             .await?
@@ -426,6 +436,10 @@ async fn wait_mirror_ready(qmp: &QmpClient, limit: Duration) -> Result<(), Migra
         }
         if job["ready"] == true {
             return Ok(());
+        }
+        polls += 1;
+        if polls.is_multiple_of(100) {
+            tracing::info!(offset = %job["offset"], len = %job["len"], status = %job["status"], "disk mirror progress");
         }
         if tokio::time::Instant::now() >= deadline {
             return Err(MigrationError::Timeout {
