@@ -42,11 +42,12 @@ pub async fn follow_desired_state(
                     tracing::warn!(error = %format!("{e:#}"), "cannot converge host networking");
                 }
                 apply(&desired, &mut actors, &layout, &ctx);
+                let hosted = hosted_instances(&desired, &actors);
                 if let Err(e) = ctx
                     .networking
                     .apply_firewall(
                         &desired.networks,
-                        &desired.instances,
+                        &hosted,
                         &desired.floating_ips,
                         &desired.security_groups,
                     )
@@ -58,14 +59,10 @@ pub async fn follow_desired_state(
                     ms = started.elapsed().as_millis() as u64,
                     "host networking converged"
                 );
-                if let Err(e) = ctx
-                    .networking
-                    .serve(&desired.networks, &desired.instances)
-                    .await
-                {
+                if let Err(e) = ctx.networking.serve(&desired.networks, &hosted).await {
                     tracing::warn!(error = %format!("{e:#}"), "cannot serve DHCP and DNS");
                 }
-                if let Err(e) = ctx.networking.remove_stray_taps(&desired.instances).await {
+                if let Err(e) = ctx.networking.remove_stray_taps(&hosted).await {
                     tracing::warn!(error = %format!("{e:#}"), "cannot remove stray TAPs");
                 }
                 // Deleted images go, and the cache stays under its limit.
@@ -78,6 +75,29 @@ pub async fn follow_desired_state(
             }
         }
     }
+}
+
+/// The instances whose guests this host serves now: the desired ones plus
+/// those departing, whose actors keep their last spec (a live source runs
+/// the guest until the switch-over; its TAPs, firewall rules and DHCP
+/// entries must stay until then).
+fn hosted_instances(
+    desired: &DesiredState,
+    actors: &HashMap<ServerId, InstanceHandle>,
+) -> Vec<nubis_api::agent::InstanceSpec> {
+    let mut hosted = desired.instances.clone();
+    for departure in &desired.departures {
+        if hosted.iter().any(|s| s.id == departure.id) {
+            continue;
+        }
+        if let Some(spec) = actors
+            .get(&departure.id)
+            .and_then(|a| a.spec.borrow().clone())
+        {
+            hosted.push(spec);
+        }
+    }
+    hosted
 }
 
 /// Hands every actor its spec; instances not desired (including leftovers on

@@ -138,19 +138,7 @@ pub async fn desired(
         };
         let mut nics = Vec::new();
         for (port, network_id, mac, ip) in state.store.server_ports(server.id).await? {
-            let network = match networks.entry(network_id) {
-                std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
-                std::collections::hash_map::Entry::Vacant(e) => {
-                    let n = state.store.network_by_id(network_id).await?;
-                    let spec = NetworkSpec {
-                        id: n.id,
-                        cidr: n.cidr,
-                        gateway: n.gateway,
-                        domain: n.domain.clone(),
-                    };
-                    e.insert((n, spec))
-                }
-            };
+            let network = host_network(&state, &mut networks, network_id).await?;
             nics.push(NicSpec {
                 port,
                 network: network.1.clone(),
@@ -202,6 +190,22 @@ pub async fn desired(
             arrival: moves.arrivals.remove(&server.id),
         });
     }
+    // A server leaving this host (live: its guest runs here until the
+    // switch-over) keeps its networks and groups here until released.
+    let mut departing_groups = Vec::new();
+    for departure in &moves.departures {
+        for (_, network_id, _, _) in state.store.server_ports(departure.id).await? {
+            host_network(&state, &mut networks, network_id).await?;
+        }
+        departing_groups.extend(
+            state
+                .store
+                .server_security_groups(departure.id)
+                .await?
+                .into_iter()
+                .map(|(id, _)| id),
+        );
+    }
     let mut host_networks = Vec::new();
     for (network, spec) in networks.into_values() {
         let dns = state
@@ -224,7 +228,7 @@ pub async fn desired(
         .into_iter()
         .map(|(ip, fixed_ip)| FloatingIpSpec { ip, fixed_ip })
         .collect();
-    let security_groups = group_specs(&state, &instances).await?;
+    let security_groups = group_specs(&state, &instances, departing_groups).await?;
     Ok(Json(DesiredState {
         revision,
         instances,
@@ -236,15 +240,38 @@ pub async fn desired(
     }))
 }
 
-/// The groups the instances use, with remote groups resolved to the
+/// The network `id` in a host's desired state, looked up once.
+async fn host_network<'a>(
+    state: &AppState,
+    networks: &'a mut HashMap<NetworkId, (Network, NetworkSpec)>,
+    id: NetworkId,
+) -> ApiResult<&'a mut (Network, NetworkSpec)> {
+    Ok(match networks.entry(id) {
+        std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
+        std::collections::hash_map::Entry::Vacant(e) => {
+            let n = state.store.network_by_id(id).await?;
+            let spec = NetworkSpec {
+                id: n.id,
+                cidr: n.cidr,
+                gateway: n.gateway,
+                domain: n.domain.clone(),
+            };
+            e.insert((n, spec))
+        }
+    })
+}
+
+/// The groups the instances (and `more`) use, with remote groups resolved to the
 /// current addresses of their members (on any host).
 async fn group_specs(
     state: &AppState,
     instances: &[InstanceSpec],
+    more: Vec<SecurityGroupId>,
 ) -> ApiResult<Vec<SecurityGroupSpec>> {
     let mut ids: Vec<SecurityGroupId> = instances
         .iter()
         .flat_map(|i| i.security_groups.iter().copied())
+        .chain(more)
         .collect();
     ids.sort();
     ids.dedup();
