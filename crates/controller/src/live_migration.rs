@@ -118,6 +118,25 @@ pub async fn fill_live_departures(
     Ok(())
 }
 
+/// The servers `host` is receiving live right now. Until the switch-over
+/// their guests run on the source, so the target's view of them (a QEMU
+/// paused for the incoming state, or killed half-way) must not become
+/// the servers' status or fault: the source's reports speak for them.
+pub async fn arriving_live(
+    store: &Store,
+    host: nubis_api::HostId,
+) -> Result<std::collections::HashSet<nubis_api::ServerId>, StoreError> {
+    Ok(store
+        .running_moves_of_host(host)
+        .await?
+        .into_iter()
+        .filter(|m| {
+            m.arrival == crate::store::moves::ArrivalKind::Live && m.migration.target_host == host
+        })
+        .map(|m| m.migration.server)
+        .collect())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -378,6 +378,7 @@ async fn run_source(
     let deadline = tokio::time::Instant::now() + settings.migration;
     let mut last_status = String::new();
     let mut polls = 0u64;
+    let mut continued = false;
     loop {
         let info = query_migrate(qmp).await?;
         polls += 1;
@@ -392,11 +393,14 @@ async fn run_source(
                     total_ms: info["total-time"].as_u64().unwrap_or(0),
                 })
             }
-            "pre-switchover" => {
+            // Once: the state may read `pre-switchover` again until the
+            // migration thread has woken up from `migrate-continue`.
+            "pre-switchover" if !continued => {
                 // vCPUs are stopped: no more guest writes. Complete the
                 // mirror, then let the last device state go.
                 complete_mirror(qmp).await?;
                 migrate_continue(qmp).await?;
+                continued = true;
             }
             "failed" | "cancelled" | "cancelling" => {
                 return Err(MigrationError::Migration(format!(

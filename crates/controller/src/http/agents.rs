@@ -327,9 +327,11 @@ pub async fn report(
     State(state): State<AppState>,
     agent: AgentCaller,
     ApiPath(host): ApiPath<HostId>,
-    ApiJson(report): ApiJson<HostReport>,
+    ApiJson(mut report): ApiJson<HostReport>,
 ) -> ApiResult<StatusCode> {
     agent.require_host(host)?;
+    let arriving = crate::live_migration::arriving_live(&state.store, host).await?;
+    report.instances.retain(|i| !arriving.contains(&i.id));
     state
         .store
         .touch_host(host)
