@@ -280,6 +280,19 @@ fn a_running_guest_moves_with_its_ram_and_disk() {
             )
             .await;
         assert!(out.contains("AFTER-MARK-42"), "written after: {out}");
+        // The guest's kernel saw nothing wrong with its memory after the
+        // switch-over (a page copied while the guest still ran would show
+        // as "bad pte" or an oops); the boot banner is the control that
+        // the kernel log is readable at all.
+        let out = console
+            .run(
+                "dmesg | grep -c 'Linux version'; \
+                 dmesg | grep -c -e 'bad pte' -e 'Oops' -e 'BUG:'",
+                5,
+            )
+            .await;
+        let counts: Vec<u32> = out.lines().filter_map(|l| l.trim().parse().ok()).collect();
+        assert_eq!(counts, vec![1, 0], "kernel log after the move: {out}");
         target.qmp.execute("quit", None).await.ok();
         assert!(target.process.wait_gone(Duration::from_secs(20)).await);
         // The marker is in the target's overlay file itself.
