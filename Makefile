@@ -33,10 +33,12 @@ lint:
 	$(CARGO) fmt --all --check
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
 
-## Control-plane overhead: POST /v1/servers -> QEMU running, against QEMU started directly.
+## Control-plane overhead: POST /v1/servers -> QEMU running, against QEMU started directly;
+## then placement and listing at scale over 10,000 SIMULATED hosts (crates/sim).
 bench: deps tiny-image
 	$(CARGO) bench --bench create_to_running
 	$(CARGO) bench --bench bandwidth
+	$(CARGO) bench --bench placement_scale
 
 clean:
 	$(CARGO) clean

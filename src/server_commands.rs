@@ -125,11 +125,73 @@ pub struct ControllerArgs {
     pub tls_key: Option<PathBuf>,
     #[command(flatten)]
     pub pools: TenantPoolArgs,
+    #[command(flatten)]
+    pub placement: PlacementArgs,
     /// Evacuate a host that has been down (silent) this many seconds:
     /// its servers restart on other hosts (from a shared instance store
     /// with their data, else rebuilt from their image). Off by default.
     #[arg(long, value_name = "SECONDS")]
     pub auto_evacuate: Option<u64>,
+}
+
+/// `--placement spread|pack`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum PlacementChoice {
+    /// Most free memory first: servers spread across hosts.
+    Spread,
+    /// Least free memory first: hosts fill up one by one.
+    Pack,
+}
+
+/// Placement: overcommit ratios (Nova's names and defaults), weigher,
+/// heartbeat timeout.
+#[derive(Args, Debug, Clone)]
+pub struct PlacementArgs {
+    /// vCPUs that may be promised per host CPU.
+    #[arg(long, default_value_t = 4.0)]
+    pub cpu_allocation_ratio: f64,
+    /// Memory that may be promised per MiB of host memory.
+    #[arg(long, default_value_t = 1.0)]
+    pub ram_allocation_ratio: f64,
+    /// Disk that may be promised per GiB of the host's instance store.
+    #[arg(long, default_value_t = 1.0)]
+    pub disk_allocation_ratio: f64,
+    /// How new servers are spread over hosts that can take them.
+    #[arg(long, value_enum, default_value = "spread")]
+    pub placement: PlacementChoice,
+    /// Seconds without a heartbeat (long poll or report) after which a host
+    /// is `down` and gets no new servers.
+    #[arg(long, default_value_t = nubis_controller::scheduler::HEARTBEAT_TIMEOUT.as_secs())]
+    pub host_down_after: u64,
+}
+
+impl PlacementArgs {
+    /// The settings, or an error naming a bad ratio.
+    pub fn settings(&self) -> anyhow::Result<nubis_controller::scheduler::PlacementSettings> {
+        use nubis_controller::scheduler::{Overcommit, PlacementSettings, Weigher};
+        for (flag, v) in [
+            ("--cpu-allocation-ratio", self.cpu_allocation_ratio),
+            ("--ram-allocation-ratio", self.ram_allocation_ratio),
+            ("--disk-allocation-ratio", self.disk_allocation_ratio),
+        ] {
+            anyhow::ensure!(
+                v.is_finite() && v > 0.0,
+                "{flag} must be a positive number, got {v}"
+            );
+        }
+        Ok(PlacementSettings {
+            overcommit: Overcommit {
+                cpu: self.cpu_allocation_ratio,
+                memory: self.ram_allocation_ratio,
+                disk: self.disk_allocation_ratio,
+            },
+            weigher: match self.placement {
+                PlacementChoice::Spread => Weigher::Spread,
+                PlacementChoice::Pack => Weigher::Pack,
+            },
+            host_down_after: Duration::from_secs(self.host_down_after.max(1)),
+        })
+    }
 }
 
 #[derive(Args, Debug, Clone)]
@@ -185,6 +247,11 @@ pub struct AgentOnlyArgs {
     /// newer half (so it never exceeds this).
     #[arg(long, default_value_t = nubis_agent::serial_log::ROTATE_AT >> 20)]
     pub console_log_mib: u64,
+    /// This host's underlay address, where other hosts send the VXLAN
+    /// traffic of networks spanning hosts. Default: the source address of
+    /// the route to the controller (none when that is a loopback address).
+    #[arg(long)]
+    pub tunnel_ip: Option<std::net::Ipv4Addr>,
     /// A directory every host that shares it has mounted at this path
     /// (NFS, CephFS...): instance directories live there, so moving or
     /// evacuating a server between such hosts copies nothing.
@@ -323,6 +390,7 @@ fn controller_config(
             }),
             _ => None,
         },
+        placement: args.placement.settings()?,
         auto_evacuate: args.auto_evacuate.map(Duration::from_secs),
     })
 }
@@ -357,6 +425,7 @@ fn agent_config(
         image_cache_gib: args.image_cache_gib,
         console_log_mib: args.console_log_mib,
         join_token,
+        tunnel_ip: args.tunnel_ip,
         shared_instance_store: args.shared_instance_store.clone(),
     })
 }

@@ -385,6 +385,10 @@ fn an_expired_lease_stops_then_deletes_its_server() {
             .iter()
             .map(|e| e["kind"].as_str().unwrap())
             .collect();
-        assert_eq!(kinds, ["lease_expired", "lease_deleted"], "{events}");
+        assert_eq!(
+            kinds,
+            ["scheduled", "lease_expired", "lease_deleted"],
+            "{events}"
+        );
     });
 }

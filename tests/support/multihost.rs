@@ -68,6 +68,8 @@ pub struct Options {
     pub controller_args: Vec<String>,
     /// Extra `nubis agent` arguments, for every host.
     pub agent_args: Vec<String>,
+    /// Extra `nubis agent` arguments of host `i` (index `i`; absent: none).
+    pub host_agent_args: Vec<Vec<String>>,
 }
 
 impl Options {
@@ -347,7 +349,14 @@ impl MultiHost {
 
     /// Starts (again) host `i`'s agent; its guests keep their state.
     pub fn start_agent(&mut self, i: usize) {
-        let extra = self.options.agent_args.clone();
+        let mut extra = self.options.agent_args.clone();
+        extra.extend(
+            self.options
+                .host_agent_args
+                .get(i)
+                .cloned()
+                .unwrap_or_default(),
+        );
         let host = &mut self.hosts[i];
         assert!(host.agent.is_none(), "the agent of {} runs", host.name);
         let log = std::fs::OpenOptions::new()
@@ -503,6 +512,26 @@ impl MultiHost {
         upload_tiny_image_to(API, &self.cli_config());
     }
 
+    /// Generates a key pair `name` as the logged-in user; returns the path
+    /// of its private key (0600).
+    pub async fn keypair(&self, name: &str) -> PathBuf {
+        let (s, kp) = self
+            .call(Method::POST, "/v1/keypairs", Some(json!({"name": name})))
+            .await;
+        assert_eq!(s, StatusCode::CREATED, "{kp}");
+        let key = self.controller_path().join(format!("{name}.pem"));
+        std::fs::write(&key, kp["private_key"].as_str().expect("private key")).expect("key file");
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600)).expect("chmod");
+        key
+    }
+
+    /// Runs `command` in a guest at `ip` over ssh from host `i` (where the
+    /// guest runs: its bridge has the gateway address).
+    pub fn ssh(&self, i: usize, key: &Path, ip: &str, command: &str) -> Output {
+        super::guest::ssh(Some(self.ns(i)), key, ip, command)
+    }
+
     /// Creates a server (must be accepted); returns its id and the answer.
     pub async fn create_server(&self, body: Value) -> (String, Value) {
         let (s, server) = self.call(Method::POST, "/v1/servers", Some(body)).await;
@@ -604,6 +633,15 @@ impl Drop for MultiHost {
                 p.kill();
             }
             drop(Reaper(host.data_dir.path().to_string_lossy().into_owned()));
+        }
+        // Directories given to the agents (a shared instance store) may hold
+        // instances too: their QEMUs mention those paths, not a data dir.
+        for arg in &self.options.agent_args {
+            // `/dir` or `--flag=/dir`.
+            let path = arg.rsplit('=').next().unwrap_or(arg);
+            if path.starts_with('/') && Path::new(path).is_dir() {
+                drop(Reaper(path.to_owned()));
+            }
         }
         self.kill_controller();
         drop(Reaper(

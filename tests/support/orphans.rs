@@ -302,6 +302,13 @@ pub fn check(agent_dir: &Path, netns: &str, expected: &Expected) -> Findings {
     for b in want_bridges.difference(&bridges) {
         f.problems.push(format!("network bridge {b} is missing"));
     }
+    // VXLAN devices (networks across hosts) only for networks of the host.
+    for l in links.iter().filter(|l| l.starts_with("nvx-")) {
+        let bridge = l.replacen("nvx-", "nbr-", 1);
+        if !want_bridges.contains(&bridge) {
+            f.problems.push(format!("orphan VXLAN device {l}"));
+        }
+    }
 
     // nftables: the bridge table's per-TAP chains, the per-TAP netdev tables
     // and the bridges named by the inet table.

@@ -22,15 +22,28 @@ pub const CONSOLE_LOG_TAIL: u64 = 1024 * 1024;
 #[derive(Clone)]
 struct ApiState {
     layout: Layout,
+    departures: crate::moves::Departures,
 }
 
 /// The routes; serve them with `nubis_pki::serve::serve_tls`, which
 /// records the client's certificate in each request.
-pub fn router(layout: Layout) -> Router {
+pub fn router(layout: Layout, departures: crate::moves::Departures) -> Router {
     Router::new()
         .route("/v1/instances/{id}/console-log", get(console_log))
         .route("/v1/instances/{id}/vnc", get(vnc))
-        .with_state(ApiState { layout })
+        .route("/v1/instances/{id}/disk", get(disk))
+        .with_state(ApiState { layout, departures })
+}
+
+/// A departing instance's disk, for the target host of its departure only
+/// (see [`crate::moves::departure`]).
+async fn disk(
+    State(state): State<ApiState>,
+    peer: Option<axum::Extension<Peer>>,
+    Path(id): Path<String>,
+) -> Result<Response, StatusCode> {
+    let id: ServerId = id.parse().map_err(|_| StatusCode::NOT_FOUND)?;
+    crate::moves::departure::serve_disk(&state.layout, &state.departures, peer.as_deref(), id).await
 }
 
 /// Only a controller may call: 401 without a client certificate (the TLS

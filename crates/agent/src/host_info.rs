@@ -40,6 +40,40 @@ pub fn capacity(data_dir: &Path) -> Capacity {
     }
 }
 
+/// The CPU model (`model name` of the first processor in `/proc/cpuinfo`),
+/// reported so administrators and placement can tell hosts apart; `None`
+/// where the kernel does not say (some architectures have no such line).
+pub fn cpu_model() -> Option<String> {
+    let info = std::fs::read_to_string("/proc/cpuinfo").ok()?;
+    model_name(&info)
+}
+
+fn model_name(cpuinfo: &str) -> Option<String> {
+    cpuinfo
+        .lines()
+        .find_map(|l| {
+            let (key, value) = l.split_once(':')?;
+            (key.trim() == "model name").then(|| value.trim().to_owned())
+        })
+        .filter(|m| !m.is_empty())
+}
+
+#[cfg(test)]
+mod cpu_model_tests {
+    use super::model_name;
+
+    #[test]
+    fn reads_the_first_model_name() {
+        let info = "processor\t: 0\nvendor_id\t: GenuineIntel\nmodel name\t: Intel(R) Xeon(R) CPU @ 2.20GHz\n\nprocessor\t: 1\nmodel name\t: other\n";
+        assert_eq!(
+            model_name(info).as_deref(),
+            Some("Intel(R) Xeon(R) CPU @ 2.20GHz")
+        );
+        assert_eq!(model_name("processor : 0\n"), None);
+        assert_eq!(model_name("model name :   \n"), None);
+    }
+}
+
 /// Interfaces that are the agent's own: tenant networks' bridges and
 /// guests' TAPs carry tenant ranges, not the host's.
 const OWN_INTERFACE_PREFIXES: [&str; 2] = [

@@ -45,6 +45,24 @@ pub struct InstanceContext {
     /// Where a live migration's target QEMU listens (this host's underlay
     /// address); `None`: this host cannot receive live migrations.
     pub migration_ip: Option<std::net::IpAddr>,
+    /// Calls to other hosts for moves (see [`crate::moves`]).
+    pub moves: crate::moves::MoveContext,
+}
+
+/// What the reconciler wants of an instance.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Desire {
+    /// Converge to this spec (the instance is this host's).
+    Run(Box<InstanceSpec>),
+    /// Leaving this host: keep its files (the target fetches the disk)
+    /// and leave its QEMU as it is.
+    Depart(nubis_api::agent::Departure),
+    /// No longer this host's (deleted, or placed elsewhere): stop its QEMU
+    /// at once (fencing), keep its files until released.
+    Hold,
+    /// Released by the controller: remove it (all but the directory when
+    /// `keep_disk`: a shared store's, now another host's).
+    Remove { keep_disk: bool },
 }
 
 /// The agent's persisted notes about an instance.
@@ -80,12 +98,11 @@ struct Vm {
 
 /// The handle the reconciler keeps for a running actor.
 pub struct InstanceHandle {
-    /// The desired spec; `None` means "remove this instance".
-    pub spec: watch::Sender<Option<InstanceSpec>>,
-    /// The instance is leaving this host: where to (a live departure
-    /// carries the target's endpoints). Its spec stays the last one it
-    /// had here, so its QEMU keeps running until the guest has left.
-    pub departure: watch::Sender<Option<Departure>>,
+    /// What is wanted of the instance.
+    pub spec: watch::Sender<Desire>,
+    /// The last spec it was to run here (a departing instance's networking
+    /// follows it until released).
+    pub last_spec: Option<InstanceSpec>,
     pub task: tokio::task::JoinHandle<()>,
 }
 
@@ -94,14 +111,13 @@ pub fn spawn(
     id: ServerId,
     files: InstanceFiles,
     ctx: InstanceContext,
-    spec: Option<InstanceSpec>,
+    desire: Desire,
 ) -> InstanceHandle {
-    let (tx, rx) = watch::channel(spec);
-    let (departure_tx, departure_rx) = watch::channel(None);
-    let task = tokio::spawn(run(id, files, ctx, rx, departure_rx));
+    let (tx, rx) = watch::channel(desire);
+    let task = tokio::spawn(run(id, files, ctx, rx));
     InstanceHandle {
         spec: tx,
-        departure: departure_tx,
+        last_spec: None,
         task,
     }
 }
@@ -110,25 +126,66 @@ async fn run(
     id: ServerId,
     files: InstanceFiles,
     ctx: InstanceContext,
-    mut spec_rx: watch::Receiver<Option<InstanceSpec>>,
-    mut departure_rx: watch::Receiver<Option<Departure>>,
+    mut spec_rx: watch::Receiver<Desire>,
 ) {
     let mut state = load_state(&files).await;
+    // A leftover found at start is fenced before anything connects to it:
+    // its sockets may be another host's by now (a shared store).
+    if *spec_rx.borrow() == Desire::Hold && crate::moves::leftovers::fence(id, None).await {
+        ctx.reports.set_fenced(id);
+    }
     let mut vm = adopt(id, &files, ctx.console_log_bytes).await;
+    let mut last_spec: Option<InstanceSpec> = None;
     loop {
-        let spec = spec_rx.borrow_and_update().clone();
-        let Some(spec) = spec else {
-            destroy(id, vm.take(), &files, &ctx, &state).await;
-            ctx.reports.remove(id);
-            ctx.reports.remove_moves(id);
-            return;
+        let desire = spec_rx.borrow_and_update().clone();
+        let (spec, departure) = match desire {
+            Desire::Run(spec) => {
+                last_spec = Some((*spec).clone());
+                (*spec, None)
+            }
+            // A live departure converges on the last spec it had here: its
+            // guest runs on until QEMU has moved it (`live::depart`).
+            Desire::Depart(d) if d.live.is_some() && last_spec.is_some() => {
+                (last_spec.clone().expect("checked"), Some(d))
+            }
+            Desire::Remove { keep_disk } => {
+                destroy(id, vm.take(), &files, &ctx, &state, keep_disk).await;
+                ctx.reports.forget(id);
+                return;
+            }
+            Desire::Hold | Desire::Depart(_) => {
+                ctx.reports.remove(id);
+                if desire == Desire::Hold {
+                    let connected = vm.take().map(|v| v.process);
+                    if crate::moves::leftovers::fence(id, connected).await {
+                        ctx.reports.set_fenced(id);
+                    }
+                }
+                // Until told otherwise; QEMU exits are noted meanwhile.
+                loop {
+                    tokio::select! {
+                        changed = spec_rx.changed() => {
+                            if changed.is_err() {
+                                return; // The agent is shutting down.
+                            }
+                            break;
+                        }
+                        event = next_event(&mut vm) => {
+                            if event.is_none() {
+                                vm = None;
+                            }
+                        }
+                    }
+                }
+                continue;
+            }
         };
         // Every step of `converge` is time-bounded, so a new spec waits at
         // most that long; a delete does not wait at all: it abandons the
         // step (whatever it left behind, `destroy` removes: it finds every
         // QEMU of the instance, not just the one connected).
         let result = tokio::select! {
-            result = converge(&ctx, &files, &spec, departure_rx.borrow_and_update().clone(), &mut vm, &mut state) => result,
+            result = converge(&ctx, &files, &spec, departure, &mut vm, &mut state) => result,
             deleted = deletion(&spec_rx) => {
                 if !deleted {
                     return; // The agent is shutting down; leave the VM running.
@@ -154,11 +211,6 @@ async fn run(
                     return; // The agent is shutting down; leave the VM running.
                 }
             }
-            changed = departure_rx.changed() => {
-                if changed.is_err() {
-                    return; // The agent is shutting down; leave the VM running.
-                }
-            }
             event = next_event(&mut vm) => {
                 match event {
                     Some(ev) => note_event(id, vm.as_mut(), &ev),
@@ -178,12 +230,20 @@ async fn run(
     }
 }
 
-/// Resolves when the spec becomes "remove" (true), or when the agent drops
-/// the actor's channel on shutdown (false). Marks nothing as seen, so the
-/// loop reads the removal itself.
-async fn deletion(spec_rx: &watch::Receiver<Option<InstanceSpec>>) -> bool {
+/// Resolves when the instance is no longer to run here (true), or when the
+/// agent drops the actor's channel on shutdown (false). Marks nothing as
+/// seen, so the loop reads the change itself. A live departure still runs
+/// here (its guest has not left yet).
+async fn deletion(spec_rx: &watch::Receiver<Desire>) -> bool {
     let mut rx = spec_rx.clone();
-    let deleted = rx.wait_for(Option::is_none).await.is_ok();
+    let deleted = rx
+        .wait_for(|d| match d {
+            Desire::Run(_) => false,
+            Desire::Depart(departure) => departure.live.is_none(),
+            Desire::Hold | Desire::Remove { .. } => true,
+        })
+        .await
+        .is_ok();
     deleted // (a binding: the wait borrows `rx`, which must outlive it)
 }
 
@@ -235,8 +295,9 @@ async fn converge(
     }
     if !files.disk().exists() {
         ctx.reports.set(observe(spec.id, files, vm, state, None));
-        create_disk(ctx, files, spec).await?;
+        crate::moves::arrival::make_disk(ctx, files, spec).await?;
     }
+    crate::moves::arrival::note_arrived(ctx, files, spec);
     match spec.power {
         PowerState::Running => {
             if vm.is_none() && !state.guest_shutdown && !state.live.departed_since(spec) {
@@ -306,7 +367,7 @@ fn disk_driver(format: ImageFormat) -> anyhow::Result<DiskDriver> {
 
 /// The instance's uid/gid (allocated on first use) and its directories,
 /// made with their owners and modes.
-fn jail_dirs(
+pub(crate) fn jail_dirs(
     ctx: &InstanceContext,
     id: ServerId,
     files: &InstanceFiles,
@@ -317,7 +378,7 @@ fn jail_dirs(
     Ok(record)
 }
 
-async fn create_disk(
+pub(crate) async fn create_disk(
     ctx: &InstanceContext,
     files: &InstanceFiles,
     spec: &InstanceSpec,
@@ -654,13 +715,15 @@ async fn graceful_stop(mut vm: Vm, timeout: Duration) {
 }
 
 /// Ends the instance's QEMU (the connected one and any other with its
-/// uuid, e.g. from a start cut short) and removes its TAPs and every file.
+/// uuid, e.g. from a start cut short) and removes its TAPs and every file
+/// (all but the directory with `keep_disk`).
 async fn destroy(
     id: ServerId,
     vm: Option<Vm>,
     files: &InstanceFiles,
     ctx: &InstanceContext,
     state: &InstanceState,
+    keep_disk: bool,
 ) {
     if let Some(vm) = vm {
         // SIGKILL needs no answer from QEMU, so a wedged one goes too.
@@ -676,6 +739,10 @@ async fn destroy(
         if let Err(e) = ctx.networking.unplug(tap).await {
             tracing::warn!(instance = %id, tap = %tap, error = %format!("{e:#}"), "could not remove TAP");
         }
+    }
+    if keep_disk {
+        tracing::info!(instance = %id, "instance released; its directory stays in the shared store");
+        return;
     }
     if let Err(e) = tokio::fs::remove_dir_all(&files.dir).await {
         if e.kind() != std::io::ErrorKind::NotFound {

@@ -7,11 +7,45 @@ use std::path::PathBuf;
 #[derive(Clone, Debug)]
 pub struct Layout {
     pub root: PathBuf,
+    /// `--shared-instance-store`: instance directories live there, shared
+    /// with other hosts; this host's own are the ones it claims.
+    pub shared: Option<PathBuf>,
 }
 
 impl Layout {
     pub fn new(root: impl Into<PathBuf>) -> Self {
-        Self { root: root.into() }
+        Self {
+            root: root.into(),
+            shared: None,
+        }
+    }
+
+    /// Instance directories in the shared store at `path`.
+    pub fn with_shared_store(mut self, path: Option<PathBuf>) -> Self {
+        self.shared = path;
+        self
+    }
+
+    /// This host's claims on instance directories of the shared store: one
+    /// empty file per instance, so that a directory other hosts see is
+    /// never taken for one of this host's.
+    pub fn claims(&self) -> PathBuf {
+        self.root.join("claims")
+    }
+
+    /// Records that instance `id` of the shared store is this host's (no-op
+    /// without a shared store).
+    pub fn claim(&self, id: ServerId) -> std::io::Result<()> {
+        if self.shared.is_none() {
+            return Ok(());
+        }
+        std::fs::create_dir_all(self.claims())?;
+        std::fs::write(self.claims().join(id.to_string()), b"")
+    }
+
+    /// Drops this host's claim on instance `id`.
+    pub fn unclaim(&self, id: ServerId) {
+        let _ = std::fs::remove_file(self.claims().join(id.to_string()));
     }
 
     /// Cached base images.
@@ -26,7 +60,10 @@ impl Layout {
 
     /// One directory per instance.
     pub fn instances(&self) -> PathBuf {
-        self.root.join("instances")
+        match &self.shared {
+            Some(shared) => shared.join("instances"),
+            None => self.root.join("instances"),
+        }
     }
 
     pub fn instance(&self, id: ServerId) -> InstanceFiles {
@@ -36,8 +73,13 @@ impl Layout {
     }
 
     /// Ids of the instance directories present on disk.
+    /// With a shared store, those this host claims.
     pub fn present_instances(&self) -> Vec<ServerId> {
-        std::fs::read_dir(self.instances())
+        let dir = match &self.shared {
+            Some(_) => self.claims(),
+            None => self.instances(),
+        };
+        std::fs::read_dir(dir)
             .map(|entries| {
                 entries
                     .filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok())

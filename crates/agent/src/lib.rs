@@ -13,6 +13,7 @@ pub mod layout;
 pub mod local_instances;
 pub mod metadata;
 pub mod metering;
+pub mod moves;
 pub mod network;
 pub mod qemu;
 pub mod reconciler;
@@ -64,6 +65,9 @@ pub struct AgentConfig {
     /// A join token (`nubis admin join-token`), used only if this host has
     /// no credentials yet in its data dir.
     pub join_token: Option<String>,
+    /// This host's underlay address for VXLAN (`--tunnel-ip`); default: the
+    /// source address of its route to the controller.
+    pub tunnel_ip: Option<std::net::Ipv4Addr>,
     /// `--shared-instance-store PATH`: instance directories live under
     /// PATH (shared with other hosts) rather than in the data dir.
     pub shared_instance_store: Option<PathBuf>,
@@ -85,7 +89,15 @@ pub async fn start(config: AgentConfig) -> anyhow::Result<RunningAgent> {
         Ok(false) => {}
         Err(e) => tracing::warn!(error = %format!("{e:#}"), "cannot bring loopback up"),
     }
-    let layout = Layout::new(&config.data_dir);
+    let layout =
+        Layout::new(&config.data_dir).with_shared_store(config.shared_instance_store.clone());
+    let shared_store = match &config.shared_instance_store {
+        Some(path) => Some(
+            moves::shared_store::store_id(path)
+                .with_context(|| format!("--shared-instance-store {}", path.display()))?,
+        ),
+        None => None,
+    };
     for dir in [layout.images(), layout.instances()] {
         tokio::fs::create_dir_all(&dir)
             .await
@@ -104,6 +116,9 @@ pub async fn start(config: AgentConfig) -> anyhow::Result<RunningAgent> {
     let accel = config.accel.unwrap_or_else(accel::detect);
     tracing::info!(?accel, "accelerator");
     let capacity = host_info::capacity(&config.data_dir);
+    let tunnel =
+        network::overlay::find_tunnel(config.tunnel_ip, &controller_host(&config.controller_url))
+            .await;
     let registration = RegisterHost {
         name: config.host_name.clone(),
         url: format!("https://{api_addr}"),
@@ -118,14 +133,17 @@ pub async fn start(config: AgentConfig) -> anyhow::Result<RunningAgent> {
             .await
             .inspect_err(|e| tracing::warn!(error = %format!("{e:#}"), "cannot read the host's addresses and routes"))
             .ok(),
-        shared_store: None,
+        cpu_model: host_info::cpu_model(),
+        tunnel_ip: tunnel.map(|t| t.local),
+        shared_store,
     };
     let credentials = match HostCredentials::load(&config.data_dir)? {
         Some(credentials) => credentials,
         None => join(&config, &registration).await?,
     };
     let client = ControllerClient::new(&config.controller_url, &credentials)?;
-    let app = api::router(layout.clone());
+    let departures = moves::Departures::default();
+    let app = api::router(layout.clone(), departures.clone());
     let api_tls = credentials.server_config()?;
     let api_socket = Arc::new(SharedListener::new(listener)?);
     let api_task = BackgroundTask::new("agent API", move || {
@@ -169,11 +187,16 @@ pub async fn start(config: AgentConfig) -> anyhow::Result<RunningAgent> {
         stop_timeout: config.stop_timeout,
         reports: reports::Reports::default(),
         networking: network::HostNetworking::new(layout.networks(), config.metadata_port)
-            .with_management_cidrs(config.management_cidrs.clone()),
+            .with_management_cidrs(config.management_cidrs.clone())
+            .with_tunnel(tunnel),
         metadata_service: true,
         console_log_bytes: config.console_log_mib.max(1) << 20,
         migration_ip: instance::migration_ip(api_addr),
         jails: jail::Jails::default(),
+        moves: moves::MoveContext {
+            credentials: Some(Arc::new(credentials.clone())),
+            departures,
+        },
     };
     let actors = reconciler::Actors::default();
     let reconcile = {
@@ -217,6 +240,16 @@ pub async fn start(config: AgentConfig) -> anyhow::Result<RunningAgent> {
         api_addr,
         tasks: vec![api_task, reconcile, report, metadata_task],
     })
+}
+
+/// The host (address or name) of the first controller URL, e.g.
+/// `172.31.0.1` of `https://172.31.0.1:8781,https://...`.
+fn controller_host(urls: &str) -> String {
+    let first = urls.split(',').next().unwrap_or_default().trim();
+    reqwest::Url::parse(first)
+        .ok()
+        .and_then(|u| u.host_str().map(|h| h.trim_matches(['[', ']']).to_owned()))
+        .unwrap_or_default()
 }
 
 /// Joins the cluster with the configured join token: a new key, a

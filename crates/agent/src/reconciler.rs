@@ -2,11 +2,11 @@
 //! actor per instance, remove whatever is not desired, report what is seen.
 
 use crate::controller_client::ControllerClient;
-use crate::instance::{self, InstanceContext, InstanceHandle};
+use crate::instance::{self, Desire, InstanceContext, InstanceHandle};
 use crate::layout::Layout;
-use nubis_api::agent::{Departure, DesiredState};
+use nubis_api::agent::DesiredState;
 use nubis_api::{HostId, ServerId};
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::time::Duration;
 
 /// The instance actors, kept across restarts of [`follow_desired_state`] so
@@ -78,7 +78,7 @@ pub async fn follow_desired_state(
 }
 
 /// The instances whose guests this host serves now: the desired ones plus
-/// those departing, whose actors keep their last spec (a live source runs
+/// those departing, with the last spec they ran here (a live source runs
 /// the guest until the switch-over; its TAPs, firewall rules and DHCP
 /// entries must stay until then).
 fn hosted_instances(
@@ -90,18 +90,48 @@ fn hosted_instances(
         if hosted.iter().any(|s| s.id == departure.id) {
             continue;
         }
-        if let Some(spec) = actors
-            .get(&departure.id)
-            .and_then(|a| a.spec.borrow().clone())
-        {
+        if let Some(spec) = actors.get(&departure.id).and_then(|a| a.last_spec.clone()) {
             hosted.push(spec);
         }
     }
     hosted
 }
 
-/// Hands every actor its spec; instances not desired (including leftovers on
-/// disk from before a crash) get an actor told to remove them.
+/// What the reconciler wants of each instance it knows: desired ones run,
+/// departing ones keep their files, released ones go, and every other
+/// instance on the host is held (fenced, files kept) until released.
+pub fn desires(
+    desired: &DesiredState,
+    present: &[ServerId],
+    running_actors: impl IntoIterator<Item = ServerId>,
+) -> HashMap<ServerId, Desire> {
+    let mut out: HashMap<ServerId, Desire> = HashMap::new();
+    for id in present.iter().copied().chain(running_actors) {
+        out.insert(id, Desire::Hold);
+    }
+    for released in &desired.released {
+        if out.contains_key(&released.id) {
+            out.insert(
+                released.id,
+                Desire::Remove {
+                    keep_disk: released.keep_disk,
+                },
+            );
+        }
+    }
+    for departure in &desired.departures {
+        if out.contains_key(&departure.id) {
+            out.insert(departure.id, Desire::Depart(departure.clone()));
+        }
+    }
+    for spec in &desired.instances {
+        out.insert(spec.id, Desire::Run(Box::new(spec.clone())));
+    }
+    out
+}
+
+/// Hands every actor what is wanted of its instance, starting actors for
+/// instances that have none.
 fn apply(
     desired: &DesiredState,
     actors: &mut HashMap<ServerId, InstanceHandle>,
@@ -109,60 +139,57 @@ fn apply(
     ctx: &InstanceContext,
 ) {
     actors.retain(|_, a| !a.task.is_finished());
-    let wanted: HashSet<ServerId> = desired.instances.iter().map(|s| s.id).collect();
-    for spec in &desired.instances {
-        match actors.get(&spec.id) {
+    let present = layout.present_instances();
+    let wants = desires(desired, &present, actors.keys().copied());
+    ctx.moves.departures.update(&desired.departures);
+    ctx.reports.set_leftovers(
+        wants
+            .iter()
+            .filter(|(_, d)| matches!(d, Desire::Hold | Desire::Remove { .. }))
+            .map(|(id, _)| *id),
+    );
+    for (id, desire) in wants {
+        if let Desire::Run(_) = &desire {
+            if let Err(e) = layout.claim(id) {
+                tracing::warn!(instance = %id, error = %e, "cannot claim the instance in the shared store");
+                continue;
+            }
+        }
+        if let Desire::Remove { .. } = &desire {
+            // Before the files go: a claim without files is harmless, a
+            // shared directory without a claim is nobody's.
+            tracing::info!(instance = %id, "released by the controller; removing");
+            layout.unclaim(id);
+        }
+        let last_spec = match &desire {
+            Desire::Run(spec) => Some((**spec).clone()),
+            _ => None,
+        };
+        match actors.get_mut(&id) {
             Some(actor) => {
+                if last_spec.is_some() {
+                    actor.last_spec = last_spec;
+                }
                 actor.spec.send_if_modified(|current| {
-                    let changed = current.as_ref() != Some(spec);
+                    let changed = *current != desire;
                     if changed {
-                        *current = Some(spec.clone());
+                        *current = desire.clone();
                     }
                     changed
                 });
             }
             None => {
-                let files = layout.instance(spec.id);
-                actors.insert(
-                    spec.id,
-                    instance::spawn(spec.id, files, ctx.clone(), Some(spec.clone())),
-                );
+                if desire == Desire::Hold {
+                    tracing::info!(instance = %id, "instance is no longer this host's; holding it until released");
+                }
+                let mut actor = instance::spawn(id, layout.instance(id), ctx.clone(), desire);
+                actor.last_spec = last_spec;
+                actors.insert(id, actor);
             }
-        }
-    }
-    // Departing instances keep their actor and last spec (a live one keeps
-    // running until its guest has left); the actor learns where to.
-    let departing: HashMap<ServerId, &Departure> =
-        desired.departures.iter().map(|d| (d.id, d)).collect();
-    for (id, actor) in actors.iter() {
-        let departure = departing.get(id).map(|d| (*d).clone());
-        actor.departure.send_if_modified(|current| {
-            let changed = *current != departure;
-            if changed {
-                current.clone_from(&departure);
-            }
-            changed
-        });
-        if !wanted.contains(id) && departure.is_none() {
-            actor
-                .spec
-                .send_if_modified(|current| current.take().is_some());
-        }
-    }
-    for id in layout.present_instances() {
-        if !wanted.contains(&id) && !departing.contains_key(&id) && !actors.contains_key(&id) {
-            tracing::info!(instance = %id, "removing instance that is no longer desired");
-            actors.insert(
-                id,
-                instance::spawn(id, layout.instance(id), ctx.clone(), None),
-            );
         }
     }
 }
 
-/// Sends the host's full report, with the traffic counters of its NICs,
-/// whenever an observation changes and at least every `interval` (a
-/// heartbeat and the metering period).
 pub async fn report_observed_state(
     client: ControllerClient,
     host: HostId,
@@ -196,6 +223,7 @@ pub async fn report_observed_state(
             tokio::time::sleep(Duration::from_secs(2)).await;
             continue;
         }
+        ctx.reports.reported(&report);
         if report.addressing.is_some() {
             addressing_read = Some(tokio::time::Instant::now());
         }
@@ -208,3 +236,6 @@ pub async fn report_observed_state(
         .await;
     }
 }
+
+#[cfg(test)]
+mod desire_tests;

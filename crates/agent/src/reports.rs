@@ -11,8 +11,12 @@ use tokio::sync::Notify;
 #[derive(Clone, Default)]
 pub struct Reports {
     map: Arc<Mutex<HashMap<ServerId, InstanceReport>>>,
+    /// Leftovers whose QEMU this agent stopped (fencing).
+    fenced: Arc<Mutex<std::collections::BTreeSet<ServerId>>>,
     /// The ends of moves under way here, by instance and role.
     moves: Arc<Mutex<HashMap<(ServerId, MoveRole), MoveReport>>>,
+    /// Instances held until released (see [`crate::moves::leftovers`]).
+    leftovers: Arc<Mutex<std::collections::BTreeSet<ServerId>>>,
     changed: Arc<Notify>,
 }
 
@@ -26,9 +30,17 @@ impl Reports {
         }
     }
 
-    /// Forgets an instance that no longer exists on this host.
+    /// Forgets an instance that no longer exists on this host (or is no
+    /// longer this host's: a leftover reports no observations).
     pub fn remove(&self, id: ServerId) {
         if self.map.lock().expect("poisoned").remove(&id).is_some() {
+            self.changed.notify_one();
+        }
+    }
+
+    /// Notes that the agent stopped leftover `id`'s QEMU (fencing).
+    pub fn set_fenced(&self, id: ServerId) {
+        if self.fenced.lock().expect("poisoned").insert(id) {
             self.changed.notify_one();
         }
     }
@@ -50,6 +62,40 @@ impl Reports {
         moves.retain(|(of, _), _| *of != id);
         if moves.len() != before {
             self.changed.notify_one();
+        }
+    }
+
+    /// Replaces the leftovers (instances no longer this host's, not yet
+    /// released).
+    pub fn set_leftovers(&self, ids: impl IntoIterator<Item = ServerId>) {
+        let ids: std::collections::BTreeSet<ServerId> = ids.into_iter().collect();
+        let mut current = self.leftovers.lock().expect("poisoned");
+        if *current != ids {
+            *current = ids;
+            self.changed.notify_one();
+        }
+    }
+
+    /// Forgets everything about `id` (its files are gone) but a fencing
+    /// not yet reported (see [`Self::reported`]).
+    pub fn forget(&self, id: ServerId) {
+        if self.leftovers.lock().expect("poisoned").remove(&id) {
+            self.changed.notify_one();
+        }
+        self.remove(id);
+        self.remove_moves(id);
+    }
+
+    /// After `report` reached the controller: fencings it carried of
+    /// instances no longer held are done with (the controller recorded
+    /// them; a release may come before the report that says so).
+    pub fn reported(&self, report: &HostReport) {
+        let leftovers = self.leftovers.lock().expect("poisoned");
+        let mut fenced = self.fenced.lock().expect("poisoned");
+        for id in &report.fenced {
+            if !leftovers.contains(id) {
+                fenced.remove(id);
+            }
         }
     }
 
@@ -75,9 +121,22 @@ impl Reports {
             moves,
             instances,
             traffic: Vec::new(),
-            held: Vec::new(),
             addressing: None,
-            ..HostReport::default()
+            fenced: self
+                .fenced
+                .lock()
+                .expect("poisoned")
+                .iter()
+                .copied()
+                .collect(),
+            leftovers: self
+                .leftovers
+                .lock()
+                .expect("poisoned")
+                .iter()
+                .copied()
+                .collect(),
+            held: Vec::new(),
         }
     }
 

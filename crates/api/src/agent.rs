@@ -45,6 +45,16 @@ pub struct RegisterHost {
     /// overlap. Absent from agents older than this field.
     #[serde(default)]
     pub addressing: Option<HostAddressing>,
+    /// The CPU model (`model name` of `/proc/cpuinfo`). Absent from agents
+    /// older than this field.
+    #[serde(default)]
+    pub cpu_model: Option<String>,
+    /// The host's underlay ("tunnel") address: where other hosts send the
+    /// VXLAN traffic of the networks they share with it. Absent when the
+    /// host has none (its networks then stay on the host).
+    #[serde(default)]
+    #[schema(value_type = Option<String>)]
+    pub tunnel_ip: Option<Ipv4Addr>,
     /// The id of the shared instance store the host's instance directories
     /// live in (`--shared-instance-store`): hosts with the same id see the
     /// same files, so moving a server between them copies nothing. Absent:
@@ -94,6 +104,19 @@ pub struct Host {
     pub disk_gib: u64,
     pub accel: Accelerator,
     pub last_seen: DateTime<Utc>,
+    /// The CPU model the agent reported, empty if unknown.
+    #[serde(default)]
+    pub cpu_model: String,
+    /// Whether new servers may be placed here (an administrator's switch).
+    #[serde(default = "enabled_by_default")]
+    pub enabled: bool,
+    /// Why an administrator disabled the host.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub disabled_reason: Option<String>,
+}
+
+fn enabled_by_default() -> bool {
+    true
 }
 
 /// An image a host must have locally, fetched by the agent from the controller.
@@ -285,6 +308,33 @@ pub struct DnsRecord {
 pub struct HostNetwork {
     pub spec: NetworkSpec,
     pub dns: Vec<DnsRecord>,
+    /// How the network reaches its ports on other hosts; absent from
+    /// controllers older than this field (the network stays on the host).
+    #[serde(default)]
+    pub overlay: Option<Overlay>,
+}
+
+/// A network's VXLAN segment as one host sees it: its VNI, and every other
+/// host with ports on the network (unicast, from the controller: no
+/// multicast, no flooding to hosts that do not have the network).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct Overlay {
+    /// The VXLAN network identifier (24 bits), unique in the cloud.
+    pub vni: u32,
+    /// The other hosts with ports on the network, by tunnel address, with
+    /// the MACs of those ports; sorted. Empty: no host but this one.
+    pub peers: Vec<OverlayPeer>,
+}
+
+/// Another host that has ports on a network.
+#[derive(
+    Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize, utoipa::ToSchema,
+)]
+pub struct OverlayPeer {
+    #[schema(value_type = String)]
+    pub tunnel_ip: Ipv4Addr,
+    /// The MACs of its ports on the network (lower case), sorted.
+    pub macs: Vec<String>,
 }
 
 /// `GET /v1/agent/hosts/{id}/desired`: all instances that should exist on the host.

@@ -97,6 +97,10 @@ typed_id!(
     /// Identifies a security group rule.
     SecurityGroupRuleId
 );
+typed_id!(
+    /// Identifies a server group (affinity or anti-affinity of its members).
+    ServerGroupId
+);
 
 #[cfg(test)]
 mod tests {

@@ -12,6 +12,7 @@ pub mod error;
 pub mod events;
 pub mod flavors;
 pub mod floating_ips;
+pub mod hosts;
 pub mod ids;
 pub mod images;
 pub mod join;
@@ -24,6 +25,7 @@ pub mod quotas;
 pub mod resources;
 pub mod schema;
 pub mod security_groups;
+pub mod server_groups;
 pub mod servers;
 pub mod traffic;
 pub mod usage_records;
@@ -33,7 +35,7 @@ pub mod whole;
 pub use error::{ErrorBody, ErrorDetail};
 pub use ids::{
     FlavorId, FloatingIpId, FloatingIpPoolId, HostId, ImageId, KeypairId, MigrationId, NetworkId,
-    PortId, ProjectId, SecurityGroupId, SecurityGroupRuleId, ServerId, UserId,
+    PortId, ProjectId, SecurityGroupId, SecurityGroupRuleId, ServerGroupId, ServerId, UserId,
 };
 pub use names::Name;
 

@@ -29,6 +29,9 @@ pub struct QuotaLimits {
     /// Rules in all of the project's security groups (`default`'s included).
     #[serde(default = "defaults::security_group_rules")]
     pub security_group_rules: u64,
+    /// Server groups (affinity / anti-affinity).
+    #[serde(default = "defaults::server_groups")]
+    pub server_groups: u64,
 }
 
 /// Defaults of the limits added after the first ones (for serde, too).
@@ -44,6 +47,10 @@ mod defaults {
     }
     pub fn security_group_rules() -> u64 {
         100
+    }
+    /// Nova's default `server_groups` quota.
+    pub fn server_groups() -> u64 {
+        10
     }
 }
 
@@ -65,6 +72,7 @@ impl Default for QuotaLimits {
             image_gib: defaults::image_gib(),
             security_groups: defaults::security_groups(),
             security_group_rules: defaults::security_group_rules(),
+            server_groups: defaults::server_groups(),
         }
     }
 }
@@ -86,11 +94,12 @@ impl QuotaLimits {
             image_gib: 0,
             security_groups: 0,
             security_group_rules: 0,
+            server_groups: 0,
         }
     }
 
     /// (name, limit, used) for each resource, in a fixed order.
-    pub fn pairs(&self, used: &QuotaUsage) -> [(&'static str, u64, u64); 10] {
+    pub fn pairs(&self, used: &QuotaUsage) -> [(&'static str, u64, u64); 11] {
         [
             ("servers", self.servers, used.servers),
             ("vcpus", self.vcpus, used.vcpus),
@@ -110,6 +119,7 @@ impl QuotaLimits {
                 self.security_group_rules,
                 used.security_group_rules,
             ),
+            ("server_groups", self.server_groups, used.server_groups),
         ]
     }
 
@@ -126,6 +136,7 @@ impl QuotaLimits {
             extra.image_gib,
             extra.security_groups,
             extra.security_group_rules,
+            extra.server_groups,
         ];
         self.pairs(used)
             .into_iter()
@@ -174,6 +185,9 @@ pub struct UpdateQuotas {
     #[serde(default, deserialize_with = "limit")]
     #[schema(schema_with = limit_schema)]
     pub security_group_rules: Option<u64>,
+    #[serde(default, deserialize_with = "limit")]
+    #[schema(schema_with = limit_schema)]
+    pub server_groups: Option<u64>,
 }
 
 /// A limit as `limit` accepts it: 0 to `MAX_LIMIT`, never null.
@@ -207,6 +221,7 @@ impl UpdateQuotas {
             security_group_rules: self
                 .security_group_rules
                 .unwrap_or(current.security_group_rules),
+            server_groups: self.server_groups.unwrap_or(current.server_groups),
         }
     }
 
@@ -224,6 +239,7 @@ impl UpdateQuotas {
             "image_gib" => self.image_gib.is_some(),
             "security_groups" => self.security_groups.is_some(),
             "security_group_rules" => self.security_group_rules.is_some(),
+            "server_groups" => self.server_groups.is_some(),
             _ => false,
         }
     }

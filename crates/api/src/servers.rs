@@ -101,6 +101,9 @@ pub struct CreateServer {
     /// Rent the server for a term; default: no lease.
     #[serde(default)]
     pub lease: Option<LeaseRequest>,
+    /// Placement hints: a server group to join, an accelerator to require.
+    #[serde(default)]
+    pub scheduler_hints: Option<crate::server_groups::SchedulerHints>,
 }
 
 /// `PATCH /v1/servers/{id}`: change the rental terms of a server; absent

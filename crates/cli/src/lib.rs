@@ -8,8 +8,8 @@ pub mod output;
 use clap::{Args, Subcommand};
 use client::ApiClient;
 use commands::{
-    audit, auth, flavors, floating_ips, images, keypairs, networks, quotas, security_groups,
-    servers, ssh, terms, usage,
+    audit, auth, flavors, floating_ips, hosts, images, keypairs, moves, networks, quotas,
+    security_groups, server_groups, servers, ssh, terms, usage,
 };
 use nubis_api::images::ImageFormat;
 use nubis_api::servers::NetworkRequest;
@@ -84,6 +84,12 @@ pub enum ClientCommand {
     /// Security groups: which traffic reaches servers.
     #[command(subcommand, name = "security-group")]
     SecurityGroup(security_groups::SecurityGroupCommand),
+    /// Server groups: affinity or anti-affinity of their servers.
+    #[command(subcommand, name = "server-group")]
+    ServerGroup(server_groups::ServerGroupCommand),
+    /// Hosts (admins): state, capacity, allocation; disable and enable.
+    #[command(subcommand)]
+    Host(hosts::HostCommand),
     /// The audit trail: who changed what, from where, and how it ended
     /// (admins: every project; others: their own).
     Audit(audit::AuditArgs),
@@ -227,6 +233,10 @@ pub enum ServerCommand {
         /// Wait until it runs, showing its status.
         #[arg(long)]
         wait: bool,
+        /// Join a server group (name or id): placed by its policy, as
+        /// `nova boot --hint group=`.
+        #[arg(long, value_name = "GROUP")]
+        group: Option<String>,
     },
     /// Start a stopped server.
     Start {
@@ -258,6 +268,30 @@ pub enum ServerCommand {
     Eject {
         /// The server: name or id.
         server: String,
+    },
+    /// Move a stopped server to another host (its disk is copied, or found
+    /// in a store both hosts share); it keeps its addresses.
+    Migrate {
+        /// The server: name or id.
+        server: String,
+        /// The target host, by name or id (admins only); default: the
+        /// scheduler's choice.
+        #[arg(long)]
+        host: Option<String>,
+        /// Wait until the move ends.
+        #[arg(long)]
+        wait: bool,
+    },
+    /// Move a running server to another host without stopping it.
+    LiveMigrate {
+        /// The server: name or id.
+        server: String,
+        /// The target host, by name or id (admins only).
+        #[arg(long)]
+        host: Option<String>,
+        /// Wait until the move ends.
+        #[arg(long)]
+        wait: bool,
     },
     /// Delete a server and its disk.
     Delete {
@@ -333,6 +367,8 @@ pub async fn run(opts: &ClientOptions, command: ClientCommand) -> anyhow::Result
         }
         ClientCommand::FloatingIp(cmd) => floating_ips::run(&client, cmd, json).await,
         ClientCommand::SecurityGroup(cmd) => security_groups::run(&client, cmd, json).await,
+        ClientCommand::ServerGroup(cmd) => server_groups::run(&client, cmd, json).await,
+        ClientCommand::Host(cmd) => hosts::run(&client, cmd, json).await,
         ClientCommand::Login { name, password } => auth::login(&client, &name, password).await,
         ClientCommand::Logout => auth::logout(&client).await,
         ClientCommand::Flavor(FlavorCommand::List) => flavors::list(&client, json).await,
@@ -408,6 +444,7 @@ async fn run_server(client: &ApiClient, cmd: ServerCommand, json: bool) -> anyho
             quota_policy,
             lease,
             wait,
+            group,
         } => {
             servers::create(
                 client,
@@ -429,6 +466,7 @@ async fn run_server(client: &ApiClient, cmd: ServerCommand, json: bool) -> anyho
                         quota_policy,
                         lease_seconds: lease,
                     },
+                    group: group.as_deref(),
                 },
                 wait,
                 json,
@@ -445,6 +483,12 @@ async fn run_server(client: &ApiClient, cmd: ServerCommand, json: bool) -> anyho
             servers::action(client, &server, "reboot", wait).await
         }
         ServerCommand::Eject { server } => servers::eject(client, &server).await,
+        ServerCommand::Migrate { server, host, wait } => {
+            moves::migrate(client, &server, host, false, wait, json).await
+        }
+        ServerCommand::LiveMigrate { server, host, wait } => {
+            moves::migrate(client, &server, host, true, wait, json).await
+        }
         ServerCommand::Delete { server, wait } => servers::delete(client, &server, wait).await,
         ServerCommand::Terms(cmd) => terms::run(client, cmd, json).await,
         ServerCommand::Console { server } => servers::console(client, &server, json).await,

@@ -45,6 +45,8 @@ pub struct ControllerConfig {
     /// Serve the API and portal over HTTPS with this certificate and key
     /// (and mark cookies `Secure`); plain HTTP when `None`.
     pub tls: Option<TlsFiles>,
+    /// Overcommit ratios, weigher (spread or pack), heartbeat timeout.
+    pub placement: crate::scheduler::PlacementSettings,
     /// `--auto-evacuate SECONDS`: evacuate hosts down that long; `None`:
     /// only `nubis host evacuate` does.
     pub auto_evacuate: Option<Duration>,
@@ -139,6 +141,7 @@ pub async fn start(config: ControllerConfig) -> anyhow::Result<RunningController
         images_dir,
         cluster: cluster.clone(),
         revision: Arc::new(revision),
+        wakeups: Default::default(),
         token_ttl: config.token_ttl,
         max_image_bytes: config.max_image_bytes,
         dns_zone: config.dns_zone.into(),
@@ -157,6 +160,7 @@ pub async fn start(config: ControllerConfig) -> anyhow::Result<RunningController
         password_work: crate::auth::PasswordWork::per_core(config.accounts.password_queue),
         audit: crate::audit::AuditLog::start(store.clone()),
         audit_settings: Arc::new(config.audit),
+        placement: config.placement,
     };
     tracing::info!(%addr, %cluster_addr, "controller API and agent protocol listening");
     let board = state.tasks.clone();

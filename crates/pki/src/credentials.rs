@@ -95,4 +95,20 @@ impl HostCredentials {
         )?;
         crate::tls::reqwest_client(config, builder)
     }
+
+    /// Calls to another host's agent (a disk copied for a migration):
+    /// shows this certificate, accepts only the certificate of host `host`
+    /// (a UUID, as text) for the address in the URL.
+    pub fn peer_client(
+        &self,
+        host: &str,
+        builder: reqwest::ClientBuilder,
+    ) -> anyhow::Result<reqwest::Client> {
+        let config = cluster_client_config(
+            Trust::Ca(self.ca_der()?),
+            Role::Host(host.to_owned()),
+            Some((&self.cert_pem, &self.key_pem)),
+        )?;
+        crate::tls::reqwest_client(config, builder)
+    }
 }

@@ -19,6 +19,7 @@
 //! double-submitted in the `nubis_csrf` cookie.
 
 mod admin;
+mod admin_hosts;
 mod auth;
 pub mod headers;
 mod images;
@@ -82,7 +83,8 @@ pub fn router(api: Router) -> Router {
         .route("/keypairs", get(keypairs::list).post(keypairs::create))
         .route("/keypairs/{id}/delete", post(keypairs::delete))
         .route("/networks", get(networks::list).post(networks::create))
-        .route("/admin/hosts", get(admin::hosts))
+        .route("/admin/hosts", get(admin_hosts::hosts))
+        .route("/admin/hosts/{id}/{action}", post(admin_hosts::set_enabled))
         .route("/admin/servers", get(admin::servers))
         .route("/assets/portal.css", get(layout::css))
         .route("/assets/portal.js", get(layout::js))

@@ -91,10 +91,16 @@ async fn a_delete_interrupts_a_step_that_hangs() {
         console_log_bytes: crate::serial_log::ROTATE_AT,
         migration_ip: None,
         jails: crate::jail::Jails::default(),
+        moves: Default::default(),
     };
     let spec = spec();
     let files = layout.instance(spec.id);
-    let handle = spawn(spec.id, files.clone(), ctx.clone(), Some(spec.clone()));
+    let handle = spawn(
+        spec.id,
+        files.clone(),
+        ctx.clone(),
+        Desire::Run(Box::new(spec.clone())),
+    );
     // The actor is now stuck in its first step (fetching the base image).
     let started = tokio::time::timeout(Duration::from_secs(30), async {
         while !asked.load(Ordering::SeqCst) {
@@ -106,7 +112,29 @@ async fn a_delete_interrupts_a_step_that_hangs() {
     assert!(files.dir.exists(), "the step has begun on disk");
     assert!(!handle.task.is_finished());
 
-    handle.spec.send_replace(None);
+    // No longer this host's: the step is abandoned, but nothing is removed
+    // before the controller releases the instance.
+    handle.spec.send_replace(Desire::Hold);
+    tokio::time::timeout(Duration::from_secs(60), async {
+        while ctx
+            .reports
+            .snapshot()
+            .instances
+            .iter()
+            .any(|i| i.id == spec.id)
+        {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await
+    .expect("the held instance stops reporting");
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert!(files.dir.exists(), "held: its files stay until released");
+    assert!(!handle.task.is_finished(), "held: the actor waits");
+
+    handle
+        .spec
+        .send_replace(Desire::Remove { keep_disk: false });
     tokio::time::timeout(Duration::from_secs(60), handle.task)
         .await
         .expect("the delete waited for the stuck step")

@@ -89,7 +89,7 @@ impl Dnsmasq {
 
     /// The configuration: everything is a fixed option or a value we made
     /// (interface names, validated addresses), never guest or user text.
-    fn config(&self, network: &NetworkSpec, bridge: &str, group: &str) -> String {
+    fn config(&self, network: &NetworkSpec, bridge: &str, group: &str, mtu: u32) -> String {
         let c = network.cidr;
         let p = |path: PathBuf| path.to_string_lossy().into_owned();
         [
@@ -104,6 +104,9 @@ impl Dnsmasq {
             format!("addn-hosts={}", p(self.dns_hosts())),
             format!("dhcp-option=option:router,{}", network.gateway),
             format!("dhcp-option=option:dns-server,{}", network.gateway),
+            // Sent even unasked: room for VXLAN's headers when the network
+            // spans hosts (see `overlay::Tunnel::guest_mtu`).
+            format!("dhcp-option-force=option:mtu,{mtu}"),
             format!("domain={}", network.domain),
             format!("local=/{}/", network.domain),
             format!("dhcp-leasefile={}", p(self.dir.join("leases"))),
@@ -125,6 +128,7 @@ impl Dnsmasq {
         bridge: &str,
         hosts: &[DhcpHost],
         records: &[DnsRecord],
+        mtu: u32,
     ) -> anyhow::Result<()> {
         let helper = helper()?;
         tokio::fs::create_dir_all(&self.dir).await?;
@@ -147,7 +151,7 @@ impl Dnsmasq {
                 anyhow::anyhow!("dnsmasq runs as {HELPER_USER} and could not read its files: {e}")
             })?;
         }
-        let config = self.config(network, bridge, &helper.group);
+        let config = self.config(network, bridge, &helper.group, mtu);
         let conf_changed = write_if_changed(&self.conf(), &config).await?;
         match self.running() {
             Some(pid) if !conf_changed => {

@@ -23,6 +23,18 @@ pub struct Port {
     pub rules: Vec<RuleSpec>,
 }
 
+/// A network's VXLAN port as the firewall sees it: what must not cross it,
+/// so that each host alone serves its own guests (the gateway is on every
+/// host, with the same addresses).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct OverlayPort {
+    /// The VXLAN device (`nvx-...`).
+    pub device: String,
+    pub gateway: Ipv4Addr,
+    /// The bridge's (gateway's) MAC, the same on every host.
+    pub gateway_mac: String,
+}
+
 /// How replies are recognised in the bridge table.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Tracking {
@@ -40,6 +52,7 @@ pub enum Tracking {
 pub fn ruleset(
     networks: &[NetworkSpec],
     ports: &[Port],
+    overlays: &[OverlayPort],
     floating: &[FloatingIpSpec],
     fence: &Fence,
     tracking: Tracking,
@@ -47,7 +60,7 @@ pub fn ruleset(
     format!(
         "{}{}",
         inet_table(networks, floating, fence),
-        bridge_table(ports, tracking)
+        bridge_table(ports, overlays, tracking)
     )
 }
 
@@ -96,10 +109,33 @@ fn replies(tracking: Tracking) -> &'static str {
     }
 }
 
-fn bridge_table(ports: &[Port], tracking: Tracking) -> String {
+fn bridge_table(ports: &[Port], overlays: &[OverlayPort], tracking: Tracking) -> String {
     let mut from = String::new();
     let mut to = String::new();
     let mut chains = String::new();
+    for (i, o) in overlays.iter().enumerate() {
+        from.push_str(&format!(
+            "        iifname \"{}\" jump overlay{i}\n",
+            o.device
+        ));
+        to.push_str(&format!(
+            "        oifname \"{}\" jump overlay{i}\n",
+            o.device
+        ));
+        // Both ways: nothing from or to the gateway (its MAC, ARP for its
+        // address: each host answers its own guests), and no DHCP.
+        chains.push_str(&format!(
+            "    chain overlay{i} {{\n\
+             \x20       ether saddr {mac} drop\n\
+             \x20       ether daddr {mac} drop\n\
+             \x20       ether type arp arp saddr ip {gw} drop\n\
+             \x20       ether type arp arp daddr ip {gw} drop\n\
+             \x20       ether type ip udp dport {{ 67, 68 }} drop\n\
+             \x20   }}\n",
+            mac = o.gateway_mac,
+            gw = o.gateway,
+        ));
+    }
     for (i, p) in ports.iter().enumerate() {
         from.push_str(&format!("        iifname \"{}\" jump from{i}\n", p.tap));
         to.push_str(&format!("        oifname \"{}\" jump to{i}\n", p.tap));
@@ -168,6 +204,14 @@ pub async fn probe_tracking() -> Tracking {
     }
 }
 
+/// The match of traffic routed out of the host, which NAT applies to. Where
+/// `br_netfilter` passes bridged frames through the IP hooks too
+/// (`net.bridge.bridge-nf-call-iptables = 1`), a frame between two guests
+/// of a network shows its bridge port (a TAP or VXLAN device) as output
+/// interface: it must not be NATed (masquerading to a port without an
+/// address drops it).
+const LEAVES_HOST: &str = r#"oifname != "nbr-*" oifname != "ntap-*" oifname != "nvx-*""#;
+
 fn inet_table(networks: &[NetworkSpec], floating: &[FloatingIpSpec], fence: &Fence) -> String {
     let metadata_port = fence.metadata_port;
     // Metadata requests from guests go to the service on the gateway
@@ -190,7 +234,7 @@ fn inet_table(networks: &[NetworkSpec], floating: &[FloatingIpSpec], fence: &Fen
             f.ip, f.fixed_ip
         ));
         nat.push_str(&format!(
-            "        ip saddr {} oifname != \"{BRIDGE_PREFIX}*\" snat ip to {}\n",
+            "        ip saddr {} {LEAVES_HOST} snat ip to {}\n",
             f.fixed_ip, f.ip
         ));
     }
@@ -198,7 +242,7 @@ fn inet_table(networks: &[NetworkSpec], floating: &[FloatingIpSpec], fence: &Fen
         // Outbound NAT: instance traffic leaving through anything but an
         // instance bridge takes the host's address.
         nat.push_str(&format!(
-            "        ip saddr {} oifname != \"{BRIDGE_PREFIX}*\" masquerade\n",
+            "        ip saddr {} {LEAVES_HOST} masquerade\n",
             n.cidr
         ));
     }
@@ -206,8 +250,20 @@ fn inet_table(networks: &[NetworkSpec], floating: &[FloatingIpSpec], fence: &Fen
         "        tcp dport {metadata_port} iifname != \"{BRIDGE_PREFIX}*\" drop\n{}",
         fence.input_rules()
     );
+    // Where `br_netfilter` passes bridged frames through the IP hooks, a
+    // frame between two guests of one network (or a guest and its VXLAN
+    // port) shows that network's bridge as both interfaces: it is switched,
+    // not routed, and the bridge table has filtered it already.
+    let switched: String = networks
+        .iter()
+        .map(|n| {
+            let bridge = super::switch::bridge_name(n);
+            format!("        iifname \"{bridge}\" oifname \"{bridge}\" accept\n")
+        })
+        .collect();
     let forward = format!(
-        "        # Networks are isolated from each other: nothing is routed between bridges.\n\
+        "{switched}\
+         \x20       # Networks are isolated from each other: nothing is routed between bridges.\n\
          \x20       iifname \"{BRIDGE_PREFIX}*\" oifname \"{BRIDGE_PREFIX}*\" drop\n{}",
         fence.forward_rules()
     );
@@ -327,18 +383,33 @@ mod tests {
             ip: "203.0.113.10".parse().unwrap(),
             fixed_ip: "10.9.0.5".parse().unwrap(),
         };
-        let r = ruleset(&[n], &[port], &[fip], &fence(), Tracking::Stateless);
+        let r = ruleset(
+            std::slice::from_ref(&n),
+            &[port],
+            &[overlay_port()],
+            &[fip],
+            &fence(),
+            Tracking::Stateless,
+        );
         assert!(r.contains("ip daddr 169.254.169.254 tcp dport 80 redirect to :8775"));
         assert!(r.contains("tcp dport 8775 iifname != \"nbr-*\" drop"));
         assert!(r.contains("ip daddr 203.0.113.10 dnat ip to 10.9.0.5"));
-        assert!(r.contains("ip saddr 10.9.0.5 oifname != \"nbr-*\" snat ip to 203.0.113.10"));
+        assert!(r.contains(&format!(
+            "ip saddr 10.9.0.5 {LEAVES_HOST} snat ip to 203.0.113.10"
+        )));
         assert!(
             r.find("snat ip to").unwrap() < r.find("masquerade").unwrap(),
             "1:1 NAT before masquerade"
         );
-        assert!(r.contains("ip saddr 10.9.0.0/24 oifname != \"nbr-*\" masquerade"));
+        assert!(r.contains(&format!("ip saddr 10.9.0.0/24 {LEAVES_HOST} masquerade")));
         assert!(r.starts_with("table inet nubis\ndelete table inet nubis\n"));
         assert!(r.contains("iifname \"nbr-*\" oifname \"nbr-*\" drop"));
+        let own = super::super::switch::bridge_name(&n);
+        let switched = format!("iifname \"{own}\" oifname \"{own}\" accept");
+        assert!(
+            r.find(&switched).unwrap() < r.find("oifname \"nbr-*\" drop").unwrap(),
+            "a network's own switched frames pass before the isolation drop: {r}"
+        );
         assert!(r.contains("iifname \"ntap-12345678\" jump from0"));
         assert!(r.contains("oifname \"ntap-12345678\" jump to0"));
         assert!(r.contains("ether type ip tcp dport 22 accept"), "{r}");
@@ -355,7 +426,7 @@ mod tests {
             !bridge.contains("ct state"),
             "stateless mode has no bridge conntrack"
         );
-        let stateful = ruleset(&[], &[], &[], &fence(), Tracking::Stateful);
+        let stateful = ruleset(&[], &[], &[], &[], &fence(), Tracking::Stateful);
         let stateful_bridge = &stateful[stateful.find("table bridge").unwrap()..];
         assert!(
             !stateful_bridge.contains("jump"),
@@ -368,6 +439,48 @@ mod tests {
         assert!(r.contains("iifname \"nbr-*\" jump guest_to_host"), "{r}");
         assert!(r.contains("chain guest_to_host {"), "{r}");
         assert!(r.contains("ip daddr @management drop"), "{r}");
+    }
+
+    /// The VXLAN port of the tests' network.
+    fn overlay_port() -> OverlayPort {
+        OverlayPort {
+            device: "nvx-12345678".into(),
+            gateway: "10.9.0.1".parse().unwrap(),
+            gateway_mac: "02:12:34:56:78:9a".into(),
+        }
+    }
+
+    #[test]
+    fn the_gateway_and_dhcp_never_cross_a_vxlan_port() {
+        let r = ruleset(
+            &[],
+            &[],
+            &[overlay_port()],
+            &[],
+            &fence(),
+            Tracking::Stateful,
+        );
+        let bridge = &r[r.find("table bridge").unwrap()..];
+        assert!(
+            bridge.contains("iifname \"nvx-12345678\" jump overlay0"),
+            "{bridge}"
+        );
+        assert!(
+            bridge.contains("oifname \"nvx-12345678\" jump overlay0"),
+            "{bridge}"
+        );
+        for rule in [
+            "ether saddr 02:12:34:56:78:9a drop",
+            "ether daddr 02:12:34:56:78:9a drop",
+            "ether type arp arp saddr ip 10.9.0.1 drop",
+            "ether type arp arp daddr ip 10.9.0.1 drop",
+            "ether type ip udp dport { 67, 68 } drop",
+        ] {
+            assert!(bridge.contains(rule), "missing {rule:?} in {bridge}");
+        }
+        // Positive control: without VXLAN ports, no such chain.
+        let plain = ruleset(&[], &[], &[], &[], &fence(), Tracking::Stateful);
+        assert!(!plain.contains("overlay0"), "{plain}");
     }
 
     /// The fence of the tests: two overlapping management ranges.
@@ -428,6 +541,7 @@ mod tests {
                 ruleset(
                     &[n],
                     &ports,
+                    &[overlay_port()],
                     &[FloatingIpSpec {
                         ip: "203.0.113.10".parse().unwrap(),
                         fixed_ip: "10.9.0.5".parse().unwrap(),

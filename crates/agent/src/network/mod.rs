@@ -10,6 +10,7 @@ mod faults;
 pub mod firewall;
 pub mod host_fence;
 pub mod loopback;
+pub mod overlay;
 pub mod shaping;
 pub mod switch;
 pub mod tap;
@@ -40,6 +41,9 @@ pub struct HostNetworking {
     /// What guests may reach of the host (the metadata port, management
     /// ranges they may not reach).
     fence: host_fence::Fence,
+    /// This host's end of the VXLAN tunnels of networks across hosts;
+    /// `None`: networks stay on this host.
+    tunnel: Option<overlay::Tunnel>,
     /// Whether the bridge family tracks connections here (probed once).
     tracking: Arc<tokio::sync::OnceCell<firewall::Tracking>>,
     /// The TAPs the applied firewall covers (see `wait_protected`).
@@ -78,6 +82,7 @@ impl HostNetworking {
                 metadata_port,
                 management: Vec::new(),
             },
+            tunnel: None,
             tracking: Arc::default(),
             protected: Arc::new(tokio::sync::watch::Sender::new(HashSet::new())),
             verified: Arc::default(),
@@ -90,6 +95,19 @@ impl HostNetworking {
     pub fn with_management_cidrs(mut self, cidrs: Vec<nubis_api::security_groups::Prefix>) -> Self {
         self.fence.management = cidrs;
         self
+    }
+
+    /// Networks span hosts over VXLAN from `tunnel` (see `overlay`).
+    pub fn with_tunnel(mut self, tunnel: Option<overlay::Tunnel>) -> Self {
+        self.tunnel = tunnel;
+        self
+    }
+
+    /// The MTU guests are told on every network (see [`overlay::Tunnel::guest_mtu`]).
+    pub fn guest_mtu(&self) -> u32 {
+        self.tunnel
+            .map(|t| t.guest_mtu())
+            .unwrap_or(overlay::DEFAULT_GUEST_MTU)
     }
 
     fn dnsmasq(&self, id: NetworkId) -> Dnsmasq {
@@ -141,6 +159,9 @@ impl HostNetworking {
         self.remove_unused(networks).await?;
         self.switch.ensure_networks(&missing).await?;
         verified.bridges.extend(missing.iter().map(|n| n.id));
+        // Every pass (a few commands per network that spans hosts): peers
+        // come and go with servers on other hosts.
+        overlay::converge(networks, self.tunnel).await?;
         let wanted: HashSet<std::net::Ipv4Addr> = floating.iter().map(|f| f.ip).collect();
         if verified.floating.as_ref() != Some(&wanted) {
             floating_addresses(floating).await?;
@@ -185,7 +206,28 @@ impl HostNetworking {
                 t
             })
             .await;
-        let rules = firewall::ruleset(&specs, &ports, floating, &self.fence, tracking);
+        let spanning: Vec<_> = match self.tunnel {
+            Some(_) => overlay::spanning(networks).collect(),
+            None => Vec::new(),
+        };
+        let overlays: Vec<firewall::OverlayPort> = spanning
+            .iter()
+            .map(|(spec, _)| firewall::OverlayPort {
+                device: overlay::vxlan_name(spec),
+                gateway: spec.gateway,
+                gateway_mac: overlay::gateway_mac(spec),
+            })
+            .collect();
+        // Guests may not reach the other hosts' tunnel ends (a VXLAN packet
+        // sent there could enter any network).
+        let mut fence = self.fence.clone();
+        fence.management.extend(spanning.iter().flat_map(|(_, o)| {
+            o.peers.iter().map(|p| nubis_api::security_groups::Prefix {
+                addr: p.tunnel_ip,
+                len: 32,
+            })
+        }));
+        let rules = firewall::ruleset(&specs, &ports, &overlays, floating, &fence, tracking);
         let mut applied = self.applied_rules.lock().await;
         if applied.as_deref() != Some(rules.as_str()) {
             if specs.is_empty() {
@@ -240,7 +282,13 @@ impl HostNetworking {
                 .collect();
             if let Err(e) = self
                 .dnsmasq(network.spec.id)
-                .ensure(&network.spec, &bridge, &hosts, &network.dns)
+                .ensure(
+                    &network.spec,
+                    &bridge,
+                    &hosts,
+                    &network.dns,
+                    self.guest_mtu(),
+                )
                 .await
             {
                 let fault = format!(

@@ -48,6 +48,11 @@ impl Switch for LinuxBridge {
             if !present.contains(&name) {
                 lines.push(format!("link add {name} type bridge stp_state 0"));
             }
+            // The gateway's MAC is the same on every host (see `overlay`).
+            lines.push(format!(
+                "link set {name} address {}",
+                super::overlay::gateway_mac(network)
+            ));
             lines.push(format!(
                 "addr replace {}/{} dev {name}",
                 network.gateway,

@@ -49,6 +49,9 @@ pub enum QuotaCommand {
         /// Most security group rules, over all groups.
         #[arg(long, value_name = "N")]
         security_group_rules: Option<u64>,
+        /// Most server groups.
+        #[arg(long, value_name = "N")]
+        server_groups: Option<u64>,
     },
 }
 
@@ -79,6 +82,7 @@ pub async fn run(client: &ApiClient, cmd: QuotaCommand, json: bool) -> anyhow::R
             image_gib,
             security_groups,
             security_group_rules,
+            server_groups,
         } => {
             let update = UpdateQuotas {
                 servers,
@@ -91,6 +95,7 @@ pub async fn run(client: &ApiClient, cmd: QuotaCommand, json: bool) -> anyhow::R
                 image_gib,
                 security_groups,
                 security_group_rules,
+                server_groups,
             };
             // Send only what was given, so the others stay.
             let body: serde_json::Map<String, serde_json::Value> = serde_json::to_value(update)?

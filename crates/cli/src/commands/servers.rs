@@ -102,6 +102,8 @@ pub struct NewServer<'a> {
     pub user_data_file: Option<&'a Path>,
     pub config_drive: bool,
     pub terms: CreateTerms,
+    /// A server group (name or id) to join (`scheduler_hints.group`).
+    pub group: Option<&'a str>,
 }
 
 /// The rental terms `nubis server create` may set.
@@ -168,7 +170,8 @@ fn create_body(new: &NewServer<'_>, user_data: Option<String>) -> Value {
         }})
     });
     let lease = t.lease_seconds.map(|s| json!({ "duration_seconds": s }));
-    let fields: [(&str, Value); 11] = [
+    let hints = new.group.map(|g| json!({ "group": g }));
+    let fields: [(&str, Value); 12] = [
         ("flavor", json!(new.flavor)),
         ("vcpus", json!(new.vcpus)),
         ("memory_mib", json!(new.memory_mib)),
@@ -180,6 +183,7 @@ fn create_body(new: &NewServer<'_>, user_data: Option<String>) -> Value {
         ("bandwidth", json!(bandwidth)),
         ("traffic_quota", json!(quota)),
         ("lease", json!(lease)),
+        ("scheduler_hints", json!(hints)),
     ];
     for (k, v) in fields {
         if !v.is_null() {
@@ -290,6 +294,7 @@ mod tests {
             user_data_file: None,
             config_drive: false,
             terms: CreateTerms::default(),
+            group: None,
         }
     }
 

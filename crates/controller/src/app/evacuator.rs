@@ -41,9 +41,13 @@ pub async fn run(state: AppState, after: Duration) {
 /// never evacuated before it counts as down.
 pub async fn sweep(state: &AppState, after: Duration) -> anyhow::Result<()> {
     let now = chrono::Utc::now();
-    let grace = after.max(crate::http::HEARTBEAT_TIMEOUT);
+    let grace = after.max(state.placement.host_down_after);
+    let placement = crate::scheduler::PlacementSettings {
+        host_down_after: grace,
+        ..state.placement
+    };
     for host in super::moves::hosts_to_evacuate(&state.store, now, grace).await? {
-        let done = super::moves::evacuate(&state.store, host, now, grace).await?;
+        let done = super::moves::evacuate(&state.store, host, now, &placement).await?;
         tracing::info!(
             host = %host,
             moved = done.migrations.len(),

@@ -12,7 +12,7 @@
 //! its servers were evacuated stops them (fencing) and keeps their files
 //! until released.
 
-use crate::scheduler::{self, Demand, Overcommit, PlacementError};
+use crate::scheduler::{self, Demand, PlacementError, PlacementRequest, PlacementSettings};
 use crate::store::hosts::HostLoad;
 use crate::store::moves::{ArrivalKind, HostLeftovers, MoveRecord, NewMove, Placement};
 use crate::store::{Store, StoreError};
@@ -57,7 +57,7 @@ pub fn choose_target(
     named: Option<&str>,
     demand: Demand,
     now: DateTime<Utc>,
-    heartbeat_timeout: Duration,
+    placement: &PlacementSettings,
 ) -> Result<HostId, MoveError> {
     if let Some(name) = named {
         let host = loads
@@ -70,7 +70,7 @@ pub fn choose_target(
                 host.host.name
             )));
         }
-        if is_down(host.host.last_seen, now, heartbeat_timeout) {
+        if !placement.is_up(host.host.last_seen, now) {
             return Err(MoveError::Conflict(format!(
                 "host '{}' is down",
                 host.host.name
@@ -83,17 +83,12 @@ pub fn choose_target(
         .filter(|l| l.host.id != source)
         .cloned()
         .collect();
-    scheduler::place(
-        &others,
-        demand,
-        Overcommit::default(),
-        now,
-        heartbeat_timeout,
-    )
-    .map_err(|e| match e {
-        PlacementError::NoHosts => MoveError::NoHost("no other host is up".into()),
-        e @ PlacementError::NoCapacity { .. } => MoveError::NoHost(e.to_string()),
-    })
+    scheduler::candidates(&others, &PlacementRequest::new(demand), placement, now)
+        .map(|hosts| hosts[0])
+        .map_err(|e| match e {
+            PlacementError::NoHosts => MoveError::NoHost("no other host is up".into()),
+            e @ PlacementError::NoCapacity { .. } => MoveError::NoHost(e.to_string()),
+        })
 }
 
 /// How the target gets the disk, from the two hosts' shared stores.
@@ -121,7 +116,7 @@ pub async fn start_migration(
     kind: MigrationKind,
     named_host: Option<&str>,
     now: DateTime<Utc>,
-    heartbeat_timeout: Duration,
+    placement: &PlacementSettings,
 ) -> Result<MoveRecord, MoveError> {
     let record = store.server(project, server).await?;
     let source = record
@@ -146,7 +141,7 @@ pub async fn start_migration(
     }
     let loads = store.host_loads().await?;
     let source_host = loads.iter().find(|l| l.host.id == source);
-    if source_host.is_some_and(|h| is_down(h.host.last_seen, now, heartbeat_timeout)) {
+    if source_host.is_some_and(|h| !placement.is_up(h.host.last_seen, now)) {
         return Err(MoveError::Conflict(
             "the server's host is down; evacuate it instead".into(),
         ));
@@ -156,7 +151,7 @@ pub async fn start_migration(
         memory_mib: record.memory_mib,
         disk_gib: record.disk_gib,
     };
-    let target = choose_target(&loads, source, named_host, demand, now, heartbeat_timeout)?;
+    let target = choose_target(&loads, source, named_host, demand, now, placement)?;
     let stores = store.host_shared_stores().await?;
     let store_of = |h: HostId| stores.get(&h).cloned().flatten();
     let arrival = arrival_kind(
@@ -206,14 +201,14 @@ pub async fn evacuate(
     store: &Store,
     host: HostId,
     now: DateTime<Utc>,
-    heartbeat_timeout: Duration,
+    placement: &PlacementSettings,
 ) -> Result<Evacuation, MoveError> {
     let loads = store.host_loads().await?;
     let down = loads
         .iter()
         .find(|l| l.host.id == host)
         .ok_or(MoveError::Store(StoreError::NotFound))?;
-    if !is_down(down.host.last_seen, now, heartbeat_timeout) {
+    if placement.is_up(down.host.last_seen, now) {
         return Err(MoveError::Conflict(format!(
             "host '{}' is up; only a down host is evacuated (migrate its servers instead)",
             down.host.name
@@ -247,7 +242,7 @@ pub async fn evacuate(
             memory_mib: server.memory_mib,
             disk_gib: server.disk_gib,
         };
-        let target = match choose_target(&loads, host, None, demand, now, heartbeat_timeout) {
+        let target = match choose_target(&loads, host, None, demand, now, placement) {
             Ok(t) => t,
             Err(e) => {
                 out.unplaced.push(Unplaced {
@@ -342,13 +337,26 @@ pub async fn apply_report(
     report: &HostReport,
     now: DateTime<Utc>,
 ) -> Result<bool, MoveError> {
+    // Fencing is about servers placed elsewhere; a deleted server's QEMU
+    // stopped here is just its delete.
+    let placements = store.placements(&report.fenced).await?;
+    let fenced = report
+        .fenced
+        .iter()
+        .copied()
+        .filter(|id| {
+            placements
+                .get(id)
+                .is_some_and(|p| p.host.is_some() && p.host != Some(host) && !p.deleting)
+        })
+        .collect();
     let mut changed = store
         .record_host_leftovers(
             host,
             now,
             &HostLeftovers {
                 leftovers: report.leftovers.clone(),
-                fenced: report.fenced.clone(),
+                fenced,
             },
             host_name,
         )

@@ -3,10 +3,11 @@
 //! image files.
 
 use super::error::{ApiError, ApiResult};
-use super::extract::{AgentCaller, ApiJson, ApiPath, Caller};
+use super::extract::{AgentCaller, ApiJson, ApiPath};
 use super::images::image_path;
 use super::AppState;
 use crate::cluster::{check_registration, ClusterError};
+use crate::store::overlay::peers_from_ports;
 use axum::body::Body;
 use axum::extract::{Query, State};
 use axum::http::{header, HeaderMap, StatusCode};
@@ -14,7 +15,7 @@ use axum::response::Response;
 use axum::Json;
 use nubis_api::agent::{
     DesiredState, DnsRecord, FloatingIpSpec, GuestConfig, Host, HostNetwork, HostReport, ImageRef,
-    InstanceSpec, NamedKey, NetworkSpec, NicSpec, RegisterHost, RuleRemote, RuleSpec,
+    InstanceSpec, NamedKey, NetworkSpec, NicSpec, Overlay, RegisterHost, RuleRemote, RuleSpec,
     SecurityGroupSpec,
 };
 use nubis_api::images::{Image, ImageFormat, ImageStatus};
@@ -75,11 +76,22 @@ pub async fn register(
         .await
         .map_err(cluster_error)?;
     let host = state.store.register_host(&req).await?;
+    let before = state.store.host_tunnel_ip(host.id).await?;
+    if before != req.tunnel_ip {
+        state
+            .store
+            .set_host_tunnel_ip(host.id, req.tunnel_ip)
+            .await?;
+        // Its peers' desired states name its tunnel address. Only then: a
+        // registration wakes every long poll (thousands of hosts starting
+        // at once must not wake each other).
+        state.desired_state_changed();
+    }
     state
         .store
         .set_host_shared_store(host.id, req.shared_store.as_deref())
         .await?;
-    tracing::info!(host = %host.name, id = %host.id, url = %host.url, "host registered");
+    tracing::info!(host = %host.name, id = %host.id, url = %host.url, tunnel_ip = ?req.tunnel_ip, "host registered");
     Ok(Json(host))
 }
 
@@ -102,20 +114,47 @@ pub async fn desired(
     Query(q): Query<DesiredQuery>,
 ) -> ApiResult<Json<DesiredState>> {
     agent.require_host(host)?;
-    let mut rx = state.revision.subscribe();
-    if let Some(after) = q.after {
-        if *rx.borrow_and_update() == after {
-            let _ = tokio::time::timeout(state.timeouts.long_poll, rx.changed()).await;
-        }
-    }
-    // Read the revision before the state: a change racing with this read
-    // bumps the revision again, so the agent never misses it.
-    let revision = *rx.borrow();
+    // Subscribed before the state is read: a change racing with the read
+    // wakes the poll, so the agent never misses it.
+    let mut wakeup = state.wakeups.subscribe(host);
     state
         .store
         .touch_host(host)
         .await
         .map_err(ApiError::from_store("host"))?;
+    let deadline = tokio::time::Instant::now() + state.timeouts.long_poll;
+    loop {
+        let mut desired = host_desired_state(&state, host).await?;
+        desired.revision = fingerprint(&desired);
+        // A host's revision is its desired state's fingerprint: the poll
+        // answers when that changed, not at every change in the cloud.
+        if q.after != Some(desired.revision) {
+            return Ok(Json(desired));
+        }
+        if tokio::time::timeout_at(deadline, wakeup.changed())
+            .await
+            .is_err()
+        {
+            return Ok(Json(desired));
+        }
+    }
+}
+
+/// A fingerprint of a desired state (its revision left out): equal states
+/// give equal fingerprints, on every controller.
+fn fingerprint(desired: &DesiredState) -> u64 {
+    use sha2::Digest;
+    let json = serde_json::to_vec(&DesiredState {
+        revision: 0,
+        ..desired.clone()
+    })
+    .unwrap_or_default();
+    let digest = sha2::Sha256::digest(json);
+    u64::from_be_bytes(digest[..8].try_into().expect("8 bytes"))
+}
+
+/// What a host should run, with its networks' peers (revision 0).
+async fn host_desired_state(state: &AppState, host: HostId) -> ApiResult<DesiredState> {
     let mut moves = crate::app::moves::host_moves(&state.store, host)
         .await
         .map_err(|e| ApiError::internal(e.to_string()))?;
@@ -126,19 +165,19 @@ pub async fn desired(
         if server.deleting {
             continue;
         }
-        let disk_image = image_ref(&state, &mut images, server.image).await?;
+        let disk_image = image_ref(state, &mut images, server.image).await?;
         let image = images[&server.image].clone();
         let kernel = match image.kernel {
-            Some(id) => Some(image_ref(&state, &mut images, id).await?),
+            Some(id) => Some(image_ref(state, &mut images, id).await?),
             None => None,
         };
         let initrd = match image.initrd {
-            Some(id) => Some(image_ref(&state, &mut images, id).await?),
+            Some(id) => Some(image_ref(state, &mut images, id).await?),
             None => None,
         };
         let mut nics = Vec::new();
         for (port, network_id, mac, ip) in state.store.server_ports(server.id).await? {
-            let network = host_network(&state, &mut networks, network_id).await?;
+            let network = host_network(state, &mut networks, network_id).await?;
             nics.push(NicSpec {
                 port,
                 network: network.1.clone(),
@@ -195,7 +234,7 @@ pub async fn desired(
     let mut departing_groups = Vec::new();
     for departure in &moves.departures {
         for (_, network_id, _, _) in state.store.server_ports(departure.id).await? {
-            host_network(&state, &mut networks, network_id).await?;
+            host_network(state, &mut networks, network_id).await?;
         }
         departing_groups.extend(
             state
@@ -207,8 +246,9 @@ pub async fn desired(
         );
     }
     let mut host_networks = Vec::new();
+    let own_tunnel = state.store.host_tunnel_ip(host).await?;
     for (network, spec) in networks.into_values() {
-        let dns = state
+        let mut dns: Vec<DnsRecord> = state
             .store
             .network_dns(network.id)
             .await?
@@ -218,7 +258,20 @@ pub async fn desired(
                 ip,
             })
             .collect();
-        host_networks.push(HostNetwork { spec, dns });
+        // A stable order keeps the state's fingerprint stable.
+        dns.sort_by(|a, b| (&a.name, a.ip).cmp(&(&b.name, b.ip)));
+        let overlay = Overlay {
+            vni: state.store.network_vni(network.id).await?,
+            peers: peers_from_ports(
+                state.store.network_remote_ports(network.id, host).await?,
+                own_tunnel,
+            ),
+        };
+        host_networks.push(HostNetwork {
+            spec,
+            dns,
+            overlay: Some(overlay),
+        });
     }
     host_networks.sort_by_key(|n| n.spec.id);
     let floating_ips = state
@@ -228,16 +281,16 @@ pub async fn desired(
         .into_iter()
         .map(|(ip, fixed_ip)| FloatingIpSpec { ip, fixed_ip })
         .collect();
-    let security_groups = group_specs(&state, &instances, departing_groups).await?;
-    Ok(Json(DesiredState {
-        revision,
+    let security_groups = group_specs(state, &instances, departing_groups).await?;
+    Ok(DesiredState {
+        revision: 0,
         instances,
         networks: host_networks,
         floating_ips,
         security_groups,
         departures: moves.departures,
         released: moves.released,
-    }))
+    })
 }
 
 /// The network `id` in a host's desired state, looked up once.
@@ -365,8 +418,12 @@ pub async fn report(
         .await?;
     // A guest that powered itself off, or a server that used up its traffic
     // quota, changes desired state too.
-    if moved || !changes.is_empty() || report.instances.iter().any(|i| i.guest_shutdown) {
+    // Both concern only this host's instances; a move's step concerns its
+    // other host too.
+    if moved {
         state.desired_state_changed();
+    } else if !changes.is_empty() || report.instances.iter().any(|i| i.guest_shutdown) {
+        state.desired_state_changed_on([host]);
     }
     Ok(StatusCode::NO_CONTENT)
 }
@@ -425,17 +482,6 @@ fn range_start(range: Option<&axum::http::HeaderValue>) -> Option<u64> {
         .strip_suffix('-')?
         .parse()
         .ok()
-}
-
-/// List hosts (admin only).
-#[utoipa::path(get, path = "/v1/hosts", tag = "hosts",
-    responses((status = 200, body = [Host]), (status = 403, body = ErrorBody)), security(("bearer" = [])))]
-pub async fn list_hosts(
-    State(state): State<AppState>,
-    caller: Caller,
-) -> ApiResult<Json<Vec<Host>>> {
-    caller.require_admin()?;
-    Ok(Json(state.store.list_hosts().await?))
 }
 
 #[cfg(test)]

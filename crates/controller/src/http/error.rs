@@ -1,6 +1,7 @@
 //! API errors: a status, a stable code and a message, rendered as
 //! `{"error":{"code","message"}}`.
 
+use crate::scheduler::PlacementError;
 use crate::store::StoreError;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
@@ -124,7 +125,28 @@ impl From<StoreError> for ApiError {
             StoreError::Conflict(m) => Self::conflict(m),
             StoreError::QuotaExceeded(m) => Self::quota_exceeded(m),
             StoreError::AddressSpace(v) => v.into(),
+            // Kept synchronous (Nova answers 202 and fails the server later):
+            // a create that cannot be placed changes nothing and says why.
+            StoreError::NoValidHost(e @ PlacementError::NoHosts) => {
+                Self::new(StatusCode::SERVICE_UNAVAILABLE, "no_hosts", e.to_string())
+            }
+            StoreError::NoValidHost(e @ PlacementError::NoCapacity { .. }) => {
+                Self::new(StatusCode::CONFLICT, "no_capacity", e.to_string())
+            }
             other => Self::internal(other),
+        }
+    }
+}
+
+impl From<crate::app::AppError> for ApiError {
+    fn from(e: crate::app::AppError) -> Self {
+        use crate::app::AppError;
+        match e {
+            AppError::Invalid(m) => Self::bad_request(m),
+            AppError::AddressNotAllowed(m) => {
+                Self::new(StatusCode::BAD_REQUEST, "address_not_allowed", m)
+            }
+            AppError::Store(e) => e.into(),
         }
     }
 }

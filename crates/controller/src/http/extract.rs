@@ -25,6 +25,34 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for ApiJson<T> {
     }
 }
 
+/// An optional JSON body: a request with neither a body nor a
+/// `Content-Type` is `T::default()`; any other body is read as [`ApiJson`].
+pub struct OptionalApiJson<T>(pub T);
+
+impl<T: DeserializeOwned + Default, S: Send + Sync> FromRequest<S> for OptionalApiJson<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, ApiError> {
+        let typed = req.headers().contains_key(axum::http::header::CONTENT_TYPE);
+        let (parts, body) = req.into_parts();
+        let bytes = axum::body::to_bytes(body, super::MAX_JSON_BODY)
+            .await
+            .map_err(|_| {
+                ApiError::new(
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    "payload_too_large",
+                    "request body too large",
+                )
+            })?;
+        if bytes.is_empty() && !typed {
+            return Ok(Self(T::default()));
+        }
+        let req = Request::from_parts(parts, axum::body::Body::from(bytes));
+        let ApiJson(v) = ApiJson::from_request(req, state).await?;
+        Ok(Self(v))
+    }
+}
+
 fn json_rejection(r: JsonRejection) -> ApiError {
     match r {
         JsonRejection::JsonDataError(e) => {

@@ -185,6 +185,9 @@ mod tests {
             disk_gib: 10,
             accel: Accelerator::Tcg,
             last_seen: now - chrono::Duration::seconds(seen_secs_ago),
+            cpu_model: String::new(),
+            enabled: true,
+            disabled_reason: None,
         }
     }
 

@@ -9,6 +9,7 @@ pub mod extract;
 mod flavors;
 mod floating_ips;
 pub mod health;
+mod hosts;
 mod images;
 mod keypairs;
 mod moves;
@@ -16,11 +17,13 @@ mod networks;
 mod openapi;
 mod quotas;
 mod security_groups;
+mod server_groups;
 mod server_terms;
 mod servers;
 pub mod timeouts;
 mod usage_records;
 mod users;
+pub mod wakeups;
 
 use crate::store::Store;
 use axum::extract::DefaultBodyLimit;
@@ -46,8 +49,11 @@ pub struct AppState {
     /// The cluster CA, this controller's certificate, and the mutual-TLS
     /// clients for calls to agents (console logs, VNC).
     pub cluster: Arc<crate::cluster::Cluster>,
-    /// Raised whenever desired state changes, to wake long-polling agents.
+    /// Raised whenever desired state changes anywhere (console sessions
+    /// watch it to notice their server going away).
     pub revision: Arc<watch::Sender<u64>>,
+    /// What wakes agents' long polls: their own host's changes or everyone's.
+    pub wakeups: Arc<wakeups::HostWakeups>,
     pub token_ttl: Duration,
     pub max_image_bytes: u64,
     /// The zone server names live in: `<server>.<project>.<zone>`.
@@ -76,6 +82,8 @@ pub struct AppState {
     /// The audit trail's writer, and how long records are kept.
     pub audit: crate::audit::AuditLog,
     pub audit_settings: Arc<crate::audit::AuditSettings>,
+    /// Overcommit ratios, weigher, heartbeat timeout.
+    pub placement: crate::scheduler::PlacementSettings,
 }
 
 impl AppState {
@@ -84,6 +92,21 @@ impl AppState {
     /// PostgreSQL database through `peer_changes`.
     pub fn desired_state_changed(&self) {
         self.wake_long_polls();
+        self.announce_to_peers();
+    }
+
+    /// Like [`Self::desired_state_changed`] for a change that concerns only
+    /// the desired state of `hosts` (e.g. a server's power on its host):
+    /// only their long polls are woken here. Other controllers are told as
+    /// for any change (their polls recompute, and answer only if changed).
+    pub fn desired_state_changed_on(&self, hosts: impl IntoIterator<Item = nubis_api::HostId>) {
+        self.revision.send_modify(|r| *r += 1);
+        self.wakeups.wake(hosts);
+        self.announce_to_peers();
+    }
+
+    /// Tells controllers on the same PostgreSQL database (see `peer_changes`).
+    fn announce_to_peers(&self) {
         if self.store.backend() == crate::store::Backend::Postgres {
             let store = self.store.clone();
             tokio::spawn(async move {
@@ -99,6 +122,7 @@ impl AppState {
     /// watching their server) without telling other controllers.
     pub fn wake_long_polls(&self) {
         self.revision.send_modify(|r| *r += 1);
+        self.wakeups.wake_all();
     }
 }
 
@@ -186,7 +210,18 @@ pub fn router(state: AppState) -> Router {
             get(quotas::show).put(quotas::update),
         )
         .route("/projects/{id}/usage-records", get(usage_records::list))
-        .route("/hosts", get(agents::list_hosts))
+        .route("/hosts", get(hosts::list))
+        .route("/hosts/{id}", get(hosts::show))
+        .route("/hosts/{id}/disable", post(hosts::disable))
+        .route("/hosts/{id}/enable", post(hosts::enable))
+        .route(
+            "/server-groups",
+            get(server_groups::list).post(server_groups::create),
+        )
+        .route(
+            "/server-groups/{id}",
+            get(server_groups::show).delete(server_groups::delete),
+        )
         .route("/audit", get(audit::list))
         .route("/openapi.json", get(openapi::serve))
         .route_layer(from_fn_with_state(request_limit, timeouts::within));
@@ -254,5 +289,5 @@ pub fn agent_router(state: AppState) -> Router {
         .with_state(state)
 }
 
+pub use crate::scheduler::HEARTBEAT_TIMEOUT;
 pub use openapi::ApiDoc;
-pub use servers::HEARTBEAT_TIMEOUT;

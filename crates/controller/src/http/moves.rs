@@ -4,7 +4,6 @@
 
 use super::error::{ApiError, ApiResult};
 use super::extract::{ApiJson, ApiPath, Caller};
-use super::servers::HEARTBEAT_TIMEOUT;
 use super::AppState;
 use crate::app::moves::{self, MoveError};
 use axum::extract::State;
@@ -42,7 +41,7 @@ async fn start(
         kind,
         req.host.as_deref(),
         chrono::Utc::now(),
-        HEARTBEAT_TIMEOUT,
+        &state.placement,
     )
     .await
     .map_err(move_error)?;
@@ -107,7 +106,7 @@ pub async fn evacuate(
     ApiPath(host): ApiPath<HostId>,
 ) -> ApiResult<Json<Evacuation>> {
     caller.require_admin()?;
-    let done = moves::evacuate(&state.store, host, chrono::Utc::now(), HEARTBEAT_TIMEOUT)
+    let done = moves::evacuate(&state.store, host, chrono::Utc::now(), &state.placement)
         .await
         .map_err(|e| match e {
             MoveError::Store(crate::store::StoreError::NotFound) => ApiError::not_found("host"),

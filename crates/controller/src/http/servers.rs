@@ -3,32 +3,29 @@
 use super::error::{ApiError, ApiResult};
 use super::extract::{ApiJson, ApiPath, Caller};
 use super::AppState;
-use crate::scheduler::{self, Demand, Overcommit, PlacementError};
-use crate::store::networks::AddressScope;
-use crate::store::{NewPort, NewServer, ServerRecord};
+use crate::store::server_lists::{ListScope, PageError};
+use crate::store::ServerRecord;
 use axum::extract::State;
-use axum::http::StatusCode;
+use axum::http::{HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
 use axum::Json;
 use nubis_api::agent::PowerState;
-use nubis_api::images::{ImageFormat, ImageStatus};
+use nubis_api::audit::NEXT_MARKER_HEADER;
 use nubis_api::networks::{server_dns_name, Network};
-use nubis_api::servers::{CreateServer, RequestedSize, Server};
-use nubis_api::servers::{NetworkRequest, MAX_NICS};
-use nubis_api::ProjectId;
-use nubis_api::{ErrorBody, ServerId};
-use std::time::Duration;
+use nubis_api::servers::{CreateServer, Server};
+use nubis_api::{ErrorBody, ProjectId, ServerId};
+use std::collections::HashMap;
 
-/// Hosts not heard from for this long get no new servers.
-pub const HEARTBEAT_TIMEOUT: Duration = Duration::from_secs(60);
-
-const GIB: u64 = 1024 * 1024 * 1024;
-
-/// Create a server: validated, placed on a host, then built asynchronously.
+/// Create a server: validated, placed on a host (the claim taken in the
+/// transaction that inserts it), then built asynchronously. When no host can
+/// take it, nothing is created and the answer says why: 409 `no_capacity`,
+/// or 503 `no_hosts` when no host is up.
 #[utoipa::path(post, path = "/v1/servers", tag = "servers", request_body = CreateServer,
     responses((status = 202, body = Server), (status = 400, body = ErrorBody),
         (status = 403, description = "`quota_exceeded`: the project's quota has no room", body = ErrorBody),
-        (status = 409, body = ErrorBody),
-        (status = 422, body = ErrorBody), (status = 503, body = ErrorBody)),
+        (status = 409, description = "`no_capacity`: no host has room (the message says what ruled hosts out); `conflict`: a duplicate name", body = ErrorBody),
+        (status = 422, body = ErrorBody),
+        (status = 503, description = "`no_hosts`: no host is up", body = ErrorBody)),
     security(("bearer" = [])))]
 pub async fn create(
     State(state): State<AppState>,
@@ -36,250 +33,57 @@ pub async fn create(
     ApiJson(req): ApiJson<CreateServer>,
 ) -> ApiResult<(StatusCode, Json<Server>)> {
     let project = caller.user.project;
-    let (flavor, demand) = match req.requested_size().map_err(ApiError::bad_request)? {
-        RequestedSize::Flavor => {
-            let name = req.flavor.as_deref().unwrap_or_default();
-            let f = state
-                .store
-                .flavor(name)
-                .await
-                .map_err(ApiError::from_store_ref("flavor", name))?;
-            let demand = Demand {
-                vcpus: f.vcpus,
-                memory_mib: f.memory_mib,
-                disk_gib: f.disk_gib,
-            };
-            (Some(f), demand)
-        }
-        RequestedSize::Explicit {
-            vcpus,
-            memory_mib,
-            disk_gib,
-        } => (
-            None,
-            Demand {
-                vcpus: vcpus.get(),
-                memory_mib: memory_mib.get(),
-                disk_gib: disk_gib.get(),
-            },
-        ),
+    let ctx = crate::app::create_server::CreateContext {
+        store: &state.store,
+        dns_zone: &state.dns_zone,
+        clock: &state.clock,
+        placement: &state.placement,
     };
-    let lease_expires_at = req
-        .lease
-        .map(|l| l.expiry(state.clock.now()))
-        .transpose()
-        .map_err(ApiError::bad_request)?;
-    let image = state
-        .store
-        .image_visible(project, &req.image)
-        .await
-        .map_err(ApiError::from_store_ref("image", &req.image))?;
-    if !image.format.is_bootable() {
-        return Err(ApiError::bad_request(format!(
-            "image '{}' is a {} image, not a disk image (nor an ISO)",
-            image.name,
-            image.format.as_str()
-        )));
-    }
-    if image.status != ImageStatus::Active {
-        return Err(ApiError::bad_request(format!(
-            "image '{}' has no file yet; upload it first",
-            image.name
-        )));
-    }
-    // A server made from an ISO gets a blank disk: any size will do.
-    let image_bytes = match image.format {
-        ImageFormat::Iso => 0,
-        _ => image.virtual_size.unwrap_or(0),
-    };
-    if image_bytes > demand.disk_gib * GIB {
-        return Err(ApiError::bad_request(format!(
-            "disk_gib {} is smaller than the image ({} bytes)",
-            demand.disk_gib, image_bytes
-        )));
-    }
-    let key = match &req.key_name {
-        Some(name) => Some(
-            state
-                .store
-                .keypair(project, name)
-                .await
-                .map_err(ApiError::from_store_ref("key pair", name))?,
-        ),
-        None => None,
-    };
-    let networks = resolve_networks(&state, project, req.networks.as_deref()).await?;
-    let security_groups = resolve_groups(&state, project, req.security_groups.as_deref()).await?;
-    let loads = state.store.host_loads().await?;
-    let host = scheduler::place(
-        &loads,
-        demand,
-        Overcommit::default(),
-        chrono::Utc::now(),
-        HEARTBEAT_TIMEOUT,
-    )
-    .map_err(|e| match e {
-        PlacementError::NoHosts => {
-            ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "no_hosts", e.to_string())
-        }
-        PlacementError::NoCapacity { .. } => {
-            ApiError::new(StatusCode::CONFLICT, "no_capacity", e.to_string())
-        }
-    })?;
-    let record = state
-        .store
-        .create_server_at(
-            &NewServer {
-                project,
-                name: req.name.as_str(),
-                image: image.id,
-                flavor: flavor.as_ref().map(|f| f.id),
-                vcpus: demand.vcpus,
-                memory_mib: demand.memory_mib,
-                disk_gib: demand.disk_gib,
-                host,
-                ports: networks
-                    .iter()
-                    .map(|(network, fixed_ip)| NewPort {
-                        network,
-                        fixed_ip: *fixed_ip,
-                    })
-                    .collect(),
-                key_name: key.as_ref().map(|k| k.name.as_str()),
-                key_data: key.as_ref().map(|k| k.public_key.as_str()),
-                user_data: req.user_data.clone().map(String::from),
-                config_drive: req.config_drive,
-                security_groups,
-                bandwidth: req
-                    .bandwidth
-                    .or_else(|| flavor.as_ref().and_then(|f| f.bandwidth))
-                    .unwrap_or_default(),
-                traffic_quota: req.traffic_quota,
-                lease_expires_at,
-            },
-            state.clock.now(),
-        )
-        .await?;
+    let record = crate::app::create_server::create_server(&ctx, project, &req).await?;
     state.desired_state_changed();
-    tracing::info!(server = %record.id, host = %host, "server placed");
-    let view = present(&state, project, vec![record]).await?.remove(0);
+    tracing::info!(server = %record.id, host = ?record.host, "server placed");
+    let view = present_one(&state, record).await?;
     Ok((StatusCode::ACCEPTED, Json(view)))
 }
 
-/// Resolves the requested NICs (default: one on the `default` network) and
-/// checks fixed addresses against their subnets.
-async fn resolve_networks(
-    state: &AppState,
-    project: ProjectId,
-    requested: Option<&[NetworkRequest]>,
-) -> ApiResult<Vec<(Network, Option<std::net::Ipv4Addr>)>> {
-    let Some(requested) = requested else {
-        let default = state
-            .store
-            .ensure_default_network(project, &state.dns_zone)
-            .await?;
-        return Ok(vec![(default, None)]);
-    };
-    if requested.is_empty() || requested.len() > MAX_NICS {
-        return Err(ApiError::bad_request(format!(
-            "networks must list 1 to {MAX_NICS} networks"
-        )));
-    }
-    let mut out = Vec::new();
-    for nic in requested {
-        let network = if nic.network == "default" {
-            state
-                .store
-                .ensure_default_network(project, &state.dns_zone)
-                .await?
-        } else {
-            state
-                .store
-                .network(project, &nic.network)
-                .await
-                .map_err(ApiError::from_store_ref("network", &nic.network))?
-        };
-        if let Some(ip) = nic.fixed_ip {
-            crate::address_space::check_fixed_ip(network.cidr, network.gateway, ip).map_err(
-                |v| {
-                    let mut e = ApiError::from(v);
-                    e.message = format!("network {}: {}", network.name, e.message);
-                    e
-                },
-            )?;
-        }
-        out.push((network, nic.fixed_ip));
-    }
-    Ok(out)
-}
-
-/// Resolves the requested security groups (default: the `default` group).
-async fn resolve_groups(
-    state: &AppState,
-    project: ProjectId,
-    requested: Option<&[String]>,
-) -> ApiResult<Vec<nubis_api::SecurityGroupId>> {
-    let default = ["default".to_string()];
-    let requested = requested.unwrap_or(&default);
-    if requested.len() > 16 {
-        return Err(ApiError::bad_request(
-            "at most 16 security groups per server",
-        ));
-    }
-    let mut ids = Vec::new();
-    for name in requested {
-        let group = if name == "default" {
-            state.store.ensure_default_security_group(project).await?
-        } else {
-            state
-                .store
-                .security_group(project, name)
-                .await
-                .map_err(ApiError::from_store_ref("security group", name))?
-        };
-        if !ids.contains(&group.id) {
-            ids.push(group.id);
+/// The API view of servers (of any projects): with addresses, DNS names
+/// and security groups. Set-based: one query each for the addresses and the
+/// groups of all of them, two per project (its name, its networks), never a
+/// query per server.
+async fn present(state: &AppState, records: Vec<ServerRecord>) -> ApiResult<Vec<Server>> {
+    let ids: Vec<ServerId> = records.iter().map(|r| r.id).collect();
+    let mut addresses = state.store.addresses_of(&ids).await?;
+    let mut groups = state.store.security_group_names_of(&ids).await?;
+    let mut projects: HashMap<ProjectId, (String, Vec<Network>)> = HashMap::new();
+    for r in &records {
+        if let std::collections::hash_map::Entry::Vacant(e) = projects.entry(r.project) {
+            let name = state.store.project_name(r.project).await?;
+            let networks = state.store.list_networks(r.project).await?;
+            e.insert((name, networks));
         }
     }
-    Ok(ids)
-}
-
-/// The API view of servers of one project: with addresses and DNS names.
-async fn present(
-    state: &AppState,
-    project: ProjectId,
-    records: Vec<ServerRecord>,
-) -> ApiResult<Vec<Server>> {
-    let mut addresses = state
-        .store
-        .addresses(AddressScope::Project(project))
-        .await?;
-    let networks = state.store.list_networks(project).await?;
-    let project_name = state.store.project_name(project).await?;
-    let mut out = Vec::new();
+    let mut out = Vec::with_capacity(records.len());
     for r in records {
+        let (project_name, networks) = &projects[&r.project];
         let addrs = addresses.remove(&r.id).unwrap_or_default();
         let dns = addrs
             .first()
             .and_then(|a| networks.iter().find(|n| n.id == a.network))
-            .map(|n| server_dns_name(&r.name, &project_name, &n.dns_zone));
-        let groups = state
-            .store
-            .server_security_groups(r.id)
-            .await?
-            .into_iter()
-            .map(|(_, name)| name)
-            .collect();
+            .map(|n| server_dns_name(&r.name, project_name, &n.dns_zone));
+        let groups = groups.remove(&r.id).unwrap_or_default();
         out.push(r.to_api(addrs, dns, groups, state.rental.lease_grace));
     }
     Ok(out)
 }
 
 pub(super) async fn present_one(state: &AppState, record: ServerRecord) -> ApiResult<Server> {
-    Ok(present(state, record.project, vec![record])
-        .await?
-        .remove(0))
+    Ok(present(state, vec![record]).await?.remove(0))
 }
+
+/// Servers per page of `GET /v1/servers` by default, and at most (Nova's
+/// `max_limit` is 1000 too): a project with more is read page by page.
+pub const DEFAULT_LIST_LIMIT: u32 = 1000;
+pub const MAX_LIST_LIMIT: u32 = 1000;
 
 /// `GET /v1/servers` options.
 #[derive(Debug, Default, serde::Deserialize, utoipa::IntoParams)]
@@ -288,35 +92,68 @@ pub struct ListServers {
     /// Every project's servers (admins only).
     #[serde(default)]
     pub all_projects: bool,
+    /// Servers per page: 1 to 1000 (default 1000).
+    #[param(minimum = 1, maximum = 1000)]
+    pub limit: Option<u32>,
+    /// The id of the last server of the previous page (its `X-Next-Marker`):
+    /// the page starts after it. Servers are in creation order.
+    pub marker: Option<String>,
 }
 
-/// List the project's servers (admins: every project's, with `all_projects=true`).
+/// List the project's servers (admins: every project's, with
+/// `all_projects=true`), oldest first, a page at a time: when more follow,
+/// the `X-Next-Marker` header holds the marker of the next page.
 #[utoipa::path(get, path = "/v1/servers", tag = "servers", params(ListServers),
-    responses((status = 200, body = [Server]), (status = 403, body = ErrorBody)), security(("bearer" = [])))]
+    responses((status = 200, body = [Server],
+            headers(("x-next-marker" = String, description = "The next page's marker, when there is one"))),
+        (status = 400, body = ErrorBody), (status = 403, body = ErrorBody)),
+    security(("bearer" = [])))]
 pub async fn list(
     State(state): State<AppState>,
     caller: Caller,
     query: Result<axum::extract::Query<ListServers>, axum::extract::rejection::QueryRejection>,
-) -> ApiResult<Json<Vec<Server>>> {
+) -> ApiResult<Response> {
     // A malformed query is a 400 in the API's JSON error format.
     let axum::extract::Query(q) = query.map_err(|e| ApiError::bad_request(e.body_text()))?;
-    if !q.all_projects {
-        let servers = state.store.list_servers(caller.user.project).await?;
-        return Ok(Json(present(&state, caller.user.project, servers).await?));
+    let limit = q.limit.unwrap_or(DEFAULT_LIST_LIMIT);
+    if limit == 0 || limit > MAX_LIST_LIMIT {
+        return Err(ApiError::bad_request(format!(
+            "limit must be between 1 and {MAX_LIST_LIMIT}, got {limit}"
+        )));
     }
-    caller.require_admin()?;
-    let mut by_project: Vec<(ProjectId, Vec<ServerRecord>)> = Vec::new();
-    for r in state.store.list_all_servers().await? {
-        match by_project.iter_mut().find(|(p, _)| *p == r.project) {
-            Some((_, v)) => v.push(r),
-            None => by_project.push((r.project, vec![r])),
-        }
+    let marker = match q.marker.as_deref().filter(|m| !m.is_empty()) {
+        None => None,
+        Some(m) => Some(m.parse::<ServerId>().map_err(|_| {
+            ApiError::bad_request(format!("marker must be a server id, got '{m}'"))
+        })?),
+    };
+    let scope = if q.all_projects {
+        caller.require_admin()?;
+        ListScope::All
+    } else {
+        ListScope::Project(caller.user.project)
+    };
+    let mut records = state
+        .store
+        .list_servers_page(scope, marker, limit + 1)
+        .await
+        .map_err(|e| match e {
+            // Unknown, deleted and other projects' ids alike (as Nova does).
+            PageError::UnknownMarker(_) => ApiError::bad_request(e.to_string()),
+            PageError::Store(e) => e.into(),
+        })?;
+    let next_marker = if records.len() > limit as usize {
+        records.truncate(limit as usize);
+        records.last().map(|r| r.id)
+    } else {
+        None
+    };
+    let mut response = Json(present(&state, records).await?).into_response();
+    if let Some(marker) = next_marker {
+        let value = HeaderValue::from_str(&marker.to_string()).map_err(ApiError::internal)?;
+        response.headers_mut().insert(NEXT_MARKER_HEADER, value);
     }
-    let mut out = Vec::new();
-    for (project, records) in by_project {
-        out.extend(present(&state, project, records).await?);
-    }
-    Ok(Json(out))
+    Ok(response)
 }
 
 pub(super) async fn find(
@@ -390,7 +227,7 @@ async fn set_power(
         .set_power_at(caller.user.project, id, power, state.clock.now())
         .await
         .map_err(ApiError::from_store("server"))?;
-    state.desired_state_changed();
+    state.desired_state_changed_on(record.host);
     Ok((
         StatusCode::ACCEPTED,
         Json(present_one(state, record).await?),
@@ -419,7 +256,7 @@ pub async fn reboot(
         .request_reboot(caller.user.project, id)
         .await
         .map_err(ApiError::from_store("server"))?;
-    state.desired_state_changed();
+    state.desired_state_changed_on(record.host);
     Ok((
         StatusCode::ACCEPTED,
         Json(present_one(&state, record).await?),
@@ -443,7 +280,7 @@ pub async fn eject(
         .eject_cdrom(caller.user.project, id)
         .await
         .map_err(ApiError::from_store("server"))?;
-    state.desired_state_changed();
+    state.desired_state_changed_on(record.host);
     Ok((
         StatusCode::ACCEPTED,
         Json(present_one(&state, record).await?),

@@ -1,6 +1,6 @@
 //! Hypervisor hosts (one per agent) and what is placed on them.
 
-use super::rows::{big, count, parse, time};
+use super::rows::{big, count, flag, parse, time};
 use super::{found, now_ms, Store, StoreError, StoreResult};
 use crate::address_space::HostRanges;
 use nubis_api::agent::{Accelerator, Host, HostAddressing, RegisterHost};
@@ -15,6 +15,53 @@ pub struct HostLoad {
     pub used_vcpus: u64,
     pub used_memory_mib: u64,
     pub used_disk_gib: u64,
+    /// Servers placed on it (being deleted included).
+    pub instances: u64,
+}
+
+/// Every host beside the sums of its servers, in one set-based statement
+/// (hosts with no server get zeros), followed by `$tail`.
+macro_rules! loads_sql {
+    ($tail:literal) => {
+        concat!(
+            "SELECT h.*, \
+     CAST(COALESCE(s.v, 0) AS BIGINT) AS used_vcpus, \
+     CAST(COALESCE(s.m, 0) AS BIGINT) AS used_memory_mib, \
+     CAST(COALESCE(s.d, 0) AS BIGINT) AS used_disk_gib, \
+     CAST(COALESCE(s.n, 0) AS BIGINT) AS instances \
+     FROM hosts h LEFT JOIN (SELECT host_id, SUM(vcpus) AS v, SUM(memory_mib) AS m, \
+     SUM(disk_gib) AS d, COUNT(*) AS n FROM servers WHERE host_id IS NOT NULL \
+     GROUP BY host_id) s ON s.host_id = h.id ",
+            $tail
+        )
+    };
+}
+
+fn load_from_row(row: &AnyRow) -> StoreResult<HostLoad> {
+    Ok(HostLoad {
+        host: host_from_row(row)?,
+        used_vcpus: count(row, "used_vcpus")?,
+        used_memory_mib: count(row, "used_memory_mib")?,
+        used_disk_gib: count(row, "used_disk_gib")?,
+        instances: count(row, "instances")?,
+    })
+}
+
+/// Every host's load, read in `conn` (a create's transaction).
+pub(crate) async fn loads_in(conn: &mut sqlx::AnyConnection) -> StoreResult<Vec<HostLoad>> {
+    let rows = sqlx::query(loads_sql!("ORDER BY h.name"))
+        .fetch_all(&mut *conn)
+        .await?;
+    rows.iter().map(load_from_row).collect()
+}
+
+/// One host's load, read in `conn` (after its row was locked).
+pub(crate) async fn load_in(conn: &mut sqlx::AnyConnection, id: HostId) -> StoreResult<HostLoad> {
+    let row = sqlx::query(loads_sql!("WHERE h.id = $1"))
+        .bind(id.to_string())
+        .fetch_optional(&mut *conn)
+        .await?;
+    load_from_row(&found(row)?)
 }
 
 fn host_from_row(row: &AnyRow) -> StoreResult<Host> {
@@ -32,6 +79,9 @@ fn host_from_row(row: &AnyRow) -> StoreResult<Host> {
             other => return Err(StoreError::Corrupt(format!("unknown accelerator {other}"))),
         },
         last_seen: time(row, "last_seen")?,
+        cpu_model: row.try_get("cpu_model")?,
+        enabled: flag(row, "enabled")?,
+        disabled_reason: row.try_get("disabled_reason")?,
     })
 }
 
@@ -41,12 +91,13 @@ impl Store {
     pub async fn register_host(&self, req: &RegisterHost) -> StoreResult<Host> {
         // One statement, so concurrent registrations of a name cannot race.
         sqlx::query(
-            "INSERT INTO hosts (id, name, vcpus, memory_mib, disk_gib, accel, last_seen, url, addressing) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) \
+            "INSERT INTO hosts (id, name, vcpus, memory_mib, disk_gib, accel, last_seen, url, addressing, \
+             cpu_model) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, COALESCE($10, '')) \
              ON CONFLICT (name) DO UPDATE SET vcpus = excluded.vcpus, \
              memory_mib = excluded.memory_mib, disk_gib = excluded.disk_gib, \
              accel = excluded.accel, last_seen = excluded.last_seen, url = excluded.url, \
-             addressing = COALESCE(excluded.addressing, hosts.addressing)",
+             addressing = COALESCE(excluded.addressing, hosts.addressing), \
+             cpu_model = CASE WHEN $10 IS NULL THEN hosts.cpu_model ELSE excluded.cpu_model END",
         )
         .bind(HostId::new().to_string())
         .bind(&req.name)
@@ -57,6 +108,7 @@ impl Store {
         .bind(now_ms())
         .bind(&req.url)
         .bind(addressing_json(req.addressing.as_ref())?)
+        .bind(req.cpu_model.as_deref())
         .execute(self.pool())
         .await?;
         let row = sqlx::query("SELECT * FROM hosts WHERE name = $1")
@@ -131,27 +183,37 @@ impl Store {
     }
 
     /// Every host with what its servers (including those being deleted, whose
-    /// resources are not yet free) take.
+    /// resources are not yet free) take: one statement, whatever the number
+    /// of hosts.
     pub async fn host_loads(&self) -> StoreResult<Vec<HostLoad>> {
-        let mut loads = Vec::new();
-        for host in self.list_hosts().await? {
-            let row = sqlx::query(
-                "SELECT CAST(COALESCE(SUM(vcpus), 0) AS BIGINT) AS v, \
-                 CAST(COALESCE(SUM(memory_mib), 0) AS BIGINT) AS m, \
-                 CAST(COALESCE(SUM(disk_gib), 0) AS BIGINT) AS d \
-                 FROM servers WHERE host_id = $1",
-            )
-            .bind(host.id.to_string())
-            .fetch_one(self.pool())
+        let mut conn = self.pool().acquire().await?;
+        loads_in(&mut conn).await
+    }
+
+    /// One host's load; `NotFound` if there is no such host.
+    pub async fn host_load(&self, id: HostId) -> StoreResult<HostLoad> {
+        let mut conn = self.pool().acquire().await?;
+        load_in(&mut conn, id).await
+    }
+
+    /// Lets new servers be placed on a host (`enabled`), or not, with a
+    /// reason (cleared on enable); `NotFound` if there is no such host.
+    pub async fn set_host_enabled(
+        &self,
+        id: HostId,
+        enabled: bool,
+        reason: Option<&str>,
+    ) -> StoreResult<Host> {
+        let done = sqlx::query("UPDATE hosts SET enabled = $2, disabled_reason = $3 WHERE id = $1")
+            .bind(id.to_string())
+            .bind(i64::from(enabled))
+            .bind(if enabled { None } else { reason })
+            .execute(self.pool())
             .await?;
-            loads.push(HostLoad {
-                host,
-                used_vcpus: count(&row, "v")?,
-                used_memory_mib: count(&row, "m")?,
-                used_disk_gib: count(&row, "d")?,
-            });
+        if done.rows_affected() == 0 {
+            return Err(StoreError::NotFound);
         }
-        Ok(loads)
+        self.host(id).await
     }
 }
 

@@ -51,8 +51,11 @@ migration_files!(
     "0010_resource_limits",
     "0011_audit_events",
     "0012_host_credentials",
+    "0013_hosts_placement",
+    "0014_overlay",
     "0015_moves",
     "0016_live_targets",
+    "0017_server_list_index",
 );
 
 /// The embedded migration files of one backend: (file stem, SQL).

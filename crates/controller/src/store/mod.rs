@@ -19,9 +19,13 @@ mod live_targets;
 pub mod migrations;
 pub mod moves;
 pub mod networks;
+pub mod overlay;
+pub mod placement;
 pub mod quotas;
 mod rows;
 pub mod security_groups;
+pub mod server_groups;
+pub mod server_lists;
 mod server_record;
 mod servers;
 pub mod terms;
@@ -32,6 +36,7 @@ mod users;
 pub use audit::AuditFilter;
 pub use changes::CHANNEL as CHANGES_CHANNEL;
 pub use console_tokens::ConsoleGrant;
+pub use placement::{Placement, Schedule};
 pub use server_record::ServerRecord;
 pub use servers::{NewPort, NewServer};
 pub use users::UserRecord;
@@ -62,6 +67,9 @@ pub enum StoreError {
     Migrate(#[from] sqlx::migrate::MigrateError),
     #[error("corrupt row: {0}")]
     Corrupt(String),
+    /// No host can take the server (Nova's NoValidHost), saying why.
+    #[error(transparent)]
+    NoValidHost(#[from] crate::scheduler::PlacementError),
     /// A range or address the address-space rules refuse.
     #[error(transparent)]
     AddressSpace(#[from] crate::address_space::Violation),

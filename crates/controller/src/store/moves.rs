@@ -253,7 +253,8 @@ impl Store {
             .fetch_one(&mut *tx)
             .await?
             .try_get("placement_generation")?;
-        let id = MigrationId::new();
+        // Time-ordered, so moves started in the same millisecond list in order.
+        let id = MigrationId(uuid::Uuid::now_v7());
         let inserted = sqlx::query(
             "INSERT INTO migrations (id, server_id, kind, arrival, source_host, target_host, \
              generation, state, started_at) VALUES ($1, $2, $3, $4, $5, $6, $7, 'running', $8)",

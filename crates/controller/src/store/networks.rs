@@ -17,6 +17,9 @@ pub enum AddressScope {
     Host(nubis_api::HostId),
 }
 
+/// A create that lost the race for a VNI to a concurrent one.
+struct VniTaken;
+
 /// A network to insert, already validated.
 pub struct NewNetwork<'a> {
     pub project: ProjectId,
@@ -66,7 +69,27 @@ impl Store {
     /// floating-IP pools and the hosts' own ranges) and must not overlap any
     /// other network of the cloud (hosts route between them, so subnets must
     /// be unique).
+    /// Each network gets the next free VXLAN identifier (VNI); a create
+    /// that lost a race for one (PostgreSQL) is tried again.
     pub async fn create_network(&self, new: &NewNetwork<'_>) -> StoreResult<Network> {
+        let mut attempts = 0;
+        loop {
+            match self.create_network_once(new).await? {
+                Ok(network) => return Ok(network),
+                Err(VniTaken) if attempts < 20 => attempts += 1,
+                Err(VniTaken) => {
+                    return Err(StoreError::Conflict(
+                        "too many networks are being created at once; try again".into(),
+                    ))
+                }
+            }
+        }
+    }
+
+    async fn create_network_once(
+        &self,
+        new: &NewNetwork<'_>,
+    ) -> StoreResult<Result<Network, VniTaken>> {
         let mut tx = self.begin_write().await?;
         self.address_space_in(&mut tx)
             .await?
@@ -81,10 +104,11 @@ impl Store {
         let id = NetworkId::new();
         // Insert first: on SQLite this takes the write lock, so the overlap
         // check below cannot race with another create.
-        let res = sqlx::query(
-            "INSERT INTO networks (id, project_id, name, cidr, gateway, dns_zone, created_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7)",
-        )
+        let res = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "INSERT INTO networks (id, project_id, name, cidr, gateway, dns_zone, created_at, vni) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, {})",
+            super::overlay::NEXT_VNI
+        )))
         .bind(id.to_string())
         .bind(new.project.to_string())
         .bind(new.name)
@@ -95,6 +119,7 @@ impl Store {
         .execute(&mut *tx)
         .await;
         match res {
+            Err(e) if super::overlay::is_vni_violation(&e) => return Ok(Err(VniTaken)),
             Err(e) if is_unique_violation(&e) => {
                 return Err(StoreError::Conflict(format!(
                     "a network named '{}' already exists in this project",
@@ -118,8 +143,18 @@ impl Store {
                 )));
             }
         }
+        let vni: i64 = sqlx::query("SELECT vni FROM networks WHERE id = $1")
+            .bind(id.to_string())
+            .fetch_one(&mut *tx)
+            .await?
+            .try_get("vni")?;
+        if vni > super::overlay::MAX_VNI {
+            return Err(StoreError::Conflict(
+                "no VXLAN identifier is left for another network".into(),
+            ));
+        }
         tx.commit().await?;
-        self.network(new.project, &id.to_string()).await
+        self.network(new.project, &id.to_string()).await.map(Ok)
     }
 
     /// A network of `project` by id or name.

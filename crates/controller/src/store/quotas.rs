@@ -53,6 +53,7 @@ fn limits_from_row(row: &AnyRow) -> StoreResult<QuotaLimits> {
         image_gib: or("image_gib", d.image_gib)?,
         security_groups: or("security_groups", d.security_groups)?,
         security_group_rules: or("security_group_rules", d.security_group_rules)?,
+        server_groups: or("server_groups", d.server_groups)?,
         servers: count(row, "servers")?,
         vcpus: count(row, "vcpus")?,
         memory_mib: count(row, "memory_mib")?,
@@ -142,6 +143,11 @@ async fn usage(conn: &mut AnyConnection, project: ProjectId) -> StoreResult<(Quo
     .bind(&p)
     .fetch_one(&mut *conn)
     .await?;
+    let server_groups =
+        sqlx::query("SELECT COUNT(*) AS n FROM server_groups WHERE project_id = $1")
+            .bind(&p)
+            .fetch_one(&mut *conn)
+            .await?;
     let bytes = image_bytes(conn, project).await?;
     let usage = QuotaUsage {
         servers: count(&servers, "servers")?,
@@ -154,6 +160,7 @@ async fn usage(conn: &mut AnyConnection, project: ProjectId) -> StoreResult<(Quo
         image_gib: bytes.div_ceil(GIB),
         security_groups: count(&groups, "n")?,
         security_group_rules: count(&rules, "n")?,
+        server_groups: count(&server_groups, "n")?,
     };
     Ok((usage, bytes))
 }
@@ -245,14 +252,15 @@ impl Store {
         sqlx::query(
             "INSERT INTO project_quotas \
              (project_id, servers, vcpus, memory_mib, disk_gib, floating_ips, networks, \
-             images, image_gib, security_groups, security_group_rules) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) \
+             images, image_gib, security_groups, security_group_rules, server_groups) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12) \
              ON CONFLICT (project_id) DO UPDATE SET servers = excluded.servers, \
              vcpus = excluded.vcpus, memory_mib = excluded.memory_mib, \
              disk_gib = excluded.disk_gib, floating_ips = excluded.floating_ips, \
              networks = excluded.networks, images = excluded.images, \
              image_gib = excluded.image_gib, security_groups = excluded.security_groups, \
-             security_group_rules = excluded.security_group_rules",
+             security_group_rules = excluded.security_group_rules, \
+             server_groups = excluded.server_groups",
         )
         .bind(project.to_string())
         .bind(big(new.servers))
@@ -265,6 +273,7 @@ impl Store {
         .bind(big(new.image_gib))
         .bind(big(new.security_groups))
         .bind(big(new.security_group_rules))
+        .bind(big(new.server_groups))
         .execute(&mut *tx)
         .await?;
         tx.commit().await?;

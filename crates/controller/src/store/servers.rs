@@ -1,6 +1,7 @@
 //! Servers: desired state (what users asked for) beside observed state (what
 //! the host's agent last reported). The status users see is derived from both.
 
+use super::placement::Placement;
 use super::rows::{big, parse, to_json};
 use super::server_record::{observed_str, power_str, server_from_row, ServerRecord};
 use super::{found, is_unique_violation, now_ms, usage, Backend, Store, StoreError, StoreResult};
@@ -30,7 +31,9 @@ pub struct NewServer<'a> {
     pub vcpus: u64,
     pub memory_mib: u64,
     pub disk_gib: u64,
-    pub host: HostId,
+    /// A host, or what the scheduler must find (claimed in the create's
+    /// transaction; see `store::placement`).
+    pub host: super::placement::Placement,
     pub ports: Vec<NewPort<'a>>,
     pub key_name: Option<&'a str>,
     pub key_data: Option<&'a str>,
@@ -104,6 +107,20 @@ impl Store {
         // With the project row locked by the quota check, so two creates
         // cannot both take a label.
         check_dns_label_free(&mut tx, new.project, new.name).await?;
+        let (host, group) = match &new.host {
+            Placement::On(host) => (*host, None),
+            Placement::Schedule(schedule) => {
+                let demand = crate::scheduler::Demand {
+                    vcpus: new.vcpus,
+                    memory_mib: new.memory_mib,
+                    disk_gib: new.disk_gib,
+                };
+                let host =
+                    super::placement::claim(&mut tx, self.backend(), new.project, demand, schedule)
+                        .await?;
+                (host, schedule.group)
+            }
+        };
         let res = sqlx::query(
             "INSERT INTO servers (id, project_id, name, image_id, flavor_id, vcpus, memory_mib, \
              disk_gib, host_id, power, reboot_generation, deleting, observed_reboot_generation, \
@@ -121,7 +138,7 @@ impl Store {
         .bind(big(new.vcpus))
         .bind(big(new.memory_mib))
         .bind(big(new.disk_gib))
-        .bind(new.host.to_string())
+        .bind(host.to_string())
         .bind(now_ms())
         .bind(new.key_name)
         .bind(new.key_data)
@@ -153,7 +170,29 @@ impl Store {
                 .execute(&mut *tx)
                 .await?;
         }
+        if let Some(group) = group {
+            sqlx::query("INSERT INTO server_group_members (server_id, group_id) VALUES ($1, $2)")
+                .bind(id.to_string())
+                .bind(group.to_string())
+                .execute(&mut *tx)
+                .await?;
+        }
         usage::server_created(&mut tx, &id.to_string(), now.timestamp_millis()).await?;
+        let host_name: String = sqlx::query("SELECT name FROM hosts WHERE id = $1")
+            .bind(host.to_string())
+            .fetch_optional(&mut *tx)
+            .await?
+            .map(|r| r.try_get("name"))
+            .transpose()?
+            .unwrap_or_else(|| host.to_string());
+        super::events::record(
+            &mut tx,
+            id,
+            now,
+            nubis_api::events::EventKind::Scheduled,
+            &format!("scheduled on host {host_name}"),
+        )
+        .await?;
         tx.commit().await?;
         self.server(new.project, id).await
     }

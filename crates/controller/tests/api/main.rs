@@ -30,15 +30,19 @@ mod agent;
 mod audit;
 mod flavors;
 mod health;
+mod hosts;
 mod images;
 mod iso;
 mod isolation;
 mod networks;
 mod openapi;
+mod placement;
 mod portal_headers;
 mod quotas;
 mod resource_limits;
+mod revisions;
 mod routing;
+mod server_pages;
 mod servers;
 mod terms;
 mod timeouts;
@@ -89,6 +93,8 @@ struct Cloud {
     http: reqwest::Client,
     supervisor: Supervisor,
     dir: tempfile::TempDir,
+    /// The store's URL (SQLite in `dir` unless the test chose PostgreSQL).
+    db_url: String,
 }
 
 /// Settings of a test controller beyond the usual.
@@ -102,6 +108,9 @@ struct Settings {
     accounts: Option<AccountSettings>,
     audit: nubis_controller::audit::AuditSettings,
     tenant_pools: nubis_controller::address_space::TenantPools,
+    /// The store's URL; `None`: SQLite in the test's directory.
+    database_url: Option<String>,
+    placement: nubis_controller::scheduler::PlacementSettings,
 }
 
 impl Cloud {
@@ -129,9 +138,13 @@ impl Cloud {
             .prefix("nubis-api-test-")
             .tempdir()
             .expect("temp dir");
+        let db_url = settings
+            .database_url
+            .clone()
+            .unwrap_or_else(|| format!("sqlite://{}", dir.path().join("nubis.db").display()));
         let config = ControllerConfig {
             listen: "127.0.0.1:0".parse().unwrap(),
-            database_url: format!("sqlite://{}", dir.path().join("nubis.db").display()),
+            database_url: db_url.clone(),
             data_dir: dir.path().to_owned(),
             token_ttl,
             max_image_bytes: MAX_IMAGE_BYTES,
@@ -149,6 +162,7 @@ impl Cloud {
             tenant_pools: settings.tenant_pools,
             cluster_listen: "127.0.0.1:0".parse().unwrap(),
             tls: None,
+            placement: settings.placement,
             auto_evacuate: None,
         };
         let running = start(config).await.expect("controller starts");
@@ -164,6 +178,7 @@ impl Cloud {
                 .unwrap(),
             supervisor,
             dir,
+            db_url,
         }
     }
 
@@ -264,8 +279,7 @@ impl Cloud {
     /// does (directly in the store: registering never makes an admin) and
     /// logs in; returns a bearer token.
     async fn admin(&self, name: &str) -> String {
-        let url = format!("sqlite://{}", self.dir.path().join("nubis.db").display());
-        let store = nubis_controller::store::Store::connect(&url)
+        let store = nubis_controller::store::Store::connect(&self.db_url)
             .await
             .expect("the test store opens");
         let hash = nubis_controller::auth::hash_password(PASSWORD).unwrap();
@@ -314,12 +328,9 @@ impl Cloud {
     /// A join token valid for an hour from `now`.
     async fn join_token_at(&self, now: chrono::DateTime<chrono::Utc>) -> nubis_pki::JoinToken {
         let ca = nubis_pki::ClusterCa::load(self.dir.path()).unwrap();
-        let store = nubis_controller::store::Store::connect(&format!(
-            "sqlite://{}",
-            self.dir.path().join("nubis.db").display()
-        ))
-        .await
-        .unwrap();
+        let store = nubis_controller::store::Store::connect(&self.db_url)
+            .await
+            .unwrap();
         nubis_controller::cluster::issue_join_token(&ca, &store, Duration::from_secs(3600), now)
             .await
             .unwrap()
@@ -475,7 +486,8 @@ fn image_record(name: &str, format: &str) -> Value {
 fn host_body() -> Value {
     json!({
         "name": "h1", "url": "https://127.0.0.1:9",
-        "vcpus": 2, "memory_mib": 4096, "disk_gib": 100, "accel": "tcg"
+        "vcpus": 2, "memory_mib": 4096, "disk_gib": 100, "accel": "tcg",
+        "cpu_model": "Test CPU"
     })
 }
 

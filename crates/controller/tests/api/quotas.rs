@@ -53,10 +53,10 @@ async fn quotas_are_shown_to_their_project_and_set_by_admins() {
 
     let defaults = json!({"servers": 10, "vcpus": 20, "memory_mib": 51200, "disk_gib": 1000,
         "floating_ips": 10, "networks": 10, "images": 20, "image_gib": 100,
-        "security_groups": 10, "security_group_rules": 100});
+        "security_groups": 10, "security_group_rules": 100, "server_groups": 10});
     let zero = json!({"servers": 0, "vcpus": 0, "memory_mib": 0, "disk_gib": 0,
         "floating_ips": 0, "networks": 0, "images": 0, "image_gib": 0,
-        "security_groups": 0, "security_group_rules": 0});
+        "security_groups": 0, "security_group_rules": 0, "server_groups": 0});
     let before = cloud.quotas(&alice, &ap).await;
     assert_eq!(
         before,
@@ -250,7 +250,7 @@ async fn creates_beyond_the_quota_are_403_and_create_nothing() {
         q["in_use"],
         json!({"servers": 1, "vcpus": 2, "memory_mib": 128, "disk_gib": 1,
             "floating_ips": 1, "networks": 1, "images": 1, "image_gib": 1,
-            "security_groups": 0, "security_group_rules": 4})
+            "security_groups": 0, "security_group_rules": 4, "server_groups": 0})
     );
     assert_eq!(cloud.get_ok(&alice, "/v1/servers").await, before[0]);
 }

@@ -7,6 +7,21 @@ async fn server_create_rejects_bad_input_and_creates_nothing() {
     let cloud = Cloud::start().await;
     let alice = cloud.user("alice").await;
     let bob = cloud.user("bob").await;
+    // Room in the quota for sizes no host holds: the quota is checked
+    // first (as Nova does), then placement.
+    let admin = cloud.admin("root").await;
+    let project = cloud.get_ok(&alice, "/v1/users/me").await["project"].clone();
+    let resp = cloud
+        .req(
+            Method::PUT,
+            &format!("/v1/projects/{}/quotas", project.as_str().unwrap()),
+            Some(&admin),
+        )
+        .json(&json!({"vcpus": 1000, "memory_mib": 1_000_000, "disk_gib": 100_000}))
+        .send()
+        .await
+        .unwrap();
+    ok_json(resp, StatusCode::OK).await;
     cloud.register_host().await;
     cloud
         .active_image(&alice, "disk", "raw", vec![0; MIB])

@@ -147,5 +147,9 @@ async fn rental_terms_reject_bad_input_and_change_nothing() {
         .iter()
         .map(|e| e["kind"].as_str().unwrap())
         .collect();
-    assert_eq!(kinds, ["lease_exempted", "lease_renewed"], "{events}");
+    assert_eq!(
+        kinds,
+        ["scheduled", "lease_exempted", "lease_renewed"],
+        "{events}"
+    );
 }

@@ -191,6 +191,8 @@ mod iso;
 mod leader_leases;
 mod legacy_runner;
 mod live_targets;
+mod moves;
+mod overlay;
 mod quotas;
 mod resource_limits;
 mod schema;
@@ -209,6 +211,7 @@ use images::*;
 use iso::*;
 use leader_leases::*;
 use live_targets::*;
+use moves::*;
 use schema::*;
 use servers::*;
 use terms::*;
@@ -227,6 +230,8 @@ store_tests!(
     images_create_and_activate,
     image_visibility,
     hosts_register_idempotently_by_name,
+    moves_raise_generations_and_fail_back,
+    leftovers_record_one_fenced_event,
     host_loads_sum_placed_servers,
     servers_are_scoped_by_project,
     server_names_with_one_dns_label_conflict,
@@ -304,6 +309,8 @@ fn register(name: &str, vcpus: u64) -> RegisterHost {
         disk_gib: 500,
         accel: Accelerator::Tcg,
         addressing: None,
+        cpu_model: None,
+        tunnel_ip: None,
         shared_store: None,
     }
 }
@@ -352,7 +359,7 @@ fn new_server(
         vcpus: size.0,
         memory_mib: size.1,
         disk_gib: size.2,
-        host,
+        host: host.into(),
         ports: Vec::new(),
         key_name: None,
         key_data: None,

@@ -149,6 +149,8 @@ pub(crate) async fn traffic_quota_throttles_suspends_and_lifts(db: &Db) {
     assert_eq!(
         kinds,
         [
+            // Every server's history starts where it was placed.
+            Scheduled,
             QuotaChanged,
             TrafficThrottled,
             QuotaChanged,
@@ -222,6 +224,7 @@ pub(crate) async fn leases_stop_then_delete(db: &Db) {
     assert_eq!(
         kinds,
         [
+            EventKind::Scheduled,
             EventKind::LeaseRenewed,
             EventKind::LeaseExpired,
             EventKind::LeaseDeleted

@@ -112,17 +112,21 @@ fn load(name: &str, last_seen: DateTime<Utc>) -> HostLoad {
             disk_gib: 100,
             accel: Accelerator::Tcg,
             last_seen,
+            cpu_model: String::new(),
+            enabled: true,
+            disabled_reason: None,
         },
         used_vcpus: 0,
         used_memory_mib: 0,
         used_disk_gib: 0,
+        instances: 0,
     }
 }
 
 #[test]
 fn the_target_is_never_the_source_nor_a_down_host() {
     let now = Utc::now();
-    let timeout = Duration::from_secs(60);
+    let timeout = &crate::scheduler::PlacementSettings::default();
     let demand = Demand {
         vcpus: 1,
         memory_mib: 256,

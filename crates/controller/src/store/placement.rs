@@ -1,0 +1,142 @@
+//! The claim: choosing a host for a new server inside the transaction that
+//! inserts it, so two creates can never both take the last room of a host.
+//!
+//! SQLite: the create's transaction began with `BEGIN IMMEDIATE`, so it holds
+//! the database's write lock; no other create runs between its reading of the
+//! loads and its commit, and the scheduler's first candidate is the claim.
+//!
+//! PostgreSQL: creates run side by side (READ COMMITTED). The loads read at
+//! the start only rank the candidates. Each candidate in turn is locked
+//! (`SELECT ... FOR UPDATE` on its `hosts` row, waiting for any create that
+//! holds it to commit) and its load read again by a new statement, which
+//! therefore sees every server committed on it meanwhile; if it no longer
+//! fits, the lock is given back (the savepoint around it is rolled back) and
+//! the next candidate is tried. A create thus waits holding no host's lock
+//! but the project's and its server group's (always taken before any host),
+//! so creates cannot deadlock on hosts.
+
+use super::hosts::{load_in, loads_in};
+use super::{Backend, StoreError, StoreResult};
+use crate::scheduler::{
+    self, filters, Demand, GroupContext, PlacementError, PlacementRequest, PlacementSettings,
+};
+use nubis_api::agent::Accelerator;
+use nubis_api::{HostId, ProjectId, ServerGroupId};
+use sqlx::Acquire;
+
+/// Where a new server goes.
+#[derive(Clone, Debug)]
+pub enum Placement {
+    /// On this host, unchecked (tests; an administrator's choice).
+    On(HostId),
+    /// Wherever the scheduler finds room, claimed in the create transaction.
+    Schedule(Schedule),
+}
+
+impl From<HostId> for Placement {
+    fn from(host: HostId) -> Self {
+        Self::On(host)
+    }
+}
+
+/// What the scheduler is asked, beyond the server's size.
+#[derive(Clone, Debug, Default)]
+pub struct Schedule {
+    pub settings: PlacementSettings,
+    /// Only hosts with this accelerator.
+    pub accel: Option<Accelerator>,
+    /// The server group (of the server's project) it joins.
+    pub group: Option<ServerGroupId>,
+}
+
+/// Chooses and claims a host for a server of `project` needing `demand`.
+pub(super) async fn claim(
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    backend: Backend,
+    project: ProjectId,
+    demand: Demand,
+    schedule: &Schedule,
+) -> StoreResult<HostId> {
+    let group = match schedule.group {
+        Some(group) => Some(lock_group(tx, backend, project, group).await?),
+        None => None,
+    };
+    let loads = loads_in(tx).await?;
+    let request = PlacementRequest {
+        demand,
+        accel: schedule.accel,
+        group,
+    };
+    let settings = &schedule.settings;
+    let order = scheduler::candidates(&loads, &request, settings, chrono::Utc::now())
+        .map_err(StoreError::NoValidHost)?;
+    if backend == Backend::Sqlite {
+        // The write lock is ours since BEGIN IMMEDIATE: the loads are current.
+        return Ok(order[0]);
+    }
+    for host in order {
+        let mut attempt = Acquire::begin(&mut **tx).await?;
+        sqlx::query("SELECT id FROM hosts WHERE id = $1 FOR UPDATE")
+            .bind(host.to_string())
+            .fetch_optional(&mut *attempt)
+            .await?;
+        let load = load_in(&mut attempt, host).await?;
+        if load.host.enabled && filters::has_room(&load, demand, &settings.overcommit) {
+            attempt.commit().await?;
+            return Ok(host);
+        }
+        // Filled up while we waited: give its lock back before the next.
+        attempt.rollback().await?;
+    }
+    Err(StoreError::NoValidHost(PlacementError::NoCapacity {
+        vcpus: demand.vcpus,
+        memory_mib: demand.memory_mib,
+        disk_gib: demand.disk_gib,
+        why: " (the last hosts with room filled up meanwhile)".into(),
+    }))
+}
+
+/// Locks a server group of `project` for the rest of the transaction (so
+/// creates joining it take turns) and reads where its members are.
+async fn lock_group(
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    backend: Backend,
+    project: ProjectId,
+    group: ServerGroupId,
+) -> StoreResult<GroupContext> {
+    let lock = match backend {
+        Backend::Postgres => " FOR UPDATE",
+        Backend::Sqlite => "",
+    };
+    let row = sqlx::query(sqlx::AssertSqlSafe(format!(
+        "SELECT policy FROM server_groups WHERE id = $1 AND project_id = $2{lock}"
+    )))
+    .bind(group.to_string())
+    .bind(project.to_string())
+    .fetch_optional(&mut **tx)
+    .await?;
+    let Some(row) = row else {
+        return Err(StoreError::Conflict(
+            "the server group was deleted meanwhile".into(),
+        ));
+    };
+    let policy: String = sqlx::Row::try_get(&row, "policy")?;
+    let policy = nubis_api::server_groups::GroupPolicy::parse(&policy)
+        .ok_or_else(|| StoreError::Corrupt(format!("unknown server group policy '{policy}'")))?;
+    let rows = sqlx::query(
+        "SELECT DISTINCT s.host_id FROM server_group_members m \
+         JOIN servers s ON s.id = m.server_id \
+         WHERE m.group_id = $1 AND s.host_id IS NOT NULL",
+    )
+    .bind(group.to_string())
+    .fetch_all(&mut **tx)
+    .await?;
+    let member_hosts = rows
+        .iter()
+        .map(|r| super::rows::parse(r, "host_id"))
+        .collect::<StoreResult<_>>()?;
+    Ok(GroupContext {
+        policy,
+        member_hosts,
+    })
+}

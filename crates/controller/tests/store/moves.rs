@@ -1,0 +1,147 @@
+//! Moves: placement generations, one running move per server, failure back
+//! to the source, leftovers and their `fenced` events.
+
+use super::*;
+use nubis_api::migrations::{MigrationKind, MigrationState};
+use nubis_controller::store::moves::{ArrivalKind, HostLeftovers, NewMove};
+
+fn cold(server: ServerId, source: HostId, target: HostId) -> NewMove {
+    NewMove {
+        server,
+        kind: MigrationKind::Cold,
+        arrival: ArrivalKind::Copy,
+        source,
+        target,
+        events: vec![(EventKind::Migrating, "migrating".into())],
+    }
+}
+
+async fn generation(db: &Db, server: ServerId) -> u64 {
+    db.placements(&[server]).await.unwrap()[&server].generation
+}
+
+pub(crate) async fn moves_raise_generations_and_fail_back(db: &Db) {
+    let w = world(db).await;
+    let b = host(db, "host-b").await;
+    let now = Utc::now();
+    assert_eq!(
+        generation(db, w.server).await,
+        1,
+        "a new server's first placement"
+    );
+
+    let m = db
+        .start_move(&cold(w.server, w.host, b), now)
+        .await
+        .unwrap();
+    assert_eq!(m.generation, 2);
+    assert_eq!(m.migration.state, MigrationState::Running);
+    let placed = db.placements(&[w.server]).await.unwrap()[&w.server].clone();
+    assert_eq!(
+        (placed.host, placed.generation),
+        (Some(b), 2),
+        "on the target at once"
+    );
+    assert_eq!(db.running_moves_of_host(w.host).await.unwrap().len(), 1);
+    assert_eq!(db.running_moves_of_host(b).await.unwrap().len(), 1);
+
+    // From the wrong source, or while a move runs: refused, nothing changes.
+    let stale = db.start_move(&cold(w.server, w.host, b), now).await;
+    assert!(matches!(stale, Err(StoreError::Conflict(_))), "{stale:?}");
+    let twice = db.start_move(&cold(w.server, b, w.host), now).await;
+    assert!(
+        matches!(&twice, Err(StoreError::Conflict(m)) if m.contains("already moving")),
+        "{twice:?}"
+    );
+    assert_eq!(
+        generation(db, w.server).await,
+        2,
+        "the refused move left no trace"
+    );
+
+    assert!(db
+        .finish_move(m.migration.id, now, None, (EventKind::Migrated, "done"))
+        .await
+        .unwrap());
+    assert!(
+        !db.finish_move(m.migration.id, now, None, (EventKind::Migrated, "done"))
+            .await
+            .unwrap(),
+        "finishing twice does nothing"
+    );
+    assert!(db.running_moves_of_host(b).await.unwrap().is_empty());
+
+    // A failed move puts the server back on its source, a new generation.
+    let back = db
+        .start_move(&cold(w.server, b, w.host), now)
+        .await
+        .unwrap();
+    assert_eq!(back.generation, 3);
+    assert!(db
+        .fail_move(back.migration.id, now, "target died", false)
+        .await
+        .unwrap());
+    let placed = db.placements(&[w.server]).await.unwrap()[&w.server].clone();
+    assert_eq!((placed.host, placed.generation), (Some(b), 4));
+
+    let history = db.server_migrations(w.server).await.unwrap();
+    let states: Vec<MigrationState> = history.iter().map(|m| m.state).collect();
+    assert_eq!(states, vec![MigrationState::Failed, MigrationState::Done]);
+    assert_eq!(history[0].error.as_deref(), Some("target died"));
+    let kinds: Vec<EventKind> = db
+        .events(w.project, Some(w.server))
+        .await
+        .unwrap()
+        .iter()
+        .map(|e| e.kind)
+        .collect();
+    assert_eq!(
+        kinds,
+        vec![
+            EventKind::Migrating,
+            EventKind::Migrated,
+            EventKind::Migrating,
+            EventKind::MigrationFailed
+        ]
+    );
+}
+
+pub(crate) async fn leftovers_record_one_fenced_event(db: &Db) {
+    let w = world(db).await;
+    let now = Utc::now();
+    let report = HostLeftovers {
+        leftovers: vec![w.server],
+        fenced: vec![w.server],
+    };
+    assert!(db
+        .record_host_leftovers(w.host, now, &report, "host-a")
+        .await
+        .unwrap());
+    assert!(
+        !db.record_host_leftovers(w.host, now, &report, "host-a")
+            .await
+            .unwrap(),
+        "the same report changes nothing"
+    );
+    assert_eq!(db.host_leftovers(w.host).await.unwrap(), vec![w.server]);
+    let fenced = db
+        .events(w.project, Some(w.server))
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|e| e.kind == EventKind::Fenced)
+        .count();
+    assert_eq!(fenced, 1, "one event per fencing, not per report");
+    assert!(db
+        .record_host_leftovers(w.host, now, &HostLeftovers::default(), "host-a")
+        .await
+        .unwrap());
+    assert!(db.host_leftovers(w.host).await.unwrap().is_empty());
+    db.set_host_shared_store(w.host, Some("store-1"))
+        .await
+        .unwrap();
+    assert_eq!(
+        db.host_shared_stores().await.unwrap()[&w.host].as_deref(),
+        Some("store-1")
+    );
+}

@@ -1,0 +1,132 @@
+//! Networks across hosts: a VNI per network (unique, allocated at create,
+//! also under concurrent creates), hosts' tunnel addresses, and the ports of
+//! a network on other hosts (what a host's VXLAN peers are made of).
+
+use super::*;
+use nubis_controller::store::networks::NewNetwork;
+use nubis_controller::store::overlay::peers_from_ports;
+
+store_tests!(
+    networks_get_unique_vnis_even_when_made_at_once,
+    remote_ports_are_those_on_other_hosts_with_a_tunnel,
+);
+
+fn new_network<'a>(project: ProjectId, name: &'a str, cidr: &str) -> NewNetwork<'a> {
+    let cidr: nubis_api::networks::Cidr = cidr.parse().unwrap();
+    NewNetwork {
+        project,
+        name,
+        cidr,
+        gateway: cidr.first_host(),
+        dns_zone: "nubis.internal",
+    }
+}
+
+async fn networks_get_unique_vnis_even_when_made_at_once(db: &Db) {
+    let alice = user(db, "alice").await;
+    let first = db
+        .create_network(&new_network(alice.project, "n0", "10.90.0.0/24"))
+        .await
+        .unwrap();
+    let first_vni = db.network_vni(first.id).await.unwrap();
+    assert!(first_vni >= 1);
+    super::concurrency::warm_pool(db).await;
+    let names: Vec<String> = (1..=12).map(|i| format!("n{i}")).collect();
+    let cidrs: Vec<String> = (1..=12).map(|i| format!("10.90.{i}.0/24")).collect();
+    // Two projects (a project's quota is 10 networks).
+    let bob = user(db, "bob").await;
+    let news: Vec<NewNetwork> = names
+        .iter()
+        .zip(&cidrs)
+        .enumerate()
+        .map(|(i, (n, c))| {
+            let project = if i % 2 == 0 {
+                alice.project
+            } else {
+                bob.project
+            };
+            new_network(project, n, c)
+        })
+        .collect();
+    let made = futures_util::future::join_all(news.iter().map(|n| db.create_network(n))).await;
+    let mut vnis = vec![first_vni];
+    for (name, network) in names.iter().zip(made) {
+        let network = network.unwrap_or_else(|e| panic!("creating {name} beside others: {e}"));
+        vnis.push(db.network_vni(network.id).await.unwrap());
+    }
+    let mut unique = vnis.clone();
+    unique.sort();
+    unique.dedup();
+    assert_eq!(unique.len(), 13, "VNIs must differ: {vnis:?}");
+    assert!(vnis.iter().all(|v| (1..=0xFF_FFFF).contains(v)), "{vnis:?}");
+    // A refused create (same name) takes no VNI away from the next.
+    assert!(db
+        .create_network(&new_network(alice.project, "n0", "10.90.99.0/24"))
+        .await
+        .is_err());
+    let next = db
+        .create_network(&new_network(alice.project, "n13", "10.90.13.0/24"))
+        .await
+        .unwrap();
+    assert!(!vnis.contains(&db.network_vni(next.id).await.unwrap()));
+}
+
+async fn remote_ports_are_those_on_other_hosts_with_a_tunnel(db: &Db) {
+    let alice = user(db, "alice").await;
+    let image = image(db, alice.project, "debian-12").await;
+    let (a, b, c) = (
+        host(db, "host-a").await,
+        host(db, "host-b").await,
+        host(db, "host-c").await,
+    );
+    let ip = |s: &str| -> std::net::Ipv4Addr { s.parse().unwrap() };
+    db.set_host_tunnel_ip(a, Some(ip("172.31.0.11")))
+        .await
+        .unwrap();
+    db.set_host_tunnel_ip(b, Some(ip("172.31.0.12")))
+        .await
+        .unwrap();
+    // Host c reported no tunnel address: its ports cannot be reached.
+    assert_eq!(db.host_tunnel_ip(b).await.unwrap(), Some(ip("172.31.0.12")));
+    assert_eq!(db.host_tunnel_ip(c).await.unwrap(), None);
+    let lan = db
+        .create_network(&new_network(alice.project, "lan", "10.91.0.0/24"))
+        .await
+        .unwrap();
+    let other = db
+        .create_network(&new_network(alice.project, "other", "10.92.0.0/24"))
+        .await
+        .unwrap();
+    let on = |name, host, network| NewServer {
+        ports: vec![nubis_controller::store::NewPort {
+            network,
+            fixed_ip: None,
+        }],
+        ..new_server(alice.project, name, image, host, (1, 512, 1))
+    };
+    db.create_server(&on("a1", a, &lan)).await.unwrap();
+    let b1 = db.create_server(&on("b1", b, &lan)).await.unwrap();
+    db.create_server(&on("c1", c, &lan)).await.unwrap();
+    db.create_server(&on("b2", b, &other)).await.unwrap();
+    let b1_mac = db.server_ports(b1.id).await.unwrap()[0].2.clone();
+
+    // Seen from host a: b's port on lan (c has no tunnel; other is another network).
+    let remote = db.network_remote_ports(lan.id, a).await.unwrap();
+    assert_eq!(remote, vec![(ip("172.31.0.12"), b1_mac.clone())]);
+    let peers = peers_from_ports(remote, Some(ip("172.31.0.11")));
+    assert_eq!(peers.len(), 1);
+    assert_eq!(peers[0].macs, vec![b1_mac.to_lowercase()]);
+    // Seen from host b: a's port (positive control: the query sees host a).
+    let from_b = db.network_remote_ports(lan.id, b).await.unwrap();
+    assert_eq!(from_b.len(), 1);
+    assert_eq!(from_b[0].0, ip("172.31.0.11"));
+    // A network with ports on one host only has no remote ports there.
+    assert!(db
+        .network_remote_ports(other.id, b)
+        .await
+        .unwrap()
+        .is_empty());
+    // Clearing the tunnel address takes the host's ports out.
+    db.set_host_tunnel_ip(b, None).await.unwrap();
+    assert!(db.network_remote_ports(lan.id, a).await.unwrap().is_empty());
+}
