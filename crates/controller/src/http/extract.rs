@@ -48,8 +48,9 @@ impl<T: DeserializeOwned + Default, S: Send + Sync> FromRequest<S> for OptionalA
             return Ok(Self(T::default()));
         }
         let req = Request::from_parts(parts, axum::body::Body::from(bytes));
-        let ApiJson(v) = ApiJson::from_request(req, state).await?;
-        Ok(Self(v))
+        // JSON `null` is "no body" too (the document says the body is optional).
+        let ApiJson(v) = ApiJson::<Option<T>>::from_request(req, state).await?;
+        Ok(Self(v.unwrap_or_default()))
     }
 }
 

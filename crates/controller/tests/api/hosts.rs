@@ -117,6 +117,15 @@ async fn a_disabled_host_gets_no_new_servers() {
         )
         .await;
     assert_eq!(ok_json(resp, StatusCode::OK).await["enabled"], false);
+    // A JSON `null` body is no body too (schemathesis sends one).
+    let resp = cloud
+        .post(
+            Some(&admin),
+            &format!("/v1/hosts/{h2}/disable"),
+            &json!(null),
+        )
+        .await;
+    assert_eq!(ok_json(resp, StatusCode::OK).await["enabled"], false);
     let resp = cloud
         .post(Some(&alice), "/v1/servers", &small("none"))
         .await;
