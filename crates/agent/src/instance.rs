@@ -18,7 +18,7 @@ use crate::storage::config_drive::{self, ConfigDrive, DriveFlavor};
 use crate::storage::{overlay, ImageCache};
 use anyhow::Context;
 use chrono::{DateTime, Utc};
-use nubis_api::agent::{InstanceReport, InstanceSpec, ObservedPower, PowerState};
+use nubis_api::agent::{Departure, InstanceReport, InstanceSpec, ObservedPower, PowerState};
 use nubis_api::images::{ConfigFormat, ImageFormat};
 use nubis_api::ServerId;
 use serde::{Deserialize, Serialize};
@@ -42,6 +42,9 @@ pub struct InstanceContext {
     pub console_log_bytes: u64,
     /// QEMU's jails: cgroups, uids (see [`crate::jail`]).
     pub jails: Jails,
+    /// Where a live migration's target QEMU listens (this host's underlay
+    /// address); `None`: this host cannot receive live migrations.
+    pub migration_ip: Option<std::net::IpAddr>,
     /// Calls to other hosts for moves (see [`crate::moves`]).
     pub moves: crate::moves::MoveContext,
 }
@@ -77,6 +80,9 @@ struct InstanceState {
     /// The running QEMU has an ISO in its CD-ROM drive.
     #[serde(default)]
     cdrom_inserted: bool,
+    /// Live migrations to and from this host (see [`live`]).
+    #[serde(default)]
+    live: live::LiveNotes,
 }
 
 /// A QEMU process we are connected to.
@@ -94,6 +100,9 @@ struct Vm {
 pub struct InstanceHandle {
     /// What is wanted of the instance.
     pub spec: watch::Sender<Desire>,
+    /// The last spec it was to run here (a departing instance's networking
+    /// follows it until released).
+    pub last_spec: Option<InstanceSpec>,
     pub task: tokio::task::JoinHandle<()>,
 }
 
@@ -106,7 +115,11 @@ pub fn spawn(
 ) -> InstanceHandle {
     let (tx, rx) = watch::channel(desire);
     let task = tokio::spawn(run(id, files, ctx, rx));
-    InstanceHandle { spec: tx, task }
+    InstanceHandle {
+        spec: tx,
+        last_spec: None,
+        task,
+    }
 }
 
 async fn run(
@@ -122,10 +135,19 @@ async fn run(
         ctx.reports.set_fenced(id);
     }
     let mut vm = adopt(id, &files, ctx.console_log_bytes).await;
+    let mut last_spec: Option<InstanceSpec> = None;
     loop {
         let desire = spec_rx.borrow_and_update().clone();
-        let spec = match desire {
-            Desire::Run(spec) => *spec,
+        let (spec, departure) = match desire {
+            Desire::Run(spec) => {
+                last_spec = Some((*spec).clone());
+                (*spec, None)
+            }
+            // A live departure converges on the last spec it had here: its
+            // guest runs on until QEMU has moved it (`live::depart`).
+            Desire::Depart(d) if d.live.is_some() && last_spec.is_some() => {
+                (last_spec.clone().expect("checked"), Some(d))
+            }
             Desire::Remove { keep_disk } => {
                 destroy(id, vm.take(), &files, &ctx, &state, keep_disk).await;
                 ctx.reports.forget(id);
@@ -163,7 +185,7 @@ async fn run(
         // step (whatever it left behind, `destroy` removes: it finds every
         // QEMU of the instance, not just the one connected).
         let result = tokio::select! {
-            result = converge(&ctx, &files, &spec, &mut vm, &mut state) => result,
+            result = converge(&ctx, &files, &spec, departure, &mut vm, &mut state) => result,
             deleted = deletion(&spec_rx) => {
                 if !deleted {
                     return; // The agent is shutting down; leave the VM running.
@@ -210,10 +232,18 @@ async fn run(
 
 /// Resolves when the instance is no longer to run here (true), or when the
 /// agent drops the actor's channel on shutdown (false). Marks nothing as
-/// seen, so the loop reads the change itself.
+/// seen, so the loop reads the change itself. A live departure still runs
+/// here (its guest has not left yet).
 async fn deletion(spec_rx: &watch::Receiver<Desire>) -> bool {
     let mut rx = spec_rx.clone();
-    let deleted = rx.wait_for(|d| !matches!(d, Desire::Run(_))).await.is_ok();
+    let deleted = rx
+        .wait_for(|d| match d {
+            Desire::Run(_) => false,
+            Desire::Depart(departure) => departure.live.is_none(),
+            Desire::Hold | Desire::Remove { .. } => true,
+        })
+        .await
+        .is_ok();
     deleted // (a binding: the wait borrows `rx`, which must outlive it)
 }
 
@@ -240,6 +270,7 @@ async fn converge(
     ctx: &InstanceContext,
     files: &InstanceFiles,
     spec: &InstanceSpec,
+    departure: Option<Departure>,
     vm: &mut Option<Vm>,
     state: &mut InstanceState,
 ) -> anyhow::Result<()> {
@@ -255,6 +286,13 @@ async fn converge(
         // lock) or leave it running unseen after a stop or a delete.
         *vm = adopt(spec.id, files, ctx.console_log_bytes).await;
     }
+    if live::arriving(spec, &state.live) {
+        ctx.reports.set(observe(spec.id, files, vm, state, None));
+        live::arrive(ctx, files, spec, vm, state).await?;
+    }
+    if let Some(departure) = live::departing(departure.as_ref(), &state.live) {
+        live::depart(ctx, files, spec.id, departure, vm, state).await?;
+    }
     if !files.disk().exists() {
         ctx.reports.set(observe(spec.id, files, vm, state, None));
         crate::moves::arrival::make_disk(ctx, files, spec).await?;
@@ -262,7 +300,7 @@ async fn converge(
     crate::moves::arrival::note_arrived(ctx, files, spec);
     match spec.power {
         PowerState::Running => {
-            if vm.is_none() && !state.guest_shutdown {
+            if vm.is_none() && !state.guest_shutdown && !state.live.departed_since(spec) {
                 *vm = Some(boot(ctx, files, spec, state).await?);
             }
             if let Some(running) = vm {
@@ -394,6 +432,18 @@ async fn boot(
     spec: &InstanceSpec,
     state: &mut InstanceState,
 ) -> anyhow::Result<Vm> {
+    boot_with(ctx, files, spec, state, false).await
+}
+
+/// Starts the instance's QEMU, paused; `incoming`: as the target of a live
+/// migration, waiting for the guest's state instead of booting it.
+async fn boot_with(
+    ctx: &InstanceContext,
+    files: &InstanceFiles,
+    spec: &InstanceSpec,
+    state: &mut InstanceState,
+    incoming: bool,
+) -> anyhow::Result<Vm> {
     let started = std::time::Instant::now();
     let mut record = jail_dirs(ctx, spec.id, files)?;
     // Base images reach QEMU only as read-only descriptors (fd sets).
@@ -491,6 +541,7 @@ async fn boot(
         paused: true,
         tap_fds,
         fd_sets,
+        incoming,
     };
     let leaf = ctx.jails.cgroups().leaf(&spec.id.to_string());
     let limits = Limits::for_flavor(
@@ -755,6 +806,9 @@ async fn save_state(files: &InstanceFiles, state: &InstanceState) {
 fn unrecorded_qemu(uuid: &str) -> Option<QemuProcess> {
     QemuProcess::all_of(uuid).into_iter().max_by_key(|p| p.pid)
 }
+
+mod live;
+pub use live::migration_ip;
 
 #[cfg(test)]
 mod tests;

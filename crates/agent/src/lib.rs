@@ -191,6 +191,7 @@ pub async fn start(config: AgentConfig) -> anyhow::Result<RunningAgent> {
             .with_tunnel(tunnel),
         metadata_service: true,
         console_log_bytes: config.console_log_mib.max(1) << 20,
+        migration_ip: instance::migration_ip(api_addr),
         jails: jail::Jails::default(),
         moves: moves::MoveContext {
             credentials: Some(Arc::new(credentials.clone())),

@@ -42,11 +42,12 @@ pub async fn follow_desired_state(
                     tracing::warn!(error = %format!("{e:#}"), "cannot converge host networking");
                 }
                 apply(&desired, &mut actors, &layout, &ctx);
+                let hosted = hosted_instances(&desired, &actors);
                 if let Err(e) = ctx
                     .networking
                     .apply_firewall(
                         &desired.networks,
-                        &desired.instances,
+                        &hosted,
                         &desired.floating_ips,
                         &desired.security_groups,
                     )
@@ -58,14 +59,10 @@ pub async fn follow_desired_state(
                     ms = started.elapsed().as_millis() as u64,
                     "host networking converged"
                 );
-                if let Err(e) = ctx
-                    .networking
-                    .serve(&desired.networks, &desired.instances)
-                    .await
-                {
+                if let Err(e) = ctx.networking.serve(&desired.networks, &hosted).await {
                     tracing::warn!(error = %format!("{e:#}"), "cannot serve DHCP and DNS");
                 }
-                if let Err(e) = ctx.networking.remove_stray_taps(&desired.instances).await {
+                if let Err(e) = ctx.networking.remove_stray_taps(&hosted).await {
                     tracing::warn!(error = %format!("{e:#}"), "cannot remove stray TAPs");
                 }
                 // Deleted images go, and the cache stays under its limit.
@@ -78,6 +75,26 @@ pub async fn follow_desired_state(
             }
         }
     }
+}
+
+/// The instances whose guests this host serves now: the desired ones plus
+/// those departing, with the last spec they ran here (a live source runs
+/// the guest until the switch-over; its TAPs, firewall rules and DHCP
+/// entries must stay until then).
+fn hosted_instances(
+    desired: &DesiredState,
+    actors: &HashMap<ServerId, InstanceHandle>,
+) -> Vec<nubis_api::agent::InstanceSpec> {
+    let mut hosted = desired.instances.clone();
+    for departure in &desired.departures {
+        if hosted.iter().any(|s| s.id == departure.id) {
+            continue;
+        }
+        if let Some(spec) = actors.get(&departure.id).and_then(|a| a.last_spec.clone()) {
+            hosted.push(spec);
+        }
+    }
+    hosted
 }
 
 /// What the reconciler wants of each instance it knows: desired ones run,
@@ -144,8 +161,15 @@ fn apply(
             tracing::info!(instance = %id, "released by the controller; removing");
             layout.unclaim(id);
         }
-        match actors.get(&id) {
+        let last_spec = match &desire {
+            Desire::Run(spec) => Some((**spec).clone()),
+            _ => None,
+        };
+        match actors.get_mut(&id) {
             Some(actor) => {
+                if last_spec.is_some() {
+                    actor.last_spec = last_spec;
+                }
                 actor.spec.send_if_modified(|current| {
                     let changed = *current != desire;
                     if changed {
@@ -158,10 +182,9 @@ fn apply(
                 if desire == Desire::Hold {
                     tracing::info!(instance = %id, "instance is no longer this host's; holding it until released");
                 }
-                actors.insert(
-                    id,
-                    instance::spawn(id, layout.instance(id), ctx.clone(), desire),
-                );
+                let mut actor = instance::spawn(id, layout.instance(id), ctx.clone(), desire);
+                actor.last_spec = last_spec;
+                actors.insert(id, actor);
             }
         }
     }

@@ -1,7 +1,7 @@
 //! What the agent last observed of each instance, shared between the
 //! instance actors (writers) and the reporter (reader).
 
-use nubis_api::agent::{HostReport, InstanceReport, MoveReport};
+use nubis_api::agent::{HostReport, InstanceReport, MoveReport, MoveRole};
 use nubis_api::ServerId;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -13,8 +13,8 @@ pub struct Reports {
     map: Arc<Mutex<HashMap<ServerId, InstanceReport>>>,
     /// Leftovers whose QEMU this agent stopped (fencing).
     fenced: Arc<Mutex<std::collections::BTreeSet<ServerId>>>,
-    /// Moves under way (one end each).
-    moves: Arc<Mutex<HashMap<ServerId, MoveReport>>>,
+    /// The ends of moves under way here, by instance and role.
+    moves: Arc<Mutex<HashMap<(ServerId, MoveRole), MoveReport>>>,
     /// Instances held until released (see [`crate::moves::leftovers`]).
     leftovers: Arc<Mutex<std::collections::BTreeSet<ServerId>>>,
     changed: Arc<Notify>,
@@ -45,14 +45,22 @@ impl Reports {
         }
     }
 
-    /// Records the progress of a move; `None` forgets it.
-    pub fn set_move(&self, id: ServerId, report: Option<MoveReport>) {
+    /// Records the state of one end of a move; wakes the reporter if it changed.
+    pub fn set_move(&self, report: MoveReport) {
         let mut moves = self.moves.lock().expect("poisoned");
-        let changed = match report {
-            Some(r) => moves.insert(id, r.clone()).as_ref() != Some(&r),
-            None => moves.remove(&id).is_some(),
-        };
-        if changed {
+        let key = (report.id, report.role);
+        if moves.get(&key) != Some(&report) {
+            moves.insert(key, report);
+            self.changed.notify_one();
+        }
+    }
+
+    /// Forgets the moves of an instance that left this host (or was removed).
+    pub fn remove_moves(&self, id: ServerId) {
+        let mut moves = self.moves.lock().expect("poisoned");
+        let before = moves.len();
+        moves.retain(|(of, _), _| *of != id);
+        if moves.len() != before {
             self.changed.notify_one();
         }
     }
@@ -75,7 +83,7 @@ impl Reports {
             self.changed.notify_one();
         }
         self.remove(id);
-        self.set_move(id, None);
+        self.remove_moves(id);
     }
 
     /// After `report` reached the controller: fencings it carried of
@@ -101,7 +109,16 @@ impl Reports {
             .cloned()
             .collect();
         instances.sort_by_key(|i| i.id);
+        let mut moves: Vec<MoveReport> = self
+            .moves
+            .lock()
+            .expect("poisoned")
+            .values()
+            .cloned()
+            .collect();
+        moves.sort_by_key(|m| (m.id, m.role == MoveRole::Departure));
         HostReport {
+            moves,
             instances,
             traffic: Vec::new(),
             addressing: None,
@@ -120,17 +137,6 @@ impl Reports {
                 .copied()
                 .collect(),
             held: Vec::new(),
-            moves: {
-                let mut moves: Vec<MoveReport> = self
-                    .moves
-                    .lock()
-                    .expect("poisoned")
-                    .values()
-                    .cloned()
-                    .collect();
-                moves.sort_by_key(|m| m.id);
-                moves
-            },
         }
     }
 

@@ -475,7 +475,9 @@ pub struct HostReport {
 }
 
 /// Which end of a move a host is.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum MoveRole {
     #[default]
@@ -511,4 +513,13 @@ pub struct MoveReport {
     pub bytes: u64,
     #[serde(default)]
     pub error: Option<String>,
+    /// Live migration, target (role `arrival`): where its QEMU waits for
+    /// the guest's state and serves its disk; the controller copies this
+    /// into the source's `Departure::live`. Set while `working`.
+    #[serde(default)]
+    pub live: Option<LiveTarget>,
+    /// Live migration, source (role `departure`, progress `arrived`): the
+    /// guest's pause at the switch-over, as QEMU measured it (ms).
+    #[serde(default)]
+    pub downtime_ms: Option<u64>,
 }

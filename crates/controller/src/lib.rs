@@ -9,6 +9,7 @@ pub mod auth;
 pub mod clock;
 pub mod cluster;
 pub mod http;
+pub mod live_migration;
 pub mod login_throttle;
 pub mod peer_changes;
 pub mod redact;

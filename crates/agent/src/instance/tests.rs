@@ -35,7 +35,7 @@ async fn stalling_controller() -> (String, Arc<AtomicBool>) {
     (format!("http://{addr}"), asked)
 }
 
-fn spec() -> InstanceSpec {
+pub(super) fn spec() -> InstanceSpec {
     InstanceSpec {
         id: ServerId::new(),
         name: "stuck".into(),
@@ -89,6 +89,7 @@ async fn a_delete_interrupts_a_step_that_hangs() {
         networking: HostNetworking::new(layout.networks(), 0),
         metadata_service: true,
         console_log_bytes: crate::serial_log::ROTATE_AT,
+        migration_ip: None,
         jails: crate::jail::Jails::default(),
         moves: Default::default(),
     };

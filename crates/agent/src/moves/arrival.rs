@@ -30,15 +30,12 @@ pub async fn make_disk(
         Some(Arrival::Copy { source }) => {
             let result = copy_from(ctx, files, spec, source).await;
             if let Err(e) = &result {
-                ctx.reports.set_move(
-                    spec.id,
-                    Some(report(
-                        spec,
-                        MoveProgress::Working,
-                        0,
-                        Some(format!("{e:#}")),
-                    )),
-                );
+                ctx.reports.set_move(report(
+                    spec,
+                    MoveProgress::Working,
+                    0,
+                    Some(format!("{e:#}")),
+                ));
             }
             result
         }
@@ -60,10 +57,10 @@ pub fn note_arrived(ctx: &InstanceContext, files: &InstanceFiles, spec: &Instanc
         Some(Arrival::Live { .. }) => {}
         Some(_) if files.disk().exists() => {
             ctx.reports
-                .set_move(spec.id, Some(report(spec, MoveProgress::Arrived, 0, None)));
+                .set_move(report(spec, MoveProgress::Arrived, 0, None));
         }
         Some(_) => {}
-        None => ctx.reports.set_move(spec.id, None),
+        None => ctx.reports.remove_moves(spec.id),
     }
 }
 
@@ -80,6 +77,7 @@ fn report(
         progress,
         bytes,
         error,
+        ..MoveReport::default()
     }
 }
 
@@ -153,9 +151,7 @@ async fn copy_from(
     }
     safe_fs::place(&temp, &files.disk(), &record, 0o600).context("placing the copied disk")?;
     tracing::info!(instance = %spec.id, source = %source.id, bytes, "disk copied from the source host");
-    ctx.reports.set_move(
-        spec.id,
-        Some(report(spec, MoveProgress::Arrived, bytes, None)),
-    );
+    ctx.reports
+        .set_move(report(spec, MoveProgress::Arrived, bytes, None));
     Ok(())
 }

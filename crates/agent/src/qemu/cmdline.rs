@@ -72,6 +72,10 @@ pub struct VmConfig {
     /// Descriptors QEMU gets as fd sets (`-add-fd fd=N,set=S`), opened
     /// by the agent; paths then name `/dev/fdset/S` (see [`fdset_path`]).
     pub fd_sets: Vec<(i32, u32)>,
+    /// The target of a live migration: wait for the guest's state
+    /// (`-incoming defer`, then `migrate-incoming` over QMP) instead of
+    /// booting it (see [`super::migration`]).
+    pub incoming: bool,
 }
 
 /// The path by which QEMU opens fd set `set` (see `VmConfig::fd_sets`).
@@ -199,6 +203,9 @@ impl VmConfig {
                 &format!("virtio-net-pci,netdev=net{i},mac={}", escape_opt(mac)),
             ]);
         }
+        if self.incoming {
+            push(&["-incoming", "defer"]);
+        }
         if let Some(kernel) = &self.kernel {
             push(&["-kernel", &path_str(kernel)]);
             if let Some(initrd) = &self.initrd {
@@ -237,6 +244,7 @@ mod tests {
             paused: true,
             tap_fds: vec![],
             fd_sets: vec![],
+            incoming: false,
         }
     }
 
@@ -363,6 +371,16 @@ mod tests {
             "on,obsolete=deny,elevateprivileges=deny,spawn=deny,resourcecontrol=deny"
         );
         assert!(!a.iter().any(|x| x == "-daemonize" || x == "-pidfile"));
+    }
+
+    #[test]
+    fn a_migration_target_waits_for_its_state() {
+        assert!(!args(&config()).contains(&"-incoming".to_string()));
+        let mut c = config();
+        c.incoming = true;
+        let a = args(&c);
+        assert_eq!(after(&a, "-incoming"), "defer");
+        assert!(a.contains(&"-S".to_string()), "stays paused after arriving");
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! Driving QEMU directly: its command line, its QMP socket, its process.
 
 pub mod cmdline;
+pub mod migration;
 pub mod process;
 pub mod qmp;
 

@@ -208,18 +208,20 @@ fn is_qemu_of(pid: i32, uuid: &str) -> bool {
         && in_our_network_namespace(pid)
 }
 
-/// Whether `pid` shares the agent's network namespace. On a real host every
-/// QEMU does; where several agents share one machine in network namespaces
-/// (the multi-host tests), a QEMU of the same instance on another "host"
-/// (a server that moved there) is that host's, never this agent's to adopt
-/// or kill.
+/// Whether process `pid` shares this agent's network namespace. QEMU runs
+/// in its agent's; agents of other hosts on one machine (the multi-host
+/// tests: one namespace per host) each have their own, and the target of a
+/// live migration runs a QEMU with the same `-uuid` as the source's: one
+/// agent must never adopt or kill another host's QEMU.
 fn in_our_network_namespace(pid: i32) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    let ns = |path: String| std::fs::metadata(path).map(|m| (m.dev(), m.ino()));
     match (
-        std::fs::read_link(format!("/proc/{pid}/ns/net")),
-        std::fs::read_link("/proc/self/ns/net"),
+        ns(format!("/proc/{pid}/ns/net")),
+        ns("/proc/thread-self/ns/net".to_owned()),
     ) {
         (Ok(theirs), Ok(ours)) => theirs == ours,
-        // Unreadable (not root): fall back on the uuid alone.
+        // Not readable (gone, or no /proc/PID/ns): judge by the uuid alone.
         _ => true,
     }
 }

@@ -376,6 +376,11 @@ pub async fn apply_report(
         }) else {
             continue; // About an earlier move, or one already ended.
         };
+        if m.arrival == ArrivalKind::Live {
+            // Both ends' reports drive a live move (see `live_migration`).
+            changed |= crate::live_migration::apply_live_report(store, m, seen, now).await?;
+            continue;
+        }
         let evacuation = m.migration.kind == MigrationKind::Evacuate;
         match (seen.role, seen.progress) {
             (MoveRole::Arrival, MoveProgress::Arrived) => {
@@ -432,6 +437,7 @@ pub async fn host_moves(store: &Store, host: HostId) -> Result<HostMoves, MoveEr
     };
     let mut arrivals = HashMap::new();
     let mut departures = Vec::new();
+    let mut live_departures = Vec::new();
     for m in &running {
         let (source, target) = (m.migration.source_host, m.migration.target_host);
         if target == host {
@@ -449,6 +455,9 @@ pub async fn host_moves(store: &Store, host: HostId) -> Result<HostMoves, MoveEr
         }
         // An evacuation's source is down and has nothing to give.
         if source == host && m.migration.kind != MigrationKind::Evacuate {
+            if m.arrival == ArrivalKind::Live {
+                live_departures.push((m.migration.server, m.migration.id));
+            }
             departures.push(Departure {
                 id: m.migration.server,
                 generation: m.generation,
@@ -457,6 +466,7 @@ pub async fn host_moves(store: &Store, host: HostId) -> Result<HostMoves, MoveEr
             });
         }
     }
+    crate::live_migration::fill_live_departures(store, &mut departures, &live_departures).await?;
     let mut leftovers = store.host_leftovers(host).await?;
     // Servers deleted on this host need no leftover report to go.
     for server in store.servers_on_host(host).await? {

@@ -177,19 +177,7 @@ async fn host_desired_state(state: &AppState, host: HostId) -> ApiResult<Desired
         };
         let mut nics = Vec::new();
         for (port, network_id, mac, ip) in state.store.server_ports(server.id).await? {
-            let network = match networks.entry(network_id) {
-                std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
-                std::collections::hash_map::Entry::Vacant(e) => {
-                    let n = state.store.network_by_id(network_id).await?;
-                    let spec = NetworkSpec {
-                        id: n.id,
-                        cidr: n.cidr,
-                        gateway: n.gateway,
-                        domain: n.domain.clone(),
-                    };
-                    e.insert((n, spec))
-                }
-            };
+            let network = host_network(state, &mut networks, network_id).await?;
             nics.push(NicSpec {
                 port,
                 network: network.1.clone(),
@@ -241,6 +229,22 @@ async fn host_desired_state(state: &AppState, host: HostId) -> ApiResult<Desired
             arrival: moves.arrivals.remove(&server.id),
         });
     }
+    // A server leaving this host (live: its guest runs here until the
+    // switch-over) keeps its networks and groups here until released.
+    let mut departing_groups = Vec::new();
+    for departure in &moves.departures {
+        for (_, network_id, _, _) in state.store.server_ports(departure.id).await? {
+            host_network(state, &mut networks, network_id).await?;
+        }
+        departing_groups.extend(
+            state
+                .store
+                .server_security_groups(departure.id)
+                .await?
+                .into_iter()
+                .map(|(id, _)| id),
+        );
+    }
     let mut host_networks = Vec::new();
     let own_tunnel = state.store.host_tunnel_ip(host).await?;
     for (network, spec) in networks.into_values() {
@@ -277,7 +281,7 @@ async fn host_desired_state(state: &AppState, host: HostId) -> ApiResult<Desired
         .into_iter()
         .map(|(ip, fixed_ip)| FloatingIpSpec { ip, fixed_ip })
         .collect();
-    let security_groups = group_specs(state, &instances).await?;
+    let security_groups = group_specs(state, &instances, departing_groups).await?;
     Ok(DesiredState {
         revision: 0,
         instances,
@@ -289,15 +293,38 @@ async fn host_desired_state(state: &AppState, host: HostId) -> ApiResult<Desired
     })
 }
 
-/// The groups the instances use, with remote groups resolved to the
+/// The network `id` in a host's desired state, looked up once.
+async fn host_network<'a>(
+    state: &AppState,
+    networks: &'a mut HashMap<NetworkId, (Network, NetworkSpec)>,
+    id: NetworkId,
+) -> ApiResult<&'a mut (Network, NetworkSpec)> {
+    Ok(match networks.entry(id) {
+        std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
+        std::collections::hash_map::Entry::Vacant(e) => {
+            let n = state.store.network_by_id(id).await?;
+            let spec = NetworkSpec {
+                id: n.id,
+                cidr: n.cidr,
+                gateway: n.gateway,
+                domain: n.domain.clone(),
+            };
+            e.insert((n, spec))
+        }
+    })
+}
+
+/// The groups the instances (and `more`) use, with remote groups resolved to the
 /// current addresses of their members (on any host).
 async fn group_specs(
     state: &AppState,
     instances: &[InstanceSpec],
+    more: Vec<SecurityGroupId>,
 ) -> ApiResult<Vec<SecurityGroupSpec>> {
     let mut ids: Vec<SecurityGroupId> = instances
         .iter()
         .flat_map(|i| i.security_groups.iter().copied())
+        .chain(more)
         .collect();
     ids.sort();
     ids.dedup();
@@ -353,9 +380,11 @@ pub async fn report(
     State(state): State<AppState>,
     agent: AgentCaller,
     ApiPath(host): ApiPath<HostId>,
-    ApiJson(report): ApiJson<HostReport>,
+    ApiJson(mut report): ApiJson<HostReport>,
 ) -> ApiResult<StatusCode> {
     agent.require_host(host)?;
+    let arriving = crate::live_migration::arriving_live(&state.store, host).await?;
+    report.instances.retain(|i| !arriving.contains(&i.id));
     state
         .store
         .touch_host(host)

@@ -65,28 +65,19 @@ pub async fn migrate(
     start(&state, &caller, id, req, MigrationKind::Cold).await
 }
 
-/// Move a running server to another host with QEMU live migration. Not
-/// served yet: the agents' side (NBD + drive-mirror + migrate, rollback) is
-/// still on its branch, so this answers 501 rather than start a move no
-/// agent can carry out. Stop the server and `migrate` it meanwhile.
+/// Move a running server to another host with QEMU live migration.
 #[utoipa::path(post, path = "/v1/servers/{id}/live-migrate", tag = "servers",
     params(("id" = String, Path)), request_body = MigrateServer,
-    responses((status = 501, description = "`not_implemented`: live migration is not available yet", body = ErrorBody),
-        (status = 404, body = ErrorBody)),
+    responses((status = 202, body = Migration), (status = 403, body = ErrorBody),
+        (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)),
     security(("bearer" = [])))]
 pub async fn live_migrate(
     State(state): State<AppState>,
     caller: Caller,
     ApiPath(id): ApiPath<ServerId>,
-    ApiJson(_req): ApiJson<MigrateServer>,
+    ApiJson(req): ApiJson<MigrateServer>,
 ) -> ApiResult<(StatusCode, Json<Migration>)> {
-    // Another project's server is 404, as everywhere.
-    super::servers::find(&state, &caller, id).await?;
-    Err(ApiError::new(
-        StatusCode::NOT_IMPLEMENTED,
-        "not_implemented",
-        "live migration is not available yet: stop the server and migrate it",
-    ))
+    start(&state, &caller, id, req, MigrationKind::Live).await
 }
 
 /// A server's moves, newest first (the first `running` one is under way).

@@ -54,6 +54,7 @@ migration_files!(
     "0013_hosts_placement",
     "0014_overlay",
     "0015_moves",
+    "0016_live_targets",
     "0017_server_list_index",
 );
 

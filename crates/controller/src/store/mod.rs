@@ -15,6 +15,7 @@ pub mod hosts;
 pub mod images;
 mod keypairs;
 mod leader_leases;
+mod live_targets;
 pub mod migrations;
 pub mod moves;
 pub mod networks;

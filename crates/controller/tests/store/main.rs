@@ -190,6 +190,7 @@ mod images;
 mod iso;
 mod leader_leases;
 mod legacy_runner;
+mod live_targets;
 mod moves;
 mod overlay;
 mod quotas;
@@ -209,6 +210,7 @@ use hosts::*;
 use images::*;
 use iso::*;
 use leader_leases::*;
+use live_targets::*;
 use moves::*;
 use schema::*;
 use servers::*;
@@ -259,6 +261,7 @@ store_tests!(
     concurrent_redemptions_of_a_console_token_succeed_once,
     leader_lease_has_one_holder_until_it_expires,
     changes_are_announced_to_other_stores,
+    live_targets_are_recorded_and_forgotten,
 );
 
 // ---------------------------------------------------------------------------
