@@ -13,7 +13,7 @@ use nubis_api::migrations::{Evacuation, MigrateServer, Migration, MigrationKind}
 use nubis_api::{ErrorBody, HostId, ServerId};
 
 /// A refused move as an API error.
-fn move_error(e: MoveError) -> ApiError {
+pub(super) fn move_error(e: MoveError) -> ApiError {
     match e {
         MoveError::Conflict(m) => ApiError::conflict(m),
         MoveError::BadRequest(m) => ApiError::bad_request(m),
