@@ -196,6 +196,13 @@ async fn draining_disables_the_host_and_moves_each_server_off_once() {
         .get_ok(&alice, &format!("/v1/servers/{run}/migrations"))
         .await;
     assert_eq!(moves.as_array().unwrap().len(), 1, "{moves}");
+    // An admin follows them (`host drain --wait` does); another tenant
+    // sees nothing.
+    let path = format!("/v1/servers/{run}/migrations");
+    assert_eq!(cloud.get_ok(&admin, &path).await, moves);
+    let bob = cloud.user("bob").await;
+    let resp = cloud.get(&bob, &path).await;
+    assert_error("bob", resp, NOT_FOUND, "server not found").await;
 }
 
 #[tokio::test]
@@ -244,4 +251,73 @@ async fn a_down_host_is_not_drained_and_a_lone_one_keeps_its_servers() {
         "{done}"
     );
     assert_eq!(status(&cloud, &alice, &run).await["host"], h1.as_str());
+}
+
+#[tokio::test]
+async fn the_portal_drains_a_host_through_the_api() {
+    use reqwest::header::{COOKIE, LOCATION};
+    let cloud = Cloud::start().await;
+    let admin = cloud.admin("root").await;
+    let alice = tenant(&cloud, "alice").await;
+    let h1 = register_hosts(&cloud, 1).await.remove(0);
+    let h1 = id(&h1).to_owned();
+    let c1 = cloud.agent.lock().unwrap().clone().unwrap();
+    let run = create(&cloud, &alice, "run").await;
+    report(&cloud, &c1, &h1, vec![seen(&run, "running", None)]).await;
+    let mut body = host_body();
+    body["name"] = json!("h2");
+    body["url"] = json!("https://127.0.0.2:9");
+    cloud.join(&body).await;
+    let http = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let page = |token: &str, query: &str| {
+        http.get(format!("{}/admin/hosts{query}", cloud.base))
+            .header(COOKIE, format!("nubis_session={token}"))
+            .send()
+    };
+    let html = page(&admin, "").await.unwrap().text().await.unwrap();
+    assert!(html.contains(">Drain<"), "a Drain button: {html}");
+    let csrf = html
+        .split("name=\"_csrf\" value=\"")
+        .nth(1)
+        .and_then(|rest| rest.split('"').next())
+        .expect("a CSRF field")
+        .to_owned();
+    let post = |token: &str, form: Vec<(&'static str, String)>| {
+        let fields: Vec<(&str, &str)> = form.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        http.post(format!("{}/admin/hosts/{h1}/drain", cloud.base))
+            .header(COOKIE, format!("nubis_session={token}"))
+            .header(CONTENT_TYPE, "application/x-www-form-urlencoded")
+            .body(super::accounts::form_body(&fields))
+            .send()
+    };
+    // A tenant gets 404; without the page's CSRF token nothing changes.
+    let resp = post(&alice, vec![]).await.unwrap();
+    assert_eq!(resp.status(), StatusCode::NOT_FOUND);
+    let resp = post(&admin, vec![]).await.unwrap();
+    assert_eq!(resp.status(), StatusCode::FORBIDDEN);
+    let host = cloud.get_ok(&admin, &format!("/v1/hosts/{h1}")).await;
+    assert_eq!(host["enabled"], true, "{host}");
+    // Positive control: with it, the host is drained.
+    let resp = post(&admin, vec![("_csrf", csrf)]).await.unwrap();
+    assert_eq!(resp.status(), StatusCode::SEE_OTHER);
+    let to = resp.headers()[LOCATION].to_str().unwrap().to_owned();
+    assert_eq!(to, "/admin/hosts?done=drained&started=1&moving=0&stay=0");
+    let host = cloud.get_ok(&admin, &format!("/v1/hosts/{h1}")).await;
+    assert_eq!(
+        (host["enabled"].clone(), host["disabled_reason"].clone()),
+        (json!(false), json!("draining"))
+    );
+    let moves = cloud
+        .get_ok(&alice, &format!("/v1/servers/{run}/migrations"))
+        .await;
+    assert_eq!(moves[0]["kind"], "live", "{moves}");
+    let query = to.trim_start_matches("/admin/hosts");
+    let html = page(&admin, query).await.unwrap().text().await.unwrap();
+    assert!(
+        html.contains("being drained: 1 started moving, 0 already moving, 0 stay"),
+        "{html}"
+    );
 }
