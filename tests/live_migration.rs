@@ -127,7 +127,9 @@ async fn ticking_server(cloud: &MultiHost, name: &str, extra: Value) -> (String,
 /// open, its remote command printing `ssh-N` every second; each line is
 /// echoed with this guest's clock (`ssh-N at SECONDS`). Connection attempts
 /// before the first line are retried; once a session ran, its end prints
-/// `ssh-session-ended`.
+/// `ssh-session-ended`. Keepalives every 10 s (`-K`): dbclient gives a
+/// session up after 3 unanswered, so a peer that vanished without a word
+/// (no FIN) ends it too, rather than leaving it hanging unseen.
 fn client_script(key_b64: &str, ip: &str) -> String {
     format!(
         r#"#!/bin/sh
@@ -137,7 +139,7 @@ KEY
 chmod 600 /root/mover-key
 tries=0
 while true; do
-    dbclient -y -y -i /root/mover-key root@{ip} \
+    dbclient -y -y -K 10 -i /root/mover-key root@{ip} \
         'i=0; while true; do i=$((i + 1)); echo "ssh-$i"; sleep 1; done' 2>&1 |
         while read -r l; do
             case "$l" in ssh-*) : > /tmp/session ;; esac
@@ -414,6 +416,16 @@ fn a_running_server_moves_live_and_keeps_running() {
             "ssh session: {} lines, longest pause {stall} s",
             session.len()
         );
+        // Positive control of the marker: the mover powered off (no FIN
+        // reaches the client) ends the session within dbclient's keepalive
+        // limit, and the client says so.
+        let (s, b) = cloud
+            .call(Method::POST, &format!("/v1/servers/{id}/stop"), None)
+            .await;
+        assert!(s.is_success(), "stop: {s} {b}");
+        cloud
+            .wait_console(&client, "user-data: ssh-session-ended", MOVE)
+            .await;
     });
 }
 
