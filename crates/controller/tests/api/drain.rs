@@ -65,6 +65,56 @@ fn pairs(list: &Value, field: &str) -> Vec<(String, String)> {
     out
 }
 
+/// The portal's session cookie for `token`.
+fn cookie(token: &str) -> String {
+    format!("nubis_session={token}")
+}
+
+/// A client that does not follow redirects (to see the portal's 303s).
+fn no_redirects() -> reqwest::Client {
+    reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap()
+}
+
+/// The admin hosts page (`query`: `?done=...` or empty) as `token` sees it.
+async fn hosts_page(cloud: &Cloud, token: &str, query: &str) -> reqwest::Response {
+    no_redirects()
+        .get(format!("{}/admin/hosts{query}", cloud.base))
+        .header(reqwest::header::COOKIE, cookie(token))
+        .send()
+        .await
+        .unwrap()
+}
+
+/// The CSRF token of a portal page.
+fn csrf_of(html: &str) -> String {
+    html.split("name=\"_csrf\" value=\"")
+        .nth(1)
+        .and_then(|rest| rest.split('"').next())
+        .expect("a CSRF field")
+        .to_owned()
+}
+
+/// Posts a host button's form (`action`: drain, evacuate, ...) as `token`.
+async fn press(
+    cloud: &Cloud,
+    token: &str,
+    host: &str,
+    action: &str,
+    form: &[(&str, &str)],
+) -> reqwest::Response {
+    no_redirects()
+        .post(format!("{}/admin/hosts/{host}/{action}", cloud.base))
+        .header(reqwest::header::COOKIE, cookie(token))
+        .header(CONTENT_TYPE, "application/x-www-form-urlencoded")
+        .body(super::accounts::form_body(form))
+        .send()
+        .await
+        .unwrap()
+}
+
 #[tokio::test]
 async fn draining_disables_the_host_and_moves_each_server_off_once() {
     let cloud = Cloud::start().await;
@@ -235,6 +285,20 @@ async fn a_down_host_is_not_drained_and_a_lone_one_keeps_its_servers() {
         (json!("down"), json!(true)),
         "a refused drain changes nothing: {host}"
     );
+    // The portal offers Evacuate instead, which says the server has nowhere
+    // to go.
+    let html = hosts_page(&cloud, &admin, "").await.text().await.unwrap();
+    assert!(
+        html.contains(">Evacuate<") && !html.contains(">Drain<"),
+        "{html}"
+    );
+    let csrf = csrf_of(&html);
+    let resp = press(&cloud, &admin, &h1, "evacuate", &[("_csrf", &csrf)]).await;
+    assert_eq!(resp.status(), StatusCode::SEE_OTHER);
+    assert_eq!(
+        resp.headers()[reqwest::header::LOCATION],
+        "/admin/hosts?done=evacuated&started=0&moving=0&stay=1"
+    );
     // Positive control: up again (a report), the host is drained: disabled
     // with the default reason; its server has nowhere to go and stays.
     report(&cloud, &c1, &h1, vec![seen(&run, "running", None)]).await;
@@ -255,7 +319,7 @@ async fn a_down_host_is_not_drained_and_a_lone_one_keeps_its_servers() {
 
 #[tokio::test]
 async fn the_portal_drains_a_host_through_the_api() {
-    use reqwest::header::{COOKIE, LOCATION};
+    use reqwest::header::LOCATION;
     let cloud = Cloud::start().await;
     let admin = cloud.admin("root").await;
     let alice = tenant(&cloud, "alice").await;
@@ -268,40 +332,19 @@ async fn the_portal_drains_a_host_through_the_api() {
     body["name"] = json!("h2");
     body["url"] = json!("https://127.0.0.2:9");
     cloud.join(&body).await;
-    let http = reqwest::Client::builder()
-        .redirect(reqwest::redirect::Policy::none())
-        .build()
-        .unwrap();
-    let page = |token: &str, query: &str| {
-        http.get(format!("{}/admin/hosts{query}", cloud.base))
-            .header(COOKIE, format!("nubis_session={token}"))
-            .send()
-    };
-    let html = page(&admin, "").await.unwrap().text().await.unwrap();
+    let html = hosts_page(&cloud, &admin, "").await.text().await.unwrap();
     assert!(html.contains(">Drain<"), "a Drain button: {html}");
-    let csrf = html
-        .split("name=\"_csrf\" value=\"")
-        .nth(1)
-        .and_then(|rest| rest.split('"').next())
-        .expect("a CSRF field")
-        .to_owned();
-    let post = |token: &str, form: Vec<(&'static str, String)>| {
-        let fields: Vec<(&str, &str)> = form.iter().map(|(k, v)| (*k, v.as_str())).collect();
-        http.post(format!("{}/admin/hosts/{h1}/drain", cloud.base))
-            .header(COOKIE, format!("nubis_session={token}"))
-            .header(CONTENT_TYPE, "application/x-www-form-urlencoded")
-            .body(super::accounts::form_body(&fields))
-            .send()
-    };
+    assert!(!html.contains(">Evacuate<"), "no host is down: {html}");
+    let csrf = csrf_of(&html);
     // A tenant gets 404; without the page's CSRF token nothing changes.
-    let resp = post(&alice, vec![]).await.unwrap();
+    let resp = press(&cloud, &alice, &h1, "drain", &[]).await;
     assert_eq!(resp.status(), StatusCode::NOT_FOUND);
-    let resp = post(&admin, vec![]).await.unwrap();
+    let resp = press(&cloud, &admin, &h1, "drain", &[]).await;
     assert_eq!(resp.status(), StatusCode::FORBIDDEN);
     let host = cloud.get_ok(&admin, &format!("/v1/hosts/{h1}")).await;
     assert_eq!(host["enabled"], true, "{host}");
     // Positive control: with it, the host is drained.
-    let resp = post(&admin, vec![("_csrf", csrf)]).await.unwrap();
+    let resp = press(&cloud, &admin, &h1, "drain", &[("_csrf", &csrf)]).await;
     assert_eq!(resp.status(), StatusCode::SEE_OTHER);
     let to = resp.headers()[LOCATION].to_str().unwrap().to_owned();
     assert_eq!(to, "/admin/hosts?done=drained&started=1&moving=0&stay=0");
@@ -315,7 +358,11 @@ async fn the_portal_drains_a_host_through_the_api() {
         .await;
     assert_eq!(moves[0]["kind"], "live", "{moves}");
     let query = to.trim_start_matches("/admin/hosts");
-    let html = page(&admin, query).await.unwrap().text().await.unwrap();
+    let html = hosts_page(&cloud, &admin, query)
+        .await
+        .text()
+        .await
+        .unwrap();
     assert!(
         html.contains("being drained: 1 started moving, 0 already moving, 0 stay"),
         "{html}"
