@@ -368,3 +368,148 @@ async fn the_portal_drains_a_host_through_the_api() {
         "{html}"
     );
 }
+
+/// Polls `check` until it holds (at most 30 s).
+async fn eventually<F, Fut>(mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    for _ in 0..300 {
+        if check().await {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("not within 30 s");
+}
+
+/// The generation of the departure of `server` in host `host`'s desired
+/// state (what its agent reports moves for).
+async fn departure_generation(
+    cloud: &Cloud,
+    client: &reqwest::Client,
+    host: &str,
+    server: &str,
+) -> u64 {
+    let resp = cloud
+        .agent_req_as(
+            client,
+            Method::GET,
+            &format!("/v1/agent/hosts/{host}/desired"),
+        )
+        .send()
+        .await
+        .unwrap();
+    let desired = ok_json(resp, StatusCode::OK).await;
+    desired["departures"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|d| d["id"] == server)
+        .and_then(|d| d["generation"].as_u64())
+        .unwrap_or_else(|| panic!("no departure of {server}: {desired}"))
+}
+
+/// Reports, as the source `host`, how the live departure of `server` ended.
+async fn departure_ends(
+    cloud: &Cloud,
+    client: &reqwest::Client,
+    host: &str,
+    server: &str,
+    outcome: Result<u64, &str>,
+) {
+    let generation = departure_generation(cloud, client, host, server).await;
+    let mut step = json!({"id": server, "generation": generation, "role": "departure"});
+    match outcome {
+        Ok(downtime_ms) => {
+            step["progress"] = json!("arrived");
+            step["downtime_ms"] = json!(downtime_ms);
+        }
+        Err(error) => {
+            step["progress"] = json!("failed");
+            step["error"] = json!(error);
+        }
+    }
+    let resp = cloud
+        .agent_req_as(
+            client,
+            Method::PUT,
+            &format!("/v1/agent/hosts/{host}/report"),
+        )
+        .json(&json!({"instances": [], "moves": [step]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::NO_CONTENT);
+}
+
+/// `nubis host drain --wait` (the CLI's own code, against this controller):
+/// it follows the moves to their end, fails naming a move that failed (and
+/// not one that succeeded), and succeeds once the host is empty.
+#[tokio::test]
+async fn drain_wait_follows_the_moves_and_names_a_failed_one() {
+    use nubis_api::hosts::HostSummary;
+    use nubis_cli::client::ApiClient;
+    use nubis_cli::commands::drain::drain;
+    let cloud = Cloud::start().await;
+    let admin = cloud.admin("root").await;
+    let alice = tenant(&cloud, "alice").await;
+    let h1 = register_hosts(&cloud, 1).await.remove(0);
+    let h1 = id(&h1).to_owned();
+    let c1 = cloud.agent.lock().unwrap().clone().unwrap();
+    let fails = create(&cloud, &alice, "fails").await;
+    let moves = create(&cloud, &alice, "moves").await;
+    let running = || vec![seen(&fails, "running", None), seen(&moves, "running", None)];
+    report(&cloud, &c1, &h1, running()).await;
+    let mut body = host_body();
+    body["name"] = json!("h2");
+    body["url"] = json!("https://127.0.0.2:9");
+    cloud.join(&body).await;
+    let client = ApiClient::with_token(&cloud.base, &admin).unwrap();
+    let host: HostSummary = client.get(&format!("/v1/hosts/{h1}")).await.unwrap();
+
+    let wait = {
+        let (client, host) = (
+            ApiClient::with_token(&cloud.base, &admin).unwrap(),
+            host.clone(),
+        );
+        tokio::spawn(async move { drain(&client, &host, None, true, false).await })
+    };
+    // Both start moving live; one fails, the other arrives.
+    for server in [&fails, &moves] {
+        let path = format!("/v1/servers/{server}/migrations");
+        eventually(|| async { cloud.get_ok(&admin, &path).await.as_array().unwrap().len() == 1 })
+            .await;
+    }
+    departure_ends(&cloud, &c1, &h1, &fails, Err("QEMU said no")).await;
+    departure_ends(&cloud, &c1, &h1, &moves, Ok(120)).await;
+    let err = tokio::time::timeout(Duration::from_secs(60), wait)
+        .await
+        .expect("the wait ends")
+        .unwrap()
+        .expect_err("a move failed");
+    let message = err.to_string();
+    assert!(
+        message.contains(&format!(
+            "the live migration of server {fails} to host h2 failed: QEMU said no"
+        )),
+        "{message}"
+    );
+    assert!(!message.contains(moves.as_str()), "{message}");
+
+    // Positive control: drained again, the one left moves and the wait ends
+    // with the host empty.
+    report(&cloud, &c1, &h1, vec![seen(&fails, "running", None)]).await;
+    let wait = tokio::spawn(async move { drain(&client, &host, None, true, false).await });
+    let path = format!("/v1/servers/{fails}/migrations");
+    eventually(|| async { cloud.get_ok(&admin, &path).await.as_array().unwrap().len() == 2 }).await;
+    departure_ends(&cloud, &c1, &h1, &fails, Ok(80)).await;
+    tokio::time::timeout(Duration::from_secs(60), wait)
+        .await
+        .expect("the wait ends")
+        .unwrap()
+        .expect("the host is drained");
+    let host = cloud.get_ok(&admin, &format!("/v1/hosts/{h1}")).await;
+    assert_eq!(host["instances"], 0, "{host}");
+}
