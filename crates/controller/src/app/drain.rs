@@ -42,8 +42,8 @@ pub fn plan(status: ServerStatus, fault: Option<&str>) -> Plan {
 }
 
 /// Drains `host`: disables it with `reason` (default: the reason it has
-/// when already disabled, else [`DEFAULT_REASON`]),
-/// then starts a move for every server on it that is not moving already.
+/// when already disabled, else [`DEFAULT_REASON`]), then starts a move for
+/// every server on it that is not moving already.
 /// A down host is refused (its QEMUs cannot be asked for anything:
 /// evacuate it instead); an unknown host is `Store(NotFound)`.
 pub async fn drain(
