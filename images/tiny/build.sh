@@ -6,8 +6,8 @@
 # Must run as root on Debian 12. Produces in OUTDIR:
 #   vmlinuz      Debian kernel (bzImage), for QEMU -kernel
 #   vmlinux      the same kernel, uncompressed PVH ELF: QEMU -kernel boots it ~2x faster under TCG
-#   initrd.img   gzip'd newc cpio initramfs (busybox, dropbear, iperf3, a few modules, /init,
-#                nubis-cloud-init)
+#   initrd.img   gzip'd newc cpio initramfs (busybox, dropbear and dbclient, iperf3, a few
+#                modules, /init, nubis-cloud-init)
 #   disk.qcow2   16 MiB zeroed qcow2 root disk (holds the boot counter in sector 0)
 #   cmdline.txt  kernel command line for QEMU -append
 # Downloaded .deb files and the pruned kernel tree are cached in OUTDIR/cache, so
@@ -223,11 +223,14 @@ cp "$kdir"/modules/*.ko "$stage/lib/modules/"
 cp "$kdir/modules.list" "$stage/etc/nubis/modules"
 echo "$kver" > "$stage/etc/nubis/kernel-release"
 
-# dropbear (started by nubis-cloud-init), iperf3 (bandwidth tests) and the
-# shared libraries they need.
-dropbear_bins=(/usr/sbin/dropbear /usr/bin/dropbearkey /usr/bin/iperf3)
-cp "${dropbear_bins[0]}" "$stage/usr/sbin/"
-cp "${dropbear_bins[1]}" "${dropbear_bins[2]}" "$stage/usr/bin/"
+# dropbear (started by nubis-cloud-init), its client dbclient (a guest that
+# holds an SSH session to another guest, tests/live_migration.rs), iperf3
+# (bandwidth tests) and the shared libraries they need. Each keeps its path.
+dropbear_bins=(/usr/sbin/dropbear /usr/bin/dropbearkey /usr/bin/dbclient /usr/bin/iperf3)
+for b in "${dropbear_bins[@]}"; do
+    [ -x "$b" ] || die "$b is missing (package dropbear-bin or iperf3)"
+    cp "$b" "$stage$b"
+done
 for lib in $(for b in "${dropbear_bins[@]}"; do
         ldd "$b" | awk '$2 == "=>" && $3 ~ /^\// { print $3 } $1 ~ /^\// { print $1 }'
     done | sort -u); do

@@ -102,3 +102,29 @@ pub struct Unplaced {
     pub server: ServerId,
     pub reason: String,
 }
+
+/// `POST /v1/hosts/{id}/drain` (admin): the body is optional.
+#[derive(Clone, Debug, Default, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct DrainHost {
+    /// Why the host is disabled (at most 255 characters); absent:
+    /// `draining`.
+    #[serde(default)]
+    pub reason: Option<String>,
+}
+
+/// What `POST /v1/hosts/{id}/drain` did: the host is disabled, and every
+/// server on it is moving off (running ones live, stopped ones cold), was
+/// already moving, or stays, with the reason.
+#[derive(Clone, Debug, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct Drain {
+    /// The host, now disabled.
+    pub host: crate::hosts::HostSummary,
+    /// The moves this request started, one per server.
+    pub started: Vec<Migration>,
+    /// Moves off the host that were already under way (an earlier drain,
+    /// a migration).
+    pub moving: Vec<Migration>,
+    /// Servers that stay on the host for now, with the reason.
+    pub skipped: Vec<Unplaced>,
+}

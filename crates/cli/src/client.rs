@@ -110,6 +110,19 @@ impl ApiClient {
         })
     }
 
+    /// A client for `base` logged in with `token` (not the saved one): for
+    /// tests and programs that drive the commands with their own login.
+    pub fn with_token(base: &str, token: &str) -> anyhow::Result<Self> {
+        Ok(Self {
+            base: base.trim_end_matches('/').to_owned(),
+            token: Some(token.to_owned()),
+            anonymous: false,
+            http: reqwest::Client::builder()
+                .user_agent(concat!("nubis-cli/", env!("CARGO_PKG_VERSION")))
+                .build()?,
+        })
+    }
+
     /// The same API without the saved login, for register and login.
     pub fn anonymous(&self) -> Self {
         Self {

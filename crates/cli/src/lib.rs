@@ -87,7 +87,7 @@ pub enum ClientCommand {
     /// Server groups: affinity or anti-affinity of their servers.
     #[command(subcommand, name = "server-group")]
     ServerGroup(server_groups::ServerGroupCommand),
-    /// Hosts (admins): state, capacity, allocation; disable and enable.
+    /// Hosts (admins): state, capacity, allocation; disable, enable, drain, evacuate.
     #[command(subcommand)]
     Host(hosts::HostCommand),
     /// The audit trail: who changed what, from where, and how it ended

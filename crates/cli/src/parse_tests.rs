@@ -295,3 +295,25 @@ fn network_and_keypair_options() {
     .unwrap_err();
     assert_eq!(err.kind(), clap::error::ErrorKind::ArgumentConflict);
 }
+
+#[test]
+fn host_drain_takes_a_reason_and_wait() {
+    let cmd = parse(&["host", "drain", "h1", "--reason", "new RAM", "--wait"]).unwrap();
+    let ClientCommand::Host(hosts::HostCommand::Drain { host, reason, wait }) = cmd else {
+        panic!("{cmd:?}");
+    };
+    assert_eq!(
+        (host.as_str(), reason.as_deref(), wait),
+        ("h1", Some("new RAM"), true)
+    );
+    let cmd = parse(&["host", "drain", "h1"]).unwrap();
+    assert!(matches!(
+        cmd,
+        ClientCommand::Host(hosts::HostCommand::Drain {
+            reason: None,
+            wait: false,
+            ..
+        })
+    ));
+    assert!(parse(&["host", "drain"]).is_err());
+}

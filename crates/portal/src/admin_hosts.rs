@@ -1,6 +1,7 @@
 //! The admin hosts page: state, whether each takes new servers, capacity
-//! beside what is placed, instances, accelerator, CPU model, last seen; a
-//! button to disable (with a reason) or enable each. Others get 404.
+//! beside what is placed, instances, accelerator, CPU model, last seen;
+//! buttons to disable (with a reason) or enable each, to drain an up host
+//! (move its servers off) and to evacuate a down one. Others get 404.
 
 use crate::admin::{not_found, tabs};
 use crate::layout::{self, csrf_field, page, text, time};
@@ -11,11 +12,19 @@ use axum::response::{IntoResponse, Redirect, Response};
 use maud::{html, Markup};
 use serde_json::{json, Value};
 
-/// `?done=disabled|enabled` after a change.
+/// `?done=disabled|enabled|drained|evacuated` after a change; after a drain
+/// or an evacuation, how many servers started moving, were moving already,
+/// or stay.
 #[derive(serde::Deserialize, Default)]
 pub struct Done {
     done: Option<String>,
+    started: Option<u64>,
+    moving: Option<u64>,
+    stay: Option<u64>,
 }
+
+/// The host actions the page's buttons post.
+const ACTIONS: [&str; 4] = ["disable", "enable", "drain", "evacuate"];
 
 /// `used / total unit` of one resource of host `h`.
 fn of(h: &Value, field: &str, unit: &str) -> String {
@@ -53,6 +62,17 @@ fn row(h: &Value, csrf: &str) -> Markup {
                         button type="submit" { "Disable" }
                     } @else {
                         button type="submit" { "Enable" }
+                    }
+                }
+                @if h["state"] == "up" {
+                    form.inline method="post" action={ "/admin/hosts/" (id) "/drain" } {
+                        (csrf_field(csrf))
+                        button.secondary type="submit" title="Disable the host and move its servers to other hosts" { "Drain" }
+                    }
+                } @else {
+                    form.inline method="post" action={ "/admin/hosts/" (id) "/evacuate" } {
+                        (csrf_field(csrf))
+                        button.secondary type="submit" title="Restart the down host's servers on other hosts" { "Evacuate" }
                     }
                 }
             }
@@ -96,16 +116,46 @@ pub async fn hosts(
     }
     let r = session.get(&portal, "/v1/hosts").await;
     let error = (!r.ok()).then(|| r.message());
+    let counts = format!(
+        "{} started moving, {} already moving, {} stay (see the servers' events)",
+        done.started.unwrap_or(0),
+        done.moving.unwrap_or(0),
+        done.stay.unwrap_or(0)
+    );
     let info = match done.done.as_deref() {
-        Some("disabled") => Some("The host takes no new servers."),
-        Some("enabled") => Some("The host takes new servers again."),
+        Some("disabled") => Some("The host takes no new servers.".to_owned()),
+        Some("enabled") => Some("The host takes new servers again.".to_owned()),
+        Some("drained") => Some(format!(
+            "The host takes no new servers and is being drained: {counts}."
+        )),
+        Some("evacuated") => Some(format!("The host is being evacuated: {counts}.")),
         _ => None,
     };
-    hosts_page(&session, &r.list(), error.as_deref(), info).into_response()
+    hosts_page(&session, &r.list(), error.as_deref(), info.as_deref()).into_response()
 }
 
-/// `POST /admin/hosts/{id}/disable|enable` from the page's buttons.
-pub async fn set_enabled(
+/// The `?done=...` of the page after `action` answered `answer`.
+fn done_query(action: &str, answer: &Value) -> String {
+    let len = |k: &str| answer[k].as_array().map_or(0, Vec::len);
+    match action {
+        "drain" => format!(
+            "done=drained&started={}&moving={}&stay={}",
+            len("started"),
+            len("moving"),
+            len("skipped")
+        ),
+        "evacuate" => format!(
+            "done=evacuated&started={}&moving=0&stay={}",
+            len("migrations"),
+            len("unplaced")
+        ),
+        other => format!("done={other}d"),
+    }
+}
+
+/// `POST /admin/hosts/{id}/disable|enable|drain|evacuate` from the page's
+/// buttons.
+pub async fn action(
     State(portal): State<Portal>,
     session: Session,
     Path((id, action)): Path<(String, String)>,
@@ -119,7 +169,7 @@ pub async fn set_enabled(
         return r;
     }
     let valid_id = !id.is_empty() && id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-');
-    if !valid_id || !matches!(action.as_str(), "disable" | "enable") {
+    if !valid_id || !ACTIONS.contains(&action.as_str()) {
         return StatusCode::NOT_FOUND.into_response();
     }
     let body = (action == "disable").then(|| {
@@ -139,7 +189,8 @@ pub async fn set_enabled(
         )
         .await;
     if r.ok() {
-        return Redirect::to(&format!("/admin/hosts?done={action}d")).into_response();
+        let query = done_query(&action, &r.body);
+        return Redirect::to(&format!("/admin/hosts?{query}")).into_response();
     }
     let hosts = session.get(&portal, "/v1/hosts").await.list();
     let msg = format!("The host was not changed: {}", r.message());

@@ -84,7 +84,7 @@ pub fn router(api: Router) -> Router {
         .route("/keypairs/{id}/delete", post(keypairs::delete))
         .route("/networks", get(networks::list).post(networks::create))
         .route("/admin/hosts", get(admin_hosts::hosts))
-        .route("/admin/hosts/{id}/{action}", post(admin_hosts::set_enabled))
+        .route("/admin/hosts/{id}/{action}", post(admin_hosts::action))
         .route("/admin/servers", get(admin::servers))
         .route("/assets/portal.css", get(layout::css))
         .route("/assets/portal.js", get(layout::js))

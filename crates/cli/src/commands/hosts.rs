@@ -1,5 +1,5 @@
 //! `nubis host ...` (admins): hosts' state, capacity and allocation; keep
-//! new servers off a host or let them back.
+//! new servers off a host or let them back; drain or evacuate one.
 
 use crate::client::{segment, ApiClient};
 use crate::output::{one_table, print_json, print_list, time_text};
@@ -35,6 +35,19 @@ pub enum HostCommand {
     Evacuate {
         /// The host: name or id.
         host: String,
+    },
+    /// Empty an up host: disable it and move every server off it (running
+    /// ones live, stopped ones cold) to hosts the scheduler picks.
+    Drain {
+        /// The host: name or id.
+        host: String,
+        /// Why, for other administrators (default: "draining").
+        #[arg(long)]
+        reason: Option<String>,
+        /// Follow the moves until no server is left on the host; fail if a
+        /// move fails or a server stays.
+        #[arg(long)]
+        wait: bool,
     },
 }
 
@@ -113,6 +126,10 @@ pub async fn run(client: &ApiClient, cmd: HostCommand, json: bool) -> anyhow::Re
         HostCommand::Evacuate { host } => {
             let h = find(client, &host).await?;
             super::moves::evacuate(client, &h, json).await?;
+        }
+        HostCommand::Drain { host, reason, wait } => {
+            let h = find(client, &host).await?;
+            super::drain::drain(client, &h, reason, wait, json).await?;
         }
     }
     Ok(())

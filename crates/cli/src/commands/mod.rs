@@ -2,6 +2,7 @@
 
 pub mod audit;
 pub mod auth;
+pub mod drain;
 pub mod flavors;
 pub mod floating_ips;
 pub mod hosts;

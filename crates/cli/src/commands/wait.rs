@@ -27,14 +27,14 @@ pub enum Goal {
 }
 
 /// Progress of one wait: a spinner on a terminal, lines on a pipe or file.
-struct Progress {
+pub(crate) struct Progress {
     bar: Option<ProgressBar>,
     last: String,
     started: Instant,
 }
 
 impl Progress {
-    fn new(name: &str, status: &str) -> Self {
+    pub(crate) fn new(name: &str, status: &str) -> Self {
         let bar = std::io::stderr().is_terminal().then(|| {
             let bar = ProgressBar::new_spinner();
             bar.set_style(
@@ -54,7 +54,7 @@ impl Progress {
     }
 
     /// Shows the current status; without a terminal, only changes are printed.
-    fn show(&mut self, name: &str, status: &str) {
+    pub(crate) fn show(&mut self, name: &str, status: &str) {
         let line = format!("{name}: {status}");
         match &self.bar {
             Some(bar) => bar.set_message(line.clone()),
@@ -64,7 +64,7 @@ impl Progress {
         self.last = line;
     }
 
-    fn elapsed(&self) -> Duration {
+    pub(crate) fn elapsed(&self) -> Duration {
         self.started.elapsed()
     }
 }

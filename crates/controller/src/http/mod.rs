@@ -214,6 +214,7 @@ pub fn router(state: AppState) -> Router {
         .route("/hosts/{id}", get(hosts::show))
         .route("/hosts/{id}/disable", post(hosts::disable))
         .route("/hosts/{id}/enable", post(hosts::enable))
+        .route("/hosts/{id}/drain", post(hosts::drain))
         .route(
             "/server-groups",
             get(server_groups::list).post(server_groups::create),

@@ -13,7 +13,7 @@ use nubis_api::migrations::{Evacuation, MigrateServer, Migration, MigrationKind}
 use nubis_api::{ErrorBody, HostId, ServerId};
 
 /// A refused move as an API error.
-fn move_error(e: MoveError) -> ApiError {
+pub(super) fn move_error(e: MoveError) -> ApiError {
     match e {
         MoveError::Conflict(m) => ApiError::conflict(m),
         MoveError::BadRequest(m) => ApiError::bad_request(m),
@@ -81,6 +81,7 @@ pub async fn live_migrate(
 }
 
 /// A server's moves, newest first (the first `running` one is under way).
+/// Admins may read any server's (they drain hosts of every project).
 #[utoipa::path(get, path = "/v1/servers/{id}/migrations", tag = "servers",
     params(("id" = String, Path)),
     responses((status = 200, body = [Migration]), (status = 404, body = ErrorBody)),
@@ -90,7 +91,7 @@ pub async fn list(
     caller: Caller,
     ApiPath(id): ApiPath<ServerId>,
 ) -> ApiResult<Json<Vec<Migration>>> {
-    super::servers::find(&state, &caller, id).await?;
+    super::server_terms::manageable(&state, &caller, id).await?;
     Ok(Json(state.store.server_migrations(id).await?))
 }
 

@@ -20,6 +20,7 @@ use utoipa::{Modify, OpenApi};
         super::servers::stop, super::servers::reboot, super::servers::eject, super::servers::delete, super::servers::console_log,
         super::console::create, super::console::websocket,
         super::hosts::list, super::hosts::show, super::hosts::disable, super::hosts::enable,
+        super::hosts::drain,
         super::server_groups::create, super::server_groups::list, super::server_groups::show,
         super::server_groups::delete,
         super::networks::create, super::networks::list, super::networks::show, super::networks::delete,

@@ -23,7 +23,11 @@ fn period(state: &AppState, query: &HashMap<String, String>) -> ApiResult<Period
 }
 
 /// A server the caller may manage: their own, or any for admins.
-async fn manageable(state: &AppState, caller: &Caller, id: ServerId) -> ApiResult<ServerRecord> {
+pub(super) async fn manageable(
+    state: &AppState,
+    caller: &Caller,
+    id: ServerId,
+) -> ApiResult<ServerRecord> {
     if caller.user.admin {
         state
             .store

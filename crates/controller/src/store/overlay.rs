@@ -95,7 +95,11 @@ impl Store {
     }
 
     /// (tunnel IP, MAC) of every port of `network` on a host other than
-    /// `host` that reported a tunnel address.
+    /// `host` that reported a tunnel address. A server being moved live
+    /// is where its guest runs: on the move's source until the switch-over
+    /// ends the move, although it is placed on the target from the start
+    /// (else its peers on other hosts would send to a target that does not
+    /// run it yet, cutting its connections for the whole migration).
     pub async fn network_remote_ports(
         &self,
         network: NetworkId,
@@ -103,8 +107,10 @@ impl Store {
     ) -> StoreResult<Vec<(Ipv4Addr, String)>> {
         let rows = sqlx::query(
             "SELECT h.tunnel_ip, p.mac FROM ports p JOIN servers s ON s.id = p.server_id \
-             JOIN hosts h ON h.id = s.host_id \
-             WHERE p.network_id = $1 AND s.host_id <> $2 AND h.tunnel_ip IS NOT NULL",
+             LEFT JOIN migrations m ON m.server_id = s.id AND m.state = 'running' \
+                 AND m.arrival = 'live' \
+             JOIN hosts h ON h.id = COALESCE(m.source_host, s.host_id) \
+             WHERE p.network_id = $1 AND h.id <> $2 AND h.tunnel_ip IS NOT NULL",
         )
         .bind(network.to_string())
         .bind(host.to_string())

@@ -28,6 +28,7 @@ mod accounts;
 mod address_space;
 mod agent;
 mod audit;
+mod drain;
 mod flavors;
 mod health;
 mod hosts;

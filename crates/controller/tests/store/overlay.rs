@@ -9,6 +9,7 @@ use nubis_controller::store::overlay::peers_from_ports;
 store_tests!(
     networks_get_unique_vnis_even_when_made_at_once,
     remote_ports_are_those_on_other_hosts_with_a_tunnel,
+    a_server_moving_live_is_reached_on_its_source_until_it_arrived,
 );
 
 fn new_network<'a>(project: ProjectId, name: &'a str, cidr: &str) -> NewNetwork<'a> {
@@ -129,4 +130,89 @@ async fn remote_ports_are_those_on_other_hosts_with_a_tunnel(db: &Db) {
     // Clearing the tunnel address takes the host's ports out.
     db.set_host_tunnel_ip(b, None).await.unwrap();
     assert!(db.network_remote_ports(lan.id, a).await.unwrap().is_empty());
+}
+
+/// A live move places the server on its target at once, but the guest runs
+/// on the source until the switch-over: peers keep sending there until the
+/// move is done. A cold move (the guest is stopped) follows the placement.
+async fn a_server_moving_live_is_reached_on_its_source_until_it_arrived(db: &Db) {
+    use nubis_api::migrations::MigrationKind;
+    use nubis_controller::store::moves::{ArrivalKind, NewMove};
+    let alice = user(db, "alice").await;
+    let image = image(db, alice.project, "debian-12").await;
+    let ip = |s: &str| -> std::net::Ipv4Addr { s.parse().unwrap() };
+    let mut hosts = Vec::new();
+    for (name, addr) in [
+        ("a", "172.31.0.11"),
+        ("b", "172.31.0.12"),
+        ("c", "172.31.0.13"),
+    ] {
+        let h = host(db, name).await;
+        db.set_host_tunnel_ip(h, Some(ip(addr))).await.unwrap();
+        hosts.push(h);
+    }
+    let (a, b, c) = (hosts[0], hosts[1], hosts[2]);
+    let lan = db
+        .create_network(&new_network(alice.project, "lan", "10.93.0.0/24"))
+        .await
+        .unwrap();
+    let on = |name, host| NewServer {
+        ports: vec![nubis_controller::store::NewPort {
+            network: &lan,
+            fixed_ip: None,
+        }],
+        ..new_server(alice.project, name, image, host, (1, 512, 1))
+    };
+    let mover = db.create_server(&on("mover", a)).await.unwrap();
+    db.create_server(&on("client", b)).await.unwrap();
+    let mac = db.server_ports(mover.id).await.unwrap()[0].2.clone();
+    let seen_from_b = || async {
+        db.network_remote_ports(lan.id, b)
+            .await
+            .unwrap()
+            .into_iter()
+            .filter(|(_, m)| *m == mac)
+            .map(|(at, _)| at)
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(seen_from_b().await, vec![ip("172.31.0.11")]);
+    let live = NewMove {
+        server: mover.id,
+        kind: MigrationKind::Live,
+        arrival: ArrivalKind::Live,
+        source: a,
+        target: c,
+        events: vec![(EventKind::Migrating, "migrating".into())],
+    };
+    let m = db.start_move(&live, Utc::now()).await.unwrap();
+    // Placed on c, still reached on a; the target sees it on a as well,
+    // the source not as a remote port.
+    assert_eq!(seen_from_b().await, vec![ip("172.31.0.11")]);
+    let from_c = db.network_remote_ports(lan.id, c).await.unwrap();
+    assert!(
+        from_c.contains(&(ip("172.31.0.11"), mac.clone())),
+        "{from_c:?}"
+    );
+    let from_a = db.network_remote_ports(lan.id, a).await.unwrap();
+    assert!(from_a.iter().all(|(_, m)| *m != mac), "{from_a:?}");
+    // Positive control: once the move is done, it is reached on c.
+    db.finish_move(
+        m.migration.id,
+        Utc::now(),
+        Some(120),
+        (EventKind::Migrated, "migrated"),
+    )
+    .await
+    .unwrap();
+    assert_eq!(seen_from_b().await, vec![ip("172.31.0.13")]);
+    // A cold move back to a follows the placement at once.
+    let cold = NewMove {
+        kind: MigrationKind::Cold,
+        arrival: ArrivalKind::Copy,
+        source: c,
+        target: a,
+        ..live
+    };
+    db.start_move(&cold, Utc::now()).await.unwrap();
+    assert_eq!(seen_from_b().await, vec![ip("172.31.0.11")]);
 }
