@@ -1,7 +1,7 @@
 //! `make bench`: the control plane at scale, with SIMULATED hosts
 //! (`crates/sim`: fake agents over the real agent protocol, no QEMU).
 //!
-//! (a) Placement: a real controller (SQLite; PostgreSQL with
+//! (a) Placement: a real controller in a child process (SQLite; PostgreSQL with
 //!     `NUBIS_BENCH_DATABASE_URL` naming an empty database), 10,000 simulated hosts joined with join
 //!     tokens over mutual TLS, 50 concurrent clients (one project each)
 //!     calling `POST /v1/servers`. Prints placements per second, latency
@@ -49,6 +49,10 @@ fn env(name: &str, default: usize) -> usize {
 
 fn main() {
     raise_open_files_limit();
+    // The controller runs in a child process of this executable: the
+    // fleet's connections (one per host on each side) fit each process's
+    // open-files limit, and the figures include a real process boundary.
+    testbed::serve_if_child();
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -100,7 +104,7 @@ async fn placement(database: Option<String>) {
     let total = env("NUBIS_BENCH_PLACEMENTS", 10_000);
     let cap = Duration::from_secs(env("NUBIS_BENCH_SECONDS", 300) as u64);
     let follow = env("NUBIS_BENCH_FOLLOW", 1) == 1;
-    let bed = Testbed::start(database).await;
+    let bed = Testbed::start_child(database).await;
     let started = Instant::now();
     let mut fleet = bed
         .join_fleet("place", hosts, HOST_SIZE, JOIN_CONCURRENCY)
@@ -192,7 +196,7 @@ async fn placement(database: Option<String>) {
 async fn listing(database: Option<String>) {
     let n = env("NUBIS_BENCH_LIST_SERVERS", 10_000);
     let clients = env("NUBIS_BENCH_CLIENTS", 50);
-    let bed = Testbed::start(database).await;
+    let bed = Testbed::start_child(database).await;
     // Hosts heartbeat while the project fills; they follow their desired
     // state afterwards (while revisions are global, every create would
     // send all of them fetching it again).

@@ -2,11 +2,19 @@
 //! by URL) with simulated hosts joined to it,
 //! and a small client of its `/v1` API. Shared by `crates/sim/tests` and
 //! the `placement_scale` benchmark (which includes this file by path).
+//!
+//! The controller runs in this process ([`Testbed::start`]) or in a child
+//! process of the same executable ([`Testbed::start_child`], which calls
+//! [`serve_if_child`] first thing in `main`). A fleet of 10,000 simulated
+//! hosts holds one connection per host on each side: in one process that
+//! is over 20,000 descriptors, more than a shell without
+//! `CAP_SYS_RESOURCE` may open; in two, each side needs half.
 
 #![allow(dead_code)]
 
 use nubis_controller::accounts::{AccountSettings, Registration};
 use nubis_controller::server::{start, ControllerConfig};
+use nubis_pki::ca::ClusterCa;
 use nubis_sim::{Fleet, SimHostSpec};
 use nubis_supervise::{Policy, Supervisor};
 use reqwest::header::HeaderMap;
@@ -24,10 +32,105 @@ pub struct Testbed {
     /// The agent protocol (mutual TLS).
     pub cluster_url: String,
     pub store: nubis_controller::store::Store,
-    cluster: Arc<nubis_controller::cluster::Cluster>,
+    /// The cluster CA the controller made in its data directory (join
+    /// tokens carry its fingerprint).
+    ca: Arc<ClusterCa>,
     pub http: reqwest::Client,
-    _supervisor: Supervisor,
+    _controller: Controller,
     _dir: tempfile::TempDir,
+}
+
+/// Where the controller runs; dropping it stops it.
+enum Controller {
+    InProcess(#[allow(dead_code)] Supervisor),
+    Child(ChildController),
+}
+
+/// A controller in a child process, killed when dropped.
+struct ChildController(std::process::Child);
+
+impl Drop for ChildController {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Set in a child started by [`Testbed::start_child`]: its data directory
+/// and database URL.
+const CHILD_DIR: &str = "NUBIS_TESTBED_CONTROLLER_DIR";
+const CHILD_DATABASE: &str = "NUBIS_TESTBED_CONTROLLER_DATABASE";
+
+/// In a child started by [`Testbed::start_child`]: runs the controller,
+/// prints its two URLs on one line, and exits when the parent closes
+/// stdin (or dies). Elsewhere returns at once.
+pub fn serve_if_child() {
+    let (Ok(dir), Ok(database_url)) = (std::env::var(CHILD_DIR), std::env::var(CHILD_DATABASE))
+    else {
+        return;
+    };
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    runtime.block_on(async move {
+        let running = start(config(std::path::Path::new(&dir), database_url))
+            .await
+            .expect("controller starts");
+        let cluster_url = format!("https://{}", running.cluster_addr);
+        let (addr, _supervisor) = running.supervise(Policy::default());
+        println!("http://{addr} {cluster_url}");
+        use std::io::Write;
+        std::io::stdout().flush().unwrap();
+        let mut sink = String::new();
+        let _ = tokio::task::spawn_blocking(move || std::io::stdin().read_line(&mut sink)).await;
+    });
+    std::process::exit(0);
+}
+
+fn config(dir: &std::path::Path, database_url: String) -> ControllerConfig {
+    ControllerConfig {
+        listen: "127.0.0.1:0".parse().unwrap(),
+        database_url,
+        data_dir: dir.to_owned(),
+        token_ttl: Duration::from_secs(3600),
+        max_image_bytes: 64 << 20,
+        dns_zone: "nubis.internal".into(),
+        rental: Default::default(),
+        clock: Default::default(),
+        console: Default::default(),
+        timeouts: Default::default(),
+        readiness: Default::default(),
+        accounts: AccountSettings {
+            registration: Registration::Open,
+            ..Default::default()
+        },
+        audit: Default::default(),
+        tenant_pools: Default::default(),
+        cluster_listen: "127.0.0.1:0".parse().unwrap(),
+        tls: None,
+        placement: Default::default(),
+        auto_evacuate: None,
+    }
+}
+
+fn client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .timeout(Duration::from_secs(120))
+        .pool_max_idle_per_host(256)
+        .build()
+        .unwrap()
+}
+
+fn temp_dir() -> tempfile::TempDir {
+    tempfile::Builder::new()
+        .prefix("nubis-sim-")
+        .tempdir()
+        .expect("temp dir")
+}
+
+fn sqlite_in(dir: &tempfile::TempDir) -> String {
+    format!("sqlite://{}", dir.path().join("nubis.db").display())
 }
 
 /// One answer of the API.
@@ -38,54 +141,69 @@ pub struct Answer {
 }
 
 impl Testbed {
-    /// Starts a controller on `database_url`, or on SQLite in its own
-    /// temporary directory when `None`.
+    /// Starts a controller in this process on `database_url`, or on SQLite
+    /// in its own temporary directory when `None`.
     pub async fn start(database_url: Option<String>) -> Self {
-        let dir = tempfile::Builder::new()
-            .prefix("nubis-sim-")
-            .tempdir()
-            .expect("temp dir");
-        let database_url = database_url
-            .unwrap_or_else(|| format!("sqlite://{}", dir.path().join("nubis.db").display()));
-        let config = ControllerConfig {
-            listen: "127.0.0.1:0".parse().unwrap(),
-            database_url,
-            data_dir: dir.path().to_owned(),
-            token_ttl: Duration::from_secs(3600),
-            max_image_bytes: 64 << 20,
-            dns_zone: "nubis.internal".into(),
-            rental: Default::default(),
-            clock: Default::default(),
-            console: Default::default(),
-            timeouts: Default::default(),
-            readiness: Default::default(),
-            accounts: AccountSettings {
-                registration: Registration::Open,
-                ..Default::default()
-            },
-            audit: Default::default(),
-            tenant_pools: Default::default(),
-            cluster_listen: "127.0.0.1:0".parse().unwrap(),
-            tls: None,
-            placement: Default::default(),
-            auto_evacuate: None,
-        };
-        let running = start(config).await.expect("controller starts");
+        let dir = temp_dir();
+        let database_url = database_url.unwrap_or_else(|| sqlite_in(&dir));
+        let running = start(config(dir.path(), database_url))
+            .await
+            .expect("controller starts");
         let cluster_url = format!("https://{}", running.cluster_addr);
         let store = running.store.clone();
-        let cluster = running.cluster.clone();
+        let ca = ClusterCa::load(dir.path()).expect("the cluster CA");
         let (addr, supervisor) = running.supervise(Policy::default());
         Self {
             base: format!("http://{addr}"),
             cluster_url,
             store,
-            cluster,
-            http: reqwest::Client::builder()
-                .timeout(Duration::from_secs(120))
-                .pool_max_idle_per_host(256)
-                .build()
-                .unwrap(),
-            _supervisor: supervisor,
+            ca: Arc::new(ca),
+            http: client(),
+            _controller: Controller::InProcess(supervisor),
+            _dir: dir,
+        }
+    }
+
+    /// Starts a controller in a child process (this executable again, whose
+    /// `main` calls [`serve_if_child`] first); this process reaches its
+    /// store and CA directly, as `nubis admin` commands do.
+    pub async fn start_child(database_url: Option<String>) -> Self {
+        use std::io::BufRead;
+        let dir = temp_dir();
+        let database_url = database_url.unwrap_or_else(|| sqlite_in(&dir));
+        let mut child = std::process::Command::new(std::env::current_exe().unwrap())
+            .env(CHILD_DIR, dir.path())
+            .env(CHILD_DATABASE, &database_url)
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .expect("starting the controller process");
+        let stdout = child.stdout.take().unwrap();
+        let child = ChildController(child);
+        let line = tokio::task::spawn_blocking(move || {
+            let mut line = String::new();
+            std::io::BufReader::new(stdout)
+                .read_line(&mut line)
+                .map(|_| line)
+        })
+        .await
+        .unwrap()
+        .expect("the controller process prints its URLs");
+        let mut urls = line.split_whitespace();
+        let (Some(base), Some(cluster_url)) = (urls.next(), urls.next()) else {
+            panic!("the controller process did not start: {line:?}");
+        };
+        let store = nubis_controller::store::Store::connect(&database_url)
+            .await
+            .expect("the controller's store");
+        let ca = ClusterCa::load(dir.path()).expect("the cluster CA");
+        Self {
+            base: base.to_owned(),
+            cluster_url: cluster_url.to_owned(),
+            store,
+            ca: Arc::new(ca),
+            http: client(),
+            _controller: Controller::Child(child),
             _dir: dir,
         }
     }
@@ -94,11 +212,14 @@ impl Testbed {
     pub async fn join_tokens(&self, n: usize) -> Vec<String> {
         let mut tokens = Vec::with_capacity(n);
         for _ in 0..n {
-            let token = self
-                .cluster
-                .issue_join_token(&self.store, Duration::from_secs(3600), chrono::Utc::now())
-                .await
-                .expect("join token");
+            let token = nubis_controller::cluster::issue_join_token(
+                &self.ca,
+                &self.store,
+                Duration::from_secs(3600),
+                chrono::Utc::now(),
+            )
+            .await
+            .expect("join token");
             tokens.push(token.to_string());
         }
         tokens
