@@ -105,6 +105,20 @@ impl AppState {
         self.announce_to_peers();
     }
 
+    /// A server of `project` came or is going (committed to the store):
+    /// wakes the hosts holding the project's servers, the only ones whose
+    /// desired state names them. A create on a cloud of thousands of hosts
+    /// must not make every agent recompute its state.
+    pub async fn project_servers_changed(&self, project: nubis_api::ProjectId) {
+        match self.store.project_hosts(project).await {
+            Ok(hosts) => self.desired_state_changed_on(hosts),
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot tell which hosts a change concerns: waking all");
+                self.desired_state_changed();
+            }
+        }
+    }
+
     /// Tells controllers on the same PostgreSQL database (see `peer_changes`).
     fn announce_to_peers(&self) {
         if self.store.backend() == crate::store::Backend::Postgres {

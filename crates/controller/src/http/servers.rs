@@ -40,7 +40,7 @@ pub async fn create(
         placement: &state.placement,
     };
     let record = crate::app::create_server::create_server(&ctx, project, &req).await?;
-    state.desired_state_changed();
+    state.project_servers_changed(project).await;
     tracing::info!(server = %record.id, host = ?record.host, "server placed");
     let view = present_one(&state, record).await?;
     Ok((StatusCode::ACCEPTED, Json(view)))
@@ -301,7 +301,7 @@ pub async fn delete(
         .mark_deleting_at(caller.user.project, id, state.clock.now())
         .await
         .map_err(ApiError::from_store("server"))?;
-    state.desired_state_changed();
+    state.project_servers_changed(caller.user.project).await;
     Ok(StatusCode::ACCEPTED)
 }
 

@@ -4,7 +4,7 @@ use super::rows::{big, count, flag, parse, time};
 use super::{found, now_ms, Store, StoreError, StoreResult};
 use crate::address_space::HostRanges;
 use nubis_api::agent::{Accelerator, Host, HostAddressing, RegisterHost};
-use nubis_api::HostId;
+use nubis_api::{HostId, ProjectId};
 use sqlx::any::AnyRow;
 use sqlx::Row;
 
@@ -20,9 +20,10 @@ pub struct HostLoad {
 }
 
 /// Every host beside the sums of its servers, in one set-based statement
-/// (hosts with no server get zeros), followed by `$tail`.
+/// (hosts with no server get zeros), the servers summed filtered by
+/// `$servers` and the hosts by `$tail`.
 macro_rules! loads_sql {
-    ($tail:literal) => {
+    ($servers:literal, $tail:literal) => {
         concat!(
             "SELECT h.*, \
      CAST(COALESCE(s.v, 0) AS BIGINT) AS used_vcpus, \
@@ -30,8 +31,9 @@ macro_rules! loads_sql {
      CAST(COALESCE(s.d, 0) AS BIGINT) AS used_disk_gib, \
      CAST(COALESCE(s.n, 0) AS BIGINT) AS instances \
      FROM hosts h LEFT JOIN (SELECT host_id, SUM(vcpus) AS v, SUM(memory_mib) AS m, \
-     SUM(disk_gib) AS d, COUNT(*) AS n FROM servers WHERE host_id IS NOT NULL \
-     GROUP BY host_id) s ON s.host_id = h.id ",
+     SUM(disk_gib) AS d, COUNT(*) AS n FROM servers WHERE host_id IS NOT NULL ",
+            $servers,
+            " GROUP BY host_id) s ON s.host_id = h.id ",
             $tail
         )
     };
@@ -49,15 +51,16 @@ fn load_from_row(row: &AnyRow) -> StoreResult<HostLoad> {
 
 /// Every host's load, read in `conn` (a create's transaction).
 pub(crate) async fn loads_in(conn: &mut sqlx::AnyConnection) -> StoreResult<Vec<HostLoad>> {
-    let rows = sqlx::query(loads_sql!("ORDER BY h.name"))
+    let rows = sqlx::query(loads_sql!("", "ORDER BY h.name"))
         .fetch_all(&mut *conn)
         .await?;
     rows.iter().map(load_from_row).collect()
 }
 
-/// One host's load, read in `conn` (after its row was locked).
+/// One host's load, read in `conn` (after its row was locked). Only its
+/// own servers are summed (by index): a claim reads this for every create.
 pub(crate) async fn load_in(conn: &mut sqlx::AnyConnection, id: HostId) -> StoreResult<HostLoad> {
-    let row = sqlx::query(loads_sql!("WHERE h.id = $1"))
+    let row = sqlx::query(loads_sql!("AND host_id = $1", "WHERE h.id = $1"))
         .bind(id.to_string())
         .fetch_optional(&mut *conn)
         .await?;
@@ -194,6 +197,20 @@ impl Store {
     pub async fn host_load(&self, id: HostId) -> StoreResult<HostLoad> {
         let mut conn = self.pool().acquire().await?;
         load_in(&mut conn, id).await
+    }
+
+    /// The hosts that hold a server of `project` (being deleted included):
+    /// those whose desired state may name the project's servers, through
+    /// their networks' DNS records and overlay peers, or their security
+    /// groups' remote-group members (networks and groups are per project).
+    pub async fn project_hosts(&self, project: ProjectId) -> StoreResult<Vec<HostId>> {
+        let rows = sqlx::query(
+            "SELECT DISTINCT host_id FROM servers WHERE project_id = $1 AND host_id IS NOT NULL",
+        )
+        .bind(project.to_string())
+        .fetch_all(self.pool())
+        .await?;
+        rows.iter().map(|row| parse(row, "host_id")).collect()
     }
 
     /// Lets new servers be placed on a host (`enabled`), or not, with a
