@@ -16,6 +16,7 @@ pub mod images;
 mod keypairs;
 mod leader_leases;
 mod live_targets;
+mod load_hints;
 pub mod migrations;
 pub mod moves;
 pub mod networks;
@@ -91,6 +92,8 @@ pub struct Store {
     /// The operator's tenant address pools, which networks are held to
     /// (see `address_space`); the default pool until `with_tenant_pools`.
     tenant_pools: std::sync::Arc<crate::address_space::TenantPools>,
+    /// A recent copy of the hosts' loads, ranking creates' candidates.
+    load_hints: std::sync::Arc<load_hints::LoadHints>,
 }
 
 impl Store {
@@ -130,6 +133,7 @@ impl Store {
             url: url.into(),
             instance: new_instance_id().into(),
             tenant_pools: Default::default(),
+            load_hints: Default::default(),
         };
         migrations::run(&store).await?;
         // Connections that loaded the schema before a migration altered a
@@ -142,6 +146,7 @@ impl Store {
             url: url.into(),
             instance: store.instance.clone(),
             tenant_pools: Default::default(),
+            load_hints: Default::default(),
         })
     }
 
@@ -235,6 +240,11 @@ impl Store {
 
     pub(crate) fn pool(&self) -> &AnyPool {
         &self.pool
+    }
+
+    /// The hosts' loads as last read, for ranking placements.
+    pub(crate) fn load_hints(&self) -> &load_hints::LoadHints {
+        &self.load_hints
     }
 
     /// Begins a transaction that writes after it reads. SQLite gets the write

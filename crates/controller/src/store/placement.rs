@@ -1,12 +1,15 @@
 //! The claim: choosing a host for a new server inside the transaction that
 //! inserts it, so two creates can never both take the last room of a host.
 //!
-//! SQLite: the create's transaction began with `BEGIN IMMEDIATE`, so it holds
-//! the database's write lock; no other create runs between its reading of the
-//! loads and its commit, and the scheduler's first candidate is the claim.
+//! The candidates are ranked by a recent copy of every host's load (see
+//! `load_hints`); the claim itself is decided by the host's load read in
+//! the transaction.
 //!
-//! PostgreSQL: creates run side by side (READ COMMITTED). The loads read at
-//! the start only rank the candidates. Each candidate in turn is locked
+//! SQLite: the create's transaction began with `BEGIN IMMEDIATE`, so it holds
+//! the database's write lock; no other create runs between its reading of a
+//! host's load and its commit.
+//!
+//! PostgreSQL: creates run side by side (READ COMMITTED). Each candidate in turn is locked
 //! (`SELECT ... FOR UPDATE` on its `hosts` row, waiting for any create that
 //! holds it to commit) and its load read again by a new statement, which
 //! therefore sees every server committed on it meanwhile; if it no longer
@@ -15,10 +18,10 @@
 //! but the project's and its server group's (always taken before any host),
 //! so creates cannot deadlock on hosts.
 
-use super::hosts::{load_in, loads_in};
-use super::{Backend, StoreError, StoreResult};
+use super::hosts::{load_in, loads_in, HostLoad};
+use super::{Backend, Store, StoreError, StoreResult};
 use crate::scheduler::{
-    self, filters, Demand, GroupContext, PlacementError, PlacementRequest, PlacementSettings,
+    self, Demand, GroupContext, PlacementError, PlacementRequest, PlacementSettings,
 };
 use nubis_api::agent::Accelerator;
 use nubis_api::{HostId, ProjectId, ServerGroupId};
@@ -50,43 +53,49 @@ pub struct Schedule {
 }
 
 /// Chooses and claims a host for a server of `project` needing `demand`.
+///
+/// The candidates are ranked by the store's load hints (see `load_hints`);
+/// each is taken only if its current load, read here, still lets it pass
+/// the scheduler. When the hints' first few fail (or say nothing fits),
+/// every host's current load is read here and ranked again: the hints
+/// never decide a refusal or a placement, they only spare the reading.
 pub(super) async fn claim(
     tx: &mut sqlx::Transaction<'_, sqlx::Any>,
-    backend: Backend,
+    store: &Store,
     project: ProjectId,
     demand: Demand,
     schedule: &Schedule,
 ) -> StoreResult<HostId> {
+    let backend = store.backend();
     let group = match schedule.group {
         Some(group) => Some(lock_group(tx, backend, project, group).await?),
         None => None,
     };
-    let loads = loads_in(tx).await?;
     let request = PlacementRequest {
         demand,
         accel: schedule.accel,
         group,
     };
     let settings = &schedule.settings;
-    let order = scheduler::candidates(&loads, &request, settings, chrono::Utc::now())
-        .map_err(StoreError::NoValidHost)?;
-    if backend == Backend::Sqlite {
-        // The write lock is ours since BEGIN IMMEDIATE: the loads are current.
-        return Ok(order[0]);
+    let now = chrono::Utc::now();
+    let hinted = store.load_hints().rank(tx, &request, settings, now).await?;
+    if let Ok(order) = hinted {
+        for host in order.into_iter().take(HINTED_TRIES) {
+            if let Some(load) = take_if_fits(tx, backend, host, &request, settings, now).await? {
+                store.load_hints().claimed(&load, demand);
+                return Ok(host);
+            }
+        }
     }
+    // The hints were stale: rank by every host's current load.
+    let loads = loads_in(tx).await?;
+    let order =
+        scheduler::candidates(&loads, &request, settings, now).map_err(StoreError::NoValidHost)?;
     for host in order {
-        let mut attempt = Acquire::begin(&mut **tx).await?;
-        sqlx::query("SELECT id FROM hosts WHERE id = $1 FOR UPDATE")
-            .bind(host.to_string())
-            .fetch_optional(&mut *attempt)
-            .await?;
-        let load = load_in(&mut attempt, host).await?;
-        if load.host.enabled && filters::has_room(&load, demand, &settings.overcommit) {
-            attempt.commit().await?;
+        if let Some(load) = take_if_fits(tx, backend, host, &request, settings, now).await? {
+            store.load_hints().claimed(&load, demand);
             return Ok(host);
         }
-        // Filled up while we waited: give its lock back before the next.
-        attempt.rollback().await?;
     }
     Err(StoreError::NoValidHost(PlacementError::NoCapacity {
         vcpus: demand.vcpus,
@@ -94,6 +103,52 @@ pub(super) async fn claim(
         disk_gib: demand.disk_gib,
         why: " (the last hosts with room filled up meanwhile)".into(),
     }))
+}
+
+/// How many of the hints' candidates a claim checks before it reads every
+/// host's load instead.
+const HINTED_TRIES: usize = 8;
+
+/// `host`'s current load if it still passes the scheduler for `request`,
+/// locked for the rest of the transaction; `None` (and no lock) if not.
+///
+/// SQLite: the create's transaction began with `BEGIN IMMEDIATE` and holds
+/// the database's write lock, so the load read is current until commit.
+/// PostgreSQL: the host's row is locked first (`FOR UPDATE`, waiting for
+/// any create holding it), then its load read by a new statement, which
+/// sees every server committed on it meanwhile; a host that no longer
+/// fits gives its lock back (the savepoint is rolled back).
+async fn take_if_fits(
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    backend: Backend,
+    host: HostId,
+    request: &PlacementRequest,
+    settings: &PlacementSettings,
+    now: chrono::DateTime<chrono::Utc>,
+) -> StoreResult<Option<HostLoad>> {
+    let mut attempt = Acquire::begin(&mut **tx).await?;
+    if backend == Backend::Postgres {
+        sqlx::query("SELECT id FROM hosts WHERE id = $1 FOR UPDATE")
+            .bind(host.to_string())
+            .fetch_optional(&mut *attempt)
+            .await?;
+    }
+    let load = match load_in(&mut attempt, host).await {
+        Ok(load) => load,
+        // Deleted since it was ranked.
+        Err(StoreError::NotFound) => {
+            attempt.rollback().await?;
+            return Ok(None);
+        }
+        Err(e) => return Err(e),
+    };
+    if scheduler::candidates(std::slice::from_ref(&load), request, settings, now).is_ok() {
+        attempt.commit().await?;
+        Ok(Some(load))
+    } else {
+        attempt.rollback().await?;
+        Ok(None)
+    }
 }
 
 /// Locks a server group of `project` for the rest of the transaction (so

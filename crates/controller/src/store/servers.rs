@@ -116,8 +116,7 @@ impl Store {
                     disk_gib: new.disk_gib,
                 };
                 let host =
-                    super::placement::claim(&mut tx, self.backend(), new.project, demand, schedule)
-                        .await?;
+                    super::placement::claim(&mut tx, self, new.project, demand, schedule).await?;
                 (host, schedule.group)
             }
         };
