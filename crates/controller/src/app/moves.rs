@@ -50,7 +50,9 @@ pub fn is_down(last_seen: DateTime<Utc>, now: DateTime<Utc>, timeout: Duration) 
 /// Chooses where a server moves: the host named (by id or name; never its
 /// current one; it must be up), else the scheduler's choice among the other
 /// hosts. The one call into placement, so placement changes stay in the
-/// scheduler.
+/// scheduler. The choice is claimed in the move's transaction
+/// (`Store::start_move`), which refuses a target that has no room (or is
+/// disabled) by then, named or not.
 pub fn choose_target(
     loads: &[HostLoad],
     source: HostId,
@@ -87,7 +89,7 @@ pub fn choose_target(
         .map(|hosts| hosts[0])
         .map_err(|e| match e {
             PlacementError::NoHosts => MoveError::NoHost("no other host is up".into()),
-            e @ PlacementError::NoCapacity { .. } => MoveError::NoHost(e.to_string()),
+            e => MoveError::NoHost(e.to_string()),
         })
 }
 
@@ -187,6 +189,8 @@ pub async fn start_migration(
                 source,
                 target,
                 events: vec![(EventKind::Migrating, message)],
+                demand,
+                overcommit: placement.overcommit,
             },
             now,
         )
@@ -292,12 +296,19 @@ pub async fn evacuate(
             source: host,
             target,
             events,
+            demand,
+            overcommit: placement.overcommit,
         };
         match store.start_move(&new, now).await {
             Ok(m) => out.migrations.push(m.migration),
             Err(StoreError::Conflict(reason)) => out.unplaced.push(Unplaced {
                 server: server.id,
                 reason,
+            }),
+            // The target filled up since it was chosen.
+            Err(StoreError::NoValidHost(e)) => out.unplaced.push(Unplaced {
+                server: server.id,
+                reason: e.to_string(),
             }),
             Err(e) => return Err(e.into()),
         }

@@ -1,5 +1,7 @@
 //! The claim: choosing a host for a new server inside the transaction that
-//! inserts it, so two creates can never both take the last room of a host.
+//! inserts it, so two creates can never both take the last room of a host;
+//! and the same claim on a move's target inside the transaction that places
+//! the server there ([`claim_on`]).
 //!
 //! SQLite: the create's transaction began with `BEGIN IMMEDIATE`, so it holds
 //! the database's write lock; no other create runs between its reading of the
@@ -15,10 +17,11 @@
 //! but the project's and its server group's (always taken before any host),
 //! so creates cannot deadlock on hosts.
 
-use super::hosts::{load_in, loads_in};
+use super::hosts::{load_in, loads_in, HostLoad};
 use super::{Backend, StoreError, StoreResult};
 use crate::scheduler::{
-    self, filters, Demand, GroupContext, PlacementError, PlacementRequest, PlacementSettings,
+    self, filters, Demand, GroupContext, Overcommit, PlacementError, PlacementRequest,
+    PlacementSettings,
 };
 use nubis_api::agent::Accelerator;
 use nubis_api::{HostId, ProjectId, ServerGroupId};
@@ -76,12 +79,8 @@ pub(super) async fn claim(
     }
     for host in order {
         let mut attempt = Acquire::begin(&mut **tx).await?;
-        sqlx::query("SELECT id FROM hosts WHERE id = $1 FOR UPDATE")
-            .bind(host.to_string())
-            .fetch_optional(&mut *attempt)
-            .await?;
-        let load = load_in(&mut attempt, host).await?;
-        if load.host.enabled && filters::has_room(&load, demand, &settings.overcommit) {
+        let load = locked_load(&mut attempt, backend, host).await?;
+        if filters::claimable(&load, demand, &settings.overcommit).is_ok() {
             attempt.commit().await?;
             return Ok(host);
         }
@@ -94,6 +93,41 @@ pub(super) async fn claim(
         disk_gib: demand.disk_gib,
         why: " (the last hosts with room filled up meanwhile)".into(),
     }))
+}
+
+/// Claims room on `host`, already chosen (a move's target), for the rest of
+/// the transaction: the host is held as a create's claim holds it and must
+/// pass the same rule ([`filters::claimable`]) on its load read under that
+/// lock, so moves and creates onto one host take turns and never overbook
+/// it. Refused with `NoValidHost` saying why.
+pub(super) async fn claim_on(
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    backend: Backend,
+    host: HostId,
+    demand: Demand,
+    overcommit: &Overcommit,
+) -> StoreResult<()> {
+    let load = locked_load(tx, backend, host).await?;
+    filters::claimable(&load, demand, overcommit).map_err(StoreError::NoValidHost)
+}
+
+/// Holds `host` against other claims until the transaction (or savepoint)
+/// ends and reads its load anew. On PostgreSQL that is its `hosts` row
+/// locked `FOR UPDATE` (waiting for a claim holding it to commit; the new
+/// statement then sees what that claim placed); on SQLite the transaction
+/// holds the database's write lock since `BEGIN IMMEDIATE` already.
+async fn locked_load(
+    conn: &mut sqlx::AnyConnection,
+    backend: Backend,
+    host: HostId,
+) -> StoreResult<HostLoad> {
+    if backend == Backend::Postgres {
+        sqlx::query("SELECT id FROM hosts WHERE id = $1 FOR UPDATE")
+            .bind(host.to_string())
+            .fetch_optional(&mut *conn)
+            .await?;
+    }
+    load_in(conn, host).await
 }
 
 /// Locks a server group of `project` for the rest of the transaction (so
