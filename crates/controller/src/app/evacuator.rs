@@ -50,11 +50,11 @@ pub async fn sweep(state: &AppState, after: Duration) -> anyhow::Result<()> {
         let done = super::moves::evacuate(&state.store, host, now, &placement).await?;
         tracing::info!(
             host = %host,
-            moved = done.migrations.len(),
-            unplaced = done.unplaced.len(),
+            moved = done.evacuation.migrations.len(),
+            unplaced = done.evacuation.unplaced.len(),
             "evacuated a down host"
         );
-        state.desired_state_changed();
+        state.desired_state_changed_on(done.concerned);
     }
     Ok(())
 }

@@ -12,6 +12,7 @@
 //! its servers were evacuated stops them (fencing) and keeps their files
 //! until released.
 
+use crate::live_migration::LiveChange;
 use crate::scheduler::{self, Demand, PlacementError, PlacementRequest, PlacementSettings};
 use crate::store::hosts::HostLoad;
 use crate::store::moves::{ArrivalKind, HostLeftovers, MoveRecord, NewMove, Placement};
@@ -91,6 +92,20 @@ pub fn choose_target(
             PlacementError::NoHosts => MoveError::NoHost("no other host is up".into()),
             e => MoveError::NoHost(e.to_string()),
         })
+}
+
+/// The hosts whose desired state a step of move `m` (its start, its end,
+/// its failure) changes: its source and target (arrival, departure,
+/// release, floating IPs), and every host that has one of the server's
+/// networks, whose VXLAN peers name the host the server's ports are on.
+/// Only their long polls need waking.
+pub async fn hosts_concerned(
+    store: &Store,
+    m: &nubis_api::migrations::Migration,
+) -> Result<HashSet<HostId>, MoveError> {
+    let mut hosts = store.hosts_on_networks_of(m.server).await?;
+    hosts.extend([m.source_host, m.target_host]);
+    Ok(hosts)
 }
 
 /// How the target gets the disk, from the two hosts' shared stores.
@@ -197,6 +212,14 @@ pub async fn start_migration(
         .await?)
 }
 
+/// What an evacuation did, and the hosts whose desired state it changed
+/// (see [`hosts_concerned`]).
+#[derive(Debug)]
+pub struct Evacuated {
+    pub evacuation: Evacuation,
+    pub concerned: HashSet<HostId>,
+}
+
 /// Restarts every server of a down host elsewhere: from the shared store
 /// when the new host shares it (data kept), else rebuilt from the image
 /// (data lost; a `rebuilt` event says so). Moves under way to or from the
@@ -206,7 +229,7 @@ pub async fn evacuate(
     host: HostId,
     now: DateTime<Utc>,
     placement: &PlacementSettings,
-) -> Result<Evacuation, MoveError> {
+) -> Result<Evacuated, MoveError> {
     let loads = store.host_loads().await?;
     let down = loads
         .iter()
@@ -219,6 +242,7 @@ pub async fn evacuate(
         )));
     }
     let host_name = down.host.name.clone();
+    let mut concerned = HashSet::new();
     for running in store.running_moves_of_host(host).await? {
         store
             .fail_move(
@@ -228,6 +252,7 @@ pub async fn evacuate(
                 false,
             )
             .await?;
+        concerned.extend(hosts_concerned(store, &running.migration).await?);
     }
     let stores = store.host_shared_stores().await?;
     let store_of = |h: HostId| stores.get(&h).cloned().flatten();
@@ -300,7 +325,10 @@ pub async fn evacuate(
             overcommit: placement.overcommit,
         };
         match store.start_move(&new, now).await {
-            Ok(m) => out.migrations.push(m.migration),
+            Ok(m) => {
+                concerned.extend(hosts_concerned(store, &m.migration).await?);
+                out.migrations.push(m.migration);
+            }
             Err(StoreError::Conflict(reason)) => out.unplaced.push(Unplaced {
                 server: server.id,
                 reason,
@@ -313,7 +341,10 @@ pub async fn evacuate(
             Err(e) => return Err(e.into()),
         }
     }
-    Ok(out)
+    Ok(Evacuated {
+        evacuation: out,
+        concerned,
+    })
 }
 
 /// Hosts down for longer than `after` that still have servers: those the
@@ -340,14 +371,14 @@ pub async fn hosts_to_evacuate(
 
 /// Takes in what a host reports about moves and leftovers: finishes or
 /// fails the moves it is the target of, stores its leftovers (recording
-/// `fenced` events). Whether desired state changed.
+/// `fenced` events). The hosts whose desired state changed.
 pub async fn apply_report(
     store: &Store,
     host: HostId,
     host_name: &str,
     report: &HostReport,
     now: DateTime<Utc>,
-) -> Result<bool, MoveError> {
+) -> Result<HashSet<HostId>, MoveError> {
     // Fencing is about servers placed elsewhere; a deleted server's QEMU
     // stopped here is just its delete.
     let placements = store.placements(&report.fenced).await?;
@@ -361,7 +392,9 @@ pub async fn apply_report(
                 .is_some_and(|p| p.host.is_some() && p.host != Some(host) && !p.deleting)
         })
         .collect();
-    let mut changed = store
+    let mut changed = HashSet::new();
+    // Its leftovers decide what it is released, in its own state only.
+    if store
         .record_host_leftovers(
             host,
             now,
@@ -371,7 +404,10 @@ pub async fn apply_report(
             },
             host_name,
         )
-        .await?;
+        .await?
+    {
+        changed.insert(host);
+    }
     if report.moves.is_empty() {
         return Ok(changed);
     }
@@ -389,7 +425,13 @@ pub async fn apply_report(
         };
         if m.arrival == ArrivalKind::Live {
             // Both ends' reports drive a live move (see `live_migration`).
-            changed |= crate::live_migration::apply_live_report(store, m, seen, now).await?;
+            match crate::live_migration::apply_live_report(store, m, seen, now).await? {
+                LiveChange::Nothing => {}
+                LiveChange::Source => {
+                    changed.insert(m.migration.source_host);
+                }
+                LiveChange::Move => changed.extend(hosts_concerned(store, &m.migration).await?),
+            }
             continue;
         }
         let evacuation = m.migration.kind == MigrationKind::Evacuate;
@@ -408,15 +450,21 @@ pub async fn apply_report(
                         "migration"
                     }
                 );
-                changed |= store
+                if store
                     .finish_move(m.migration.id, now, None, (EventKind::Migrated, &message))
-                    .await?;
+                    .await?
+                {
+                    changed.extend(hosts_concerned(store, &m.migration).await?);
+                }
             }
             (_, MoveProgress::Failed) => {
                 let error = seen.error.as_deref().unwrap_or("the host gave up");
-                changed |= store
+                if store
                     .fail_move(m.migration.id, now, error, evacuation)
-                    .await?;
+                    .await?
+                {
+                    changed.extend(hosts_concerned(store, &m.migration).await?);
+                }
             }
             _ => {}
         }

@@ -9,6 +9,7 @@ use nubis_controller::store::overlay::peers_from_ports;
 store_tests!(
     networks_get_unique_vnis_even_when_made_at_once,
     remote_ports_are_those_on_other_hosts_with_a_tunnel,
+    hosts_on_a_servers_networks_are_those_its_move_concerns,
 );
 
 fn new_network<'a>(project: ProjectId, name: &'a str, cidr: &str) -> NewNetwork<'a> {
@@ -129,4 +130,82 @@ async fn remote_ports_are_those_on_other_hosts_with_a_tunnel(db: &Db) {
     // Clearing the tunnel address takes the host's ports out.
     db.set_host_tunnel_ip(b, None).await.unwrap();
     assert!(db.network_remote_ports(lan.id, a).await.unwrap().is_empty());
+}
+
+/// The hosts a move of a server concerns beyond its two ends: those with a
+/// server on one of its networks, and the source of a move under way of
+/// such a server (it keeps the network until released); never a host with
+/// servers on other networks only.
+async fn hosts_on_a_servers_networks_are_those_its_move_concerns(db: &Db) {
+    let alice = user(db, "alice").await;
+    let image = image(db, alice.project, "debian-12").await;
+    let mut hosts = Vec::new();
+    for name in ["a", "b", "c", "d", "e"] {
+        hosts.push(host(db, &format!("host-{name}")).await);
+    }
+    let [a, b, c, d, e] = hosts[..] else {
+        unreachable!()
+    };
+    let lan = db
+        .create_network(&new_network(alice.project, "lan", "10.91.0.0/24"))
+        .await
+        .unwrap();
+    let other = db
+        .create_network(&new_network(alice.project, "other", "10.92.0.0/24"))
+        .await
+        .unwrap();
+    let on = |name, host, network| NewServer {
+        ports: vec![nubis_controller::store::NewPort {
+            network,
+            fixed_ip: None,
+        }],
+        ..new_server(alice.project, name, image, host, (1, 512, 1))
+    };
+    let mover = db.create_server(&on("mover", a, &lan)).await.unwrap().id;
+    db.create_server(&on("peer", c, &lan)).await.unwrap();
+    db.create_server(&on("elsewhere", d, &other)).await.unwrap();
+    let leaving = db.create_server(&on("leaving", e, &lan)).await.unwrap().id;
+    let sorted = |set: std::collections::HashSet<HostId>| {
+        let mut v: Vec<HostId> = set.into_iter().collect();
+        v.sort();
+        v
+    };
+    let want = |mut v: Vec<HostId>| {
+        v.sort();
+        v
+    };
+    assert_eq!(
+        sorted(db.hosts_on_networks_of(mover).await.unwrap()),
+        want(vec![a, c, e])
+    );
+    // `leaving` moves from e to b: b has it now, e until the move ends.
+    db.start_move(
+        &nubis_controller::store::moves::NewMove {
+            server: leaving,
+            kind: nubis_api::migrations::MigrationKind::Cold,
+            arrival: nubis_controller::store::moves::ArrivalKind::Copy,
+            source: e,
+            target: b,
+            events: Vec::new(),
+            demand: nubis_controller::scheduler::Demand {
+                vcpus: 1,
+                memory_mib: 512,
+                disk_gib: 1,
+            },
+            overcommit: Default::default(),
+        },
+        Utc::now(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        sorted(db.hosts_on_networks_of(mover).await.unwrap()),
+        want(vec![a, b, c, e])
+    );
+    // Positive control for d: a server of `other` sees d (and only d).
+    let lone = db.create_server(&on("lone", b, &other)).await.unwrap().id;
+    assert_eq!(
+        sorted(db.hosts_on_networks_of(lone).await.unwrap()),
+        want(vec![b, d])
+    );
 }
