@@ -26,7 +26,6 @@ use nubis_api::migrations::{Evacuation, MigrationKind, Unplaced};
 use nubis_api::servers::ServerStatus;
 use nubis_api::{HostId, ServerId};
 use std::collections::{HashMap, HashSet};
-use std::time::Duration;
 
 /// Why a move was refused.
 #[derive(Debug, thiserror::Error)]
@@ -39,13 +38,6 @@ pub enum MoveError {
     NoHost(String),
     #[error(transparent)]
     Store(#[from] StoreError),
-}
-
-/// Whether a host has been silent longer than `timeout`.
-pub fn is_down(last_seen: DateTime<Utc>, now: DateTime<Utc>, timeout: Duration) -> bool {
-    now.signed_duration_since(last_seen)
-        .to_std()
-        .is_ok_and(|age| age > timeout)
 }
 
 /// Chooses where a server moves: the host named (by id or name; never its
@@ -347,16 +339,17 @@ pub async fn evacuate(
     })
 }
 
-/// Hosts down for longer than `after` that still have servers: those the
+/// Hosts down under `grace` (the scheduler's rule with the grace period
+/// as the heartbeat timeout) that still have servers: those the
 /// auto-evacuation sweep evacuates.
 pub async fn hosts_to_evacuate(
     store: &Store,
     now: DateTime<Utc>,
-    after: Duration,
+    grace: &PlacementSettings,
 ) -> Result<Vec<HostId>, MoveError> {
     let mut out = Vec::new();
     for load in store.host_loads().await? {
-        if is_down(load.host.last_seen, now, after)
+        if !grace.is_up(load.host.last_seen, now)
             && store
                 .servers_on_host(load.host.id)
                 .await?

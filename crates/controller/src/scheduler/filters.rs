@@ -167,6 +167,16 @@ mod tests {
     }
 
     #[test]
+    fn down_means_silent_longer_than_the_timeout() {
+        let now = Utc::now();
+        let settings = PlacementSettings::default();
+        let ago = |s| now - chrono::Duration::seconds(s);
+        assert!(settings.is_up(ago(59), now));
+        assert!(!settings.is_up(ago(61), now));
+        assert!(settings.is_up(ago(-5), now), "clock skew: up");
+    }
+
+    #[test]
     fn host_down_after_is_the_operators() {
         let loads = [load("a", 4096, 0, 90)];
         let settings = PlacementSettings {

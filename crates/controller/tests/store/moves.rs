@@ -215,3 +215,60 @@ pub(crate) async fn concurrent_moves_never_overbook_the_target(db: &Db) {
         .expect("the target has room again");
     assert_eq!(m.migration.target_host, target);
 }
+
+/// Sets when a host was last seen (raw SQL: the API only says "now").
+async fn last_seen(db: &Db, host: HostId, at: chrono::DateTime<Utc>) {
+    let mut conn = sqlx::AnyConnection::connect(&db.url).await.unwrap();
+    sqlx::query("UPDATE hosts SET last_seen = $2 WHERE id = $1")
+        .bind(host.to_string())
+        .bind(at.timestamp_millis())
+        .execute(&mut conn)
+        .await
+        .unwrap();
+    conn.close().await.unwrap();
+}
+
+/// The auto-evacuation's grace period decides which hosts are evacuated,
+/// never which hosts count as up for the servers: a host silent for less
+/// than the grace but longer than the heartbeat timeout is down and gets
+/// nothing, however much room it has.
+pub(crate) async fn auto_evacuation_places_on_hosts_up_by_the_usual_rule(db: &Db) {
+    use nubis_controller::app::evacuator::evacuate_down_hosts;
+    let w = world(db).await;
+    let mut roomy = register("host-b", 8);
+    roomy.memory_mib = 65_536;
+    let b = db.register_host(&roomy).await.unwrap().id;
+    let c = host(db, "host-c").await;
+    let now = Utc::now();
+    last_seen(db, w.host, now - Duration::minutes(10)).await;
+    last_seen(db, b, now - Duration::seconds(90)).await;
+    let placement = Default::default(); // down after 60 s
+    let grace = std::time::Duration::from_secs(300);
+
+    let done = evacuate_down_hosts(db, &placement, grace, now)
+        .await
+        .unwrap();
+    assert_eq!(done.len(), 1, "host-a only (host-b is within the grace)");
+    let moved = &done[0].1.evacuation.migrations;
+    assert_eq!(moved.len(), 1, "{done:?}");
+    assert_eq!(moved[0].target_host, c, "host-b is down: not a target");
+
+    assert!(db
+        .finish_move(moved[0].id, now, None, (EventKind::Migrated, "done"))
+        .await
+        .unwrap());
+
+    // Positive control: with host-b up, its room makes it the choice.
+    let second = db
+        .create_server(&new_server(w.project, "db", w.image, w.host, (2, 2048, 20)))
+        .await
+        .unwrap()
+        .id;
+    last_seen(db, b, now).await;
+    let done = evacuate_down_hosts(db, &placement, grace, now)
+        .await
+        .unwrap();
+    let moved = &done[0].1.evacuation.migrations;
+    assert_eq!(moved.len(), 1, "{done:?}");
+    assert_eq!((moved[0].server, moved[0].target_host), (second, b));
+}
