@@ -4,7 +4,7 @@
 //! moves where are in `crate::app::moves`; this module only stores.
 
 use super::rows::{big, json_or_default, parse, time, time_opt, to_json};
-use super::{events, is_unique_violation, Store, StoreError, StoreResult};
+use super::{events, OrConflict, Store, StoreError, StoreResult};
 use crate::scheduler::{Demand, Overcommit};
 use chrono::{DateTime, Utc};
 use nubis_api::events::EventKind;
@@ -285,13 +285,7 @@ impl Store {
         .bind(now.timestamp_millis())
         .execute(&mut *tx)
         .await;
-        match inserted {
-            Err(e) if is_unique_violation(&e) => {
-                return Err(StoreError::Conflict("the server is already moving".into()))
-            }
-            Err(e) => return Err(e.into()),
-            Ok(_) => {}
-        }
+        inserted.or_conflict(|| "the server is already moving".into())?;
         for (kind, message) in &new.events {
             events::record(&mut tx, new.server, now, *kind, message).await?;
         }

@@ -4,11 +4,16 @@
 use super::*;
 use nubis_controller::http::timeouts::Timeouts;
 
-const SHORT: Timeouts = Timeouts {
-    request: Duration::from_secs(10),
-    upload_idle: Duration::from_secs(10),
-    long_poll: Duration::from_secs(3),
-};
+/// Test timeouts with long polls of `secs` seconds.
+const fn long_polls_of(secs: u64) -> Timeouts {
+    Timeouts {
+        request: Duration::from_secs(10),
+        upload_idle: Duration::from_secs(10),
+        long_poll: Duration::from_secs(secs),
+    }
+}
+
+const SHORT: Timeouts = long_polls_of(3);
 
 #[tokio::test]
 async fn a_long_poll_answers_only_changes_of_its_own_host() {
@@ -101,11 +106,7 @@ async fn a_long_poll_answers_only_changes_of_its_own_host() {
 }
 
 /// Long enough that a poll nobody woke answers its old revision, late.
-const LONG: Timeouts = Timeouts {
-    request: Duration::from_secs(10),
-    upload_idle: Duration::from_secs(10),
-    long_poll: Duration::from_secs(30),
-};
+const LONG: Timeouts = long_polls_of(30);
 
 /// A move changes the desired state of its target (the arrival) and of the
 /// hosts sharing the server's network (their VXLAN peers now name the

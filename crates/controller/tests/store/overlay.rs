@@ -3,6 +3,7 @@
 //! a network on other hosts (what a host's VXLAN peers are made of).
 
 use super::*;
+use nubis_api::networks::Network;
 use nubis_controller::store::networks::NewNetwork;
 use nubis_controller::store::overlay::peers_from_ports;
 
@@ -20,6 +21,37 @@ fn new_network<'a>(project: ProjectId, name: &'a str, cidr: &str) -> NewNetwork<
         cidr,
         gateway: cidr.first_host(),
         dns_zone: "nubis.internal",
+    }
+}
+
+/// The networks `lan` (10.91.0.0/24) and `other` (10.92.0.0/24) of `project`.
+async fn two_networks(db: &Db, project: ProjectId) -> (Network, Network) {
+    let mut made = Vec::new();
+    for (name, cidr) in [("lan", "10.91.0.0/24"), ("other", "10.92.0.0/24")] {
+        made.push(
+            db.create_network(&new_network(project, name, cidr))
+                .await
+                .unwrap(),
+        );
+    }
+    let other = made.pop().unwrap();
+    (made.pop().unwrap(), other)
+}
+
+/// A small server with one port on `network`.
+fn on_network<'a>(
+    project: ProjectId,
+    image: ImageId,
+    name: &'a str,
+    host: HostId,
+    network: &'a Network,
+) -> NewServer<'a> {
+    NewServer {
+        ports: vec![nubis_controller::store::NewPort {
+            network,
+            fixed_ip: None,
+        }],
+        ..new_server(project, name, image, host, (1, 512, 1))
     }
 }
 
@@ -90,21 +122,8 @@ async fn remote_ports_are_those_on_other_hosts_with_a_tunnel(db: &Db) {
     // Host c reported no tunnel address: its ports cannot be reached.
     assert_eq!(db.host_tunnel_ip(b).await.unwrap(), Some(ip("172.31.0.12")));
     assert_eq!(db.host_tunnel_ip(c).await.unwrap(), None);
-    let lan = db
-        .create_network(&new_network(alice.project, "lan", "10.91.0.0/24"))
-        .await
-        .unwrap();
-    let other = db
-        .create_network(&new_network(alice.project, "other", "10.92.0.0/24"))
-        .await
-        .unwrap();
-    let on = |name, host, network| NewServer {
-        ports: vec![nubis_controller::store::NewPort {
-            network,
-            fixed_ip: None,
-        }],
-        ..new_server(alice.project, name, image, host, (1, 512, 1))
-    };
+    let (lan, other) = two_networks(db, alice.project).await;
+    let on = |name, host, network| on_network(alice.project, image, name, host, network);
     db.create_server(&on("a1", a, &lan)).await.unwrap();
     let b1 = db.create_server(&on("b1", b, &lan)).await.unwrap();
     db.create_server(&on("c1", c, &lan)).await.unwrap();
@@ -146,21 +165,8 @@ async fn hosts_on_a_servers_networks_are_those_its_move_concerns(db: &Db) {
     let [a, b, c, d, e] = hosts[..] else {
         unreachable!()
     };
-    let lan = db
-        .create_network(&new_network(alice.project, "lan", "10.91.0.0/24"))
-        .await
-        .unwrap();
-    let other = db
-        .create_network(&new_network(alice.project, "other", "10.92.0.0/24"))
-        .await
-        .unwrap();
-    let on = |name, host, network| NewServer {
-        ports: vec![nubis_controller::store::NewPort {
-            network,
-            fixed_ip: None,
-        }],
-        ..new_server(alice.project, name, image, host, (1, 512, 1))
-    };
+    let (lan, other) = two_networks(db, alice.project).await;
+    let on = |name, host, network| on_network(alice.project, image, name, host, network);
     let mover = db.create_server(&on("mover", a, &lan)).await.unwrap().id;
     db.create_server(&on("peer", c, &lan)).await.unwrap();
     db.create_server(&on("elsewhere", d, &other)).await.unwrap();
