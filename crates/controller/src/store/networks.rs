@@ -118,10 +118,7 @@ impl Store {
         .bind(now_ms())
         .execute(&mut *tx)
         .await;
-        if res
-            .as_ref()
-            .is_err_and(|e| super::overlay::is_vni_violation(e))
-        {
+        if res.as_ref().is_err_and(super::overlay::is_vni_violation) {
             return Ok(Err(VniTaken));
         }
         res.or_conflict(|| {
