@@ -13,7 +13,7 @@ use crate::qemu::{QemuProcess, QmpClient, VmConfig};
 use crate::storage::config_drive::{self, ConfigDrive, DriveFlavor};
 use crate::storage::overlay;
 use anyhow::Context;
-use nubis_api::agent::InstanceSpec;
+use nubis_api::agent::{ImageRef, InstanceSpec};
 use nubis_api::images::{ConfigFormat, ImageFormat};
 use nubis_api::ServerId;
 use std::time::Duration;
@@ -96,6 +96,23 @@ pub(super) async fn boot(
     boot_with(ctx, files, spec, state, false).await
 }
 
+/// A kernel or initrd image (`kind`) for direct boot, as QEMU sees its
+/// jailed copy; none when the spec has none.
+async fn boot_file(
+    ctx: &InstanceContext,
+    files: &InstanceFiles,
+    record: &JailRecord,
+    image: Option<&ImageRef>,
+    kind: &str,
+) -> anyhow::Result<Option<std::path::PathBuf>> {
+    let Some(image) = image else {
+        return Ok(None);
+    };
+    let source = ctx.images.ensure(image).await?;
+    let copy = jailed_copy(files, record, source, format!("{}.{kind}", image.id)).await?;
+    Ok(Some(files.jailed(&copy)))
+}
+
 /// Starts the instance's QEMU, paused; `incoming`: as the target of a live
 /// migration, waiting for the guest's state instead of booting it.
 pub(super) async fn boot_with(
@@ -134,32 +151,8 @@ pub(super) async fn boot_with(
         ),
         None => None,
     };
-    let kernel = match &spec.kernel {
-        Some(k) => {
-            let copy = jailed_copy(
-                files,
-                &record,
-                ctx.images.ensure(k).await?,
-                format!("{}.kernel", k.id),
-            )
-            .await?;
-            Some(files.jailed(&copy))
-        }
-        None => None,
-    };
-    let initrd = match &spec.initrd {
-        Some(i) => {
-            let copy = jailed_copy(
-                files,
-                &record,
-                ctx.images.ensure(i).await?,
-                format!("{}.initrd", i.id),
-            )
-            .await?;
-            Some(files.jailed(&copy))
-        }
-        None => None,
-    };
+    let kernel = boot_file(ctx, files, &record, spec.kernel.as_ref(), "kernel").await?;
+    let initrd = boot_file(ctx, files, &record, spec.initrd.as_ref(), "initrd").await?;
     let mut nics = Vec::new();
     let mut tap_fds = Vec::new();
     for nic in &spec.nics {
