@@ -1,5 +1,6 @@
 //! A real `nubis up` process and an API client for it.
 
+use super::api::ApiSession;
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
 use std::path::{Path, PathBuf};
@@ -10,10 +11,9 @@ use std::time::Duration;
 /// on drop. Must be created inside the test's network namespace.
 pub struct Cloud {
     pub data_dir: tempfile::TempDir,
-    pub url: String,
     child: Option<Child>,
-    pub token: Option<String>,
-    http: reqwest::Client,
+    /// The API session (`url`, `token`, `call`...): see `Deref`.
+    api: ApiSession,
     /// Extra `nubis up` arguments, kept for restarts.
     extra_args: Vec<String>,
 }
@@ -42,10 +42,8 @@ impl Cloud {
             .expect("temp dir");
         let mut cloud = Self {
             data_dir,
-            url: "http://127.0.0.1:8780".into(),
             child: None,
-            token: None,
-            http: reqwest::Client::new(),
+            api: ApiSession::new("http://127.0.0.1:8780"),
             extra_args: extra_args.iter().map(|s| s.to_string()).collect(),
         };
         cloud.spawn().await;
@@ -74,7 +72,7 @@ impl Cloud {
             .spawn()
             .expect("starting nubis up");
         self.child = Some(child);
-        let http = self.http.clone();
+        let http = self.api.http().clone();
         let url = format!("{}/v1/openapi.json", self.url);
         super::wait_for("the API to answer", Duration::from_secs(30), || {
             let http = http.clone();
@@ -103,31 +101,6 @@ impl Cloud {
         std::fs::read_to_string(self.data_path().join("up.log")).unwrap_or_default()
     }
 
-    pub fn request(&self, method: Method, path: &str) -> reqwest::RequestBuilder {
-        let req = self.http.request(method, format!("{}{path}", self.url));
-        match &self.token {
-            Some(t) => req.bearer_auth(t),
-            None => req,
-        }
-    }
-
-    /// Sends and returns status + JSON body (Null when not JSON).
-    pub async fn call(
-        &self,
-        method: Method,
-        path: &str,
-        body: Option<Value>,
-    ) -> (StatusCode, Value) {
-        let mut req = self.request(method, path);
-        if let Some(b) = body {
-            req = req.json(&b);
-        }
-        let resp = req.send().await.expect("API request");
-        let status = resp.status();
-        let text = resp.text().await.unwrap_or_default();
-        (status, serde_json::from_str(&text).unwrap_or(Value::Null))
-    }
-
     /// Registers `name` and logs in as it; the token is used from then on.
     pub async fn register_and_login(&mut self, name: &str, password: &str) {
         let creds = json!({"name": name, "password": password});
@@ -147,14 +120,6 @@ impl Cloud {
         self.login(name, password).await;
     }
 
-    /// Logs in as `name`; the token is used from then on.
-    pub async fn login(&mut self, name: &str, password: &str) {
-        let creds = json!({"name": name, "password": password});
-        let (s, b) = self.call(Method::POST, "/v1/tokens", Some(creds)).await;
-        assert_eq!(s, StatusCode::CREATED, "login: {b}");
-        self.token = Some(b["token"].as_str().expect("token").to_owned());
-    }
-
     /// Runs the `nubis` CLI against this cloud as the logged-in user.
     pub fn cli(&self, args: &[&str]) -> std::process::Output {
         run_cli(&self.url, &self.cli_config(), args)
@@ -162,12 +127,7 @@ impl Cloud {
 
     /// The CLI's config dir for this cloud, holding the login token.
     fn cli_config(&self) -> PathBuf {
-        let config = self.data_path().join("cli");
-        std::fs::create_dir_all(&config).expect("cli config dir");
-        if let Some(t) = &self.token {
-            std::fs::write(config.join("token"), t).expect("token file");
-        }
-        config
+        self.api.cli_config_in(self.data_path())
     }
 
     /// Uploads the tiny guest as `tiny` (with `tiny-kernel`, `tiny-initrd`)
@@ -184,57 +144,35 @@ impl Cloud {
 
     /// Generates a key pair `name`; returns the path of its private key (0600).
     pub async fn keypair(&self, name: &str) -> PathBuf {
-        let (s, kp) = self
-            .call(Method::POST, "/v1/keypairs", Some(json!({"name": name})))
-            .await;
-        assert_eq!(s, StatusCode::CREATED, "{kp}");
-        let key = self.data_path().join(format!("{name}.pem"));
-        std::fs::write(&key, kp["private_key"].as_str().expect("private key")).expect("key file");
-        use std::os::unix::fs::PermissionsExt;
-        std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600)).expect("chmod");
-        key
-    }
-
-    /// Creates a server (must be accepted); returns its id and the answer.
-    pub async fn create_server(&self, body: Value) -> (String, Value) {
-        let (s, server) = self.call(Method::POST, "/v1/servers", Some(body)).await;
-        assert_eq!(s, StatusCode::ACCEPTED, "{server}");
-        let id = server["id"].as_str().expect("server id").to_owned();
-        (id, server)
+        self.api.keypair_in(name, self.data_path()).await
     }
 
     /// Polls a server until its status is `want`.
     pub async fn wait_status(&self, id: &str, want: &str, limit: Duration) -> Value {
-        let what = format!("server {id} to be {want}");
-        super::wait_for(&what, limit, || async {
-            let (s, b) = self
-                .call(Method::GET, &format!("/v1/servers/{id}"), None)
-                .await;
-            assert!(s.is_success(), "GET server: {s} {b}");
-            assert_ne!(b["status"], "error", "server failed: {b}\n{}", self.log());
-            (b["status"] == want).then_some(b)
-        })
-        .await
+        self.api
+            .wait_status_or_fail(id, want, limit, || self.log())
+            .await
     }
 
     /// The server's console log.
     pub async fn console_log(&self, id: &str) -> String {
-        let resp = self
-            .request(Method::GET, &format!("/v1/servers/{id}/console-log"))
-            .send()
+        self.api
+            .try_console_log(id)
             .await
-            .expect("console-log");
-        assert!(resp.status().is_success(), "console-log: {}", resp.status());
-        resp.text().await.unwrap_or_default()
+            .expect("the API refused the console log")
     }
+}
 
-    /// Waits until the console log shows `needle`.
-    pub async fn wait_console(&self, id: &str, needle: &str, limit: Duration) {
-        let what = format!("'{needle}' on the console of {id}");
-        super::wait_for(&what, limit, || async {
-            self.console_log(id).await.contains(needle).then_some(())
-        })
-        .await
+impl std::ops::Deref for Cloud {
+    type Target = ApiSession;
+    fn deref(&self) -> &ApiSession {
+        &self.api
+    }
+}
+
+impl std::ops::DerefMut for Cloud {
+    fn deref_mut(&mut self) -> &mut ApiSession {
+        &mut self.api
     }
 }
 

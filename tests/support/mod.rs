@@ -3,6 +3,7 @@
 
 #![allow(dead_code)] // Each test binary uses a different part of the harness.
 
+pub mod api;
 pub mod browser;
 pub mod chaos;
 pub mod cloud;

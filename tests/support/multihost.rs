@@ -25,11 +25,12 @@
 //! });
 //! ```
 
+use super::api::ApiSession;
 use super::cloud::{admin_create_user, nubis_bin, run_cli, upload_tiny_image_to};
 use super::netns::NetNs;
 use super::Reaper;
-use reqwest::{Method, StatusCode};
-use serde_json::{json, Value};
+use reqwest::Method;
+use serde_json::Value;
 use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
@@ -215,9 +216,9 @@ pub struct MultiHost {
     pub hosts: Vec<Host>,
     pub controller_dir: tempfile::TempDir,
     pub database_url: Option<String>,
-    /// The bearer token used by `call` (set by the login helpers).
-    pub token: Option<String>,
-    http: reqwest::Client,
+    /// The API session (`token`, `call`...; set by the login helpers):
+    /// see `Deref`.
+    api: ApiSession,
     controller: Option<Process>,
     options: Options,
     // Dropped last (fields drop in declaration order after `Drop::drop`).
@@ -279,8 +280,7 @@ impl MultiHost {
             hosts,
             controller_dir,
             database_url: options.database_url.clone(),
-            token: None,
-            http: reqwest::Client::new(),
+            api: ApiSession::new(API),
             controller: None,
             options,
             underlay,
@@ -332,7 +332,7 @@ impl MultiHost {
             .stdout(Stdio::null())
             .stderr(log);
         self.controller = Some(Process(cmd.spawn().expect("nubis controller")));
-        super::wait_for_api(&self.http, API, Duration::from_secs(30)).await;
+        super::wait_for_api(self.api.http(), API, Duration::from_secs(30)).await;
     }
 
     /// SIGKILLs the controller (start it again with `start_controller`).
@@ -458,47 +458,9 @@ impl MultiHost {
         self.create_user_and_login(name, password, true).await;
     }
 
-    /// Logs in as `name`; the token is used from then on.
-    pub async fn login(&mut self, name: &str, password: &str) {
-        let creds = json!({"name": name, "password": password});
-        let (s, b) = self.call(Method::POST, "/v1/tokens", Some(creds)).await;
-        assert_eq!(s, StatusCode::CREATED, "login: {b}");
-        self.token = Some(b["token"].as_str().expect("token").to_owned());
-    }
-
-    pub fn request(&self, method: Method, path: &str) -> reqwest::RequestBuilder {
-        let req = self.http.request(method, format!("{API}{path}"));
-        match &self.token {
-            Some(t) => req.bearer_auth(t),
-            None => req,
-        }
-    }
-
-    /// Sends and returns status + JSON body (Null when not JSON).
-    pub async fn call(
-        &self,
-        method: Method,
-        path: &str,
-        body: Option<Value>,
-    ) -> (StatusCode, Value) {
-        let mut req = self.request(method, path);
-        if let Some(b) = body {
-            req = req.json(&b);
-        }
-        let resp = req.send().await.expect("API request");
-        let status = resp.status();
-        let text = resp.text().await.unwrap_or_default();
-        (status, serde_json::from_str(&text).unwrap_or(Value::Null))
-    }
-
     /// The CLI's config dir, holding the current login token.
     pub fn cli_config(&self) -> PathBuf {
-        let config = self.controller_path().join("cli");
-        std::fs::create_dir_all(&config).expect("cli config dir");
-        if let Some(t) = &self.token {
-            std::fs::write(config.join("token"), t).expect("token file");
-        }
-        config
+        self.api.cli_config_in(self.controller_path())
     }
 
     /// Runs the `nubis` CLI as the logged-in user (must succeed).
@@ -515,15 +477,7 @@ impl MultiHost {
     /// Generates a key pair `name` as the logged-in user; returns the path
     /// of its private key (0600).
     pub async fn keypair(&self, name: &str) -> PathBuf {
-        let (s, kp) = self
-            .call(Method::POST, "/v1/keypairs", Some(json!({"name": name})))
-            .await;
-        assert_eq!(s, StatusCode::CREATED, "{kp}");
-        let key = self.controller_path().join(format!("{name}.pem"));
-        std::fs::write(&key, kp["private_key"].as_str().expect("private key")).expect("key file");
-        use std::os::unix::fs::PermissionsExt;
-        std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600)).expect("chmod");
-        key
+        self.api.keypair_in(name, self.controller_path()).await
     }
 
     /// Runs `command` in a guest at `ip` over ssh from host `i` (where the
@@ -532,53 +486,16 @@ impl MultiHost {
         super::guest::ssh(Some(self.ns(i)), key, ip, command)
     }
 
-    /// Creates a server (must be accepted); returns its id and the answer.
-    pub async fn create_server(&self, body: Value) -> (String, Value) {
-        let (s, server) = self.call(Method::POST, "/v1/servers", Some(body)).await;
-        assert_eq!(s, StatusCode::ACCEPTED, "{server}");
-        let id = server["id"].as_str().expect("server id").to_owned();
-        (id, server)
-    }
-
     /// Polls a server until its status is `want` (fails on `error`).
     pub async fn wait_status(&self, id: &str, want: &str, limit: Duration) -> Value {
-        let what = format!("server {id} to be {want}");
-        super::wait_for(&what, limit, || async {
-            let (s, b) = self
-                .call(Method::GET, &format!("/v1/servers/{id}"), None)
-                .await;
-            assert!(s.is_success(), "GET server: {s} {b}");
-            assert_ne!(
-                b["status"],
-                "error",
-                "server failed: {b}\n{}",
-                self.controller_log()
-            );
-            (b["status"] == want).then_some(b)
-        })
-        .await
+        self.api
+            .wait_status_or_fail(id, want, limit, || self.controller_log())
+            .await
     }
 
     /// The server's console log.
     pub async fn console_log(&self, id: &str) -> String {
-        let resp = self
-            .request(Method::GET, &format!("/v1/servers/{id}/console-log"))
-            .send()
-            .await
-            .expect("console-log");
-        if !resp.status().is_success() {
-            return String::new();
-        }
-        resp.text().await.unwrap_or_default()
-    }
-
-    /// Waits until the console log shows `needle`.
-    pub async fn wait_console(&self, id: &str, needle: &str, limit: Duration) {
-        let what = format!("'{needle}' on the console of {id}");
-        super::wait_for(&what, limit, || async {
-            self.console_log(id).await.contains(needle).then_some(())
-        })
-        .await
+        self.api.try_console_log(id).await.unwrap_or_default()
     }
 
     /// The index of the host whose data dir holds server `id`'s instance
@@ -623,6 +540,19 @@ impl MultiHost {
             .and_then(|h| h["id"].as_str())
             .unwrap_or_else(|| panic!("host {} is not registered: {hosts}", self.hosts[i].name))
             .to_owned()
+    }
+}
+
+impl std::ops::Deref for MultiHost {
+    type Target = ApiSession;
+    fn deref(&self) -> &ApiSession {
+        &self.api
+    }
+}
+
+impl std::ops::DerefMut for MultiHost {
+    fn deref_mut(&mut self) -> &mut ApiSession {
+        &mut self.api
     }
 }
 

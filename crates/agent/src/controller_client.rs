@@ -37,6 +37,22 @@ pub const LONG_POLL_TIMEOUT: Duration = Duration::from_secs(50 + 10);
 /// under the image cache's idle timeout, not a total one: images are big).
 pub const DOWNLOAD_START_TIMEOUT: Duration = Duration::from_secs(30);
 
+/// The request that joins `host` to the cluster with `token`'s secret, and
+/// the new key its CSR is for (the caller keeps it: it is never sent; see
+/// `nubis_pki::HostCredentials::from_join` for the answer).
+pub fn join_request(
+    token: &nubis_pki::JoinToken,
+    host: RegisterHost,
+) -> anyhow::Result<(String, JoinRequest)> {
+    let (key_pem, csr_pem) = nubis_pki::ca::new_host_key()?;
+    let request = JoinRequest {
+        secret: token.secret().to_owned(),
+        csr_pem,
+        host,
+    };
+    Ok((key_pem, request))
+}
+
 /// An HTTP client for the controllers' `/v1/agent` endpoints.
 #[derive(Clone)]
 pub struct ControllerClient {

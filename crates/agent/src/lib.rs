@@ -5,6 +5,8 @@
 pub mod accel;
 pub mod api;
 pub mod controller_client;
+#[cfg(any(test, feature = "test-fixtures"))]
+pub mod fixtures;
 pub mod guest_data;
 pub mod host_info;
 pub mod instance;
@@ -26,7 +28,6 @@ use controller_client::ControllerClient;
 use instance::InstanceContext;
 use layout::Layout;
 use nubis_api::agent::{Accelerator, RegisterHost};
-use nubis_api::join::JoinRequest;
 use nubis_pki::{HostCredentials, JoinToken};
 use nubis_supervise::{BackgroundTask, SharedListener};
 use std::net::SocketAddr;
@@ -265,13 +266,8 @@ async fn join(
          (made by `nubis admin join-token` on the controller's machine)",
     )?;
     let token = JoinToken::parse(token).map_err(|e| anyhow::anyhow!("--join-token: {e}"))?;
-    let (key_pem, csr_pem) = nubis_pki::ca::new_host_key()?;
+    let (key_pem, request) = controller_client::join_request(&token, registration.clone())?;
     let client = ControllerClient::for_join(&config.controller_url, &token)?;
-    let request = JoinRequest {
-        secret: token.secret().to_owned(),
-        csr_pem,
-        host: registration.clone(),
-    };
     let joined = loop {
         match client.join(&request).await {
             Ok(Ok(joined)) => break joined,
@@ -284,16 +280,7 @@ async fn join(
             }
         }
     };
-    let credentials = HostCredentials {
-        key_pem,
-        cert_pem: joined.cert_pem,
-        ca_pem: joined.ca_pem,
-    };
-    anyhow::ensure!(
-        nubis_pki::fingerprint(&nubis_pki::ca::pem_to_der(&credentials.ca_pem)?)
-            == token.ca_fingerprint(),
-        "the controller sent a CA other than the join token's"
-    );
+    let credentials = HostCredentials::from_join(&token, key_pem, joined.cert_pem, joined.ca_pem)?;
     credentials.save(&config.data_dir)?;
     tracing::info!(host = %joined.host.name, id = %joined.host.id, "joined the cluster");
     Ok(credentials)

@@ -64,18 +64,39 @@ pub fn migrated_message(host: &str, downtime_ms: u64) -> String {
     format!("live migration done: the server runs on host {host}; downtime {downtime_ms} ms")
 }
 
+/// Whose desired state a report about a live move changed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LiveChange {
+    Nothing,
+    /// The source's departure (the target's endpoints) only.
+    Source,
+    /// The move ended (done or failed): every host it concerns.
+    Move,
+}
+
 /// Acts on one host's report about its end of live move `m` (called by
-/// `app::moves::apply_report`). Whether desired state changed.
+/// `app::moves::apply_report`). Whose desired state changed.
 pub async fn apply_live_report(
     store: &Store,
     m: &MoveRecord,
     seen: &MoveReport,
     now: DateTime<Utc>,
-) -> Result<bool, StoreError> {
+) -> Result<LiveChange, StoreError> {
     let id = m.migration.id;
+    let ended = |yes: bool| {
+        if yes {
+            LiveChange::Move
+        } else {
+            LiveChange::Nothing
+        }
+    };
     match live_step(seen) {
-        LiveStep::Nothing => Ok(false),
-        LiveStep::TargetReady(target) => store.record_live_target(id, &target).await,
+        LiveStep::Nothing => Ok(LiveChange::Nothing),
+        LiveStep::TargetReady(target) => Ok(if store.record_live_target(id, &target).await? {
+            LiveChange::Source
+        } else {
+            LiveChange::Nothing
+        }),
         LiveStep::Done { downtime_ms } => {
             let target = store.host(m.migration.target_host).await?.name;
             let message = migrated_message(&target, downtime_ms);
@@ -83,12 +104,12 @@ pub async fn apply_live_report(
                 .finish_move(id, now, Some(downtime_ms), (EventKind::Migrated, &message))
                 .await?;
             store.forget_live_target(id).await?;
-            Ok(done)
+            Ok(ended(done))
         }
         LiveStep::Failed(error) => {
             let failed = store.fail_move(id, now, &error, false).await?;
             store.forget_live_target(id).await?;
-            Ok(failed)
+            Ok(ended(failed))
         }
     }
 }

@@ -5,6 +5,7 @@
 use crate::ca::write_private;
 use crate::identity::{PeerIdentity, Role};
 use crate::tls::{cluster_client_config, cluster_server_config, ClientAuth, Trust};
+use crate::JoinToken;
 use anyhow::Context;
 use std::path::{Path, PathBuf};
 
@@ -23,6 +24,28 @@ impl std::fmt::Debug for HostCredentials {
 }
 
 impl HostCredentials {
+    /// What a join gives: `key_pem` (the key whose CSR was sent) with the
+    /// certificate and CA the controller answered. Refused unless that CA
+    /// is the one `token` pins: a host keeps no credentials from anyone
+    /// but the cluster that issued its token (the TLS of the join already
+    /// pinned it; this checks what the answer says, too).
+    pub fn from_join(
+        token: &JoinToken,
+        key_pem: String,
+        cert_pem: String,
+        ca_pem: String,
+    ) -> anyhow::Result<Self> {
+        anyhow::ensure!(
+            crate::fingerprint(&crate::ca::pem_to_der(&ca_pem)?) == token.ca_fingerprint(),
+            "the controller sent a CA other than the join token's"
+        );
+        Ok(Self {
+            key_pem,
+            cert_pem,
+            ca_pem,
+        })
+    }
+
     fn dir(data_dir: &Path) -> PathBuf {
         data_dir.join("pki")
     }
@@ -110,5 +133,36 @@ impl HostCredentials {
             Some((&self.cert_pem, &self.key_pem)),
         )?;
         crate::tls::reqwest_client(config, builder)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ca::{new_host_key, ClusterCa};
+
+    #[test]
+    fn a_join_keeps_credentials_only_from_the_tokens_ca() {
+        let (ours, theirs) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+        let ca = ClusterCa::load_or_create(ours.path()).unwrap();
+        let other = ClusterCa::load_or_create(theirs.path()).unwrap();
+        let token = JoinToken::generate(&ca.fingerprint()).unwrap();
+        let (key_pem, csr_pem) = new_host_key().unwrap();
+        let cert_pem = ca.issue_host("h-1", "10.0.0.7", &csr_pem).unwrap();
+        let refused = HostCredentials::from_join(
+            &token,
+            key_pem.clone(),
+            cert_pem.clone(),
+            other.cert_pem().to_owned(),
+        );
+        assert!(
+            refused.is_err_and(|e| e.to_string().contains("other than the join token's")),
+            "another cluster's CA"
+        );
+        // Positive control: the token's own CA.
+        let joined =
+            HostCredentials::from_join(&token, key_pem, cert_pem, ca.cert_pem().to_owned())
+                .unwrap();
+        assert_eq!(joined.host_id().unwrap(), "h-1");
     }
 }

@@ -5,9 +5,8 @@
 use crate::fleet::FleetCounters;
 use crate::instances::SimInstances;
 use anyhow::Context;
-use nubis_agent::controller_client::ControllerClient;
+use nubis_agent::controller_client::{join_request, ControllerClient};
 use nubis_api::agent::{Accelerator, RegisterHost};
-use nubis_api::join::JoinRequest;
 use nubis_api::HostId;
 use nubis_pki::{HostCredentials, JoinToken};
 use std::sync::{Arc, Mutex};
@@ -88,26 +87,14 @@ impl SimHost {
         spec: &SimHostSpec,
     ) -> anyhow::Result<Self> {
         let token = JoinToken::parse(join_token).map_err(|e| anyhow::anyhow!("join token: {e}"))?;
-        let (key_pem, csr_pem) = nubis_pki::ca::new_host_key()?;
         let registration = spec.registration();
+        let (key_pem, request) = join_request(&token, registration.clone())?;
         let joined = ControllerClient::for_join(controller_url, &token)?
-            .join(&JoinRequest {
-                secret: token.secret().to_owned(),
-                csr_pem,
-                host: registration.clone(),
-            })
+            .join(&request)
             .await?
             .map_err(|refused| anyhow::anyhow!("join refused: {refused}"))?;
-        let credentials = HostCredentials {
-            key_pem,
-            cert_pem: joined.cert_pem,
-            ca_pem: joined.ca_pem,
-        };
-        anyhow::ensure!(
-            nubis_pki::fingerprint(&nubis_pki::ca::pem_to_der(&credentials.ca_pem)?)
-                == token.ca_fingerprint(),
-            "the controller sent a CA other than the join token's"
-        );
+        let credentials =
+            HostCredentials::from_join(&token, key_pem, joined.cert_pem, joined.ca_pem)?;
         let client = ControllerClient::new(controller_url, &credentials)?;
         let host = client.register(&registration).await?;
         anyhow::ensure!(host.id == joined.host.id, "registered under another id");

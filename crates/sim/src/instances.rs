@@ -84,42 +84,11 @@ impl SimInstances {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use nubis_api::agent::{GuestConfig, ImageRef};
-    use nubis_api::images::ImageFormat;
-    use nubis_api::{ImageId, ProjectId};
 
     fn spec(power: PowerState) -> InstanceSpec {
         InstanceSpec {
-            id: ServerId::new(),
-            name: "sim".into(),
-            vcpus: 1,
-            memory_mib: 128,
-            disk_gib: 1,
-            disk_image: ImageRef {
-                id: ImageId::new(),
-                format: ImageFormat::Qcow2,
-                checksum: "0".repeat(64),
-                size: 1,
-            },
-            kernel: None,
-            initrd: None,
-            cmdline: None,
             power,
-            reboot_generation: 0,
-            nics: Vec::new(),
-            guest: GuestConfig {
-                hostname: "sim".into(),
-                project: ProjectId::new(),
-                keys: Vec::new(),
-                user_data: None,
-                config_drive: false,
-                config_format: Default::default(),
-            },
-            security_groups: Vec::new(),
-            network_limits: Default::default(),
-            cdrom: None,
-            generation: 1,
-            arrival: None,
+            ..nubis_agent::fixtures::instance_spec("sim")
         }
     }
 

@@ -4,9 +4,6 @@ use super::*;
 use crate::layout::Layout;
 use axum::body::Body;
 use axum::http::header;
-use nubis_api::agent::{GuestConfig, ImageRef};
-use nubis_api::images::ImageFormat;
-use nubis_api::{ImageId, ProjectId};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
@@ -35,40 +32,10 @@ async fn stalling_controller() -> (String, Arc<AtomicBool>) {
     (format!("http://{addr}"), asked)
 }
 
+/// An instance with no NICs: the actor touches no host networking before
+/// the disk.
 pub(super) fn spec() -> InstanceSpec {
-    InstanceSpec {
-        id: ServerId::new(),
-        name: "stuck".into(),
-        vcpus: 1,
-        memory_mib: 128,
-        disk_gib: 1,
-        disk_image: ImageRef {
-            id: ImageId::new(),
-            format: ImageFormat::Qcow2,
-            checksum: "0".repeat(64),
-            size: 1 << 20,
-        },
-        kernel: None,
-        initrd: None,
-        cmdline: None,
-        power: PowerState::Running,
-        reboot_generation: 0,
-        // No NICs: the actor touches no host networking before the disk.
-        nics: Vec::new(),
-        guest: GuestConfig {
-            hostname: "stuck".into(),
-            project: ProjectId::new(),
-            keys: Vec::new(),
-            user_data: None,
-            config_drive: false,
-            config_format: Default::default(),
-        },
-        security_groups: Vec::new(),
-        network_limits: Default::default(),
-        cdrom: None,
-        generation: 1,
-        arrival: None,
-    }
+    crate::fixtures::instance_spec("stuck")
 }
 
 #[tokio::test]

@@ -2,10 +2,9 @@
 
 use super::*;
 use base64::Engine;
-use nubis_api::agent::{GuestConfig, ImageRef, NamedKey, NetworkSpec, PowerState};
-use nubis_api::images::ImageFormat;
+use nubis_api::agent::{NamedKey, NetworkSpec};
 use nubis_api::networks::Cidr;
-use nubis_api::{ImageId, NetworkId, PortId, ProjectId, ServerId};
+use nubis_api::{NetworkId, PortId};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpSocket;
 
@@ -27,53 +26,27 @@ fn spec(
     keys: &[(&str, &str)],
     user_data: Option<&[u8]>,
 ) -> InstanceSpec {
-    InstanceSpec {
-        id: ServerId::new(),
-        name: name.into(),
-        vcpus: 1,
-        memory_mib: 256,
-        disk_gib: 1,
-        disk_image: ImageRef {
-            id: ImageId::new(),
-            format: ImageFormat::Qcow2,
-            checksum: "0".repeat(64),
-            size: 1 << 20,
-        },
-        kernel: None,
-        initrd: None,
-        cmdline: None,
-        power: PowerState::Running,
-        reboot_generation: 0,
-        nics: nics
-            .iter()
-            .enumerate()
-            .map(|(i, (ip, domain))| NicSpec {
-                port: PortId::new(),
-                network: network(*ip, domain),
-                mac: format!("fa:16:3e:00:00:{i:02x}"),
-                ip: Ipv4Addr::from(*ip),
-            })
-            .collect(),
-        guest: GuestConfig {
-            hostname: name.into(),
-            project: ProjectId::new(),
-            keys: keys
-                .iter()
-                .map(|(name, key)| NamedKey {
-                    name: (*name).into(),
-                    public_key: (*key).into(),
-                })
-                .collect(),
-            user_data: user_data.map(|b| base64::engine::general_purpose::STANDARD.encode(b)),
-            config_drive: false,
-            config_format: Default::default(),
-        },
-        security_groups: Vec::new(),
-        network_limits: Default::default(),
-        cdrom: None,
-        generation: 1,
-        arrival: None,
-    }
+    let mut spec = crate::fixtures::instance_spec(name);
+    spec.memory_mib = 256;
+    spec.nics = nics
+        .iter()
+        .enumerate()
+        .map(|(i, (ip, domain))| NicSpec {
+            port: PortId::new(),
+            network: network(*ip, domain),
+            mac: format!("fa:16:3e:00:00:{i:02x}"),
+            ip: Ipv4Addr::from(*ip),
+        })
+        .collect();
+    spec.guest.keys = keys
+        .iter()
+        .map(|(name, key)| NamedKey {
+            name: (*name).into(),
+            public_key: (*key).into(),
+        })
+        .collect();
+    spec.guest.user_data = user_data.map(|b| base64::engine::general_purpose::STANDARD.encode(b));
+    spec
 }
 
 /// Instance A: 127.0.0.2 (and 127.0.1.5 on a second network), a key and

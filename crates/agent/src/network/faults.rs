@@ -70,18 +70,20 @@ mod tests {
     use nubis_api::ServerId;
 
     fn spec_on(id: ServerId, network: NetworkId) -> InstanceSpec {
-        let json = serde_json::json!({
-            "id": id, "name": "s", "vcpus": 1, "memory_mib": 64, "disk_gib": 1,
-            "disk_image": {"id": uuid::Uuid::nil(), "format": "qcow2", "checksum": "", "size": 0},
-            "kernel": null, "initrd": null, "cmdline": null, "power": "running",
-            "reboot_generation": 0,
-            "nics": [{"port": uuid::Uuid::nil(), "mac": "52:54:00:00:00:01", "ip": "10.64.0.2",
-                "network": {"id": network, "cidr": "10.64.0.0/24", "gateway": "10.64.0.1",
-                    "domain": "alice.nubis.internal"}}],
-            "guest": {"hostname": "s", "project": uuid::Uuid::nil(), "keys": [],
-                "user_data": null, "config_drive": false},
-        });
-        serde_json::from_value(json).expect("instance spec")
+        let mut spec = crate::fixtures::instance_spec("s");
+        spec.id = id;
+        spec.nics = vec![nubis_api::agent::NicSpec {
+            port: nubis_api::PortId::new(),
+            mac: "52:54:00:00:00:01".into(),
+            ip: "10.64.0.2".parse().unwrap(),
+            network: nubis_api::agent::NetworkSpec {
+                id: network,
+                cidr: "10.64.0.0/24".parse().unwrap(),
+                gateway: "10.64.0.1".parse().unwrap(),
+                domain: "alice.nubis.internal".into(),
+            },
+        }];
+        spec
     }
 
     fn observed(id: ServerId, power: ObservedPower) -> InstanceReport {

@@ -7,16 +7,11 @@ use nubis_api::agent::{Departure, DesiredState, InstanceSpec, PeerHost, Released
 use nubis_api::{HostId, ServerId};
 
 fn spec(id: ServerId) -> InstanceSpec {
-    let json = serde_json::json!({
-        "id": id, "name": "s", "vcpus": 1, "memory_mib": 64, "disk_gib": 1,
-        "disk_image": {"id": uuid::Uuid::nil(), "format": "qcow2", "checksum": "", "size": 0},
-        "kernel": null, "initrd": null, "cmdline": null, "power": "running",
-        "reboot_generation": 0, "nics": [],
-        "guest": {"hostname": "s", "project": uuid::Uuid::nil(), "keys": [],
-            "user_data": null, "config_drive": false},
-        "generation": 3,
-    });
-    serde_json::from_value(json).expect("instance spec")
+    InstanceSpec {
+        id,
+        generation: 3,
+        ..crate::fixtures::instance_spec("s")
+    }
 }
 
 fn desired(

@@ -2,7 +2,11 @@
 //! for that long. With several controllers on one database only the holder
 //! of the `evacuator` leader lease acts, so a host is evacuated once.
 
+use super::moves::{evacuate, hosts_to_evacuate, Evacuated, MoveError};
 use crate::http::AppState;
+use crate::scheduler::PlacementSettings;
+use crate::store::Store;
+use nubis_api::HostId;
 use std::time::Duration;
 
 /// The leader lease of the evacuator.
@@ -37,24 +41,40 @@ pub async fn run(state: AppState, after: Duration) {
 }
 
 /// One pass: evacuates each host down longer than `after` that still has
-/// servers. The grace period is at least the heartbeat timeout: a host is
-/// never evacuated before it counts as down.
+/// servers (see [`evacuate_down_hosts`]) and wakes the agents concerned.
 pub async fn sweep(state: &AppState, after: Duration) -> anyhow::Result<()> {
-    let now = chrono::Utc::now();
-    let grace = after.max(state.placement.host_down_after);
-    let placement = crate::scheduler::PlacementSettings {
-        host_down_after: grace,
-        ..state.placement
-    };
-    for host in super::moves::hosts_to_evacuate(&state.store, now, grace).await? {
-        let done = super::moves::evacuate(&state.store, host, now, &placement).await?;
+    let done =
+        evacuate_down_hosts(&state.store, &state.placement, after, chrono::Utc::now()).await?;
+    for (host, done) in done {
         tracing::info!(
             host = %host,
-            moved = done.migrations.len(),
-            unplaced = done.unplaced.len(),
+            moved = done.evacuation.migrations.len(),
+            unplaced = done.evacuation.unplaced.len(),
             "evacuated a down host"
         );
-        state.desired_state_changed();
+        state.desired_state_changed_on(done.concerned);
     }
     Ok(())
+}
+
+/// Evacuates each host silent for longer than `after` that still has
+/// servers. The grace period is at least the heartbeat timeout: a host is
+/// never evacuated before it counts as down. Targets are chosen by the
+/// operator's usual rule (`placement`), never the grace period: a host
+/// silent for less than the grace is still down, and gets nothing.
+pub async fn evacuate_down_hosts(
+    store: &Store,
+    placement: &PlacementSettings,
+    after: Duration,
+    now: chrono::DateTime<chrono::Utc>,
+) -> Result<Vec<(HostId, Evacuated)>, MoveError> {
+    let grace = PlacementSettings {
+        host_down_after: after.max(placement.host_down_after),
+        ..*placement
+    };
+    let mut out = Vec::new();
+    for host in hosts_to_evacuate(store, now, &grace).await? {
+        out.push((host, evacuate(store, host, now, placement).await?));
+    }
+    Ok(out)
 }

@@ -12,6 +12,7 @@
 //! its servers were evacuated stops them (fencing) and keeps their files
 //! until released.
 
+use crate::live_migration::LiveChange;
 use crate::scheduler::{self, Demand, PlacementError, PlacementRequest, PlacementSettings};
 use crate::store::hosts::HostLoad;
 use crate::store::moves::{ArrivalKind, HostLeftovers, MoveRecord, NewMove, Placement};
@@ -25,7 +26,6 @@ use nubis_api::migrations::{Evacuation, MigrationKind, Unplaced};
 use nubis_api::servers::ServerStatus;
 use nubis_api::{HostId, ServerId};
 use std::collections::{HashMap, HashSet};
-use std::time::Duration;
 
 /// Why a move was refused.
 #[derive(Debug, thiserror::Error)]
@@ -40,17 +40,12 @@ pub enum MoveError {
     Store(#[from] StoreError),
 }
 
-/// Whether a host has been silent longer than `timeout`.
-pub fn is_down(last_seen: DateTime<Utc>, now: DateTime<Utc>, timeout: Duration) -> bool {
-    now.signed_duration_since(last_seen)
-        .to_std()
-        .is_ok_and(|age| age > timeout)
-}
-
 /// Chooses where a server moves: the host named (by id or name; never its
 /// current one; it must be up), else the scheduler's choice among the other
 /// hosts. The one call into placement, so placement changes stay in the
-/// scheduler.
+/// scheduler. The choice is claimed in the move's transaction
+/// (`Store::start_move`), which refuses a target that has no room (or is
+/// disabled) by then, named or not.
 pub fn choose_target(
     loads: &[HostLoad],
     source: HostId,
@@ -87,8 +82,22 @@ pub fn choose_target(
         .map(|hosts| hosts[0])
         .map_err(|e| match e {
             PlacementError::NoHosts => MoveError::NoHost("no other host is up".into()),
-            e @ PlacementError::NoCapacity { .. } => MoveError::NoHost(e.to_string()),
+            e => MoveError::NoHost(e.to_string()),
         })
+}
+
+/// The hosts whose desired state a step of move `m` (its start, its end,
+/// its failure) changes: its source and target (arrival, departure,
+/// release, floating IPs), and every host that has one of the server's
+/// networks, whose VXLAN peers name the host the server's ports are on.
+/// Only their long polls need waking.
+pub async fn hosts_concerned(
+    store: &Store,
+    m: &nubis_api::migrations::Migration,
+) -> Result<HashSet<HostId>, MoveError> {
+    let mut hosts = store.hosts_on_networks_of(m.server).await?;
+    hosts.extend([m.source_host, m.target_host]);
+    Ok(hosts)
 }
 
 /// How the target gets the disk, from the two hosts' shared stores.
@@ -187,10 +196,20 @@ pub async fn start_migration(
                 source,
                 target,
                 events: vec![(EventKind::Migrating, message)],
+                demand,
+                overcommit: placement.overcommit,
             },
             now,
         )
         .await?)
+}
+
+/// What an evacuation did, and the hosts whose desired state it changed
+/// (see [`hosts_concerned`]).
+#[derive(Debug)]
+pub struct Evacuated {
+    pub evacuation: Evacuation,
+    pub concerned: HashSet<HostId>,
 }
 
 /// Restarts every server of a down host elsewhere: from the shared store
@@ -202,7 +221,7 @@ pub async fn evacuate(
     host: HostId,
     now: DateTime<Utc>,
     placement: &PlacementSettings,
-) -> Result<Evacuation, MoveError> {
+) -> Result<Evacuated, MoveError> {
     let loads = store.host_loads().await?;
     let down = loads
         .iter()
@@ -215,6 +234,7 @@ pub async fn evacuate(
         )));
     }
     let host_name = down.host.name.clone();
+    let mut concerned = HashSet::new();
     for running in store.running_moves_of_host(host).await? {
         store
             .fail_move(
@@ -224,6 +244,7 @@ pub async fn evacuate(
                 false,
             )
             .await?;
+        concerned.extend(hosts_concerned(store, &running.migration).await?);
     }
     let stores = store.host_shared_stores().await?;
     let store_of = |h: HostId| stores.get(&h).cloned().flatten();
@@ -292,29 +313,43 @@ pub async fn evacuate(
             source: host,
             target,
             events,
+            demand,
+            overcommit: placement.overcommit,
         };
         match store.start_move(&new, now).await {
-            Ok(m) => out.migrations.push(m.migration),
+            Ok(m) => {
+                concerned.extend(hosts_concerned(store, &m.migration).await?);
+                out.migrations.push(m.migration);
+            }
             Err(StoreError::Conflict(reason)) => out.unplaced.push(Unplaced {
                 server: server.id,
                 reason,
             }),
+            // The target filled up since it was chosen.
+            Err(StoreError::NoValidHost(e)) => out.unplaced.push(Unplaced {
+                server: server.id,
+                reason: e.to_string(),
+            }),
             Err(e) => return Err(e.into()),
         }
     }
-    Ok(out)
+    Ok(Evacuated {
+        evacuation: out,
+        concerned,
+    })
 }
 
-/// Hosts down for longer than `after` that still have servers: those the
+/// Hosts down under `grace` (the scheduler's rule with the grace period
+/// as the heartbeat timeout) that still have servers: those the
 /// auto-evacuation sweep evacuates.
 pub async fn hosts_to_evacuate(
     store: &Store,
     now: DateTime<Utc>,
-    after: Duration,
+    grace: &PlacementSettings,
 ) -> Result<Vec<HostId>, MoveError> {
     let mut out = Vec::new();
     for load in store.host_loads().await? {
-        if is_down(load.host.last_seen, now, after)
+        if !grace.is_up(load.host.last_seen, now)
             && store
                 .servers_on_host(load.host.id)
                 .await?
@@ -329,14 +364,14 @@ pub async fn hosts_to_evacuate(
 
 /// Takes in what a host reports about moves and leftovers: finishes or
 /// fails the moves it is the target of, stores its leftovers (recording
-/// `fenced` events). Whether desired state changed.
+/// `fenced` events). The hosts whose desired state changed.
 pub async fn apply_report(
     store: &Store,
     host: HostId,
     host_name: &str,
     report: &HostReport,
     now: DateTime<Utc>,
-) -> Result<bool, MoveError> {
+) -> Result<HashSet<HostId>, MoveError> {
     // Fencing is about servers placed elsewhere; a deleted server's QEMU
     // stopped here is just its delete.
     let placements = store.placements(&report.fenced).await?;
@@ -350,7 +385,9 @@ pub async fn apply_report(
                 .is_some_and(|p| p.host.is_some() && p.host != Some(host) && !p.deleting)
         })
         .collect();
-    let mut changed = store
+    let mut changed = HashSet::new();
+    // Its leftovers decide what it is released, in its own state only.
+    if store
         .record_host_leftovers(
             host,
             now,
@@ -360,7 +397,10 @@ pub async fn apply_report(
             },
             host_name,
         )
-        .await?;
+        .await?
+    {
+        changed.insert(host);
+    }
     if report.moves.is_empty() {
         return Ok(changed);
     }
@@ -378,7 +418,13 @@ pub async fn apply_report(
         };
         if m.arrival == ArrivalKind::Live {
             // Both ends' reports drive a live move (see `live_migration`).
-            changed |= crate::live_migration::apply_live_report(store, m, seen, now).await?;
+            match crate::live_migration::apply_live_report(store, m, seen, now).await? {
+                LiveChange::Nothing => {}
+                LiveChange::Source => {
+                    changed.insert(m.migration.source_host);
+                }
+                LiveChange::Move => changed.extend(hosts_concerned(store, &m.migration).await?),
+            }
             continue;
         }
         let evacuation = m.migration.kind == MigrationKind::Evacuate;
@@ -397,15 +443,21 @@ pub async fn apply_report(
                         "migration"
                     }
                 );
-                changed |= store
+                if store
                     .finish_move(m.migration.id, now, None, (EventKind::Migrated, &message))
-                    .await?;
+                    .await?
+                {
+                    changed.extend(hosts_concerned(store, &m.migration).await?);
+                }
             }
             (_, MoveProgress::Failed) => {
                 let error = seen.error.as_deref().unwrap_or("the host gave up");
-                changed |= store
+                if store
                     .fail_move(m.migration.id, now, error, evacuation)
-                    .await?;
+                    .await?
+                {
+                    changed.extend(hosts_concerned(store, &m.migration).await?);
+                }
             }
             _ => {}
         }

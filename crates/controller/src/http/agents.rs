@@ -417,13 +417,14 @@ pub async fn report(
         .record_traffic(host, &report.traffic, state.clock.now())
         .await?;
     // A guest that powered itself off, or a server that used up its traffic
-    // quota, changes desired state too.
-    // Both concern only this host's instances; a move's step concerns its
-    // other host too.
-    if moved {
-        state.desired_state_changed();
-    } else if !changes.is_empty() || report.instances.iter().any(|i| i.guest_shutdown) {
-        state.desired_state_changed_on([host]);
+    // quota, changes desired state too; both concern only this host's
+    // instances. A move's step concerns the hosts `apply_report` named.
+    let mut concerned = moved;
+    if !changes.is_empty() || report.instances.iter().any(|i| i.guest_shutdown) {
+        concerned.insert(host);
+    }
+    if !concerned.is_empty() {
+        state.desired_state_changed_on(concerned);
     }
     Ok(StatusCode::NO_CONTENT)
 }

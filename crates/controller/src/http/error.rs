@@ -130,9 +130,9 @@ impl From<StoreError> for ApiError {
             StoreError::NoValidHost(e @ PlacementError::NoHosts) => {
                 Self::new(StatusCode::SERVICE_UNAVAILABLE, "no_hosts", e.to_string())
             }
-            StoreError::NoValidHost(e @ PlacementError::NoCapacity { .. }) => {
-                Self::new(StatusCode::CONFLICT, "no_capacity", e.to_string())
-            }
+            StoreError::NoValidHost(
+                e @ (PlacementError::NoCapacity { .. } | PlacementError::HostRefused { .. }),
+            ) => Self::new(StatusCode::CONFLICT, "no_capacity", e.to_string()),
             other => Self::internal(other),
         }
     }

@@ -45,8 +45,26 @@ async fn start(
     )
     .await
     .map_err(move_error)?;
-    state.desired_state_changed();
+    wake_concerned(state, &[&record.migration]).await;
     Ok((StatusCode::ACCEPTED, Json(record.migration)))
+}
+
+/// Wakes the agents whose desired state the moves changed (see
+/// `moves::hosts_concerned`): the moves are made, so if those hosts cannot
+/// be read every agent is woken instead (only work for the others).
+pub(super) async fn wake_concerned(state: &AppState, migrations: &[&Migration]) {
+    let mut hosts = std::collections::HashSet::new();
+    for m in migrations {
+        match moves::hosts_concerned(&state.store, m).await {
+            Ok(more) => hosts.extend(more),
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot tell which hosts a move concerns; waking all");
+                state.desired_state_changed();
+                return;
+            }
+        }
+    }
+    state.desired_state_changed_on(hosts);
 }
 
 /// Move a stopped server to another host (`host`: admins only): its disk is
@@ -113,6 +131,6 @@ pub async fn evacuate(
             MoveError::Store(crate::store::StoreError::NotFound) => ApiError::not_found("host"),
             e => move_error(e),
         })?;
-    state.desired_state_changed();
-    Ok(Json(done))
+    state.desired_state_changed_on(done.concerned);
+    Ok(Json(done.evacuation))
 }

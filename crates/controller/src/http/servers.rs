@@ -207,6 +207,20 @@ pub async fn stop(
     set_power(&state, &caller, id, PowerState::Stopped).await
 }
 
+/// Answers a change of one server's desired state (power, reboot, CD-ROM),
+/// which concerns its host only: wakes that host's agent, 202 with the
+/// server.
+async fn changed_on_its_host(
+    state: &AppState,
+    record: ServerRecord,
+) -> ApiResult<(StatusCode, Json<Server>)> {
+    state.desired_state_changed_on(record.host);
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(present_one(state, record).await?),
+    ))
+}
+
 async fn set_power(
     state: &AppState,
     caller: &Caller,
@@ -227,11 +241,7 @@ async fn set_power(
         .set_power_at(caller.user.project, id, power, state.clock.now())
         .await
         .map_err(ApiError::from_store("server"))?;
-    state.desired_state_changed_on(record.host);
-    Ok((
-        StatusCode::ACCEPTED,
-        Json(present_one(state, record).await?),
-    ))
+    changed_on_its_host(state, record).await
 }
 
 /// Reboot a running server (a hard reset of the virtual machine).
@@ -256,11 +266,7 @@ pub async fn reboot(
         .request_reboot(caller.user.project, id)
         .await
         .map_err(ApiError::from_store("server"))?;
-    state.desired_state_changed_on(record.host);
-    Ok((
-        StatusCode::ACCEPTED,
-        Json(present_one(&state, record).await?),
-    ))
+    changed_on_its_host(&state, record).await
 }
 
 /// Eject the ISO from a server's CD-ROM drive, so that it boots from its
@@ -280,11 +286,7 @@ pub async fn eject(
         .eject_cdrom(caller.user.project, id)
         .await
         .map_err(ApiError::from_store("server"))?;
-    state.desired_state_changed_on(record.host);
-    Ok((
-        StatusCode::ACCEPTED,
-        Json(present_one(&state, record).await?),
-    ))
+    changed_on_its_host(&state, record).await
 }
 
 /// Delete a server; its host removes the VM, disk, sockets and logs.

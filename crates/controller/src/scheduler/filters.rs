@@ -1,6 +1,6 @@
 //! Filters: each one says whether a host can take a server at all.
 
-use super::{Demand, GroupContext, Overcommit, PlacementRequest};
+use super::{Demand, GroupContext, Overcommit, PlacementError, PlacementRequest};
 use crate::store::hosts::HostLoad;
 use nubis_api::server_groups::GroupPolicy;
 
@@ -25,6 +25,43 @@ pub fn has_room(load: &HostLoad, demand: Demand, overcommit: &Overcommit) -> boo
             load.used_disk_gib,
             demand.disk_gib,
         )
+}
+
+/// What is left of one resource under its ratio.
+fn left_one(have: u64, ratio: f64, used: u64) -> u64 {
+    ((have as f64 * ratio).floor() as u64).saturating_sub(used)
+}
+
+/// Whether one host, its load read under its claim's lock, can take
+/// `demand`: enabled, with room under the overcommit ratios. The rule every
+/// claim applies once it holds the host (a create's, after the scheduler
+/// ranked the candidates; a move's, on the target chosen for it), with why
+/// not.
+pub fn claimable(
+    load: &HostLoad,
+    demand: Demand,
+    overcommit: &Overcommit,
+) -> Result<(), PlacementError> {
+    let why = if !load.host.enabled {
+        "it is disabled (it takes no new servers)".to_owned()
+    } else if !has_room(load, demand, overcommit) {
+        let h = &load.host;
+        format!(
+            "room is left for {} vCPUs, {} MiB memory and {} GiB disk",
+            left_one(h.vcpus, overcommit.cpu, load.used_vcpus),
+            left_one(h.memory_mib, overcommit.memory, load.used_memory_mib),
+            left_one(h.disk_gib, overcommit.disk, load.used_disk_gib),
+        )
+    } else {
+        return Ok(());
+    };
+    Err(PlacementError::HostRefused {
+        host: load.host.name.clone(),
+        vcpus: demand.vcpus,
+        memory_mib: demand.memory_mib,
+        disk_gib: demand.disk_gib,
+        why,
+    })
 }
 
 /// Affinity: on a member's host (any host for the first member);
@@ -130,6 +167,16 @@ mod tests {
     }
 
     #[test]
+    fn down_means_silent_longer_than_the_timeout() {
+        let now = Utc::now();
+        let settings = PlacementSettings::default();
+        let ago = |s| now - chrono::Duration::seconds(s);
+        assert!(settings.is_up(ago(59), now));
+        assert!(!settings.is_up(ago(61), now));
+        assert!(settings.is_up(ago(-5), now), "clock skew: up");
+    }
+
+    #[test]
     fn host_down_after_is_the_operators() {
         let loads = [load("a", 4096, 0, 90)];
         let settings = PlacementSettings {
@@ -184,6 +231,31 @@ mod tests {
         assert!(run(&[l.clone()], &PlacementRequest::new(D)).is_err());
         l.used_disk_gib = 99;
         assert!(run(&[l], &PlacementRequest::new(D)).is_ok());
+    }
+
+    #[test]
+    fn a_claim_on_one_host_says_why_it_is_refused() {
+        let o = Overcommit::default();
+        let mut l = load("h2", 1024, 768, 0);
+        let err = filters::claimable(&l, D, &o).unwrap_err();
+        let text = err.to_string();
+        assert!(
+            text.starts_with("host h2 cannot take 1 vCPUs, 512 MiB"),
+            "{text}"
+        );
+        assert!(
+            text.contains("room is left for 8 vCPUs, 256 MiB memory"),
+            "{text}"
+        );
+        l.used_memory_mib = 512;
+        assert_eq!(
+            filters::claimable(&l, D, &o),
+            Ok(()),
+            "the positive control"
+        );
+        l.host.enabled = false;
+        let err = filters::claimable(&l, D, &o).unwrap_err();
+        assert!(err.to_string().contains("disabled"), "{err}");
     }
 
     #[test]

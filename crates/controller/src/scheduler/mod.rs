@@ -137,6 +137,15 @@ pub enum PlacementError {
         /// What else ruled hosts out (", and ...") — empty when only room did.
         why: String,
     },
+    /// The one host a claim was for (a move's target) cannot take it.
+    #[error("host {host} cannot take {vcpus} vCPUs, {memory_mib} MiB memory and {disk_gib} GiB disk: {why}")]
+    HostRefused {
+        host: String,
+        vcpus: u64,
+        memory_mib: u64,
+        disk_gib: u64,
+        why: String,
+    },
 }
 
 /// The hosts that can take `request`, best first; an error saying why when

@@ -1,7 +1,7 @@
 //! Flavors.
 
 use super::rows::{big, count, json_or_default, parse, to_json};
-use super::{found, is_unique_violation, now_ms, Store, StoreError, StoreResult};
+use super::{found, now_ms, OrConflict, Store, StoreError, StoreResult};
 use nubis_api::flavors::{CreateFlavor, Flavor};
 use nubis_api::FlavorId;
 use sqlx::any::AnyRow;
@@ -63,14 +63,8 @@ impl Store {
         .bind(req.bandwidth.as_ref().map(to_json))
         .execute(self.pool())
         .await;
-        match res {
-            Err(e) if is_unique_violation(&e) => Err(StoreError::Conflict(format!(
-                "a flavor named '{}' already exists",
-                req.name
-            ))),
-            Err(e) => Err(e.into()),
-            Ok(_) => self.flavor(&id.to_string()).await,
-        }
+        res.or_conflict(|| format!("a flavor named '{}' already exists", req.name))?;
+        self.flavor(&id.to_string()).await
     }
 
     pub async fn list_flavors(&self) -> StoreResult<Vec<Flavor>> {

@@ -2,7 +2,7 @@
 //! (their u32 value), so ranges compare and sort as numbers.
 
 use super::rows::{parse, parse_opt, time};
-use super::{found, is_unique_violation, now_ms, usage, Backend, Store, StoreError, StoreResult};
+use super::{found, now_ms, usage, Backend, OrConflict, Store, StoreError, StoreResult};
 use nubis_api::floating_ips::{FloatingIp, FloatingIpPool};
 use nubis_api::{FloatingIpId, FloatingIpPoolId, HostId, ProjectId, ServerId};
 use sqlx::any::AnyRow;
@@ -82,15 +82,7 @@ impl Store {
         .bind(now_ms())
         .execute(&mut *tx)
         .await;
-        match res {
-            Err(e) if is_unique_violation(&e) => {
-                return Err(StoreError::Conflict(format!(
-                    "a pool named '{name}' already exists"
-                )))
-            }
-            Err(e) => return Err(e.into()),
-            Ok(_) => {}
-        }
+        res.or_conflict(|| format!("a pool named '{name}' already exists"))?;
         tx.commit().await?;
         let row = sqlx::query("SELECT * FROM floating_ip_pools WHERE id = $1")
             .bind(id.to_string())

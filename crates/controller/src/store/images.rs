@@ -4,7 +4,7 @@
 
 use super::quotas::{check_image_bytes, check_quota};
 use super::rows::{big, count, count_opt, parse, parse_opt, time};
-use super::{found, is_unique_violation, now_ms, Store, StoreError, StoreResult};
+use super::{found, now_ms, OrConflict, Store, StoreError, StoreResult};
 use nubis_api::images::{ConfigFormat, Image, ImageFormat, ImageStatus, Visibility};
 use nubis_api::{ImageId, ProjectId};
 use sqlx::any::AnyRow;
@@ -104,17 +104,14 @@ impl Store {
         .bind(new.config_format.as_str())
         .execute(&mut *tx)
         .await;
-        match res {
-            Err(e) if is_unique_violation(&e) => Err(StoreError::Conflict(format!(
+        res.or_conflict(|| {
+            format!(
                 "an image named '{}' already exists in this project",
                 new.name
-            ))),
-            Err(e) => Err(e.into()),
-            Ok(_) => {
-                tx.commit().await?;
-                self.image_any_project(id).await
-            }
-        }
+            )
+        })?;
+        tx.commit().await?;
+        self.image_any_project(id).await
     }
 
     /// An image regardless of owner (for agents and internal use).

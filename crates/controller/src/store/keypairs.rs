@@ -1,7 +1,7 @@
 //! SSH key pairs of a project.
 
 use super::rows::{parse, time};
-use super::{found, is_unique_violation, now_ms, Store, StoreError, StoreResult};
+use super::{found, now_ms, OrConflict, Store, StoreError, StoreResult};
 use nubis_api::keypairs::Keypair;
 use nubis_api::{KeypairId, ProjectId};
 use sqlx::any::AnyRow;
@@ -39,13 +39,8 @@ impl Store {
         .bind(now_ms())
         .execute(self.pool())
         .await;
-        match res {
-            Err(e) if is_unique_violation(&e) => Err(StoreError::Conflict(format!(
-                "a key pair named '{name}' already exists in this project"
-            ))),
-            Err(e) => Err(e.into()),
-            Ok(_) => self.keypair(project, name).await,
-        }
+        res.or_conflict(|| format!("a key pair named '{name}' already exists in this project"))?;
+        self.keypair(project, name).await
     }
 
     /// A key pair of `project` by id or name.

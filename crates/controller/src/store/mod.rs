@@ -265,7 +265,7 @@ pub(crate) fn now_ms() -> i64 {
 }
 
 /// Whether an error is a unique-constraint violation (same name twice).
-pub(crate) fn is_unique_violation(e: &sqlx::Error) -> bool {
+fn is_unique_violation(e: &sqlx::Error) -> bool {
     match e {
         sqlx::Error::Database(db) => {
             db.is_unique_violation()
@@ -273,6 +273,25 @@ pub(crate) fn is_unique_violation(e: &sqlx::Error) -> bool {
                 || db.code().as_deref() == Some("23505")
         }
         _ => false,
+    }
+}
+
+/// Turns a unique-constraint violation into [`StoreError::Conflict`] with
+/// a message saying what is taken (a name, an address, a running move);
+/// any other database error stays what it is.
+pub(crate) trait OrConflict<T> {
+    fn or_conflict(self, taken: impl FnOnce() -> String) -> StoreResult<T>;
+}
+
+impl<T> OrConflict<T> for Result<T, sqlx::Error> {
+    fn or_conflict(self, taken: impl FnOnce() -> String) -> StoreResult<T> {
+        self.map_err(|e| {
+            if is_unique_violation(&e) {
+                StoreError::Conflict(taken())
+            } else {
+                e.into()
+            }
+        })
     }
 }
 

@@ -4,7 +4,8 @@
 //! moves where are in `crate::app::moves`; this module only stores.
 
 use super::rows::{big, json_or_default, parse, time, time_opt, to_json};
-use super::{events, is_unique_violation, Store, StoreError, StoreResult};
+use super::{events, OrConflict, Store, StoreError, StoreResult};
+use crate::scheduler::{Demand, Overcommit};
 use chrono::{DateTime, Utc};
 use nubis_api::events::EventKind;
 use nubis_api::migrations::{Migration, MigrationKind, MigrationState};
@@ -62,6 +63,10 @@ pub struct NewMove {
     /// The events recorded with it (`migrating`, or `evacuated` and
     /// `rebuilt`) and their words.
     pub events: Vec<(EventKind, String)>,
+    /// What the server needs: claimed on the target in the move's
+    /// transaction, under the operator's overcommit ratios.
+    pub demand: Demand,
+    pub overcommit: Overcommit,
 }
 
 /// What a host's last report said about instances no longer its own.
@@ -228,12 +233,23 @@ impl Store {
             .collect()
     }
 
-    /// Starts a move in one transaction: the migration row, the server
+    /// Starts a move in one transaction: the claim on the target (as a
+    /// create's: see `store::placement`), the migration row, the server
     /// placed on the target with its generation raised, and the event.
-    /// `Conflict` when the server is already moving or is no longer on the
-    /// source (another move or a delete won the race).
+    /// `NoValidHost` when the target cannot take the server (full, e.g.
+    /// after concurrent moves or creates, or disabled); `Conflict` when the
+    /// server is already moving or is no longer on the source (another move
+    /// or a delete won the race).
     pub async fn start_move(&self, new: &NewMove, now: DateTime<Utc>) -> StoreResult<MoveRecord> {
         let mut tx = self.begin_write().await?;
+        super::placement::claim_on(
+            &mut tx,
+            self.backend(),
+            new.target,
+            new.demand,
+            &new.overcommit,
+        )
+        .await?;
         let placed = sqlx::query(
             "UPDATE servers SET host_id = $3, placement_generation = placement_generation + 1 \
              WHERE id = $1 AND host_id = $2 AND deleting = 0",
@@ -269,13 +285,7 @@ impl Store {
         .bind(now.timestamp_millis())
         .execute(&mut *tx)
         .await;
-        match inserted {
-            Err(e) if is_unique_violation(&e) => {
-                return Err(StoreError::Conflict("the server is already moving".into()))
-            }
-            Err(e) => return Err(e.into()),
-            Ok(_) => {}
-        }
+        inserted.or_conflict(|| "the server is already moving".into())?;
         for (kind, message) in &new.events {
             events::record(&mut tx, new.server, now, *kind, message).await?;
         }

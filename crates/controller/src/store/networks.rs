@@ -1,7 +1,7 @@
 //! Private networks, and the ports (NICs with addresses) on them.
 
 use super::rows::{parse, time};
-use super::{found, is_unique_violation, now_ms, Store, StoreError, StoreResult};
+use super::{found, now_ms, OrConflict, Store, StoreError, StoreResult};
 use crate::address_space::{self, AddressSpace, ExistingNetwork, ExistingPort, Finding};
 use nubis_api::networks::{network_domain, Cidr, Network, ServerAddress};
 use nubis_api::{NetworkId, ProjectId, ServerId};
@@ -118,17 +118,15 @@ impl Store {
         .bind(now_ms())
         .execute(&mut *tx)
         .await;
-        match res {
-            Err(e) if super::overlay::is_vni_violation(&e) => return Ok(Err(VniTaken)),
-            Err(e) if is_unique_violation(&e) => {
-                return Err(StoreError::Conflict(format!(
-                    "a network named '{}' already exists in this project",
-                    new.name
-                )))
-            }
-            Err(e) => return Err(e.into()),
-            Ok(_) => {}
+        if res.as_ref().is_err_and(super::overlay::is_vni_violation) {
+            return Ok(Err(VniTaken));
         }
+        res.or_conflict(|| {
+            format!(
+                "a network named '{}' already exists in this project",
+                new.name
+            )
+        })?;
         let rows = sqlx::query("SELECT cidr FROM networks WHERE id <> $1")
             .bind(id.to_string())
             .fetch_all(&mut *tx)

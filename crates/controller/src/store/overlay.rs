@@ -4,9 +4,9 @@
 
 use super::{Store, StoreError, StoreResult};
 use nubis_api::agent::OverlayPeer;
-use nubis_api::{HostId, NetworkId};
+use nubis_api::{HostId, NetworkId, ServerId};
 use sqlx::Row;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 use std::net::Ipv4Addr;
 
 /// The largest VNI (VXLAN identifiers have 24 bits).
@@ -92,6 +92,27 @@ impl Store {
         vni.and_then(|v| u32::try_from(v).ok())
             .filter(|v| (1..=MAX_VNI as u32).contains(v))
             .ok_or_else(|| StoreError::Corrupt(format!("network {network} has no valid VNI")))
+    }
+
+    /// The hosts whose desired state lists a network `server` has a port
+    /// on: those of the network's servers (the server's own included), and
+    /// the sources of moves under way of such servers (a departing server
+    /// keeps its networks there). A change of where `server` is changes
+    /// the VXLAN peers (and FDB) of exactly these hosts.
+    pub async fn hosts_on_networks_of(&self, server: ServerId) -> StoreResult<HashSet<HostId>> {
+        let rows = sqlx::query(
+            "SELECT s.host_id AS host FROM ports p JOIN servers s ON s.id = p.server_id \
+             WHERE s.host_id IS NOT NULL \
+             AND p.network_id IN (SELECT network_id FROM ports WHERE server_id = $1) \
+             UNION \
+             SELECT m.source_host AS host FROM migrations m JOIN ports p ON p.server_id = m.server_id \
+             WHERE m.state = 'running' \
+             AND p.network_id IN (SELECT network_id FROM ports WHERE server_id = $1)",
+        )
+        .bind(server.to_string())
+        .fetch_all(self.pool())
+        .await?;
+        rows.iter().map(|r| super::rows::parse(r, "host")).collect()
     }
 
     /// (tunnel IP, MAC) of every port of `network` on a host other than

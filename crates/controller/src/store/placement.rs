@@ -1,5 +1,7 @@
 //! The claim: choosing a host for a new server inside the transaction that
-//! inserts it, so two creates can never both take the last room of a host.
+//! inserts it, so two creates can never both take the last room of a host;
+//! and the same claim on a move's target inside the transaction that places
+//! the server there ([`claim_on`]).
 //!
 //! The candidates are ranked by a recent copy of every host's load (see
 //! `load_hints`); the claim itself is decided by the host's load read in
@@ -21,7 +23,8 @@
 use super::hosts::{load_in, loads_in, HostLoad};
 use super::{Backend, Store, StoreError, StoreResult};
 use crate::scheduler::{
-    self, Demand, GroupContext, PlacementError, PlacementRequest, PlacementSettings,
+    self, filters, Demand, GroupContext, Overcommit, PlacementError, PlacementRequest,
+    PlacementSettings,
 };
 use nubis_api::agent::Accelerator;
 use nubis_api::{HostId, ProjectId, ServerGroupId};
@@ -127,13 +130,7 @@ async fn take_if_fits(
     now: chrono::DateTime<chrono::Utc>,
 ) -> StoreResult<Option<HostLoad>> {
     let mut attempt = Acquire::begin(&mut **tx).await?;
-    if backend == Backend::Postgres {
-        sqlx::query("SELECT id FROM hosts WHERE id = $1 FOR UPDATE")
-            .bind(host.to_string())
-            .fetch_optional(&mut *attempt)
-            .await?;
-    }
-    let load = match load_in(&mut attempt, host).await {
+    let load = match locked_load(&mut attempt, backend, host).await {
         Ok(load) => load,
         // Deleted since it was ranked.
         Err(StoreError::NotFound) => {
@@ -149,6 +146,41 @@ async fn take_if_fits(
         attempt.rollback().await?;
         Ok(None)
     }
+}
+
+/// Claims room on `host`, already chosen (a move's target), for the rest of
+/// the transaction: the host is held as a create's claim holds it and must
+/// pass the same rule ([`filters::claimable`]) on its load read under that
+/// lock, so moves and creates onto one host take turns and never overbook
+/// it. Refused with `NoValidHost` saying why.
+pub(super) async fn claim_on(
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    backend: Backend,
+    host: HostId,
+    demand: Demand,
+    overcommit: &Overcommit,
+) -> StoreResult<()> {
+    let load = locked_load(tx, backend, host).await?;
+    filters::claimable(&load, demand, overcommit).map_err(StoreError::NoValidHost)
+}
+
+/// Holds `host` against other claims until the transaction (or savepoint)
+/// ends and reads its load anew. On PostgreSQL that is its `hosts` row
+/// locked `FOR UPDATE` (waiting for a claim holding it to commit; the new
+/// statement then sees what that claim placed); on SQLite the transaction
+/// holds the database's write lock since `BEGIN IMMEDIATE` already.
+async fn locked_load(
+    conn: &mut sqlx::AnyConnection,
+    backend: Backend,
+    host: HostId,
+) -> StoreResult<HostLoad> {
+    if backend == Backend::Postgres {
+        sqlx::query("SELECT id FROM hosts WHERE id = $1 FOR UPDATE")
+            .bind(host.to_string())
+            .fetch_optional(&mut *conn)
+            .await?;
+    }
+    load_in(conn, host).await
 }
 
 /// Locks a server group of `project` for the rest of the transaction (so

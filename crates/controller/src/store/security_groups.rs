@@ -5,7 +5,7 @@
 
 use super::quotas::{check_quota, DEFAULT_SECURITY_GROUP};
 use super::rows::{parse, parse_opt, time};
-use super::{found, is_unique_violation, now_ms, Store, StoreError, StoreResult};
+use super::{found, now_ms, OrConflict, Store, StoreError, StoreResult};
 use nubis_api::quotas::QuotaUsage;
 use nubis_api::security_groups::{Direction, Prefix, Rule, SecurityGroup};
 use nubis_api::{ProjectId, SecurityGroupId, SecurityGroupRuleId, ServerId};
@@ -103,16 +103,11 @@ impl Store {
         .bind(now_ms())
         .execute(&mut *tx)
         .await;
-        match res {
-            Err(e) if is_unique_violation(&e) => Err(StoreError::Conflict(format!(
-                "a security group named '{name}' already exists in this project"
-            ))),
-            Err(e) => Err(e.into()),
-            Ok(_) => {
-                tx.commit().await?;
-                self.security_group(project, &id.to_string()).await
-            }
-        }
+        res.or_conflict(|| {
+            format!("a security group named '{name}' already exists in this project")
+        })?;
+        tx.commit().await?;
+        self.security_group(project, &id.to_string()).await
     }
 
     /// A group of `project` by id or name.

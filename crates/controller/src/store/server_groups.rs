@@ -4,7 +4,7 @@
 
 use super::quotas::check_quota;
 use super::rows::{parse, time};
-use super::{found, is_unique_violation, now_ms, Backend, Store, StoreError, StoreResult};
+use super::{found, now_ms, Backend, OrConflict, Store, StoreError, StoreResult};
 use nubis_api::quotas::QuotaUsage;
 use nubis_api::server_groups::{GroupPolicy, ServerGroup};
 use nubis_api::{ProjectId, ServerGroupId};
@@ -62,15 +62,9 @@ impl Store {
         .bind(now_ms())
         .execute(&mut *tx)
         .await;
-        match res {
-            Err(e) if is_unique_violation(&e) => {
-                return Err(StoreError::Conflict(format!(
-                    "a server group named '{name}' already exists in this project"
-                )))
-            }
-            Err(e) => return Err(e.into()),
-            Ok(_) => {}
-        }
+        res.or_conflict(|| {
+            format!("a server group named '{name}' already exists in this project")
+        })?;
         tx.commit().await?;
         self.server_group(project, &id.to_string()).await
     }

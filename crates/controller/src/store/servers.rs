@@ -4,7 +4,7 @@
 use super::placement::Placement;
 use super::rows::{big, parse, to_json};
 use super::server_record::{observed_str, power_str, server_from_row, ServerRecord};
-use super::{found, is_unique_violation, now_ms, usage, Backend, Store, StoreError, StoreResult};
+use super::{found, now_ms, usage, Backend, OrConflict, Store, StoreError, StoreResult};
 use nubis_api::agent::{HostReport, ObservedPower, PowerState};
 use nubis_api::bandwidth::Bandwidth;
 use nubis_api::networks::{dns_label, Network};
@@ -149,16 +149,12 @@ impl Store {
         .bind(new.lease_expires_at.map(|t| t.timestamp_millis()))
         .execute(&mut *tx)
         .await;
-        match res {
-            Err(e) if is_unique_violation(&e) => {
-                return Err(StoreError::Conflict(format!(
-                    "a server named '{}' already exists in this project",
-                    new.name
-                )))
-            }
-            Err(e) => return Err(e.into()),
-            Ok(_) => {}
-        }
+        res.or_conflict(|| {
+            format!(
+                "a server named '{}' already exists in this project",
+                new.name
+            )
+        })?;
         for (index, port) in new.ports.iter().enumerate() {
             self.insert_port(&mut tx, id, index, port).await?;
         }
@@ -251,14 +247,13 @@ impl Store {
         .bind(now_ms())
         .execute(&mut **tx)
         .await;
-        match res {
-            Err(e) if is_unique_violation(&e) => Err(StoreError::Conflict(format!(
+        res.or_conflict(|| {
+            format!(
                 "address {ip} is already in use on network '{}'",
                 network.name
-            ))),
-            Err(e) => Err(e.into()),
-            Ok(_) => Ok(()),
-        }
+            )
+        })?;
+        Ok(())
     }
 
     /// The ports of a server: (port id, network id, mac, ip), in NIC order.

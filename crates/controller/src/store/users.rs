@@ -1,7 +1,7 @@
 //! Users, their personal projects, and bearer tokens.
 
 use super::rows::{flag, parse, time};
-use super::{found, is_unique_violation, now_ms, Store, StoreError, StoreResult};
+use super::{found, now_ms, OrConflict, Store, StoreResult};
 use nubis_api::users::User;
 use nubis_api::{ProjectId, UserId};
 use sqlx::any::AnyRow;
@@ -67,15 +67,7 @@ impl Store {
             .await
         }
         .await;
-        match result {
-            Err(e) if is_unique_violation(&e) => {
-                return Err(StoreError::Conflict(format!(
-                    "a user named '{name}' already exists"
-                )))
-            }
-            Err(e) => return Err(e.into()),
-            Ok(_) => {}
-        }
+        result.or_conflict(|| format!("a user named '{name}' already exists"))?;
         tx.commit().await?;
         self.user(user_id).await
     }

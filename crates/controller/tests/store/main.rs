@@ -232,6 +232,8 @@ store_tests!(
     hosts_register_idempotently_by_name,
     moves_raise_generations_and_fail_back,
     leftovers_record_one_fenced_event,
+    concurrent_moves_never_overbook_the_target,
+    auto_evacuation_places_on_hosts_up_by_the_usual_rule,
     host_loads_sum_placed_servers,
     servers_are_scoped_by_project,
     server_names_with_one_dns_label_conflict,

@@ -3,6 +3,7 @@
 
 use super::*;
 use nubis_api::migrations::{MigrationKind, MigrationState};
+use nubis_controller::scheduler::{Demand, PlacementError};
 use nubis_controller::store::moves::{ArrivalKind, HostLeftovers, NewMove};
 
 fn cold(server: ServerId, source: HostId, target: HostId) -> NewMove {
@@ -13,6 +14,12 @@ fn cold(server: ServerId, source: HostId, target: HostId) -> NewMove {
         source,
         target,
         events: vec![(EventKind::Migrating, "migrating".into())],
+        demand: Demand {
+            vcpus: 2,
+            memory_mib: 2048,
+            disk_gib: 20,
+        },
+        overcommit: Default::default(),
     }
 }
 
@@ -145,4 +152,123 @@ pub(crate) async fn leftovers_record_one_fenced_event(db: &Db) {
         db.host_shared_stores().await.unwrap()[&w.host].as_deref(),
         Some("store-1")
     );
+}
+
+/// A host with 3000 MiB memory: room for one 2048 MiB server.
+async fn small_host(db: &Db, name: &str) -> HostId {
+    let mut req = register(name, 8);
+    req.memory_mib = 3000;
+    db.register_host(&req).await.expect("register host").id
+}
+
+/// Moves claim their target in their transaction: two moves racing onto a
+/// target with room for one server, exactly one is accepted; the other is
+/// refused with the reason naming the target, and once the room is free
+/// again (positive control) the same move is accepted.
+pub(crate) async fn concurrent_moves_never_overbook_the_target(db: &Db) {
+    let w = world(db).await;
+    let second = db
+        .create_server(&new_server(w.project, "db", w.image, w.host, (2, 2048, 20)))
+        .await
+        .unwrap()
+        .id;
+    let target = small_host(db, "host-c").await;
+    let now = Utc::now();
+    let (first_move, second_move) = (cold(w.server, w.host, target), cold(second, w.host, target));
+    let (one, two) = tokio::join!(
+        db.start_move(&first_move, now),
+        db.start_move(&second_move, now),
+    );
+    let (won, lost, loser) = match (one, two) {
+        (Ok(m), Err(e)) => (m, e, second),
+        (Err(e), Ok(m)) => (m, e, w.server),
+        (one, two) => panic!("exactly one move must be accepted: {one:?} / {two:?}"),
+    };
+    match &lost {
+        StoreError::NoValidHost(e @ PlacementError::HostRefused { .. }) => {
+            let text = e.to_string();
+            assert!(
+                text.contains("host-c") && text.contains("room is left"),
+                "{text}"
+            );
+        }
+        other => panic!("the second move must be refused for room: {other:?}"),
+    }
+    let on_target = db.servers_on_host(target).await.unwrap();
+    assert_eq!(on_target.len(), 1, "one server on the target");
+    assert_eq!(
+        generation(db, loser).await,
+        1,
+        "the refused move left no trace"
+    );
+    assert_eq!(db.running_moves_of_host(target).await.unwrap().len(), 1);
+
+    // Positive control: the refusal was about room. Once the winner went
+    // back, the loser's move onto the same target is accepted.
+    assert!(db
+        .fail_move(won.migration.id, now, "given up", false)
+        .await
+        .unwrap());
+    let m = db
+        .start_move(&cold(loser, w.host, target), now)
+        .await
+        .expect("the target has room again");
+    assert_eq!(m.migration.target_host, target);
+}
+
+/// Sets when a host was last seen (raw SQL: the API only says "now").
+async fn last_seen(db: &Db, host: HostId, at: chrono::DateTime<Utc>) {
+    let mut conn = sqlx::AnyConnection::connect(&db.url).await.unwrap();
+    sqlx::query("UPDATE hosts SET last_seen = $2 WHERE id = $1")
+        .bind(host.to_string())
+        .bind(at.timestamp_millis())
+        .execute(&mut conn)
+        .await
+        .unwrap();
+    conn.close().await.unwrap();
+}
+
+/// The auto-evacuation's grace period decides which hosts are evacuated,
+/// never which hosts count as up for the servers: a host silent for less
+/// than the grace but longer than the heartbeat timeout is down and gets
+/// nothing, however much room it has.
+pub(crate) async fn auto_evacuation_places_on_hosts_up_by_the_usual_rule(db: &Db) {
+    use nubis_controller::app::evacuator::evacuate_down_hosts;
+    let w = world(db).await;
+    let mut roomy = register("host-b", 8);
+    roomy.memory_mib = 65_536;
+    let b = db.register_host(&roomy).await.unwrap().id;
+    let c = host(db, "host-c").await;
+    let now = Utc::now();
+    last_seen(db, w.host, now - Duration::minutes(10)).await;
+    last_seen(db, b, now - Duration::seconds(90)).await;
+    let placement = Default::default(); // down after 60 s
+    let grace = std::time::Duration::from_secs(300);
+
+    let done = evacuate_down_hosts(db, &placement, grace, now)
+        .await
+        .unwrap();
+    assert_eq!(done.len(), 1, "host-a only (host-b is within the grace)");
+    let moved = &done[0].1.evacuation.migrations;
+    assert_eq!(moved.len(), 1, "{done:?}");
+    assert_eq!(moved[0].target_host, c, "host-b is down: not a target");
+
+    assert!(db
+        .finish_move(moved[0].id, now, None, (EventKind::Migrated, "done"))
+        .await
+        .unwrap());
+
+    // Positive control: with host-b up, its room makes it the choice.
+    let second = db
+        .create_server(&new_server(w.project, "db", w.image, w.host, (2, 2048, 20)))
+        .await
+        .unwrap()
+        .id;
+    last_seen(db, b, now).await;
+    let done = evacuate_down_hosts(db, &placement, grace, now)
+        .await
+        .unwrap();
+    let moved = &done[0].1.evacuation.migrations;
+    assert_eq!(moved.len(), 1, "{done:?}");
+    assert_eq!((moved[0].server, moved[0].target_host), (second, b));
 }

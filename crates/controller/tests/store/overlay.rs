@@ -3,6 +3,7 @@
 //! a network on other hosts (what a host's VXLAN peers are made of).
 
 use super::*;
+use nubis_api::networks::Network;
 use nubis_controller::store::networks::NewNetwork;
 use nubis_controller::store::overlay::peers_from_ports;
 
@@ -10,6 +11,7 @@ store_tests!(
     networks_get_unique_vnis_even_when_made_at_once,
     remote_ports_are_those_on_other_hosts_with_a_tunnel,
     a_server_moving_live_is_reached_on_its_source_until_it_arrived,
+    hosts_on_a_servers_networks_are_those_its_move_concerns,
 );
 
 fn new_network<'a>(project: ProjectId, name: &'a str, cidr: &str) -> NewNetwork<'a> {
@@ -20,6 +22,37 @@ fn new_network<'a>(project: ProjectId, name: &'a str, cidr: &str) -> NewNetwork<
         cidr,
         gateway: cidr.first_host(),
         dns_zone: "nubis.internal",
+    }
+}
+
+/// The networks `lan` (10.91.0.0/24) and `other` (10.92.0.0/24) of `project`.
+async fn two_networks(db: &Db, project: ProjectId) -> (Network, Network) {
+    let mut made = Vec::new();
+    for (name, cidr) in [("lan", "10.91.0.0/24"), ("other", "10.92.0.0/24")] {
+        made.push(
+            db.create_network(&new_network(project, name, cidr))
+                .await
+                .unwrap(),
+        );
+    }
+    let other = made.pop().unwrap();
+    (made.pop().unwrap(), other)
+}
+
+/// A small server with one port on `network`.
+fn on_network<'a>(
+    project: ProjectId,
+    image: ImageId,
+    name: &'a str,
+    host: HostId,
+    network: &'a Network,
+) -> NewServer<'a> {
+    NewServer {
+        ports: vec![nubis_controller::store::NewPort {
+            network,
+            fixed_ip: None,
+        }],
+        ..new_server(project, name, image, host, (1, 512, 1))
     }
 }
 
@@ -90,21 +123,8 @@ async fn remote_ports_are_those_on_other_hosts_with_a_tunnel(db: &Db) {
     // Host c reported no tunnel address: its ports cannot be reached.
     assert_eq!(db.host_tunnel_ip(b).await.unwrap(), Some(ip("172.31.0.12")));
     assert_eq!(db.host_tunnel_ip(c).await.unwrap(), None);
-    let lan = db
-        .create_network(&new_network(alice.project, "lan", "10.91.0.0/24"))
-        .await
-        .unwrap();
-    let other = db
-        .create_network(&new_network(alice.project, "other", "10.92.0.0/24"))
-        .await
-        .unwrap();
-    let on = |name, host, network| NewServer {
-        ports: vec![nubis_controller::store::NewPort {
-            network,
-            fixed_ip: None,
-        }],
-        ..new_server(alice.project, name, image, host, (1, 512, 1))
-    };
+    let (lan, other) = two_networks(db, alice.project).await;
+    let on = |name, host, network| on_network(alice.project, image, name, host, network);
     db.create_server(&on("a1", a, &lan)).await.unwrap();
     let b1 = db.create_server(&on("b1", b, &lan)).await.unwrap();
     db.create_server(&on("c1", c, &lan)).await.unwrap();
@@ -183,6 +203,12 @@ async fn a_server_moving_live_is_reached_on_its_source_until_it_arrived(db: &Db)
         source: a,
         target: c,
         events: vec![(EventKind::Migrating, "migrating".into())],
+        demand: nubis_controller::scheduler::Demand {
+            vcpus: 1,
+            memory_mib: 512,
+            disk_gib: 1,
+        },
+        overcommit: Default::default(),
     };
     let m = db.start_move(&live, Utc::now()).await.unwrap();
     // Placed on c, still reached on a; the target sees it on a as well,
@@ -215,4 +241,69 @@ async fn a_server_moving_live_is_reached_on_its_source_until_it_arrived(db: &Db)
     };
     db.start_move(&cold, Utc::now()).await.unwrap();
     assert_eq!(seen_from_b().await, vec![ip("172.31.0.11")]);
+}
+
+/// The hosts a move of a server concerns beyond its two ends: those with a
+/// server on one of its networks, and the source of a move under way of
+/// such a server (it keeps the network until released); never a host with
+/// servers on other networks only.
+async fn hosts_on_a_servers_networks_are_those_its_move_concerns(db: &Db) {
+    let alice = user(db, "alice").await;
+    let image = image(db, alice.project, "debian-12").await;
+    let mut hosts = Vec::new();
+    for name in ["a", "b", "c", "d", "e"] {
+        hosts.push(host(db, &format!("host-{name}")).await);
+    }
+    let [a, b, c, d, e] = hosts[..] else {
+        unreachable!()
+    };
+    let (lan, other) = two_networks(db, alice.project).await;
+    let on = |name, host, network| on_network(alice.project, image, name, host, network);
+    let mover = db.create_server(&on("mover", a, &lan)).await.unwrap().id;
+    db.create_server(&on("peer", c, &lan)).await.unwrap();
+    db.create_server(&on("elsewhere", d, &other)).await.unwrap();
+    let leaving = db.create_server(&on("leaving", e, &lan)).await.unwrap().id;
+    let sorted = |set: std::collections::HashSet<HostId>| {
+        let mut v: Vec<HostId> = set.into_iter().collect();
+        v.sort();
+        v
+    };
+    let want = |mut v: Vec<HostId>| {
+        v.sort();
+        v
+    };
+    assert_eq!(
+        sorted(db.hosts_on_networks_of(mover).await.unwrap()),
+        want(vec![a, c, e])
+    );
+    // `leaving` moves from e to b: b has it now, e until the move ends.
+    db.start_move(
+        &nubis_controller::store::moves::NewMove {
+            server: leaving,
+            kind: nubis_api::migrations::MigrationKind::Cold,
+            arrival: nubis_controller::store::moves::ArrivalKind::Copy,
+            source: e,
+            target: b,
+            events: Vec::new(),
+            demand: nubis_controller::scheduler::Demand {
+                vcpus: 1,
+                memory_mib: 512,
+                disk_gib: 1,
+            },
+            overcommit: Default::default(),
+        },
+        Utc::now(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        sorted(db.hosts_on_networks_of(mover).await.unwrap()),
+        want(vec![a, b, c, e])
+    );
+    // Positive control for d: a server of `other` sees d (and only d).
+    let lone = db.create_server(&on("lone", b, &other)).await.unwrap().id;
+    assert_eq!(
+        sorted(db.hosts_on_networks_of(lone).await.unwrap()),
+        want(vec![b, d])
+    );
 }
