@@ -478,14 +478,24 @@ pub struct HostMoves {
 pub async fn host_moves(store: &Store, host: HostId) -> Result<HostMoves, MoveError> {
     let generations = store.host_generations(host).await?;
     let running = store.running_moves_of_host(host).await?;
-    let hosts = store.list_hosts().await?;
+    // Only the hosts of this host's moves: a desired state is computed at
+    // every change, and reading all of thousands of hosts each time was
+    // most of the control plane's work at scale.
+    let mut urls: HashMap<HostId, String> = HashMap::new();
+    for m in &running {
+        for id in [m.migration.source_host, m.migration.target_host] {
+            if let std::collections::hash_map::Entry::Vacant(e) = urls.entry(id) {
+                e.insert(match store.host(id).await {
+                    Ok(h) => h.url,
+                    Err(StoreError::NotFound) => String::new(),
+                    Err(e) => return Err(e.into()),
+                });
+            }
+        }
+    }
     let peer = |id: HostId| PeerHost {
         id,
-        url: hosts
-            .iter()
-            .find(|h| h.id == id)
-            .map(|h| h.url.clone())
-            .unwrap_or_default(),
+        url: urls.get(&id).cloned().unwrap_or_default(),
     };
     let mut arrivals = HashMap::new();
     let mut departures = Vec::new();
@@ -526,8 +536,14 @@ pub async fn host_moves(store: &Store, host: HostId) -> Result<HostMoves, MoveEr
             leftovers.push(server.id);
         }
     }
-    let placements = store.placements(&leftovers).await?;
-    let stores = store.host_shared_stores().await?;
+    let (placements, stores) = if leftovers.is_empty() {
+        Default::default()
+    } else {
+        (
+            store.placements(&leftovers).await?,
+            store.host_shared_stores().await?,
+        )
+    };
     let departing: HashSet<ServerId> = departures.iter().map(|d| d.id).collect();
     let released = release_rules(host, &leftovers, &placements, &departing, &stores);
     Ok(HostMoves {
