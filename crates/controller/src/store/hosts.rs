@@ -21,7 +21,9 @@ pub struct HostLoad {
 
 /// Every host beside the sums of its servers, in one set-based statement
 /// (hosts with no server get zeros), the servers summed filtered by
-/// `$servers` and the hosts by `$tail`.
+/// `$servers` and the hosts by `$tail`. A server moving live is placed on
+/// its target from the start but runs on its source until the switch-over
+/// (and goes back there if the move fails): its size counts on both.
 macro_rules! loads_sql {
     ($servers:literal, $tail:literal) => {
         concat!(
@@ -31,7 +33,12 @@ macro_rules! loads_sql {
      CAST(COALESCE(s.d, 0) AS BIGINT) AS used_disk_gib, \
      CAST(COALESCE(s.n, 0) AS BIGINT) AS instances \
      FROM hosts h LEFT JOIN (SELECT host_id, SUM(vcpus) AS v, SUM(memory_mib) AS m, \
-     SUM(disk_gib) AS d, COUNT(*) AS n FROM servers WHERE host_id IS NOT NULL ",
+     SUM(disk_gib) AS d, SUM(n) AS n FROM (\
+     SELECT host_id, vcpus, memory_mib, disk_gib, 1 AS n FROM servers \
+     UNION ALL \
+     SELECT m.source_host AS host_id, s.vcpus, s.memory_mib, s.disk_gib, 0 AS n \
+     FROM migrations m JOIN servers s ON s.id = m.server_id \
+     WHERE m.state = 'running' AND m.arrival = 'live') u WHERE host_id IS NOT NULL ",
             $servers,
             " GROUP BY host_id) s ON s.host_id = h.id ",
             $tail
@@ -199,13 +206,19 @@ impl Store {
         load_in(&mut conn, id).await
     }
 
-    /// The hosts that hold a server of `project` (being deleted included):
-    /// those whose desired state may name the project's servers, through
-    /// their networks' DNS records and overlay peers, or their security
-    /// groups' remote-group members (networks and groups are per project).
+    /// The hosts that hold a server of `project` (being deleted included),
+    /// and the sources of its servers' moves under way (a departing server
+    /// keeps its networks and groups there): those whose desired state may
+    /// name the project's servers, through their networks' DNS records and
+    /// overlay peers, or their security groups' remote-group members
+    /// (networks and groups are per project).
     pub async fn project_hosts(&self, project: ProjectId) -> StoreResult<Vec<HostId>> {
         let rows = sqlx::query(
-            "SELECT DISTINCT host_id FROM servers WHERE project_id = $1 AND host_id IS NOT NULL",
+            "SELECT host_id FROM servers WHERE project_id = $1 AND host_id IS NOT NULL \
+             UNION \
+             SELECT m.source_host AS host_id FROM migrations m \
+             JOIN servers s ON s.id = m.server_id \
+             WHERE s.project_id = $1 AND m.state = 'running'",
         )
         .bind(project.to_string())
         .fetch_all(self.pool())

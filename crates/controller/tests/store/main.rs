@@ -231,6 +231,7 @@ store_tests!(
     image_visibility,
     hosts_register_idempotently_by_name,
     moves_raise_generations_and_fail_back,
+    a_live_move_holds_room_on_both_hosts,
     leftovers_record_one_fenced_event,
     concurrent_moves_never_overbook_the_target,
     auto_evacuation_places_on_hosts_up_by_the_usual_rule,

@@ -272,3 +272,49 @@ pub(crate) async fn auto_evacuation_places_on_hosts_up_by_the_usual_rule(db: &Db
     assert_eq!(moved.len(), 1, "{done:?}");
     assert_eq!((moved[0].server, moved[0].target_host), (second, b));
 }
+
+/// A server moving live runs on its source until the switch-over (and
+/// stays there if the move fails): its size counts on the source as well
+/// as on the target while the move runs, so nothing else takes that room;
+/// a cold move's stopped server counts on its target only. Its project's
+/// changes concern the source too (the guest keeps its networks there).
+pub(crate) async fn a_live_move_holds_room_on_both_hosts(db: &Db) {
+    let w = world(db).await;
+    let b = host(db, "host-b").await;
+    let used = |h| async move {
+        let l = db.host_load(h).await.unwrap();
+        (l.used_vcpus, l.instances)
+    };
+    assert_eq!((used(w.host).await, used(b).await), ((2, 1), (0, 0)));
+    let live = NewMove {
+        kind: MigrationKind::Live,
+        arrival: ArrivalKind::Live,
+        ..cold(w.server, w.host, b)
+    };
+    let m = db.start_move(&live, Utc::now()).await.unwrap();
+    assert_eq!(
+        (used(w.host).await, used(b).await),
+        ((2, 0), (2, 1)),
+        "room held on both while the guest may run on either"
+    );
+    let mut concerned = db.project_hosts(w.project).await.unwrap();
+    concerned.sort();
+    let mut both = vec![w.host, b];
+    both.sort();
+    assert_eq!(concerned, both, "the source is still the project's");
+    db.finish_move(
+        m.migration.id,
+        Utc::now(),
+        Some(10),
+        (EventKind::Migrated, "done"),
+    )
+    .await
+    .unwrap();
+    assert_eq!((used(w.host).await, used(b).await), ((0, 0), (2, 1)));
+    assert_eq!(db.project_hosts(w.project).await.unwrap(), vec![b]);
+    // Positive control: a cold move holds room on its target only.
+    db.start_move(&cold(w.server, b, w.host), Utc::now())
+        .await
+        .unwrap();
+    assert_eq!((used(w.host).await, used(b).await), ((2, 1), (0, 0)));
+}
