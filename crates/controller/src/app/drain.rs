@@ -122,6 +122,12 @@ pub async fn drain(
                 server: server.id,
                 reason,
             }),
+            // The target filled up since it was chosen (as an evacuation
+            // skips it): the other servers are still tried.
+            Err(MoveError::Store(StoreError::NoValidHost(e))) => out.skipped.push(Unplaced {
+                server: server.id,
+                reason: e.to_string(),
+            }),
             // Deleted meanwhile: no longer on the host.
             Err(MoveError::Store(StoreError::NotFound)) => {}
             Err(e) => return Err(e),

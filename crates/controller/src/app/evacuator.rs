@@ -46,13 +46,22 @@ pub async fn sweep(state: &AppState, after: Duration) -> anyhow::Result<()> {
     let done =
         evacuate_down_hosts(&state.store, &state.placement, after, chrono::Utc::now()).await?;
     for (host, done) in done {
-        tracing::info!(
-            host = %host,
-            moved = done.evacuation.migrations.len(),
-            unplaced = done.evacuation.unplaced.len(),
-            "evacuated a down host"
-        );
-        state.desired_state_changed_on(done.concerned);
+        match done {
+            Ok(done) => {
+                tracing::info!(
+                    host = %host,
+                    moved = done.evacuation.migrations.len(),
+                    unplaced = done.evacuation.unplaced.len(),
+                    "evacuated a down host"
+                );
+                state.desired_state_changed_on(done.concerned);
+            }
+            // Moves it committed before failing: their hosts must hear.
+            Err(e) => {
+                tracing::warn!(host = %host, error = %e, "cannot evacuate a down host; retrying");
+                state.desired_state_changed();
+            }
+        }
     }
     Ok(())
 }
@@ -61,20 +70,21 @@ pub async fn sweep(state: &AppState, after: Duration) -> anyhow::Result<()> {
 /// servers. The grace period is at least the heartbeat timeout: a host is
 /// never evacuated before it counts as down. Targets are chosen by the
 /// operator's usual rule (`placement`), never the grace period: a host
-/// silent for less than the grace is still down, and gets nothing.
+/// silent for less than the grace is still down, and gets nothing. One
+/// host failing (e.g. it came back meanwhile) does not stop the others.
 pub async fn evacuate_down_hosts(
     store: &Store,
     placement: &PlacementSettings,
     after: Duration,
     now: chrono::DateTime<chrono::Utc>,
-) -> Result<Vec<(HostId, Evacuated)>, MoveError> {
+) -> Result<Vec<(HostId, Result<Evacuated, MoveError>)>, MoveError> {
     let grace = PlacementSettings {
         host_down_after: after.max(placement.host_down_after),
         ..*placement
     };
     let mut out = Vec::new();
     for host in hosts_to_evacuate(store, now, &grace).await? {
-        out.push((host, evacuate(store, host, now, placement).await?));
+        out.push((host, evacuate(store, host, now, placement).await));
     }
     Ok(out)
 }

@@ -124,9 +124,7 @@ pub async fn drain(
         }
         e => super::moves::move_error(e),
     })?;
-    if !done.started.is_empty() {
-        state.desired_state_changed();
-    }
+    super::moves::wake_concerned(&state, &done.started.iter().collect::<Vec<_>>()).await;
     tracing::info!(host = %id, started = done.started.len(), moving = done.moving.len(),
         skipped = done.skipped.len(), "host drained");
     Ok((StatusCode::ACCEPTED, Json(done)))

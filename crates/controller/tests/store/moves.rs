@@ -249,7 +249,7 @@ pub(crate) async fn auto_evacuation_places_on_hosts_up_by_the_usual_rule(db: &Db
         .await
         .unwrap();
     assert_eq!(done.len(), 1, "host-a only (host-b is within the grace)");
-    let moved = &done[0].1.evacuation.migrations;
+    let moved = &done[0].1.as_ref().unwrap().evacuation.migrations;
     assert_eq!(moved.len(), 1, "{done:?}");
     assert_eq!(moved[0].target_host, c, "host-b is down: not a target");
 
@@ -268,7 +268,7 @@ pub(crate) async fn auto_evacuation_places_on_hosts_up_by_the_usual_rule(db: &Db
     let done = evacuate_down_hosts(db, &placement, grace, now)
         .await
         .unwrap();
-    let moved = &done[0].1.evacuation.migrations;
+    let moved = &done[0].1.as_ref().unwrap().evacuation.migrations;
     assert_eq!(moved.len(), 1, "{done:?}");
     assert_eq!((moved[0].server, moved[0].target_host), (second, b));
 }
