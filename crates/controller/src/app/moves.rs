@@ -50,7 +50,7 @@ pub fn choose_target(
     loads: &[HostLoad],
     source: HostId,
     named: Option<&str>,
-    demand: Demand,
+    request: &PlacementRequest,
     now: DateTime<Utc>,
     placement: &PlacementSettings,
 ) -> Result<HostId, MoveError> {
@@ -78,7 +78,7 @@ pub fn choose_target(
         .filter(|l| l.host.id != source)
         .cloned()
         .collect();
-    scheduler::candidates(&others, &PlacementRequest::new(demand), placement, now)
+    scheduler::candidates(&others, request, placement, now)
         .map(|hosts| hosts[0])
         .map_err(|e| match e {
             PlacementError::NoHosts => MoveError::NoHost("no other host is up".into()),
@@ -160,7 +160,11 @@ pub async fn start_migration(
         memory_mib: record.memory_mib,
         disk_gib: record.disk_gib,
     };
-    let target = choose_target(&loads, source, named_host, demand, now, placement)?;
+    let request = PlacementRequest {
+        group: store.group_of_server(server).await?,
+        ..PlacementRequest::new(demand)
+    };
+    let target = choose_target(&loads, source, named_host, &request, now, placement)?;
     let stores = store.host_shared_stores().await?;
     let store_of = |h: HostId| stores.get(&h).cloned().flatten();
     let arrival = arrival_kind(
@@ -263,7 +267,11 @@ pub async fn evacuate(
             memory_mib: server.memory_mib,
             disk_gib: server.disk_gib,
         };
-        let target = match choose_target(&loads, host, None, demand, now, placement) {
+        let request = PlacementRequest {
+            group: store.group_of_server(server.id).await?,
+            ..PlacementRequest::new(demand)
+        };
+        let target = match choose_target(&loads, host, None, &request, now, placement) {
             Ok(t) => t,
             Err(e) => {
                 out.unplaced.push(Unplaced {

@@ -5,13 +5,47 @@
 use super::quotas::check_quota;
 use super::rows::{parse, time};
 use super::{found, now_ms, Backend, OrConflict, Store, StoreError, StoreResult};
+use crate::scheduler::GroupContext;
 use nubis_api::quotas::QuotaUsage;
 use nubis_api::server_groups::{GroupPolicy, ServerGroup};
-use nubis_api::{ProjectId, ServerGroupId};
+use nubis_api::{ProjectId, ServerGroupId, ServerId};
 use sqlx::any::AnyRow;
 use sqlx::Row;
 
 impl Store {
+    /// The group `server` is a member of as placement sees it, its own host
+    /// left out (for choosing where it moves); `None` outside any group.
+    pub async fn group_of_server(&self, server: ServerId) -> StoreResult<Option<GroupContext>> {
+        let row = sqlx::query(
+            "SELECT g.id, g.policy FROM server_group_members m \
+             JOIN server_groups g ON g.id = m.group_id WHERE m.server_id = $1",
+        )
+        .bind(server.to_string())
+        .fetch_optional(self.pool())
+        .await?;
+        let Some(row) = row else { return Ok(None) };
+        let group: ServerGroupId = parse(&row, "id")?;
+        let policy: String = row.try_get("policy")?;
+        let policy = GroupPolicy::parse(&policy)
+            .ok_or_else(|| StoreError::Corrupt(format!("unknown policy '{policy}'")))?;
+        let member_hosts = sqlx::query(
+            "SELECT DISTINCT s.host_id FROM server_group_members m \
+             JOIN servers s ON s.id = m.server_id \
+             WHERE m.group_id = $1 AND m.server_id <> $2 AND s.host_id IS NOT NULL",
+        )
+        .bind(group.to_string())
+        .bind(server.to_string())
+        .fetch_all(self.pool())
+        .await?
+        .iter()
+        .map(|r| parse(r, "host_id"))
+        .collect::<StoreResult<_>>()?;
+        Ok(Some(GroupContext {
+            policy,
+            member_hosts,
+        }))
+    }
+
     async fn server_group_from_row(&self, row: &AnyRow) -> StoreResult<ServerGroup> {
         let id: ServerGroupId = parse(row, "id")?;
         let policy: String = row.try_get("policy")?;

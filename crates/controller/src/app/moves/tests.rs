@@ -138,13 +138,38 @@ fn the_target_is_never_the_source_nor_a_down_host() {
     let dead = load("dead", now - chrono::Duration::minutes(5));
     let loads = vec![big.clone(), small.clone(), dead.clone()];
     // The scheduler would pick the roomiest host, but that is the source.
-    let t = choose_target(&loads, big.host.id, None, demand, now, timeout).unwrap();
+    let t = choose_target(
+        &loads,
+        big.host.id,
+        None,
+        &PlacementRequest::new(demand),
+        now,
+        timeout,
+    )
+    .unwrap();
     assert_eq!(t, small.host.id);
     // Positive control: from elsewhere, the roomiest host is chosen.
-    let t = choose_target(&loads, small.host.id, None, demand, now, timeout).unwrap();
+    let t = choose_target(
+        &loads,
+        small.host.id,
+        None,
+        &PlacementRequest::new(demand),
+        now,
+        timeout,
+    )
+    .unwrap();
     assert_eq!(t, big.host.id);
     // Named: by name or id; the source and a down host are refused.
-    let named = |n: &str| choose_target(&loads, big.host.id, Some(n), demand, now, timeout);
+    let named = |n: &str| {
+        choose_target(
+            &loads,
+            big.host.id,
+            Some(n),
+            &PlacementRequest::new(demand),
+            now,
+            timeout,
+        )
+    };
     assert_eq!(named("small").unwrap(), small.host.id);
     assert_eq!(named(&small.host.id.to_string()).unwrap(), small.host.id);
     assert!(matches!(named("big"), Err(MoveError::BadRequest(_))));
@@ -153,7 +178,55 @@ fn the_target_is_never_the_source_nor_a_down_host() {
     // Only the source is up: nowhere to go.
     let alone = vec![big.clone(), dead];
     assert!(matches!(
-        choose_target(&alone, big.host.id, None, demand, now, timeout),
+        choose_target(
+            &alone,
+            big.host.id,
+            None,
+            &PlacementRequest::new(demand),
+            now,
+            timeout
+        ),
         Err(MoveError::NoHost(_))
     ));
+}
+
+#[test]
+fn a_move_keeps_its_server_groups_policy() {
+    use crate::scheduler::GroupContext;
+    use nubis_api::server_groups::GroupPolicy;
+    let now = Utc::now();
+    let settings = &crate::scheduler::PlacementSettings::default();
+    let demand = Demand {
+        vcpus: 1,
+        memory_mib: 256,
+        disk_gib: 1,
+    };
+    let source = load("source", now);
+    let mut roomy = load("roomy", now);
+    roomy.host.memory_mib = 65_536;
+    let other = load("other", now);
+    let loads = vec![source.clone(), roomy.clone(), other.clone()];
+    let in_group = |policy| PlacementRequest {
+        group: Some(GroupContext {
+            policy,
+            member_hosts: [roomy.host.id].into(),
+        }),
+        ..PlacementRequest::new(demand)
+    };
+    let choose =
+        |r: &PlacementRequest| choose_target(&loads, source.host.id, None, r, now, settings);
+    // Another member is on the roomiest host: anti-affinity moves elsewhere,
+    // affinity joins it; positive control: with no group, room decides.
+    assert_eq!(
+        choose(&in_group(GroupPolicy::AntiAffinity)).unwrap(),
+        other.host.id
+    );
+    assert_eq!(
+        choose(&in_group(GroupPolicy::Affinity)).unwrap(),
+        roomy.host.id
+    );
+    assert_eq!(
+        choose(&PlacementRequest::new(demand)).unwrap(),
+        roomy.host.id
+    );
 }
