@@ -132,19 +132,7 @@ async fn concurrent_creates_never_overbook_on_sqlite() {
 
 #[tokio::test]
 async fn concurrent_creates_never_overbook_on_postgres() {
-    let Some(db) = postgres::Database::create().await else {
-        return;
-    };
-    let cloud = Cloud::start_with_settings(
-        Duration::from_secs(3600),
-        Settings {
-            database_url: Some(db.url.clone()),
-            ..Default::default()
-        },
-    )
-    .await;
-    fire_creates(cloud).await;
-    db.drop().await;
+    on_postgres(fire_creates).await;
 }
 
 /// Creates rank hosts by a copy of their loads read at most a second ago
@@ -205,19 +193,7 @@ async fn stale_hints_never_overbook_on_sqlite() {
 
 #[tokio::test]
 async fn stale_hints_never_overbook_on_postgres() {
-    let Some(db) = postgres::Database::create().await else {
-        return;
-    };
-    let cloud = Cloud::start_with_settings(
-        Duration::from_secs(3600),
-        Settings {
-            database_url: Some(db.url.clone()),
-            ..Default::default()
-        },
-    )
-    .await;
-    stale_hints_never_overbook(cloud).await;
-    db.drop().await;
+    on_postgres(stale_hints_never_overbook).await;
 }
 
 /// Ten creates at once into one anti-affinity group on three hosts: the
@@ -265,6 +241,17 @@ async fn concurrent_anti_affinity_creates_hold_the_policy_on_sqlite() {
 
 #[tokio::test]
 async fn concurrent_anti_affinity_creates_hold_the_policy_on_postgres() {
+    on_postgres(fire_group_creates).await;
+}
+
+/// A fresh PostgreSQL database on the server `NUBIS_TEST_DATABASE_URL` names.
+/// Runs `test` on a cloud on a throwaway PostgreSQL database (see
+/// [`postgres::Database::create`] for when there is none).
+async fn on_postgres<F, Fut>(test: F)
+where
+    F: FnOnce(Cloud) -> Fut,
+    Fut: std::future::Future<Output = ()>,
+{
     let Some(db) = postgres::Database::create().await else {
         return;
     };
@@ -276,11 +263,10 @@ async fn concurrent_anti_affinity_creates_hold_the_policy_on_postgres() {
         },
     )
     .await;
-    fire_group_creates(cloud).await;
+    test(cloud).await;
     db.drop().await;
 }
 
-/// A fresh PostgreSQL database on the server `NUBIS_TEST_DATABASE_URL` names.
 pub(crate) mod postgres {
     use sqlx::Connection;
 
