@@ -29,6 +29,21 @@ pub struct NewNetwork<'a> {
     pub dns_zone: &'a str,
 }
 
+/// A port's server and address from a row with `server_id`, `ip`, `mac`,
+/// `network_id` and `network_name`.
+pub(super) fn address_from_row(row: &AnyRow) -> StoreResult<(ServerId, ServerAddress)> {
+    let ip: String = row.try_get("ip")?;
+    Ok((
+        parse(row, "server_id")?,
+        ServerAddress {
+            network: parse(row, "network_id")?,
+            network_name: row.try_get("network_name")?,
+            ip: ip.parse().map_err(|_| corrupt("ip", &ip))?,
+            mac: row.try_get("mac")?,
+        },
+    ))
+}
+
 fn corrupt(col: &str, v: &str) -> StoreError {
     StoreError::Corrupt(format!("column {col}: cannot parse '{v}'"))
 }
@@ -342,15 +357,8 @@ impl Store {
         };
         let mut out: HashMap<ServerId, Vec<ServerAddress>> = HashMap::new();
         for row in query.fetch_all(self.pool()).await? {
-            let ip: String = row.try_get("ip")?;
-            out.entry(parse(&row, "server_id")?)
-                .or_default()
-                .push(ServerAddress {
-                    network: parse(&row, "network_id")?,
-                    network_name: row.try_get("network_name")?,
-                    ip: ip.parse().map_err(|_| corrupt("ip", &ip))?,
-                    mac: row.try_get("mac")?,
-                });
+            let (server, address) = address_from_row(&row)?;
+            out.entry(server).or_default().push(address);
         }
         Ok(out)
     }

@@ -125,17 +125,8 @@ impl Store {
                 query = query.bind(id.to_string());
             }
             for row in query.fetch_all(self.pool()).await? {
-                let ip: String = row.try_get("ip")?;
-                out.entry(parse(&row, "server_id")?)
-                    .or_default()
-                    .push(ServerAddress {
-                        network: parse(&row, "network_id")?,
-                        network_name: row.try_get("network_name")?,
-                        ip: ip
-                            .parse()
-                            .map_err(|_| StoreError::Corrupt(format!("column ip: '{ip}'")))?,
-                        mac: row.try_get("mac")?,
-                    });
+                let (server, address) = super::networks::address_from_row(&row)?;
+                out.entry(server).or_default().push(address);
             }
         }
         Ok(out)

@@ -6,6 +6,7 @@
 //! hand); the moves themselves are the agents' (tests/live_migration.rs
 //! drains a real host).
 
+use super::hosts::quick_down_cloud;
 use super::placement::{register_hosts, tenant};
 use super::*;
 
@@ -257,17 +258,7 @@ async fn draining_disables_the_host_and_moves_each_server_off_once() {
 
 #[tokio::test]
 async fn a_down_host_is_not_drained_and_a_lone_one_keeps_its_servers() {
-    let cloud = Cloud::start_with_settings(
-        Duration::from_secs(3600),
-        Settings {
-            placement: nubis_controller::scheduler::PlacementSettings {
-                host_down_after: Duration::from_secs(2),
-                ..Default::default()
-            },
-            ..Default::default()
-        },
-    )
-    .await;
+    let cloud = quick_down_cloud().await;
     let admin = cloud.admin("root").await;
     let alice = tenant(&cloud, "alice").await;
     let h1 = register_hosts(&cloud, 1).await.remove(0);

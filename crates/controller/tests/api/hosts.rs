@@ -5,6 +5,21 @@
 use super::placement::{register_hosts, tenant, vcpus_by_host};
 use super::*;
 
+/// A cloud whose hosts count as down 2 s after their last heartbeat.
+pub(crate) async fn quick_down_cloud() -> Cloud {
+    Cloud::start_with_settings(
+        Duration::from_secs(3600),
+        Settings {
+            placement: nubis_controller::scheduler::PlacementSettings {
+                host_down_after: Duration::from_secs(2),
+                ..Default::default()
+            },
+            ..Default::default()
+        },
+    )
+    .await
+}
+
 fn small(name: &str) -> Value {
     json!({"name": name, "image": "disk", "vcpus": 1, "memory_mib": 128, "disk_gib": 1})
 }
@@ -154,17 +169,7 @@ async fn a_disabled_host_gets_no_new_servers() {
 
 #[tokio::test]
 async fn a_silent_host_goes_down_and_gets_nothing() {
-    let cloud = Cloud::start_with_settings(
-        Duration::from_secs(3600),
-        Settings {
-            placement: nubis_controller::scheduler::PlacementSettings {
-                host_down_after: Duration::from_secs(2),
-                ..Default::default()
-            },
-            ..Default::default()
-        },
-    )
-    .await;
+    let cloud = quick_down_cloud().await;
     let admin = cloud.admin("root").await;
     let alice = tenant(&cloud, "alice").await;
     let hosts = register_hosts(&cloud, 1).await;
