@@ -119,7 +119,7 @@ pub async fn desired(
     let mut wakeup = state.wakeups.subscribe(host);
     state
         .store
-        .touch_host(host)
+        .saw_host(host, state.placement.host_down_after / 2)
         .await
         .map_err(ApiError::from_store("host"))?;
     let deadline = tokio::time::Instant::now() + state.timeouts.long_poll;
@@ -385,9 +385,15 @@ pub async fn report(
     agent.require_host(host)?;
     let arriving = crate::live_migration::arriving_live(&state.store, host).await?;
     report.instances.retain(|i| !arriving.contains(&i.id));
+    let host_name = state
+        .store
+        .host(host)
+        .await
+        .map_err(ApiError::from_store("host"))?
+        .name;
     state
         .store
-        .touch_host(host)
+        .saw_host(host, state.placement.host_down_after / 2)
         .await
         .map_err(ApiError::from_store("host"))?;
     if let Some(addressing) = &report.addressing {
@@ -397,12 +403,6 @@ pub async fn report(
         .store
         .apply_host_report_at(host, &report, state.clock.now())
         .await?;
-    let host_name = state
-        .store
-        .host(host)
-        .await
-        .map_err(ApiError::from_store("host"))?
-        .name;
     let moved = crate::app::moves::apply_report(
         &state.store,
         host,

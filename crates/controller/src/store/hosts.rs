@@ -162,9 +162,20 @@ impl Store {
         id: HostId,
         addressing: &HostAddressing,
     ) -> StoreResult<()> {
+        let json = addressing_json(Some(addressing))?;
+        // Agents send the same addressing in every report: read, and write
+        // only a change.
+        let stored: Option<Option<String>> =
+            sqlx::query_scalar("SELECT addressing FROM hosts WHERE id = $1")
+                .bind(id.to_string())
+                .fetch_optional(self.pool())
+                .await?;
+        if stored.flatten() == json {
+            return Ok(());
+        }
         sqlx::query("UPDATE hosts SET addressing = $2 WHERE id = $1")
             .bind(id.to_string())
-            .bind(addressing_json(Some(addressing))?)
+            .bind(json)
             .execute(self.pool())
             .await?;
         Ok(())

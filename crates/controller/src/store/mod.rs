@@ -11,6 +11,8 @@ pub mod events;
 mod flavors;
 mod floating_ips;
 mod host_credentials;
+mod host_reports;
+mod host_seen;
 pub mod hosts;
 pub mod images;
 mod keypairs;
@@ -94,6 +96,8 @@ pub struct Store {
     tenant_pools: std::sync::Arc<crate::address_space::TenantPools>,
     /// A recent copy of the hosts' loads, ranking creates' candidates.
     load_hints: std::sync::Arc<load_hints::LoadHints>,
+    /// Heartbeats not yet written (see `host_seen`).
+    seen: std::sync::Arc<host_seen::SeenHosts>,
 }
 
 impl Store {
@@ -134,6 +138,7 @@ impl Store {
             instance: new_instance_id().into(),
             tenant_pools: Default::default(),
             load_hints: Default::default(),
+            seen: Default::default(),
         };
         migrations::run(&store).await?;
         // Connections that loaded the schema before a migration altered a
@@ -147,6 +152,7 @@ impl Store {
             instance: store.instance.clone(),
             tenant_pools: Default::default(),
             load_hints: Default::default(),
+            seen: Default::default(),
         })
     }
 

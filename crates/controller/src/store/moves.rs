@@ -109,6 +109,22 @@ fn move_from_row(row: &AnyRow) -> StoreResult<MoveRecord> {
     })
 }
 
+/// The leftovers and fenced servers `host` last reported.
+async fn stored_leftovers<'e, E>(conn: E, host: HostId) -> StoreResult<HostLeftovers>
+where
+    E: sqlx::Executor<'e, Database = sqlx::Any>,
+{
+    let row = sqlx::query("SELECT leftovers, fenced FROM hosts WHERE id = $1")
+        .bind(host.to_string())
+        .fetch_optional(conn)
+        .await?
+        .ok_or(StoreError::NotFound)?;
+    Ok(HostLeftovers {
+        leftovers: json_or_default(&row, "leftovers")?,
+        fenced: json_or_default(&row, "fenced")?,
+    })
+}
+
 impl Store {
     /// Records the shared instance store a host declared (None: local disks).
     pub async fn set_host_shared_store(
@@ -144,21 +160,15 @@ impl Store {
         report: &HostLeftovers,
         host_name: &str,
     ) -> StoreResult<bool> {
-        let mut tx = self.begin_write().await?;
-        let row = sqlx::query("SELECT leftovers, fenced FROM hosts WHERE id = $1")
-            .bind(host.to_string())
-            .fetch_optional(&mut *tx)
-            .await?;
-        let Some(row) = row else {
-            return Err(StoreError::NotFound);
-        };
-        let before = HostLeftovers {
-            leftovers: json_or_default(&row, "leftovers")?,
-            fenced: json_or_default(&row, "fenced")?,
-        };
         let mut after = report.clone();
         after.leftovers.sort();
         after.fenced.sort();
+        // Nearly every report repeats the last: read it, write nothing.
+        if stored_leftovers(self.pool(), host).await? == after {
+            return Ok(false);
+        }
+        let mut tx = self.begin_write().await?;
+        let before = stored_leftovers(&mut *tx, host).await?;
         if before == after {
             return Ok(false);
         }

@@ -3,16 +3,15 @@
 
 use super::placement::Placement;
 use super::rows::{big, parse, to_json};
-use super::server_record::{observed_str, power_str, server_from_row, ServerRecord};
+use super::server_record::{power_str, server_from_row, ServerRecord};
 use super::{found, now_ms, usage, Backend, OrConflict, Store, StoreError, StoreResult};
-use nubis_api::agent::{HostReport, ObservedPower, PowerState};
+use nubis_api::agent::PowerState;
 use nubis_api::bandwidth::Bandwidth;
 use nubis_api::networks::{dns_label, Network};
 use nubis_api::traffic::TrafficQuota;
 use nubis_api::PortId;
 use nubis_api::{FlavorId, HostId, ImageId, ProjectId, ServerId};
 use sqlx::Row;
-use std::collections::HashSet;
 use std::net::Ipv4Addr;
 
 /// One NIC of a new server.
@@ -452,78 +451,6 @@ impl Store {
             return Err(StoreError::NotFound);
         }
         mark_deleting_in(&mut tx, id, now.timestamp_millis()).await?;
-        tx.commit().await?;
-        Ok(())
-    }
-
-    /// Applies an agent's full report: observed state of every instance on the
-    /// host. Servers being deleted that the host neither reports nor holds
-    /// are removed.
-    /// Usage is recorded from the system time; see [`Self::apply_host_report_at`].
-    pub async fn apply_host_report(&self, host: HostId, report: &HostReport) -> StoreResult<()> {
-        self.apply_host_report_at(host, report, chrono::Utc::now())
-            .await
-    }
-
-    /// [`Self::apply_host_report`]; a guest that shut itself down closes its
-    /// instance interval at `now`, and so does a server row removed.
-    pub async fn apply_host_report_at(
-        &self,
-        host: HostId,
-        report: &HostReport,
-        now: chrono::DateTime<chrono::Utc>,
-    ) -> StoreResult<()> {
-        let at = now.timestamp_millis();
-        let mut tx = self.begin_write().await?;
-        for inst in &report.instances {
-            sqlx::query(
-                "UPDATE servers SET observed_power = $3, observed_reboot_generation = $4, \
-                 fault = $5, launched_at = COALESCE($6, launched_at) \
-                 WHERE id = $1 AND host_id = $2",
-            )
-            .bind(inst.id.to_string())
-            .bind(host.to_string())
-            .bind(observed_str(inst.power))
-            .bind(big(inst.reboot_generation))
-            .bind(inst.fault.as_deref())
-            .bind(inst.launched_at.map(|t| t.timestamp_millis()))
-            .execute(&mut *tx)
-            .await?;
-            if inst.guest_shutdown && inst.power == ObservedPower::Stopped {
-                // The guest powered itself off: record it as a stop, like EC2
-                // does, so the host does not boot it again.
-                let done = sqlx::query(
-                    "UPDATE servers SET power = 'stopped' WHERE id = $1 AND host_id = $2",
-                )
-                .bind(inst.id.to_string())
-                .bind(host.to_string())
-                .execute(&mut *tx)
-                .await?;
-                if done.rows_affected() > 0 {
-                    usage::server_stopped(&mut tx, &inst.id.to_string(), at).await?;
-                }
-            }
-        }
-        let present: HashSet<ServerId> = report
-            .instances
-            .iter()
-            .map(|i| i.id)
-            .chain(report.held.iter().copied())
-            .collect();
-        let deleting = sqlx::query("SELECT id FROM servers WHERE host_id = $1 AND deleting = 1")
-            .bind(host.to_string())
-            .fetch_all(&mut *tx)
-            .await?;
-        for row in deleting {
-            let id: ServerId = parse(&row, "id")?;
-            if !present.contains(&id) {
-                usage::server_deleted(&mut tx, &id.to_string(), at).await?;
-                sqlx::query("DELETE FROM servers WHERE id = $1")
-                    .bind(id.to_string())
-                    .execute(&mut *tx)
-                    .await?;
-            }
-        }
         tx.commit().await?;
         Ok(())
     }

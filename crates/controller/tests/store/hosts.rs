@@ -39,6 +39,23 @@ pub(crate) async fn hosts_register_idempotently_by_name(db: &Db) {
         db.touch_host(HostId::new()).await,
         "touching an unknown host",
     );
+
+    // A heartbeat is written in a batch, later, and never moves time back.
+    let before = db.host(b.id).await.unwrap().last_seen;
+    tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    let long = std::time::Duration::from_secs(3600);
+    db.saw_host(b.id, long).await.unwrap();
+    let first = db.host(b.id).await.unwrap().last_seen;
+    assert!(first > before, "a host first seen is written at once");
+    tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    // Then in a batch (written by a task a moment later, or here).
+    db.saw_host(b.id, long).await.unwrap();
+    db.flush_seen_hosts().await.unwrap();
+    assert!(db.host(b.id).await.unwrap().last_seen > first);
+    assert_not_found(
+        db.saw_host(HostId::new(), long).await,
+        "a heartbeat of an unknown host",
+    );
 }
 
 pub(crate) async fn host_loads_sum_placed_servers(db: &Db) {
