@@ -156,6 +156,17 @@ pub fn candidates(
     settings: &PlacementSettings,
     now: DateTime<Utc>,
 ) -> Result<Vec<HostId>, PlacementError> {
+    best_candidates(loads, request, settings, now, loads.len())
+}
+
+/// The first `k` of [`candidates`] (the rest left unsorted).
+pub fn best_candidates(
+    loads: &[HostLoad],
+    request: &PlacementRequest,
+    settings: &PlacementSettings,
+    now: DateTime<Utc>,
+    k: usize,
+) -> Result<Vec<HostId>, PlacementError> {
     let up: Vec<&HostLoad> = loads
         .iter()
         .filter(|l| settings.is_up(l.host.last_seen, now))
@@ -173,10 +184,11 @@ pub fn candidates(
             why: outcome.explain(),
         });
     }
-    Ok(weighers::order(
+    Ok(weighers::best(
         outcome.passed,
         settings.weigher,
         &settings.overcommit,
+        k,
     ))
 }
 

@@ -9,10 +9,17 @@ fn free_memory_mib(load: &HostLoad, overcommit: &Overcommit) -> u64 {
     ((load.host.memory_mib as f64 * overcommit.memory) as u64).saturating_sub(load.used_memory_mib)
 }
 
-/// Orders `passed` best first: spread puts the most free memory first,
-/// pack the least. Ties go by name, so placement is deterministic.
-pub fn order(mut passed: Vec<&HostLoad>, weigher: Weigher, overcommit: &Overcommit) -> Vec<HostId> {
-    passed.sort_by(|x, y| {
+/// The first `k` of `passed`, best first (the rest is not sorted: a create
+/// on thousands of hosts tries only a few). Spread puts the most free
+/// memory first, pack the least; ties go by name, so placement is
+/// deterministic.
+pub fn best(
+    mut passed: Vec<&HostLoad>,
+    weigher: Weigher,
+    overcommit: &Overcommit,
+    k: usize,
+) -> Vec<HostId> {
+    let better = |x: &&HostLoad, y: &&HostLoad| {
         let (fx, fy) = (
             free_memory_mib(x, overcommit),
             free_memory_mib(y, overcommit),
@@ -22,7 +29,15 @@ pub fn order(mut passed: Vec<&HostLoad>, weigher: Weigher, overcommit: &Overcomm
             Weigher::Pack => fx.cmp(&fy),
         };
         by_free.then_with(|| x.host.name.cmp(&y.host.name))
-    });
+    };
+    if k < passed.len() {
+        if k == 0 {
+            return Vec::new();
+        }
+        passed.select_nth_unstable_by(k - 1, better);
+        passed.truncate(k);
+    }
+    passed.sort_by(better);
     passed.into_iter().map(|l| l.host.id).collect()
 }
 
@@ -30,6 +45,7 @@ pub fn order(mut passed: Vec<&HostLoad>, weigher: Weigher, overcommit: &Overcomm
 mod tests {
     use super::super::tests::{load, D};
     use super::super::*;
+    use super::best;
 
     #[test]
     fn spread_picks_the_host_with_most_free_memory() {
@@ -57,5 +73,28 @@ mod tests {
         };
         let got = candidates(&loads, &PlacementRequest::new(D), &settings, Utc::now()).unwrap();
         assert_eq!(got, [loads[0].host.id, loads[1].host.id]);
+    }
+
+    #[test]
+    fn the_best_few_are_the_first_of_the_whole_order() {
+        let loads: Vec<HostLoad> = (0..50)
+            .map(|i| {
+                load(
+                    &format!("h{:02}", (i * 37) % 50),
+                    4096,
+                    (i * 97 % 13) * 100,
+                    0,
+                )
+            })
+            .collect();
+        let refs: Vec<&HostLoad> = loads.iter().collect();
+        let overcommit = Overcommit::default();
+        for weigher in [Weigher::Spread, Weigher::Pack] {
+            let all = best(refs.clone(), weigher, &overcommit, refs.len());
+            for k in [0, 1, 7, 50, 80] {
+                let few = best(refs.clone(), weigher, &overcommit, k);
+                assert_eq!(few, all[..k.min(all.len())], "{weigher:?} k={k}");
+            }
+        }
     }
 }

@@ -34,26 +34,26 @@ struct Copy {
 }
 
 impl LoadHints {
-    /// The candidates for `request` by the copy, best first (read again
-    /// first, in `conn`, if older than [`MAX_AGE`]). `conn` is the create's
-    /// own transaction: a second connection could wait for one that the
-    /// creates queued behind this one hold.
+    /// The best `k` candidates for `request` by the copy (read again first
+    /// if older than [`MAX_AGE`]). Called before the create's transaction,
+    /// which this ranking of thousands of hosts must not make longer.
     pub async fn rank(
         &self,
-        conn: &mut sqlx::AnyConnection,
+        pool: &sqlx::AnyPool,
         request: &PlacementRequest,
         settings: &PlacementSettings,
         now: DateTime<Utc>,
+        k: usize,
     ) -> StoreResult<Result<Vec<HostId>, PlacementError>> {
-        if let Some(order) = self.rank_fresh(request, settings, now) {
+        if let Some(order) = self.rank_fresh(request, settings, now, k) {
             return Ok(order);
         }
         let _reading = self.reading.lock().await;
-        if let Some(order) = self.rank_fresh(request, settings, now) {
+        if let Some(order) = self.rank_fresh(request, settings, now, k) {
             return Ok(order);
         }
-        let loads = loads_in(conn).await?;
-        let order = scheduler::candidates(&loads, request, settings, now);
+        let loads = loads_in(&mut *pool.acquire().await?).await?;
+        let order = scheduler::best_candidates(&loads, request, settings, now, k);
         *self.copy.lock().expect("load hints") = Some(Copy {
             read_at: Instant::now(),
             loads,
@@ -66,10 +66,17 @@ impl LoadHints {
         request: &PlacementRequest,
         settings: &PlacementSettings,
         now: DateTime<Utc>,
+        k: usize,
     ) -> Option<Result<Vec<HostId>, PlacementError>> {
         let copy = self.copy.lock().expect("load hints");
         let copy = copy.as_ref().filter(|c| c.read_at.elapsed() < MAX_AGE)?;
-        Some(scheduler::candidates(&copy.loads, request, settings, now))
+        Some(scheduler::best_candidates(
+            &copy.loads,
+            request,
+            settings,
+            now,
+            k,
+        ))
     }
 
     /// `host` took `demand` (or, when the claim read it, now has `load`).

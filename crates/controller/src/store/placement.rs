@@ -55,23 +55,65 @@ pub struct Schedule {
     pub group: Option<ServerGroupId>,
 }
 
+/// The few hosts a create for `project` needing `demand` tries first, by
+/// the store's load hints (see `load_hints`), ranked before its
+/// transaction begins: ranking thousands of hosts inside it would hold the
+/// database's write lock (SQLite) that long. `None` when the hints say
+/// nothing fits: then [`claim`] reads every host's load and decides.
+pub(super) async fn hinted_candidates(
+    store: &Store,
+    project: ProjectId,
+    demand: Demand,
+    schedule: &Schedule,
+) -> StoreResult<Option<Vec<HostId>>> {
+    let group = match schedule.group {
+        Some(group) => {
+            let mut conn = store.pool().acquire().await?;
+            match group_context(&mut conn, None, project, group).await {
+                Ok(context) => Some(context),
+                // Deleted meanwhile: the claim says so.
+                Err(StoreError::Conflict(_)) => return Ok(None),
+                Err(e) => return Err(e),
+            }
+        }
+        None => None,
+    };
+    let request = PlacementRequest {
+        demand,
+        accel: schedule.accel,
+        group,
+    };
+    let ranked = store
+        .load_hints()
+        .rank(
+            store.pool(),
+            &request,
+            &schedule.settings,
+            chrono::Utc::now(),
+            HINTED_TRIES,
+        )
+        .await?;
+    Ok(ranked.ok())
+}
+
 /// Chooses and claims a host for a server of `project` needing `demand`.
 ///
-/// The candidates are ranked by the store's load hints (see `load_hints`);
-/// each is taken only if its current load, read here, still lets it pass
-/// the scheduler. When the hints' first few fail (or say nothing fits),
-/// every host's current load is read here and ranked again: the hints
-/// never decide a refusal or a placement, they only spare the reading.
+/// The `hinted` hosts (see [`hinted_candidates`]) are tried first; each is
+/// taken only if its current load, read here, still lets it pass the
+/// scheduler. When none does (or there were none), every host's current
+/// load is read here and ranked again: the hints never decide a refusal or
+/// a placement, they only spare the reading.
 pub(super) async fn claim(
     tx: &mut sqlx::Transaction<'_, sqlx::Any>,
     store: &Store,
     project: ProjectId,
     demand: Demand,
     schedule: &Schedule,
+    hinted: Option<Vec<HostId>>,
 ) -> StoreResult<HostId> {
     let backend = store.backend();
     let group = match schedule.group {
-        Some(group) => Some(lock_group(tx, backend, project, group).await?),
+        Some(group) => Some(group_context(tx, Some(backend), project, group).await?),
         None => None,
     };
     let request = PlacementRequest {
@@ -81,13 +123,10 @@ pub(super) async fn claim(
     };
     let settings = &schedule.settings;
     let now = chrono::Utc::now();
-    let hinted = store.load_hints().rank(tx, &request, settings, now).await?;
-    if let Ok(order) = hinted {
-        for host in order.into_iter().take(HINTED_TRIES) {
-            if let Some(load) = take_if_fits(tx, backend, host, &request, settings, now).await? {
-                store.load_hints().claimed(&load, demand);
-                return Ok(host);
-            }
+    for host in hinted.into_iter().flatten() {
+        if let Some(load) = take_if_fits(tx, backend, host, &request, settings, now).await? {
+            store.load_hints().claimed(&load, demand);
+            return Ok(host);
         }
     }
     // The hints were stale: rank by every host's current load.
@@ -183,24 +222,25 @@ async fn locked_load(
     load_in(conn, host).await
 }
 
-/// Locks a server group of `project` for the rest of the transaction (so
-/// creates joining it take turns) and reads where its members are.
-async fn lock_group(
-    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
-    backend: Backend,
+/// Where the members of a server group of `project` are, and its policy.
+/// With `lock` (the backend, in the create's transaction) the group is
+/// held for the rest of the transaction, so creates joining it take turns.
+async fn group_context(
+    conn: &mut sqlx::AnyConnection,
+    lock: Option<Backend>,
     project: ProjectId,
     group: ServerGroupId,
 ) -> StoreResult<GroupContext> {
-    let lock = match backend {
-        Backend::Postgres => " FOR UPDATE",
-        Backend::Sqlite => "",
+    let lock = match lock {
+        Some(Backend::Postgres) => " FOR UPDATE",
+        Some(Backend::Sqlite) | None => "",
     };
     let row = sqlx::query(sqlx::AssertSqlSafe(format!(
         "SELECT policy FROM server_groups WHERE id = $1 AND project_id = $2{lock}"
     )))
     .bind(group.to_string())
     .bind(project.to_string())
-    .fetch_optional(&mut **tx)
+    .fetch_optional(&mut *conn)
     .await?;
     let Some(row) = row else {
         return Err(StoreError::Conflict(
@@ -216,7 +256,7 @@ async fn lock_group(
          WHERE m.group_id = $1 AND s.host_id IS NOT NULL",
     )
     .bind(group.to_string())
-    .fetch_all(&mut **tx)
+    .fetch_all(&mut *conn)
     .await?;
     let member_hosts = rows
         .iter()

@@ -94,6 +94,17 @@ impl Store {
         now: chrono::DateTime<chrono::Utc>,
     ) -> StoreResult<ServerRecord> {
         let id = ServerId::new();
+        let demand = crate::scheduler::Demand {
+            vcpus: new.vcpus,
+            memory_mib: new.memory_mib,
+            disk_gib: new.disk_gib,
+        };
+        let hinted = match &new.host {
+            Placement::Schedule(schedule) => {
+                super::placement::hinted_candidates(self, new.project, demand, schedule).await?
+            }
+            Placement::On(_) => None,
+        };
         let mut tx = self.begin_write().await?;
         let extra = nubis_api::quotas::QuotaUsage {
             servers: 1,
@@ -109,13 +120,9 @@ impl Store {
         let (host, group) = match &new.host {
             Placement::On(host) => (*host, None),
             Placement::Schedule(schedule) => {
-                let demand = crate::scheduler::Demand {
-                    vcpus: new.vcpus,
-                    memory_mib: new.memory_mib,
-                    disk_gib: new.disk_gib,
-                };
                 let host =
-                    super::placement::claim(&mut tx, self, new.project, demand, schedule).await?;
+                    super::placement::claim(&mut tx, self, new.project, demand, schedule, hinted)
+                        .await?;
                 (host, schedule.group)
             }
         };
