@@ -84,6 +84,11 @@ pub type StoreResult<T> = Result<T, StoreError>;
 #[derive(Clone)]
 pub struct Store {
     pool: AnyPool,
+    /// Where write transactions run. SQLite has one writer at a time: its
+    /// own pool of one connection queues them in this process (woken in
+    /// turn) instead of letting each poll SQLite's lock with sleeps while
+    /// it holds a connection readers need. PostgreSQL: the same pool.
+    writer: AnyPool,
     backend: Backend,
     /// What the store was opened with (PostgreSQL listeners open their own
     /// connection).
@@ -131,8 +136,10 @@ impl Store {
             ),
             None => None,
         };
+        let pool = open_pool(backend, url, Connections::Readers).await?;
         let store = Self {
-            pool: open_pool(backend, url).await?,
+            writer: pool.clone(),
+            pool,
             backend,
             url: url.into(),
             instance: new_instance_id().into(),
@@ -145,8 +152,14 @@ impl Store {
         // table can describe `SELECT *` with the old columns (sqlx caches
         // the prepared shape): start the store on fresh connections.
         store.pool.close().await;
+        let pool = open_pool(backend, url, Connections::Readers).await?;
+        let writer = match backend {
+            Backend::Sqlite => open_pool(backend, url, Connections::Writer).await?,
+            Backend::Postgres => pool.clone(),
+        };
         Ok(Self {
-            pool: open_pool(backend, url).await?,
+            pool,
+            writer,
             backend,
             url: url.into(),
             instance: store.instance.clone(),
@@ -202,8 +215,16 @@ fn new_instance_id() -> String {
     hex::encode(bytes)
 }
 
+/// What a pool is for (SQLite: how many connections it opens).
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Connections {
+    Readers,
+    /// SQLite's single writer.
+    Writer,
+}
+
 /// A connection pool for `url`.
-async fn open_pool(backend: Backend, url: &str) -> StoreResult<AnyPool> {
+async fn open_pool(backend: Backend, url: &str, use_: Connections) -> StoreResult<AnyPool> {
     Ok(match backend {
         Backend::Sqlite => {
             // `mode=rwc` creates the file; WAL lets readers run beside the
@@ -214,7 +235,10 @@ async fn open_pool(backend: Backend, url: &str) -> StoreResult<AnyPool> {
                 format!("{url}?mode=rwc")
             };
             AnyPoolOptions::new()
-                .max_connections(8)
+                .max_connections(match use_ {
+                    Connections::Readers => 8,
+                    Connections::Writer => 1,
+                })
                 .after_connect(|conn, _| {
                     Box::pin(async move {
                         use sqlx::Executor;
@@ -259,8 +283,8 @@ impl Store {
     /// with SQLITE_BUSY ("database is locked") when another connection writes.
     pub(crate) async fn begin_write(&self) -> StoreResult<sqlx::Transaction<'static, sqlx::Any>> {
         Ok(match self.backend {
-            Backend::Sqlite => self.pool.begin_with("BEGIN IMMEDIATE").await?,
-            Backend::Postgres => self.pool.begin().await?,
+            Backend::Sqlite => self.writer.begin_with("BEGIN IMMEDIATE").await?,
+            Backend::Postgres => self.writer.begin().await?,
         })
     }
 }
