@@ -22,7 +22,7 @@ mod server_terms;
 mod servers;
 pub mod timeouts;
 mod usage_records;
-mod users;
+pub(crate) mod users;
 pub mod wakeups;
 
 use crate::store::Store;

@@ -13,6 +13,13 @@ pub struct UserRecord {
     pub password_hash: String,
 }
 
+/// An unexpired bearer token (never the token itself: only its hash is kept).
+pub struct TokenRecord {
+    pub user: User,
+    pub issued_at: chrono::DateTime<chrono::Utc>,
+    pub expires_at: chrono::DateTime<chrono::Utc>,
+}
+
 /// The user columns every user query selects (a macro, so queries stay `'static`).
 macro_rules! user_columns {
     () => {
@@ -85,6 +92,19 @@ impl Store {
         Ok(user_from_row(&found(row)?)?.user)
     }
 
+    /// A user by id, with the password hash.
+    pub async fn user_record(&self, id: UserId) -> StoreResult<UserRecord> {
+        let row = sqlx::query(concat!(
+            "SELECT ",
+            user_columns!(),
+            " FROM users u WHERE u.id = $1"
+        ))
+        .bind(id.to_string())
+        .fetch_optional(self.pool())
+        .await?;
+        user_from_row(&found(row)?)
+    }
+
     /// A user by name, with the password hash.
     pub async fn user_by_name(&self, name: &str) -> StoreResult<UserRecord> {
         let row = sqlx::query(concat!(
@@ -130,6 +150,28 @@ impl Store {
         .fetch_optional(self.pool())
         .await?;
         Ok(user_from_row(&found(row)?)?.user)
+    }
+
+    /// An unexpired token: its user and its times (Keystone's token
+    /// validation shows them).
+    pub async fn token(&self, hash: &str) -> StoreResult<TokenRecord> {
+        let row = sqlx::query(concat!(
+            "SELECT ",
+            user_columns!(),
+            ", t.expires_at AS token_expires_at, t.created_at AS token_created_at \
+             FROM tokens t JOIN users u ON u.id = t.user_id \
+             WHERE t.hash = $1 AND t.expires_at > $2"
+        ))
+        .bind(hash)
+        .bind(now_ms())
+        .fetch_optional(self.pool())
+        .await?;
+        let row = found(row)?;
+        Ok(TokenRecord {
+            user: user_from_row(&row)?.user,
+            issued_at: time(&row, "token_created_at")?,
+            expires_at: time(&row, "token_expires_at")?,
+        })
     }
 
     /// Revokes a token (and, while at it, drops expired ones).
