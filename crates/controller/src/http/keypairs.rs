@@ -3,10 +3,10 @@
 use super::error::{ApiError, ApiResult};
 use super::extract::{ApiJson, ApiPath, Caller};
 use super::AppState;
+use crate::app::keypairs;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::Json;
-use crate::app::keypairs;
 use nubis_api::keypairs::{CreateKeypair, CreatedKeypair, Keypair};
 use nubis_api::{ErrorBody, KeypairId};
 
