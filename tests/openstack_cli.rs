@@ -625,5 +625,29 @@ fn openstack_wire_formats_and_errors() {
         )
         .await;
         assert_eq!(s, StatusCode::NOT_IMPLEMENTED, "{b}");
+
+        // The audit trail has the OpenStack calls under their /v1 names:
+        // the wrong password (denied), the refused flavor, the key pair.
+        cloud.login(ADMIN.0, ADMIN.1).await;
+        support::wait_for(
+            "the OpenStack calls in the audit trail",
+            std::time::Duration::from_secs(30),
+            || async {
+                let (_, page) = cloud.call(Method::GET, "/v1/audit?limit=200", None).await;
+                let events = page["events"].as_array().cloned().unwrap_or_default();
+                let has = |action: &str, path: &str, outcome: &str| {
+                    events.iter().any(|e| {
+                        e["action"] == action && e["path"] == path && e["outcome"] == outcome
+                    })
+                };
+                (has("token.create", "/identity/v3/auth/tokens", "denied")
+                    && has("token.create", "/identity/v3/auth/tokens", "success")
+                    && has("token.delete", "/identity/v3/auth/tokens", "success")
+                    && has("flavor.create", "/compute/v2.1/flavors", "failure")
+                    && has("keypair.create", "/compute/v2.1/os-keypairs", "success"))
+                .then_some(())
+            },
+        )
+        .await;
     });
 }
