@@ -392,6 +392,33 @@ fn openstack_clients_use_identity_and_compute_basics() {
                 "[{label}] {quota}"
             );
 
+            // Projects: admins see every one (and any project's quota),
+            // members their own.
+            let names = |v: Value| -> Vec<String> {
+                let mut n: Vec<String> = v
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .map(|p| p["Name"].as_str().unwrap().to_owned())
+                    .collect();
+                n.sort();
+                n
+            };
+            assert_eq!(
+                names(os.json("root", &["project", "list"])),
+                ["alice", "root"]
+            );
+            assert_eq!(names(os.json("alice", &["project", "list"])), ["alice"]);
+            let shown = os.json("alice", &["project", "show", "alice"]);
+            assert_eq!(shown["id"], member["project"], "[{label}] {shown}");
+            let quota = os.json("root", &["quota", "show", "alice"]);
+            assert_eq!(
+                field(&quota, "instances", "Resource", "Limit"),
+                7,
+                "[{label}] {quota}"
+            );
+            os.fails("alice", &["project", "show", "root"]);
+
             // openstacksdk, as a script uses it.
             let names = os.sdk(
                 "import json, openstack\n\
@@ -620,11 +647,48 @@ fn openstack_wire_formats_and_errors() {
         assert_eq!(s, StatusCode::NOT_FOUND, "{b}");
         assert_eq!(b["error"]["code"], 404, "{b}");
         let (s, b) = call(
-            http.get(format!("{url}/identity/v3/projects"))
+            http.get(format!("{url}/identity/v3/domains"))
                 .header("X-Auth-Token", &admin_token),
         )
         .await;
         assert_eq!(s, StatusCode::NOT_IMPLEMENTED, "{b}");
+        let (s, b) = call(
+            http.post(format!("{url}/identity/v3/projects"))
+                .header("X-Auth-Token", &admin_token)
+                .json(&json!({"project": {"name": "new"}})),
+        )
+        .await;
+        assert_eq!(s, StatusCode::NOT_IMPLEMENTED, "{b}");
+        // The directory: a member sees itself and its project only.
+        let (s, b) = call(
+            http.get(format!("{url}/identity/v3/projects"))
+                .header("X-Auth-Token", &member_token),
+        )
+        .await;
+        assert_eq!(s, StatusCode::OK, "{b}");
+        let listed: Vec<&Value> = b["projects"].as_array().unwrap().iter().collect();
+        assert_eq!(listed.len(), 1, "{b}");
+        assert_eq!(listed[0]["id"], member["project"], "{b}");
+        let admin_id = admin_body["token"]["user"]["id"].as_str().unwrap();
+        for path in [
+            format!("users/{admin_id}"),
+            format!("users/{admin_id}/projects"),
+            format!("projects/{admin_project}"),
+        ] {
+            let (s, b) = call(
+                http.get(format!("{url}/identity/v3/{path}"))
+                    .header("X-Auth-Token", &member_token),
+            )
+            .await;
+            assert_eq!(s, StatusCode::NOT_FOUND, "{path}: {b}");
+            // Positive control: the admin sees it.
+            let (s, b) = call(
+                http.get(format!("{url}/identity/v3/{path}"))
+                    .header("X-Auth-Token", &admin_token),
+            )
+            .await;
+            assert_eq!(s, StatusCode::OK, "{path}: {b}");
+        }
 
         // The audit trail has the OpenStack calls under their /v1 names:
         // the wrong password (denied), the refused flavor, the key pair.

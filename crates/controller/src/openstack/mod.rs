@@ -8,6 +8,7 @@
 pub mod auth;
 pub mod catalog;
 pub mod compute;
+pub mod directory;
 pub mod discovery;
 pub mod errors;
 pub mod identity;
@@ -113,6 +114,10 @@ async fn compute_bad_method() -> ComputeError {
     ComputeError(errors::method_not_allowed())
 }
 
+async fn identity_not_implemented() -> IdentityError {
+    IdentityError(not_implemented("this operation"))
+}
+
 async fn compute_not_implemented() -> ComputeError {
     ComputeError(not_implemented("this operation"))
 }
@@ -141,6 +146,42 @@ fn identity_routes() -> Router<AppState> {
                     .post(identity::issue)
                     .delete(identity::revoke),
             ),
+        )
+        .route(
+            "/identity/v3/auth/projects",
+            identity_route(get(directory::auth_projects)),
+        )
+        .route(
+            "/identity/v3/auth/catalog",
+            identity_route(get(directory::auth_catalog)),
+        )
+        .route(
+            "/identity/v3/projects",
+            identity_route(get(directory::list_projects).post(identity_not_implemented)),
+        )
+        .route(
+            "/identity/v3/projects/{id}",
+            identity_route(
+                get(directory::show_project)
+                    .patch(identity_not_implemented)
+                    .delete(identity_not_implemented),
+            ),
+        )
+        .route(
+            "/identity/v3/users",
+            identity_route(get(directory::list_users).post(identity_not_implemented)),
+        )
+        .route(
+            "/identity/v3/users/{id}",
+            identity_route(
+                get(directory::show_user)
+                    .patch(identity_not_implemented)
+                    .delete(identity_not_implemented),
+            ),
+        )
+        .route(
+            "/identity/v3/users/{id}/projects",
+            identity_route(get(directory::user_projects)),
         )
         .route("/identity/{*rest}", any(identity_unknown))
 }

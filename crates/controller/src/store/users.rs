@@ -184,6 +184,28 @@ impl Store {
         Ok(())
     }
 
+    /// Every user, by name (admins' listings).
+    pub async fn list_users(&self) -> StoreResult<Vec<User>> {
+        let rows = sqlx::query(concat!(
+            "SELECT ",
+            user_columns!(),
+            " FROM users u ORDER BY u.name"
+        ))
+        .fetch_all(self.pool())
+        .await?;
+        rows.iter().map(|r| Ok(user_from_row(r)?.user)).collect()
+    }
+
+    /// Every project with its name, by name (admins' listings).
+    pub async fn list_projects(&self) -> StoreResult<Vec<(ProjectId, String)>> {
+        let rows = sqlx::query("SELECT id, name FROM projects ORDER BY name")
+            .fetch_all(self.pool())
+            .await?;
+        rows.iter()
+            .map(|r| Ok((parse(r, "id")?, r.try_get("name")?)))
+            .collect()
+    }
+
     /// A project's name (the name of the user it belongs to).
     pub async fn project_name(&self, project: ProjectId) -> StoreResult<String> {
         let row = sqlx::query("SELECT name FROM projects WHERE id = $1")
