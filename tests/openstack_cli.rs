@@ -611,6 +611,14 @@ fn openstack_wire_formats_and_errors() {
         let (s, b) = call(compute(Method::GET, "/flavors", Some(&admin_token))).await;
         assert_eq!(s, StatusCode::OK);
         assert_eq!(b["flavors"].as_array().unwrap().len(), flavor_count, "{b}");
+        // A flavor Nubis can make: the trail names it (see below).
+        let (s, b) = call(
+            compute(Method::POST, "/flavors", Some(&admin_token))
+                .json(&json!({"flavor": {"name": "plain", "ram": 256, "vcpus": 1, "disk": 1}})),
+        )
+        .await;
+        assert_eq!(s, StatusCode::OK, "{b}");
+        let created_flavor = b["flavor"]["id"].as_str().unwrap().to_owned();
         // A duplicate key pair name: 409 conflictingRequest.
         let member_token = issue(password_auth(MEMBER, Value::Null)).await.1.unwrap();
         let body = json!({"keypair": {"name": "dup"}});
@@ -708,6 +716,11 @@ fn openstack_wire_formats_and_errors() {
                     && has("token.create", "/identity/v3/auth/tokens", "success")
                     && has("token.delete", "/identity/v3/auth/tokens", "success")
                     && has("flavor.create", "/compute/v2.1/flavors", "failure")
+                    && events.iter().any(|e| {
+                        e["action"] == "flavor.create"
+                            && e["outcome"] == "success"
+                            && e["object_id"] == created_flavor.as_str()
+                    })
                     && has("keypair.create", "/compute/v2.1/os-keypairs", "success"))
                 .then_some(())
             },
