@@ -15,7 +15,8 @@ pub mod identity;
 pub mod token_body;
 
 use crate::http::{timeouts, AppState};
-use axum::extract::Path;
+use axum::extract::{OriginalUri, Path};
+use axum::http::Method;
 use axum::middleware::{from_fn, from_fn_with_state};
 use axum::routing::{any, get, MethodRouter};
 use axum::Router;
@@ -114,12 +115,17 @@ async fn compute_bad_method() -> ComputeError {
     ComputeError(errors::method_not_allowed())
 }
 
-async fn identity_not_implemented() -> IdentityError {
-    IdentityError(not_implemented("this operation"))
+/// What a request is, for messages: `DELETE /compute/v2.1/flavors/x`.
+fn operation(method: &Method, uri: &OriginalUri) -> String {
+    format!("{method} {}", uri.path())
 }
 
-async fn compute_not_implemented() -> ComputeError {
-    ComputeError(not_implemented("this operation"))
+async fn identity_not_implemented(method: Method, uri: OriginalUri) -> IdentityError {
+    IdentityError(not_implemented(&operation(&method, &uri)))
+}
+
+async fn compute_not_implemented(method: Method, uri: OriginalUri) -> ComputeError {
+    ComputeError(not_implemented(&operation(&method, &uri)))
 }
 
 fn identity_route(r: MethodRouter<AppState>) -> MethodRouter<AppState> {

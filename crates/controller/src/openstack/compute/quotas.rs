@@ -173,6 +173,6 @@ pub async fn defaults(
 /// set quotas with `/v1/projects/{id}/quotas`).
 pub async fn not_implemented() -> ComputeError {
     ComputeError(crate::openstack::errors::not_implemented(
-        "changing quotas through os-quota-sets",
+        "changing quotas through os-quota-sets (admins: PUT /v1/projects/{id}/quotas)",
     ))
 }
