@@ -106,6 +106,33 @@ fn openstack_wire_formats_and_errors() {
             assert_eq!(b["error"]["code"], 401, "{b}");
             assert_eq!(b["error"]["title"], "Unauthorized", "{b}");
         }
+        // Failed logins are throttled by the same rule as /v1's: past the
+        // limit (5 a minute per name), Keystone answers 429 with
+        // Retry-After, and so does /v1 even with the right password.
+        let (s, b) = cloud
+            .call(
+                Method::POST,
+                "/v1/users",
+                Some(json!({"name": "mallory", "password": "mallory-secret"})),
+            )
+            .await;
+        assert_eq!(s, StatusCode::CREATED, "{b}");
+        for _ in 0..5 {
+            let (s, _, b) = issue(password_auth(("mallory", "guess-guess"), Value::Null)).await;
+            assert_eq!(s, StatusCode::UNAUTHORIZED, "{b}");
+        }
+        let (s, _, b) = issue(password_auth(("mallory", "mallory-secret"), Value::Null)).await;
+        assert_eq!(s, StatusCode::TOO_MANY_REQUESTS, "{b}");
+        assert_eq!(b["error"]["code"], 429, "{b}");
+        let (s, b) = cloud
+            .call(
+                Method::POST,
+                "/v1/tokens",
+                Some(json!({"name": "mallory", "password": "mallory-secret"})),
+            )
+            .await;
+        assert_eq!(s, StatusCode::TOO_MANY_REQUESTS, "{b}");
+
         // A malformed body: 400.
         let (s, _, b) = issue(json!({"auth": {}})).await;
         assert_eq!(s, StatusCode::BAD_REQUEST, "{b}");
