@@ -418,6 +418,23 @@ fn openstack_clients_use_identity_and_compute_basics() {
                 "[{label}] {quota}"
             );
             os.fails("alice", &["project", "show", "root"]);
+            // Admins set quotas (by project name); members may not.
+            os.fails("alice", &["quota", "set", "--instances", "99", "alice"]);
+            let set = os.try_openstack("root", &["quota", "set", "--instances", "8", "alice"]);
+            assert!(set.status.success(), "[{label}] quota set: {set:?}");
+            let (_, q) = cloud
+                .call(
+                    Method::GET,
+                    &format!(
+                        "/v1/projects/{}/quotas",
+                        member["project"].as_str().unwrap()
+                    ),
+                    None,
+                )
+                .await;
+            assert_eq!(q["limits"]["servers"], 8, "[{label}] {q}");
+            let set = os.try_openstack("root", &["quota", "set", "--instances", "7", "alice"]);
+            assert!(set.status.success(), "[{label}] quota set back: {set:?}");
 
             // openstacksdk, as a script uses it.
             let names = os.sdk(

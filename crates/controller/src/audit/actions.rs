@@ -109,6 +109,10 @@ fn openstack_twin(method: &Method, path: &str) -> Option<String> {
     }
     let rest = path.strip_prefix("/compute/v2.1/")?;
     let rest = rest.strip_prefix("os-").unwrap_or(rest);
+    if let Some(project) = rest.strip_prefix("quota-sets/") {
+        let project = project.split('/').next().unwrap_or_default();
+        return Some(format!("/v1/projects/{project}/quotas"));
+    }
     Some(format!("/v1/{rest}"))
 }
 
@@ -269,6 +273,10 @@ mod tests {
             a("keypair.delete", "keypair", Some("k1"))
         );
         assert_eq!(action(Method::GET, "/compute/v2.1/os-keypairs"), None);
+        assert_eq!(
+            action(Method::PUT, "/compute/v2.1/os-quota-sets/p1"),
+            a("quota.update", "project", Some("p1"))
+        );
     }
 
     #[test]

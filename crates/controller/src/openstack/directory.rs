@@ -73,9 +73,18 @@ fn collection(base: &str, path: &str, key: &str, items: Vec<Value>) -> Json<Valu
     }))
 }
 
+/// Keystone's 404: "Could not find project: NAME."
+fn could_not_find(what: &str, raw: &str) -> ApiError {
+    ApiError::new(
+        axum::http::StatusCode::NOT_FOUND,
+        "not_found",
+        format!("Could not find {what}: {raw}."),
+    )
+}
+
 /// The user `raw` names if the caller may see it: itself, or anyone for admins.
 async fn visible_user(state: &AppState, caller: &Caller, raw: &str) -> IdentityResult<User> {
-    let not_found = || IdentityError(ApiError::not_found(&format!("Could not find user: {raw}")));
+    let not_found = || IdentityError(could_not_find("user", raw));
     let id: nubis_api::UserId = raw.parse().map_err(|_| not_found())?;
     if id == caller.user.id {
         return Ok(caller.user.clone());

@@ -235,7 +235,7 @@ fn compute_routes() -> Router<AppState> {
             &r("/os-quota-sets/{project}"),
             compute_route(
                 get(quotas::show)
-                    .put(quotas::not_implemented)
+                    .put(quotas::update)
                     .delete(quotas::not_implemented),
             ),
         )
