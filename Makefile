@@ -13,6 +13,7 @@ up: deps release
 ## Install missing packages, build, and run every test (PostgreSQL included).
 test: deps tiny-image lint
 	scripts/schemathesis.sh --install
+	scripts/openstack-venv.sh >/dev/null
 	scripts/with-postgres.sh $(CARGO) test --workspace
 	@echo "make test: all tests passed"
 

@@ -28,6 +28,7 @@ packages=(
   grub-common       # grub-mkrescue itself
   xorriso           # grub-mkrescue writes the ISO with it
   mtools            # grub-mkrescue's EFI image, where EFI modules are present
+  python3-openstackclient  # the OpenStack API test runs Debian's `openstack` client
 )
 
 missing=()

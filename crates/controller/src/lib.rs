@@ -11,6 +11,7 @@ pub mod cluster;
 pub mod http;
 pub mod live_migration;
 pub mod login_throttle;
+pub mod openstack;
 pub mod peer_changes;
 pub mod redact;
 pub mod rental;

@@ -6,6 +6,8 @@ pub mod create_server;
 pub mod drain;
 pub mod evacuator;
 pub mod hosts;
+pub mod keypairs;
+pub mod login;
 pub mod moves;
 
 use crate::store::StoreError;
@@ -21,6 +23,10 @@ pub enum AppError {
     /// the API's 400 `address_not_allowed`.
     #[error("{0}")]
     AddressNotAllowed(String),
+    /// A failure that is nobody's request's fault (no randomness, ...):
+    /// logged, answered 500.
+    #[error("{0}")]
+    Internal(String),
     /// What the store said (not found, conflict, quota, no valid host, ...).
     #[error(transparent)]
     Store(#[from] StoreError),

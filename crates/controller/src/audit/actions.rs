@@ -45,6 +45,9 @@ pub fn classify(method: &Method, path: &str) -> Option<Classified> {
     if !changes_state(method) {
         return None;
     }
+    if let Some(twin) = openstack_twin(method, path) {
+        return classify(method, &twin);
+    }
     let rest = path.strip_prefix("/v1/")?;
     let segs: Vec<&str> = rest.split('/').filter(|s| !s.is_empty()).collect();
     let first = *segs.first()?;
@@ -89,6 +92,28 @@ pub fn classify(method: &Method, path: &str) -> Option<Classified> {
         }
         (m, _) => named(&format!("{kind}.{}", m.to_ascii_lowercase()), &kind, None),
     })
+}
+
+/// An OpenStack call's `/v1` twin, so it is recorded under the same action:
+/// Keystone's token create and revoke are `token.create`/`token.delete`;
+/// `/compute/v2.1/os-keypairs/k` is `/v1/keypairs/k`; other Keystone and
+/// Nova collections keep their names (without `os-`).
+fn openstack_twin(method: &Method, path: &str) -> Option<String> {
+    if let Some(rest) = path.strip_prefix("/identity/v3/") {
+        let rest = rest.trim_end_matches('/');
+        return Some(match (method.as_str(), rest) {
+            ("POST", "auth/tokens") => "/v1/tokens".to_owned(),
+            (_, "auth/tokens") => "/v1/tokens/current".to_owned(),
+            _ => format!("/v1/{rest}"),
+        });
+    }
+    let rest = path.strip_prefix("/compute/v2.1/")?;
+    let rest = rest.strip_prefix("os-").unwrap_or(rest);
+    if let Some(project) = rest.strip_prefix("quota-sets/") {
+        let project = project.split('/').next().unwrap_or_default();
+        return Some(format!("/v1/projects/{project}/quotas"));
+    }
+    Some(format!("/v1/{rest}"))
 }
 
 /// The agent protocol: registration, and (only when refused) reports;
@@ -225,6 +250,32 @@ mod tests {
                 "security_group_rule",
                 Some("r1")
             )
+        );
+    }
+
+    #[test]
+    fn openstack_calls_are_named_as_their_v1_twins() {
+        assert_eq!(
+            action(Method::POST, "/identity/v3/auth/tokens"),
+            a("token.create", "token", None)
+        );
+        assert_eq!(
+            action(Method::DELETE, "/identity/v3/auth/tokens"),
+            a("token.delete", "token", None)
+        );
+        assert_eq!(action(Method::GET, "/identity/v3/auth/tokens"), None);
+        assert_eq!(
+            action(Method::POST, "/compute/v2.1/flavors"),
+            a("flavor.create", "flavor", None)
+        );
+        assert_eq!(
+            action(Method::DELETE, "/compute/v2.1/os-keypairs/k1"),
+            a("keypair.delete", "keypair", Some("k1"))
+        );
+        assert_eq!(action(Method::GET, "/compute/v2.1/os-keypairs"), None);
+        assert_eq!(
+            action(Method::PUT, "/compute/v2.1/os-quota-sets/p1"),
+            a("quota.update", "project", Some("p1"))
         );
     }
 

@@ -18,6 +18,7 @@ use axum::http::HeaderValue;
 use axum::middleware::Next;
 use axum::response::Response;
 use nubis_api::audit::{AuditEvent, Initiator, Outcome};
+use std::collections::HashMap;
 use std::net::SocketAddr;
 
 /// The response header naming the request id kept in the trail.
@@ -131,9 +132,19 @@ async fn created_id(response: Response) -> (Response, Option<String>) {
     let (parts, body) = response.into_parts();
     match axum::body::to_bytes(body, MAX_CREATED_BODY as usize).await {
         Ok(bytes) => {
+            // `{"id": ...}` (/v1), or one wrapped object (`{"flavor":
+            // {"id": ...}}`, the OpenStack APIs).
             let id = serde_json::from_slice::<IdOnly>(&bytes)
                 .ok()
                 .and_then(|v| v.id)
+                .or_else(|| {
+                    let wrapped = serde_json::from_slice::<HashMap<String, IdOnly>>(&bytes).ok()?;
+                    let mut values = wrapped.into_values();
+                    match (values.next(), values.next()) {
+                        (Some(only), None) => only.id,
+                        _ => None,
+                    }
+                })
                 .and_then(|v| match v {
                     serde_json::Value::String(s) => Some(s),
                     serde_json::Value::Number(n) => Some(n.to_string()),

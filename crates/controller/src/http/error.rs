@@ -146,6 +146,7 @@ impl From<crate::app::AppError> for ApiError {
             AppError::AddressNotAllowed(m) => {
                 Self::new(StatusCode::BAD_REQUEST, "address_not_allowed", m)
             }
+            AppError::Internal(m) => Self::internal(m),
             AppError::Store(e) => e.into(),
         }
     }

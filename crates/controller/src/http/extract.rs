@@ -181,10 +181,23 @@ impl FromRequestParts<AppState> for Caller {
             .ok_or_else(|| {
                 ApiError::unauthorized("the Authorization header must be 'Bearer <token>'")
             })?;
+        Self::from_token(state, token, &parts.extensions).await
+    }
+}
+
+impl Caller {
+    /// The caller a raw bearer token names (from `Authorization: Bearer`
+    /// here, from `X-Auth-Token` on the OpenStack APIs): 401 when it is
+    /// unknown or expired. The request's audit slot learns the user.
+    pub async fn from_token(
+        state: &AppState,
+        token: &str,
+        extensions: &axum::http::Extensions,
+    ) -> Result<Self, ApiError> {
         let hash = token_hash(token);
         match state.store.user_by_token(&hash).await {
             Ok(user) => {
-                if let Some(slot) = crate::audit::slot_of(&parts.extensions) {
+                if let Some(slot) = crate::audit::slot_of(extensions) {
                     slot.user(&user);
                 }
                 Ok(Self {

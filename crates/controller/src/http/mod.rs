@@ -22,7 +22,7 @@ mod server_terms;
 mod servers;
 pub mod timeouts;
 mod usage_records;
-mod users;
+pub(crate) mod users;
 pub mod wakeups;
 
 use crate::store::Store;
@@ -250,6 +250,8 @@ pub fn router(state: AppState) -> Router {
     Router::new()
         .nest("/v1", bounded.merge(upload))
         .merge(health)
+        // OpenStack's Identity and Compute APIs over the same store and rules.
+        .merge(crate::openstack::routes(request_limit))
         .merge(console::pages(&state.console.novnc_dir))
         .fallback(|| async {
             ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such API path")

@@ -4,9 +4,9 @@ use super::error::{ApiError, ApiResult};
 use super::extract::{ApiJson, Caller};
 use super::AppState;
 use crate::accounts::Registration;
+use crate::app::login::{self, LoginError, LoginName};
 use crate::auth::{self, Busy};
 use crate::login_throttle::{Throttled, ThrottledBy};
-use crate::store::StoreError;
 use axum::extract::{ConnectInfo, State};
 use axum::http::StatusCode;
 use axum::{Extension, Json};
@@ -16,9 +16,9 @@ use std::net::{IpAddr, SocketAddr};
 
 /// The client's address, when the request came over the network (calls the
 /// portal makes in process carry the address of the browser's request).
-type ClientAddress = Option<Extension<ConnectInfo<SocketAddr>>>;
+pub(crate) type ClientAddress = Option<Extension<ConnectInfo<SocketAddr>>>;
 
-fn client_ip(client: &ClientAddress) -> Option<IpAddr> {
+pub(crate) fn client_ip(client: &ClientAddress) -> Option<IpAddr> {
     client
         .as_ref()
         .map(|Extension(ConnectInfo(addr))| addr.ip())
@@ -100,77 +100,39 @@ pub async fn login(
     audit: crate::audit::AuditSlot,
     ApiJson(req): ApiJson<Credentials>,
 ) -> ApiResult<(StatusCode, Json<TokenResponse>)> {
-    let denied = || ApiError::unauthorized("wrong user name or password");
-    let address = client_ip(&client);
-    // Counted as a failure until it succeeds; refused before any hashing.
-    let attempt = state
-        .login_throttle
-        .admit(req.name.as_str(), address, state.clock.now())
-        .map_err(|refused| {
-            tracing::info!(user = %req.name.as_str(), client = ?address, "login throttled");
-            throttled(refused)
-        })?;
-    let record = match state.store.user_by_name(req.name.as_str()).await {
-        Ok(r) => Some(r),
-        Err(StoreError::NotFound) => None,
-        Err(e) => return Err(e.into()),
-    };
-    // The trail names the user a login (right or wrong) was for; an unknown
-    // name is not kept (it may be a password typed in the wrong field).
-    if let Some(r) = &record {
-        audit.user(&r.user);
-    }
-    // Verify against a dummy hash for unknown users too, so timing does not
-    // reveal which names exist.
-    let hash = record.as_ref().map(|r| r.password_hash.clone());
-    let password = req.password.expose().to_owned();
-    let ok = state
-        .password_work
-        .run(move || {
-            let hash = hash.as_deref().unwrap_or_else(|| dummy_hash());
-            auth::verify_password(&password, hash)
-        })
+    let record = login::check_password(
+        &state,
+        LoginName::Name(req.name.as_str()),
+        req.password.expose(),
+        client_ip(&client),
+        Some(&audit),
+    )
+    .await
+    .map_err(login_error)?;
+    let issued = login::issue_token(&state, record.user.id, None)
         .await
-        .map_err(busy)?;
-    let record = match (ok, record) {
-        (true, Some(r)) => r,
-        _ => {
-            tracing::info!(user = %req.name.as_str(), client = ?address, "failed login");
-            return Err(denied());
-        }
-    };
-    state.login_throttle.succeeded(attempt);
-    let token = auth::new_token().map_err(ApiError::internal)?;
-    let expires_at = chrono::Utc::now()
-        + chrono::Duration::from_std(state.token_ttl).map_err(ApiError::internal)?;
-    state
-        .store
-        .insert_token(
-            &auth::token_hash(&token),
-            record.user.id,
-            expires_at.timestamp_millis(),
-        )
-        .await?;
+        .map_err(login_error)?;
     let project = record.user.project;
     Ok((
         StatusCode::CREATED,
         Json(TokenResponse {
-            token,
-            expires_at,
+            token: issued.token,
+            expires_at: issued.expires_at,
             user: record.user,
             project,
         }),
     ))
 }
 
-/// A real argon2id hash of a random password, made once, so a login for an
-/// unknown user costs what a wrong password costs.
-fn dummy_hash() -> &'static str {
-    static HASH: std::sync::OnceLock<String> = std::sync::OnceLock::new();
-    HASH.get_or_init(|| {
-        let secret = auth::new_token().unwrap_or_default();
-        auth::hash_password(&secret).unwrap_or_default()
-    })
+/// The API's answer to a refused or failed login.
+pub(crate) fn login_error(e: LoginError) -> ApiError {
+    match e {
+        LoginError::Denied => ApiError::unauthorized("wrong user name or password"),
+        LoginError::Throttled(refused) => throttled(refused),
+        LoginError::Busy(b) => busy(b),
+        LoginError::Store(e) => e.into(),
+        LoginError::Internal(m) => ApiError::internal(m),
+    }
 }
 
 /// Log out: revoke the token used for this request.

@@ -42,7 +42,7 @@ pub use console_tokens::ConsoleGrant;
 pub use placement::{Placement, Schedule};
 pub use server_record::ServerRecord;
 pub use servers::{NewPort, NewServer};
-pub use users::UserRecord;
+pub use users::{TokenRecord, UserRecord};
 
 use sqlx::any::AnyPoolOptions;
 use sqlx::AnyPool;

@@ -13,6 +13,13 @@ pub struct UserRecord {
     pub password_hash: String,
 }
 
+/// An unexpired bearer token (never the token itself: only its hash is kept).
+pub struct TokenRecord {
+    pub user: User,
+    pub issued_at: chrono::DateTime<chrono::Utc>,
+    pub expires_at: chrono::DateTime<chrono::Utc>,
+}
+
 /// The user columns every user query selects (a macro, so queries stay `'static`).
 macro_rules! user_columns {
     () => {
@@ -85,6 +92,19 @@ impl Store {
         Ok(user_from_row(&found(row)?)?.user)
     }
 
+    /// A user by id, with the password hash.
+    pub async fn user_record(&self, id: UserId) -> StoreResult<UserRecord> {
+        let row = sqlx::query(concat!(
+            "SELECT ",
+            user_columns!(),
+            " FROM users u WHERE u.id = $1"
+        ))
+        .bind(id.to_string())
+        .fetch_optional(self.pool())
+        .await?;
+        user_from_row(&found(row)?)
+    }
+
     /// A user by name, with the password hash.
     pub async fn user_by_name(&self, name: &str) -> StoreResult<UserRecord> {
         let row = sqlx::query(concat!(
@@ -132,6 +152,28 @@ impl Store {
         Ok(user_from_row(&found(row)?)?.user)
     }
 
+    /// An unexpired token: its user and its times (Keystone's token
+    /// validation shows them).
+    pub async fn token(&self, hash: &str) -> StoreResult<TokenRecord> {
+        let row = sqlx::query(concat!(
+            "SELECT ",
+            user_columns!(),
+            ", t.expires_at AS token_expires_at, t.created_at AS token_created_at \
+             FROM tokens t JOIN users u ON u.id = t.user_id \
+             WHERE t.hash = $1 AND t.expires_at > $2"
+        ))
+        .bind(hash)
+        .bind(now_ms())
+        .fetch_optional(self.pool())
+        .await?;
+        let row = found(row)?;
+        Ok(TokenRecord {
+            user: user_from_row(&row)?.user,
+            issued_at: time(&row, "token_created_at")?,
+            expires_at: time(&row, "token_expires_at")?,
+        })
+    }
+
     /// Revokes a token (and, while at it, drops expired ones).
     pub async fn delete_token(&self, hash: &str) -> StoreResult<()> {
         sqlx::query("DELETE FROM tokens WHERE hash = $1 OR expires_at <= $2")
@@ -140,6 +182,28 @@ impl Store {
             .execute(self.pool())
             .await?;
         Ok(())
+    }
+
+    /// Every user, by name (admins' listings).
+    pub async fn list_users(&self) -> StoreResult<Vec<User>> {
+        let rows = sqlx::query(concat!(
+            "SELECT ",
+            user_columns!(),
+            " FROM users u ORDER BY u.name"
+        ))
+        .fetch_all(self.pool())
+        .await?;
+        rows.iter().map(|r| Ok(user_from_row(r)?.user)).collect()
+    }
+
+    /// Every project with its name, by name (admins' listings).
+    pub async fn list_projects(&self) -> StoreResult<Vec<(ProjectId, String)>> {
+        let rows = sqlx::query("SELECT id, name FROM projects ORDER BY name")
+            .fetch_all(self.pool())
+            .await?;
+        rows.iter()
+            .map(|r| Ok((parse(r, "id")?, r.try_get("name")?)))
+            .collect()
     }
 
     /// A project's name (the name of the user it belongs to).

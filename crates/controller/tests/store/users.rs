@@ -23,6 +23,13 @@ pub(crate) async fn only_users_made_admins_are_admins(db: &Db) {
     assert_eq!(record.password_hash, "h2");
     assert!(record.user.admin);
 
+    let record = db.user_record(third.id).await.unwrap();
+    assert_eq!(record.user.name, "carol");
+    assert_eq!(record.password_hash, "h2");
+    assert_not_found(
+        db.user_record(UserId::new()).await.map(|r| r.user),
+        "unknown user id, with hash",
+    );
     assert_not_found(db.user(UserId::new()).await, "unknown user id");
     assert_not_found(
         db.user_by_name("nobody").await.map(|r| r.user),
@@ -72,6 +79,19 @@ pub(crate) async fn tokens_expire_and_are_revoked(db: &Db) {
     assert_eq!(db.user_by_token("bob-1").await.unwrap().id, bob.id);
     assert_not_found(db.user_by_token("bob-expired").await, "expired token");
     assert_not_found(db.user_by_token("no-such-token").await, "unknown token");
+    // A token with its times (Keystone's validation shows them).
+    let t = db.token("alice-1").await.unwrap();
+    assert_eq!(t.user.id, alice.id);
+    assert_eq!(t.expires_at.timestamp_millis(), now + hour);
+    assert!((t.issued_at.timestamp_millis() - now).abs() < hour);
+    assert_not_found(
+        db.token("bob-expired").await.map(|t| t.user),
+        "expired token",
+    );
+    assert_not_found(
+        db.token("no-such-token").await.map(|t| t.user),
+        "unknown token",
+    );
 
     // Revoking one token leaves the others, and sweeps expired ones.
     db.delete_token("alice-1").await.unwrap();
