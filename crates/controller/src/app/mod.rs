@@ -3,6 +3,7 @@
 //! calls the API in-process) only extract, call these and render.
 
 pub mod create_server;
+pub mod desired_state;
 pub mod drain;
 pub mod evacuator;
 pub mod hosts;

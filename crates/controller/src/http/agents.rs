@@ -7,24 +7,16 @@ use super::extract::{AgentCaller, ApiJson, ApiPath};
 use super::images::image_path;
 use super::AppState;
 use crate::cluster::{check_registration, ClusterError};
-use crate::store::overlay::peers_from_ports;
 use axum::body::Body;
 use axum::extract::{Query, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::Response;
 use axum::Json;
-use nubis_api::agent::{
-    DesiredState, DnsRecord, FloatingIpSpec, GuestConfig, Host, HostNetwork, HostReport, ImageRef,
-    InstanceSpec, NamedKey, NetworkSpec, NicSpec, Overlay, RegisterHost, RuleRemote, RuleSpec,
-    SecurityGroupSpec,
-};
-use nubis_api::images::{Image, ImageFormat, ImageStatus};
+use nubis_api::agent::{DesiredState, Host, HostReport, RegisterHost};
+use nubis_api::images::ImageStatus;
 use nubis_api::join::{JoinRequest, JoinResponse};
-use nubis_api::networks::{dns_label, server_dns_name, Network};
 use nubis_api::{ErrorBody, HostId, ImageId};
-use nubis_api::{NetworkId, SecurityGroupId};
 use serde::Deserialize;
-use std::collections::HashMap;
 use tokio::io::AsyncSeekExt;
 
 /// Join the cluster with a join token: registers the host and answers its
@@ -124,7 +116,12 @@ pub async fn desired(
         .map_err(ApiError::from_store("host"))?;
     let deadline = tokio::time::Instant::now() + state.timeouts.long_poll;
     loop {
-        let mut desired = host_desired_state(&state, host).await?;
+        let mut desired = crate::app::desired_state::host_desired_state(
+            &state.store,
+            host,
+            state.rental.throttle,
+        )
+        .await?;
         desired.revision = fingerprint(&desired);
         // A host's revision is its desired state's fingerprint: the poll
         // answers when that changed, not at every change in the cloud.
@@ -151,225 +148,6 @@ fn fingerprint(desired: &DesiredState) -> u64 {
     .unwrap_or_default();
     let digest = sha2::Sha256::digest(json);
     u64::from_be_bytes(digest[..8].try_into().expect("8 bytes"))
-}
-
-/// What a host should run, with its networks' peers (revision 0).
-async fn host_desired_state(state: &AppState, host: HostId) -> ApiResult<DesiredState> {
-    let mut moves = crate::app::moves::host_moves(&state.store, host)
-        .await
-        .map_err(|e| ApiError::internal(e.to_string()))?;
-    let mut images: HashMap<ImageId, Image> = HashMap::new();
-    let mut networks: HashMap<NetworkId, (Network, NetworkSpec)> = HashMap::new();
-    let mut instances = Vec::new();
-    for server in state.store.servers_on_host(host).await? {
-        if server.deleting {
-            continue;
-        }
-        let disk_image = image_ref(state, &mut images, server.image).await?;
-        let image = images[&server.image].clone();
-        let kernel = match image.kernel {
-            Some(id) => Some(image_ref(state, &mut images, id).await?),
-            None => None,
-        };
-        let initrd = match image.initrd {
-            Some(id) => Some(image_ref(state, &mut images, id).await?),
-            None => None,
-        };
-        let mut nics = Vec::new();
-        for (port, network_id, mac, ip) in state.store.server_ports(server.id).await? {
-            let network = host_network(state, &mut networks, network_id).await?;
-            nics.push(NicSpec {
-                port,
-                network: network.1.clone(),
-                mac,
-                ip,
-            });
-        }
-        let guest = GuestConfig {
-            hostname: dns_label(&server.name),
-            project: server.project,
-            keys: match (&server.key_name, &server.key_data) {
-                (Some(name), Some(key)) => vec![NamedKey {
-                    name: name.clone(),
-                    public_key: key.clone(),
-                }],
-                _ => Vec::new(),
-            },
-            user_data: server.user_data.clone(),
-            config_drive: server.config_drive,
-            config_format: image.config_format,
-        };
-        // An ISO server boots its ISO from the CD-ROM drive until ejected.
-        let cdrom = (server.cdrom_attached && disk_image.format == ImageFormat::Iso)
-            .then(|| disk_image.clone());
-        instances.push(InstanceSpec {
-            id: server.id,
-            name: server.name.clone(),
-            vcpus: server.vcpus,
-            memory_mib: server.memory_mib,
-            disk_gib: server.disk_gib,
-            disk_image,
-            kernel,
-            initrd,
-            cmdline: image.cmdline.clone(),
-            power: server.power,
-            reboot_generation: server.reboot_generation,
-            nics,
-            guest,
-            security_groups: state
-                .store
-                .server_security_groups(server.id)
-                .await?
-                .into_iter()
-                .map(|(id, _)| id)
-                .collect(),
-            network_limits: server.network_limits(state.rental.throttle),
-            cdrom,
-            generation: moves.generations.get(&server.id).copied().unwrap_or(1),
-            arrival: moves.arrivals.remove(&server.id),
-        });
-    }
-    // A server leaving this host (live: its guest runs here until the
-    // switch-over) keeps its networks and groups here until released.
-    let mut departing_groups = Vec::new();
-    for departure in &moves.departures {
-        for (_, network_id, _, _) in state.store.server_ports(departure.id).await? {
-            host_network(state, &mut networks, network_id).await?;
-        }
-        departing_groups.extend(
-            state
-                .store
-                .server_security_groups(departure.id)
-                .await?
-                .into_iter()
-                .map(|(id, _)| id),
-        );
-    }
-    let mut host_networks = Vec::new();
-    let own_tunnel = state.store.host_tunnel_ip(host).await?;
-    for (network, spec) in networks.into_values() {
-        let mut dns: Vec<DnsRecord> = state
-            .store
-            .network_dns(network.id)
-            .await?
-            .into_iter()
-            .map(|(server, project, ip)| DnsRecord {
-                name: server_dns_name(&server, &project, &network.dns_zone),
-                ip,
-            })
-            .collect();
-        // A stable order keeps the state's fingerprint stable.
-        dns.sort_by(|a, b| (&a.name, a.ip).cmp(&(&b.name, b.ip)));
-        let overlay = Overlay {
-            vni: state.store.network_vni(network.id).await?,
-            peers: peers_from_ports(
-                state.store.network_remote_ports(network.id, host).await?,
-                own_tunnel,
-            ),
-        };
-        host_networks.push(HostNetwork {
-            spec,
-            dns,
-            overlay: Some(overlay),
-        });
-    }
-    host_networks.sort_by_key(|n| n.spec.id);
-    let floating_ips = state
-        .store
-        .host_floating_ips(host)
-        .await?
-        .into_iter()
-        .map(|(ip, fixed_ip)| FloatingIpSpec { ip, fixed_ip })
-        .collect();
-    let security_groups = group_specs(state, &instances, departing_groups).await?;
-    Ok(DesiredState {
-        revision: 0,
-        instances,
-        networks: host_networks,
-        floating_ips,
-        security_groups,
-        departures: moves.departures,
-        released: moves.released,
-    })
-}
-
-/// The network `id` in a host's desired state, looked up once.
-async fn host_network<'a>(
-    state: &AppState,
-    networks: &'a mut HashMap<NetworkId, (Network, NetworkSpec)>,
-    id: NetworkId,
-) -> ApiResult<&'a mut (Network, NetworkSpec)> {
-    Ok(match networks.entry(id) {
-        std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
-        std::collections::hash_map::Entry::Vacant(e) => {
-            let n = state.store.network_by_id(id).await?;
-            let spec = NetworkSpec {
-                id: n.id,
-                cidr: n.cidr,
-                gateway: n.gateway,
-                domain: n.domain.clone(),
-            };
-            e.insert((n, spec))
-        }
-    })
-}
-
-/// The groups the instances (and `more`) use, with remote groups resolved to the
-/// current addresses of their members (on any host).
-async fn group_specs(
-    state: &AppState,
-    instances: &[InstanceSpec],
-    more: Vec<SecurityGroupId>,
-) -> ApiResult<Vec<SecurityGroupSpec>> {
-    let mut ids: Vec<SecurityGroupId> = instances
-        .iter()
-        .flat_map(|i| i.security_groups.iter().copied())
-        .chain(more)
-        .collect();
-    ids.sort();
-    ids.dedup();
-    let mut specs = Vec::new();
-    for id in ids {
-        let group = state.store.security_group_by_id(id).await?;
-        let mut rules = Vec::new();
-        for rule in &group.rules {
-            let remote = match (rule.remote_group, rule.remote_cidr) {
-                (Some(g), _) => RuleRemote::Addresses(state.store.group_member_addresses(g).await?),
-                (None, Some(cidr)) => RuleRemote::Cidr(cidr),
-                (None, None) => RuleRemote::Cidr(nubis_api::security_groups::Prefix {
-                    addr: std::net::Ipv4Addr::UNSPECIFIED,
-                    len: 0,
-                }),
-            };
-            rules.push(RuleSpec {
-                direction: rule.direction,
-                protocol: rule.protocol,
-                ports: rule.port_min.map(|lo| (lo, rule.port_max.unwrap_or(lo))),
-                remote,
-            });
-        }
-        specs.push(SecurityGroupSpec { id, rules });
-    }
-    Ok(specs)
-}
-
-async fn image_ref(
-    state: &AppState,
-    cache: &mut HashMap<ImageId, Image>,
-    id: ImageId,
-) -> ApiResult<ImageRef> {
-    let image = match cache.entry(id) {
-        std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
-        std::collections::hash_map::Entry::Vacant(e) => {
-            e.insert(state.store.image_any_project(id).await?)
-        }
-    };
-    Ok(ImageRef {
-        id,
-        format: image.format,
-        checksum: image.checksum.clone().unwrap_or_default(),
-        size: image.size.unwrap_or(0),
-    })
 }
 
 /// Report every instance present on a host (agent only).

@@ -31,7 +31,7 @@ pub struct UploadedFile {
     pub checksum: String,
 }
 
-fn image_from_row(row: &AnyRow) -> StoreResult<Image> {
+pub(super) fn image_from_row(row: &AnyRow) -> StoreResult<Image> {
     let format: String = row.try_get("format")?;
     let status: String = row.try_get("status")?;
     let visibility: String = row.try_get("visibility")?;

@@ -61,7 +61,7 @@ macro_rules! select_networks {
 }
 
 /// A network from a row of `select_networks!`.
-fn network_from_row(row: &AnyRow) -> StoreResult<Network> {
+pub(super) fn network_from_row(row: &AnyRow) -> StoreResult<Network> {
     let cidr: String = row.try_get("cidr")?;
     let gateway: String = row.try_get("gateway")?;
     let dns_zone: String = row.try_get("dns_zone")?;
@@ -361,30 +361,5 @@ impl Store {
             out.entry(server).or_default().push(address);
         }
         Ok(out)
-    }
-
-    /// Every (server name, project name, address) on a network, for its DNS.
-    pub async fn network_dns(
-        &self,
-        network: NetworkId,
-    ) -> StoreResult<Vec<(String, String, Ipv4Addr)>> {
-        let rows = sqlx::query(
-            "SELECT s.name AS server_name, pr.name AS project_name, p.ip FROM ports p \
-             JOIN servers s ON s.id = p.server_id JOIN projects pr ON pr.id = s.project_id \
-             WHERE p.network_id = $1 AND s.deleting = 0 ORDER BY s.name",
-        )
-        .bind(network.to_string())
-        .fetch_all(self.pool())
-        .await?;
-        rows.iter()
-            .map(|row| {
-                let ip: String = row.try_get("ip")?;
-                Ok((
-                    row.try_get("server_name")?,
-                    row.try_get("project_name")?,
-                    ip.parse().map_err(|_| corrupt("ip", &ip))?,
-                ))
-            })
-            .collect()
     }
 }

@@ -84,14 +84,11 @@ impl Store {
 
     /// A network's VNI.
     pub async fn network_vni(&self, network: NetworkId) -> StoreResult<u32> {
-        let row = sqlx::query("SELECT vni FROM networks WHERE id = $1")
-            .bind(network.to_string())
-            .fetch_optional(self.pool())
-            .await?;
-        let vni: Option<i64> = super::found(row)?.try_get("vni")?;
-        vni.and_then(|v| u32::try_from(v).ok())
-            .filter(|v| (1..=MAX_VNI as u32).contains(v))
-            .ok_or_else(|| StoreError::Corrupt(format!("network {network} has no valid VNI")))
+        self.networks_by_ids(&[network])
+            .await?
+            .remove(&network)
+            .map(|n| n.vni)
+            .ok_or(StoreError::NotFound)
     }
 
     /// The hosts whose desired state lists a network `server` has a port
@@ -126,26 +123,11 @@ impl Store {
         network: NetworkId,
         host: HostId,
     ) -> StoreResult<Vec<(Ipv4Addr, String)>> {
-        let rows = sqlx::query(
-            "SELECT h.tunnel_ip, p.mac FROM ports p JOIN servers s ON s.id = p.server_id \
-             LEFT JOIN migrations m ON m.server_id = s.id AND m.state = 'running' \
-                 AND m.arrival = 'live' \
-             JOIN hosts h ON h.id = COALESCE(m.source_host, s.host_id) \
-             WHERE p.network_id = $1 AND h.id <> $2 AND h.tunnel_ip IS NOT NULL",
-        )
-        .bind(network.to_string())
-        .bind(host.to_string())
-        .fetch_all(self.pool())
-        .await?;
-        rows.iter()
-            .map(|row| {
-                let ip: String = row.try_get("tunnel_ip")?;
-                let ip = ip.parse().map_err(|_| {
-                    StoreError::Corrupt(format!("column tunnel_ip: cannot parse '{ip}'"))
-                })?;
-                Ok((ip, row.try_get("mac")?))
-            })
-            .collect()
+        Ok(self
+            .networks_remote_ports(&[network], host)
+            .await?
+            .remove(&network)
+            .unwrap_or_default())
     }
 }
 

@@ -8,7 +8,7 @@ use super::rows::{parse, parse_opt, time};
 use super::{found, now_ms, OrConflict, Store, StoreError, StoreResult};
 use nubis_api::quotas::QuotaUsage;
 use nubis_api::security_groups::{Direction, Prefix, Rule, SecurityGroup};
-use nubis_api::{ProjectId, SecurityGroupId, SecurityGroupRuleId, ServerId};
+use nubis_api::{ProjectId, SecurityGroupId, SecurityGroupRuleId};
 use sqlx::any::AnyRow;
 use sqlx::Row;
 use std::net::Ipv4Addr;
@@ -268,23 +268,6 @@ impl Store {
             .execute(self.pool())
             .await?;
         Ok(())
-    }
-
-    /// The groups of a server, in name order.
-    pub async fn server_security_groups(
-        &self,
-        server: ServerId,
-    ) -> StoreResult<Vec<(SecurityGroupId, String)>> {
-        let rows = sqlx::query(
-            "SELECT g.id, g.name FROM server_security_groups sg JOIN security_groups g ON g.id = sg.group_id \
-             WHERE sg.server_id = $1 ORDER BY g.name",
-        )
-        .bind(server.to_string())
-        .fetch_all(self.pool())
-        .await?;
-        rows.iter()
-            .map(|r| Ok((parse(r, "id")?, r.try_get("name")?)))
-            .collect()
     }
 
     /// The addresses of every live server in a group (for remote-group rules).

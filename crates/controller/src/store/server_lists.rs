@@ -6,6 +6,7 @@
 //! `servers_by_project`); a marker is the id of the last server of the
 //! previous page, like OpenStack's `marker`.
 
+use super::in_lists::{placeholders, IN_CHUNK};
 use super::rows::parse;
 use super::server_record::{server_from_row, ServerRecord};
 use super::{Store, StoreError, StoreResult};
@@ -13,10 +14,6 @@ use nubis_api::networks::ServerAddress;
 use nubis_api::{ProjectId, ServerId};
 use sqlx::Row;
 use std::collections::HashMap;
-
-/// At most this many ids are bound in one `IN (...)` list (SQLite's old
-/// limit of bound parameters was 999).
-const IN_CHUNK: usize = 500;
 
 /// Whose servers a list holds.
 #[derive(Clone, Copy, Debug)]
@@ -41,14 +38,6 @@ impl From<sqlx::Error> for PageError {
     fn from(e: sqlx::Error) -> Self {
         Self::Store(e.into())
     }
-}
-
-/// `$first, $first+1, ...` for `n` ids.
-fn placeholders(first: usize, n: usize) -> String {
-    (first..first + n)
-        .map(|i| format!("${i}"))
-        .collect::<Vec<_>>()
-        .join(", ")
 }
 
 impl Store {
@@ -157,17 +146,5 @@ impl Store {
             }
         }
         Ok(out)
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::placeholders;
-
-    #[test]
-    fn placeholders_are_numbered_from_the_first() {
-        assert_eq!(placeholders(1, 3), "$1, $2, $3");
-        assert_eq!(placeholders(4, 1), "$4");
-        assert_eq!(placeholders(1, 0), "");
     }
 }
