@@ -142,6 +142,7 @@ pub async fn start(config: ControllerConfig) -> anyhow::Result<RunningController
         cluster: cluster.clone(),
         revision: Arc::new(revision),
         wakeups: Default::default(),
+        reports: Default::default(),
         token_ttl: config.token_ttl,
         max_image_bytes: config.max_image_bytes,
         dns_zone: config.dns_zone.into(),

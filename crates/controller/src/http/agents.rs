@@ -161,6 +161,18 @@ pub async fn report(
     ApiJson(mut report): ApiJson<HostReport>,
 ) -> ApiResult<StatusCode> {
     agent.require_host(host)?;
+    // Read before the report is applied: a change made while it is
+    // applied makes the next equal report count again.
+    let marks = state.wakeups.marks(host);
+    let digest = super::report_memo::digest(&report);
+    if state.reports.repeats(host, &digest, marks) {
+        state
+            .store
+            .saw_host(host, state.placement.host_down_after / 2)
+            .await
+            .map_err(ApiError::from_store("host"))?;
+        return Ok(StatusCode::NO_CONTENT);
+    }
     let arriving = crate::live_migration::arriving_live(&state.store, host).await?;
     report.instances.retain(|i| !arriving.contains(&i.id));
     let host_name = state
@@ -204,6 +216,7 @@ pub async fn report(
     if !concerned.is_empty() {
         state.desired_state_changed_on(concerned);
     }
+    state.reports.applied(host, digest, marks);
     Ok(StatusCode::NO_CONTENT)
 }
 

@@ -16,6 +16,7 @@ mod moves;
 mod networks;
 mod openapi;
 mod quotas;
+pub mod report_memo;
 mod security_groups;
 mod server_groups;
 mod server_terms;
@@ -54,6 +55,8 @@ pub struct AppState {
     pub revision: Arc<watch::Sender<u64>>,
     /// What wakes agents' long polls: their own host's changes or everyone's.
     pub wakeups: Arc<wakeups::HostWakeups>,
+    /// Each host's last report applied (see `report_memo`).
+    pub reports: Arc<report_memo::ReportMemo>,
     pub token_ttl: Duration,
     pub max_image_bytes: u64,
     /// The zone server names live in: `<server>.<project>.<zone>`.

@@ -69,12 +69,27 @@ impl HostWakeups {
 
     /// Wakes the long polls of `hosts` only.
     pub fn wake(&self, hosts: impl IntoIterator<Item = HostId>) {
-        let table = self.hosts.lock().expect("wake-up table");
+        let mut table = self.hosts.lock().expect("wake-up table");
         for host in hosts {
-            if let Some(tx) = table.get(&host) {
-                tx.send_modify(|n| *n = n.wrapping_add(1));
-            }
+            // Counted even with no poll waiting: [`Self::marks`] tells a
+            // host's reports apart by it.
+            table
+                .entry(host)
+                .or_insert_with(|| watch::channel(0).0)
+                .send_modify(|n| *n = n.wrapping_add(1));
         }
+    }
+
+    /// How many changes concerning `host` (its own, and everyone's) this
+    /// controller has seen: equal marks mean no change in between.
+    pub fn marks(&self, host: HostId) -> (u64, u64) {
+        let own = self
+            .hosts
+            .lock()
+            .expect("wake-up table")
+            .get(&host)
+            .map_or(0, |tx| *tx.borrow());
+        (*self.everyone.borrow(), own)
     }
 }
 
@@ -103,5 +118,19 @@ mod tests {
         assert!(woken(&mut wb).await);
         // A host nobody polls for is no error.
         wakeups.wake([HostId::new()]);
+    }
+
+    #[test]
+    fn marks_move_with_every_change_that_concerns_the_host() {
+        let wakeups = HostWakeups::default();
+        let (a, b) = (HostId::new(), HostId::new());
+        let start = wakeups.marks(a);
+        wakeups.wake([b]);
+        assert_eq!(wakeups.marks(a), start, "b's change is not a's");
+        wakeups.wake([a]);
+        let woken = wakeups.marks(a);
+        assert_ne!(woken, start, "counted with no poll waiting");
+        wakeups.wake_all();
+        assert_ne!(wakeups.marks(a), woken);
     }
 }
