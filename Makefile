@@ -40,6 +40,7 @@ bench: deps tiny-image
 	$(CARGO) bench --bench create_to_running
 	$(CARGO) bench --bench bandwidth
 	$(CARGO) bench --bench placement_scale
+	$(CARGO) bench --bench openstack_overhead
 
 clean:
 	$(CARGO) clean

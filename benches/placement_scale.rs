@@ -30,7 +30,7 @@ use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use testbed::{overbooked_hosts, Testbed};
+use testbed::{env_size as env, overbooked_hosts, percentile, Testbed};
 
 /// A placement host: 2 vCPUs (8 servers at cpu 4.0), 4 GiB, 40 GiB: tight
 /// enough that racing creates landing on one host would overbook it.
@@ -39,13 +39,6 @@ const HOST_SIZE: (u64, u64, u64) = (2, 4096, 40);
 const LIST_HOST_SIZE: (u64, u64, u64) = (32, 65536, 256);
 const LIST_HOSTS: usize = 100;
 const JOIN_CONCURRENCY: usize = 64;
-
-fn env(name: &str, default: usize) -> usize {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
 
 fn main() {
     raise_open_files_limit();
@@ -330,16 +323,6 @@ async fn listing(database: Option<String>) {
 
 fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1000.0
-}
-
-fn percentile(samples: &[Duration], p: f64) -> Duration {
-    if samples.is_empty() {
-        return Duration::ZERO;
-    }
-    let mut s = samples.to_vec();
-    s.sort();
-    let i = ((p / 100.0) * (s.len() - 1) as f64).round() as usize;
-    s[i.min(s.len() - 1)]
 }
 
 fn print_latency(what: &str, samples: &[Duration]) {

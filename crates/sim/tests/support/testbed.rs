@@ -1,7 +1,8 @@
 //! A real controller (SQLite in a temporary directory, or a database named
 //! by URL) with simulated hosts joined to it,
 //! and a small client of its `/v1` API. Shared by `crates/sim/tests` and
-//! the `placement_scale` benchmark (which includes this file by path).
+//! the `placement_scale` and `openstack_overhead` benchmarks (which include
+//! this file by path).
 //!
 //! The controller runs in this process ([`Testbed::start`]) or in a child
 //! process of the same executable ([`Testbed::start_child`], which calls
@@ -402,4 +403,23 @@ pub fn overbooked_hosts(servers: &[Value], size: (u64, u64, u64)) -> usize {
     used.values()
         .filter(|u| u.0 > size.0 * 4 || u.1 > size.1 || u.2 > size.2)
         .count()
+}
+
+/// A size from the environment variable `name`, else `default`.
+pub fn env_size(name: &str, default: usize) -> usize {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+/// The `p`th percentile of `samples` (nearest rank; zero when empty).
+pub fn percentile(samples: &[Duration], p: f64) -> Duration {
+    if samples.is_empty() {
+        return Duration::ZERO;
+    }
+    let mut s = samples.to_vec();
+    s.sort();
+    let i = ((p / 100.0) * (s.len() - 1) as f64).round() as usize;
+    s[i.min(s.len() - 1)]
 }
