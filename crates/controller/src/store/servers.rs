@@ -79,6 +79,26 @@ fn random_mac() -> String {
     format!("52:54:00:{:02x}:{:02x}:{:02x}", b[0], b[1], b[2])
 }
 
+/// A random MAC no port has. With 24 random bits, two of a few thousand
+/// ports would share one more often than not (the birthday bound), and the
+/// create would fail on the column's uniqueness: a MAC in use is drawn
+/// again instead.
+async fn unused_mac(conn: &mut sqlx::AnyConnection) -> StoreResult<String> {
+    for _ in 0..16 {
+        let mac = random_mac();
+        let taken = sqlx::query("SELECT id FROM ports WHERE mac = $1")
+            .bind(&mac)
+            .fetch_optional(&mut *conn)
+            .await?;
+        if taken.is_none() {
+            return Ok(mac);
+        }
+    }
+    Err(StoreError::Conflict(
+        "no free MAC address found; try again".into(),
+    ))
+}
+
 impl Store {
     /// Inserts a placed server, desired running, with its ports; addresses
     /// are allocated in the same transaction, so a failure creates nothing.
@@ -240,6 +260,7 @@ impl Store {
                     })?
             }
         };
+        let mac = unused_mac(tx).await?;
         let res = sqlx::query(
             "INSERT INTO ports (id, network_id, server_id, nic_index, mac, ip, created_at) \
              VALUES ($1, $2, $3, $4, $5, $6, $7)",
@@ -248,7 +269,7 @@ impl Store {
         .bind(network.id.to_string())
         .bind(server.to_string())
         .bind(index as i64)
-        .bind(random_mac())
+        .bind(mac)
         .bind(ip.to_string())
         .bind(now_ms())
         .execute(&mut **tx)
