@@ -19,7 +19,7 @@ mod quotas;
 mod security_groups;
 mod server_groups;
 mod server_terms;
-mod servers;
+pub(crate) mod servers;
 pub mod timeouts;
 mod usage_records;
 pub(crate) mod users;
