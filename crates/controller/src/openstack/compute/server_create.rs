@@ -258,7 +258,9 @@ mod tests {
     use serde_json::json;
 
     fn create(body: Value) -> ComputeResult<CreateServer> {
-        to_create_server(serde_json::from_value(body).expect("parses"))
+        // As `parse_body` does: a body that does not parse is a 400.
+        let req = serde_json::from_value(body).map_err(|e| bad(e.to_string()))?;
+        to_create_server(req)
     }
 
     #[test]
