@@ -241,7 +241,8 @@ fn openstack_clients_boot_and_drive_a_server() {
             &format!(
                 "s = conn.compute.create_server(name='web', flavor_id='{flavor}', image_id='{image}',\n\
                  networks=[{{'uuid': '{net}', 'fixed_ip': '{FIXED_IP}'}}], key_name='k1',\n\
-                 user_data='{user_data}', config_drive=True)\n\
+                 user_data='{user_data}', config_drive=True,\n\
+                 scheduler_hints={{'group': '{group}'}})\n\
                  s = conn.compute.wait_for_server(s, status='ACTIVE', wait=600)\n\
                  print(json.dumps({{'id': s.id, 'status': s.status, 'addresses': s.addresses,\n\
                  'config_drive': s.has_config_drive, 'key_name': s.key_name}}))"
@@ -257,6 +258,17 @@ fn openstack_clients_boot_and_drive_a_server() {
             "{created}"
         );
         assert_eq!(created["key_name"], "k1", "{created}");
+
+        // It joined the group of its scheduler hint.
+        let (_, g) = nova(
+            &cloud,
+            &alice,
+            Method::GET,
+            &format!("/os-server-groups/{group}"),
+            None,
+        )
+        .await;
+        assert_eq!(g["server_group"]["members"], json!([id]), "{g}");
 
         // In the guest: the key pair's key lets us in, user data ran.
         cloud

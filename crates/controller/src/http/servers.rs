@@ -159,7 +159,7 @@ pub async fn list(
     Ok(response)
 }
 
-pub(crate) async fn find(
+pub(super) async fn find(
     state: &AppState,
     caller: &Caller,
     id: ServerId,
