@@ -196,7 +196,7 @@ fn openstack_wire_formats_and_errors() {
         .await;
         assert_eq!(s, StatusCode::NOT_FOUND);
         assert_eq!(b["itemNotFound"]["code"], 404, "{b}");
-        let (s, b) = call(compute(Method::GET, "/servers", Some(&admin_token))).await;
+        let (s, b) = call(compute(Method::GET, "/os-hypervisors", Some(&admin_token))).await;
         assert_eq!(s, StatusCode::NOT_IMPLEMENTED);
         assert_eq!(b["notImplemented"]["code"], 501, "{b}");
         let (s, b) = call(compute(Method::GET, "/no-such-thing", Some(&admin_token))).await;

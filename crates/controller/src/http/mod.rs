@@ -20,7 +20,7 @@ pub mod report_memo;
 mod security_groups;
 mod server_groups;
 mod server_terms;
-mod servers;
+pub(crate) mod servers;
 pub mod timeouts;
 mod usage_records;
 pub(crate) mod users;

@@ -50,7 +50,10 @@ pub async fn create(
 /// and security groups. Set-based: one query each for the addresses and the
 /// groups of all of them, two per project (its name, its networks), never a
 /// query per server.
-async fn present(state: &AppState, records: Vec<ServerRecord>) -> ApiResult<Vec<Server>> {
+pub(crate) async fn present(
+    state: &AppState,
+    records: Vec<ServerRecord>,
+) -> ApiResult<Vec<Server>> {
     let ids: Vec<ServerId> = records.iter().map(|r| r.id).collect();
     let mut addresses = state.store.addresses_of(&ids).await?;
     let mut groups = state.store.security_group_names_of(&ids).await?;

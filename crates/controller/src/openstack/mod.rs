@@ -20,7 +20,7 @@ use axum::http::Method;
 use axum::middleware::{from_fn, from_fn_with_state};
 use axum::routing::{any, get, MethodRouter};
 use axum::Router;
-use compute::{flavors, keypairs, quotas};
+use compute::{flavors, keypairs, quotas, server_actions, server_groups, servers};
 use errors::{not_implemented, ComputeError, IdentityError};
 use std::time::Duration;
 
@@ -247,8 +247,51 @@ fn compute_routes() -> Router<AppState> {
             &r("/os-quota-sets/{project}/defaults"),
             compute_route(get(quotas::defaults)),
         )
+        .merge(server_routes())
         .route("/compute/{*rest}", any(compute_unknown))
         .layer(from_fn(compute::microversion::negotiate))
+}
+
+/// Nova's servers, their actions and server groups (`compute/servers*.rs`).
+fn server_routes() -> Router<AppState> {
+    let r = |path: &str| format!("/compute/v2.1{path}");
+    Router::new()
+        .route(
+            &r("/servers"),
+            compute_route(get(servers::list).post(servers::create)),
+        )
+        .route(
+            &r("/servers/detail"),
+            compute_route(get(servers::list_detail)),
+        )
+        .route(
+            &r("/servers/{id}"),
+            compute_route(
+                get(servers::show)
+                    .put(compute_not_implemented)
+                    .delete(servers::delete),
+            ),
+        )
+        .route(
+            &r("/servers/{id}/action"),
+            compute_route(axum::routing::post(server_actions::action)),
+        )
+        .route(
+            &r("/servers/{id}/ips"),
+            compute_route(get(server_actions::ips)),
+        )
+        .route(
+            &r("/servers/{id}/ips/{network}"),
+            compute_route(get(server_actions::ips_of_network)),
+        )
+        .route(
+            &r("/os-server-groups"),
+            compute_route(get(server_groups::list).post(server_groups::create)),
+        )
+        .route(
+            &r("/os-server-groups/{id}"),
+            compute_route(get(server_groups::show).delete(server_groups::delete)),
+        )
 }
 
 /// Every OpenStack route, each bounded in time like `/v1`'s.

@@ -1,10 +1,16 @@
-//! Compute v2.1 (Nova): flavors, key pairs, limits and quota sets so far,
+//! Compute v2.1 (Nova): flavors, key pairs, limits, quota sets, servers
+//! (with their actions) and server groups,
 //! each calling the same store and domain code as its `/v1` twin.
 
 pub mod flavors;
 pub mod keypairs;
 pub mod microversion;
 pub mod quotas;
+pub mod server_actions;
+pub mod server_create;
+pub mod server_groups;
+pub mod server_view;
+pub mod servers;
 
 use super::errors::ComputeError;
 use serde_json::{json, Value};
