@@ -6,6 +6,7 @@ pub mod create_server;
 pub mod drain;
 pub mod evacuator;
 pub mod hosts;
+pub mod images;
 pub mod keypairs;
 pub mod login;
 pub mod moves;
