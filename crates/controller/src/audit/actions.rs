@@ -107,6 +107,9 @@ fn openstack_twin(method: &Method, path: &str) -> Option<String> {
             _ => format!("/v1/{rest}"),
         });
     }
+    if let Some(rest) = path.strip_prefix("/image/v2/") {
+        return Some(format!("/v1/{rest}"));
+    }
     let rest = path.strip_prefix("/compute/v2.1/")?;
     let rest = rest.strip_prefix("os-").unwrap_or(rest);
     if let Some(project) = rest.strip_prefix("quota-sets/") {
