@@ -556,3 +556,255 @@ fn openstack_clients_manage_images_through_glance() {
         }
     });
 }
+
+/// One Glance call with `token` as `X-Auth-Token`: status, headers, JSON body.
+async fn glance(
+    cloud: &Cloud,
+    token: Option<&str>,
+    method: Method,
+    path: &str,
+    body: Option<reqwest::Body>,
+    content_type: &str,
+) -> (StatusCode, reqwest::header::HeaderMap, Value) {
+    let mut req = cloud
+        .http()
+        .request(method, format!("{}{path}", cloud.url))
+        .header("Content-Type", content_type)
+        // A refused upload is answered before its body is read, and the
+        // server then closes the connection: never reuse one.
+        .header("Connection", "close");
+    if let Some(t) = token {
+        req = req.header("X-Auth-Token", t);
+    }
+    if let Some(b) = body {
+        req = req.body(b);
+    }
+    let resp = req.send().await.expect("Glance request");
+    let (status, headers) = (resp.status(), resp.headers().clone());
+    let text = resp.text().await.unwrap_or_default();
+    (
+        status,
+        headers,
+        serde_json::from_str(&text).unwrap_or(Value::Null),
+    )
+}
+
+const JSON: &str = "application/json";
+const OCTETS: &str = "application/octet-stream";
+
+#[test]
+fn glance_wire_format_statuses_paging_and_errors() {
+    if Command::new("qemu-img").arg("--version").output().is_err() {
+        missing("qemu-img (qemu-utils) is not installed");
+        return;
+    }
+    run_in_netns("osimgapi", || async {
+        let mut cloud = Cloud::start().await;
+        cloud.register_and_login(OTHER.0, OTHER.1).await;
+        let bob = cloud.token.clone();
+        cloud.register_and_login(MEMBER.0, MEMBER.1).await;
+        let alice = cloud.token.clone();
+        let (alice, bob) = (alice.as_deref(), bob.as_deref());
+        let files = make_files(cloud.data_path());
+        let create = |name: &str| {
+            serde_json::json!({"name": name, "disk_format": "qcow2", "container_format": "bare"})
+                .to_string()
+        };
+
+        // Discovery: 300 at the root, 200 at /versions, a CURRENT v2.
+        let (s, _, v) = glance(&cloud, None, Method::GET, "/image", None, JSON).await;
+        assert_eq!(s, StatusCode::MULTIPLE_CHOICES);
+        let text = v.to_string();
+        assert!(
+            text.contains("CURRENT") && text.contains("/image/v2/"),
+            "{text}"
+        );
+        let (s, _, _) = glance(&cloud, None, Method::GET, "/image/versions", None, JSON).await;
+        assert_eq!(s, StatusCode::OK);
+        // No token: Keystone's 401.
+        let (s, h, v) = glance(&cloud, None, Method::GET, "/image/v2/images", None, JSON).await;
+        assert_eq!(s, StatusCode::UNAUTHORIZED);
+        assert!(h.contains_key("www-authenticate"), "{v}");
+
+        // Create: 201, queued, Location.
+        let (s, h, img) = glance(
+            &cloud,
+            alice,
+            Method::POST,
+            "/image/v2/images",
+            Some(create("raw-a").into()),
+            JSON,
+        )
+        .await;
+        assert_eq!(s, StatusCode::CREATED, "{img}");
+        assert_eq!(img["status"], "queued");
+        assert!(
+            img["os_hash_value"].is_null() && img["checksum"].is_null(),
+            "{img}"
+        );
+        let id = img["id"].as_str().unwrap().to_owned();
+        assert_eq!(h["location"], format!("/v2/images/{id}").as_str());
+        let file = format!("/image/v2/images/{id}/file");
+        let one = format!("/image/v2/images/{id}");
+
+        // Not qcow2: 400 in Glance's shape, the image stays queued.
+        let garbage = std::fs::read(&files.garbage).unwrap();
+        let (s, _, e) = glance(
+            &cloud,
+            alice,
+            Method::PUT,
+            &file,
+            Some(garbage.into()),
+            OCTETS,
+        )
+        .await;
+        assert_eq!(s, StatusCode::BAD_REQUEST, "{e}");
+        assert_eq!(e["code"], "400 Bad Request", "{e}");
+        assert!(
+            e["message"].as_str().unwrap().contains("image rejected"),
+            "{e}"
+        );
+        let backed = std::fs::read(&files.backed).unwrap();
+        let (s, _, e) = glance(
+            &cloud,
+            alice,
+            Method::PUT,
+            &file,
+            Some(backed.into()),
+            OCTETS,
+        )
+        .await;
+        assert_eq!(s, StatusCode::BAD_REQUEST, "{e}");
+        let (_, _, v) = glance(&cloud, alice, Method::GET, &one, None, JSON).await;
+        assert_eq!(v["status"], "queued", "never active: {v}");
+        // A JSON body is not image data.
+        let (s, _, _) = glance(&cloud, alice, Method::PUT, &file, Some("{}".into()), JSON).await;
+        assert_eq!(s, StatusCode::UNSUPPORTED_MEDIA_TYPE);
+
+        // Another tenant: 404 for show, upload and delete.
+        let disk = std::fs::read(&files.disk).unwrap();
+        for (m, path, body) in [
+            (Method::GET, &one, None),
+            (Method::PUT, &file, Some(disk.clone())),
+            (Method::DELETE, &one, None),
+        ] {
+            let (s, _, e) =
+                glance(&cloud, bob, m.clone(), path, body.map(Into::into), OCTETS).await;
+            assert_eq!(s, StatusCode::NOT_FOUND, "{m} {path}: {e}");
+            assert_eq!(e["code"], "404 Not Found", "{e}");
+        }
+
+        // A good upload: 204, active; a second one 409.
+        let (s, _, e) = glance(
+            &cloud,
+            alice,
+            Method::PUT,
+            &file,
+            Some(disk.clone().into()),
+            OCTETS,
+        )
+        .await;
+        assert_eq!(s, StatusCode::NO_CONTENT, "{e}");
+        let (_, _, v) = glance(&cloud, alice, Method::GET, &one, None, JSON).await;
+        assert_eq!(v["status"], "active", "{v}");
+        assert_eq!(v["os_hash_algo"], "sha256", "{v}");
+        assert_eq!(v["os_hash_value"], sha256_of(&files.disk).as_str(), "{v}");
+        let (s, _, _) = glance(&cloud, alice, Method::PUT, &file, Some(disk.into()), OCTETS).await;
+        assert_eq!(s, StatusCode::CONFLICT);
+
+        // What Nubis cannot keep is refused and makes nothing.
+        let bad = r#"{"name": "v", "disk_format": "vmdk", "container_format": "bare"}"#;
+        let (s, _, e) = glance(
+            &cloud,
+            alice,
+            Method::POST,
+            "/image/v2/images",
+            Some(bad.into()),
+            JSON,
+        )
+        .await;
+        assert_eq!(s, StatusCode::BAD_REQUEST, "{e}");
+        // Paging: names sorted, two a page, `next` until the end.
+        for n in ["raw-b", "raw-c"] {
+            let (s, _, _) = glance(
+                &cloud,
+                alice,
+                Method::POST,
+                "/image/v2/images",
+                Some(create(n).into()),
+                JSON,
+            )
+            .await;
+            assert_eq!(s, StatusCode::CREATED);
+        }
+        let mut seen = Vec::new();
+        let mut path = "/image/v2/images?limit=2&sort_key=name&sort_dir=asc".to_owned();
+        let mut pages = 0;
+        loop {
+            let (s, _, page) = glance(&cloud, alice, Method::GET, &path, None, JSON).await;
+            assert_eq!(s, StatusCode::OK, "{page}");
+            pages += 1;
+            for i in page["images"].as_array().unwrap() {
+                seen.push(i["name"].as_str().unwrap().to_owned());
+            }
+            match page["next"].as_str() {
+                Some(next) => path = format!("/image{next}"),
+                None => break,
+            }
+        }
+        assert_eq!(seen, ["raw-a", "raw-b", "raw-c"]);
+        assert_eq!(pages, 2);
+        let (_, _, v) = glance(
+            &cloud,
+            alice,
+            Method::GET,
+            "/image/v2/images?status=queued",
+            None,
+            JSON,
+        )
+        .await;
+        assert_eq!(v["images"].as_array().unwrap().len(), 2, "{v}");
+        let (_, _, v) = glance(&cloud, bob, Method::GET, "/image/v2/images", None, JSON).await;
+        assert_eq!(v["images"].as_array().unwrap().len(), 0, "{v}");
+        let (s, _, _) = glance(
+            &cloud,
+            alice,
+            Method::GET,
+            "/image/v2/images?sort_key=secret",
+            None,
+            JSON,
+        )
+        .await;
+        assert_eq!(s, StatusCode::BAD_REQUEST);
+
+        // Not served: 501; unknown: 404.
+        let (s, _, _) = glance(
+            &cloud,
+            alice,
+            Method::GET,
+            "/image/v2/schemas/image",
+            None,
+            JSON,
+        )
+        .await;
+        assert_eq!(s, StatusCode::NOT_IMPLEMENTED);
+        let (s, _, _) = glance(
+            &cloud,
+            alice,
+            Method::PATCH,
+            &one,
+            Some("[]".into()),
+            "application/openstack-images-v2.1-json-patch",
+        )
+        .await;
+        assert_eq!(s, StatusCode::NOT_IMPLEMENTED);
+        let (s, _, _) = glance(&cloud, alice, Method::GET, "/image/v2/nothing", None, JSON).await;
+        assert_eq!(s, StatusCode::NOT_FOUND);
+
+        // Delete: 204, then 404.
+        let (s, _, _) = glance(&cloud, alice, Method::DELETE, &one, None, JSON).await;
+        assert_eq!(s, StatusCode::NO_CONTENT);
+        let (s, _, _) = glance(&cloud, alice, Method::GET, &one, None, JSON).await;
+        assert_eq!(s, StatusCode::NOT_FOUND);
+    });
+}
