@@ -407,6 +407,12 @@ fn openstack_clients_manage_images_through_glance() {
             );
 
             // Lists: by name, private and public.
+            let shown = os.json("alice", &["image", "show", &name("disk")]);
+            assert_eq!(
+                shown["id"],
+                disk_id.as_str(),
+                "[{label}] show by name: {shown}"
+            );
             let by_name = os.json("alice", &["image", "list", "--name", &name("disk")]);
             assert_eq!(names(&by_name), [name("disk")], "[{label}] {by_name}");
             let private = names(&os.json("alice", &["image", "list", "--private"]));
