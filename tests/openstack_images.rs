@@ -698,6 +698,12 @@ fn glance_wire_format_statuses_paging_and_errors() {
                 glance(&cloud, bob, m.clone(), path, body.map(Into::into), OCTETS).await;
             assert_eq!(s, StatusCode::NOT_FOUND, "{m} {path}: {e}");
             assert_eq!(e["code"], "404 Not Found", "{e}");
+            if m == Method::GET {
+                assert_eq!(
+                    e["message"],
+                    format!("No image found with ID {id}").as_str()
+                );
+            }
         }
 
         // A good upload: 204, active; a second one 409.

@@ -30,13 +30,22 @@ fn bad(m: impl Into<String>) -> ImageError {
     ImageError(ApiError::bad_request(m))
 }
 
+/// Glance's 404 for an image id.
+fn no_image(id: &str) -> ImageError {
+    ImageError(ApiError::new(
+        StatusCode::NOT_FOUND,
+        "not_found",
+        format!("No image found with ID {id}"),
+    ))
+}
+
 fn render(state: &AppState, image: &Image) -> Value {
     view::image(image, upload_in_progress(state, image.id))
 }
 
 /// The image `id` (an id, never a name) the caller's project can see.
 async fn visible(state: &AppState, caller: &Caller, id: &str) -> ImageResult<Image> {
-    let not_found = || ImageError(ApiError::not_found(&format!("No image found with ID {id}")));
+    let not_found = || no_image(id);
     let Ok(id) = id.parse::<ImageId>() else {
         return Err(not_found());
     };
@@ -203,9 +212,7 @@ pub async fn delete(
     Path(id): Path<String>,
 ) -> ImageResult<StatusCode> {
     let Ok(image_id) = id.parse::<ImageId>() else {
-        return Err(ImageError(ApiError::not_found(&format!(
-            "No image found with ID {id}"
-        ))));
+        return Err(no_image(&id));
     };
     delete_image(&state, &caller, &image_id.to_string()).await?;
     Ok(StatusCode::NO_CONTENT)

@@ -97,3 +97,53 @@ pub fn parse_config_format(s: &str) -> Option<ConfigFormat> {
         _ => None,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn queued() -> Image {
+        Image {
+            id: nubis_api::ImageId::new(),
+            name: "deb".into(),
+            os: "debian".into(),
+            version: "12".into(),
+            format: ImageFormat::Qcow2,
+            status: ImageStatus::Queued,
+            visibility: Visibility::Private,
+            project: nubis_api::ProjectId::new(),
+            kernel: None,
+            initrd: None,
+            cmdline: Some("console=ttyS0".into()),
+            config_format: ConfigFormat::ConfigDrive,
+            size: None,
+            virtual_size: None,
+            checksum: None,
+            created_at: Utc::now(),
+        }
+    }
+
+    #[test]
+    fn statuses_follow_the_upload() {
+        let mut i = queued();
+        assert_eq!(image(&i, false)["status"], "queued");
+        assert_eq!(image(&i, true)["status"], "saving");
+        i.status = ImageStatus::Active;
+        i.checksum = Some("ab".repeat(32));
+        let v = image(&i, false);
+        assert_eq!(v["status"], "active");
+        assert_eq!(v["os_hash_algo"], "sha256");
+        assert_eq!(v["os_hash_value"], "ab".repeat(32));
+        // Never an MD5 that is not one.
+        assert!(v["checksum"].is_null());
+        assert_eq!(v["os_command_line"], "console=ttyS0");
+        assert_eq!(v["owner"], i.project.to_string());
+        assert!(v.get("kernel_id").is_none());
+    }
+
+    #[test]
+    fn no_hash_algorithm_without_a_hash() {
+        let v = image(&queued(), false);
+        assert!(v["os_hash_algo"].is_null() && v["os_hash_value"].is_null());
+    }
+}
