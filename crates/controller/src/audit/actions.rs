@@ -280,6 +280,19 @@ mod tests {
             action(Method::PUT, "/compute/v2.1/os-quota-sets/p1"),
             a("quota.update", "project", Some("p1"))
         );
+        // Glance's image calls are /v1's image actions.
+        assert_eq!(
+            action(Method::POST, "/image/v2/images"),
+            a("image.create", "image", None)
+        );
+        assert_eq!(
+            action(Method::PUT, "/image/v2/images/i1/file"),
+            a("image.upload", "image", Some("i1"))
+        );
+        assert_eq!(
+            action(Method::DELETE, "/image/v2/images/i1"),
+            a("image.delete", "image", Some("i1"))
+        );
     }
 
     #[test]
