@@ -72,9 +72,14 @@ fn openstack_wire_formats_and_errors() {
             roles.contains(&"member") && !roles.contains(&"admin"),
             "{roles:?}"
         );
-        assert!(body["token"]["catalog"]
+        // Every service served, each once (identity, compute, image, ...).
+        let kinds: Vec<&str> = body["token"]["catalog"]
             .as_array()
-            .is_some_and(|c| c.len() == 2));
+            .map(|c| c.iter().filter_map(|e| e["type"].as_str()).collect())
+            .unwrap_or_default();
+        for kind in ["identity", "compute", "image"] {
+            assert_eq!(kinds.iter().filter(|k| **k == kind).count(), 1, "{kinds:?}");
+        }
         // Scoped by id; and unscoped: no project, no catalog.
         let scope = json!({"project": {"id": member["project"]}});
         let (s, _, body) = issue(password_auth(MEMBER, scope)).await;

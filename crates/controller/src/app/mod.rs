@@ -7,6 +7,7 @@ pub mod desired_state;
 pub mod drain;
 pub mod evacuator;
 pub mod hosts;
+pub mod images;
 pub mod keypairs;
 pub mod login;
 pub mod moves;

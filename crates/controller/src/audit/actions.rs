@@ -107,6 +107,9 @@ fn openstack_twin(method: &Method, path: &str) -> Option<String> {
             _ => format!("/v1/{rest}"),
         });
     }
+    if let Some(rest) = path.strip_prefix("/image/v2/") {
+        return Some(format!("/v1/{rest}"));
+    }
     let rest = path.strip_prefix("/compute/v2.1/")?;
     let rest = rest.strip_prefix("os-").unwrap_or(rest);
     if let Some(project) = rest.strip_prefix("quota-sets/") {
@@ -276,6 +279,19 @@ mod tests {
         assert_eq!(
             action(Method::PUT, "/compute/v2.1/os-quota-sets/p1"),
             a("quota.update", "project", Some("p1"))
+        );
+        // Glance's image calls are /v1's image actions.
+        assert_eq!(
+            action(Method::POST, "/image/v2/images"),
+            a("image.create", "image", None)
+        );
+        assert_eq!(
+            action(Method::PUT, "/image/v2/images/i1/file"),
+            a("image.upload", "image", Some("i1"))
+        );
+        assert_eq!(
+            action(Method::DELETE, "/image/v2/images/i1"),
+            a("image.delete", "image", Some("i1"))
         );
     }
 

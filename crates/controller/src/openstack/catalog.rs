@@ -35,8 +35,15 @@ pub const COMPUTE: Service = Service {
     path: "/compute/v2.1",
 };
 
+/// Image v2 (unversioned, as devstack's: clients discover v2).
+pub const IMAGE: Service = Service {
+    kind: "image",
+    name: "glance",
+    path: "/image",
+};
+
 /// Every service served, in catalog order.
-pub const SERVICES: [Service; 2] = [IDENTITY, COMPUTE];
+pub const SERVICES: [Service; 3] = [IDENTITY, COMPUTE, IMAGE];
 
 /// The URL clients reach this controller at: `--public-url` (or the
 /// listening address it defaults to), unless that is an unspecified

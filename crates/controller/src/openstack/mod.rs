@@ -12,6 +12,7 @@ pub mod directory;
 pub mod discovery;
 pub mod errors;
 pub mod identity;
+pub mod image;
 pub mod token_body;
 
 use crate::http::{timeouts, AppState};
@@ -299,4 +300,6 @@ pub fn routes(request_limit: Duration) -> Router<AppState> {
     identity_routes()
         .merge(compute_routes())
         .route_layer(from_fn_with_state(request_limit, timeouts::within))
+        // Bounded itself: its upload only by the idle time between bytes.
+        .merge(image::routes(request_limit))
 }
