@@ -5,10 +5,12 @@
 pub mod create_server;
 pub mod drain;
 pub mod evacuator;
+pub mod floating_ips;
 pub mod hosts;
 pub mod keypairs;
 pub mod login;
 pub mod moves;
+pub mod security_groups;
 
 use crate::store::StoreError;
 

@@ -35,8 +35,15 @@ pub const COMPUTE: Service = Service {
     path: "/compute/v2.1",
 };
 
+/// Network v2.0 (the endpoint is unversioned, as devstack's).
+pub const NETWORK: Service = Service {
+    kind: "network",
+    name: "neutron",
+    path: "/network",
+};
+
 /// Every service served, in catalog order.
-pub const SERVICES: [Service; 2] = [IDENTITY, COMPUTE];
+pub const SERVICES: [Service; 3] = [IDENTITY, COMPUTE, NETWORK];
 
 /// The URL clients reach this controller at: `--public-url` (or the
 /// listening address it defaults to), unless that is an unspecified

@@ -12,6 +12,7 @@ pub mod directory;
 pub mod discovery;
 pub mod errors;
 pub mod identity;
+pub mod network;
 pub mod token_body;
 
 use crate::http::{timeouts, AppState};
@@ -255,5 +256,6 @@ fn compute_routes() -> Router<AppState> {
 pub fn routes(request_limit: Duration) -> Router<AppState> {
     identity_routes()
         .merge(compute_routes())
+        .merge(network::routes())
         .route_layer(from_fn_with_state(request_limit, timeouts::within))
 }

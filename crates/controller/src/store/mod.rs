@@ -23,6 +23,8 @@ pub mod migrations;
 pub mod moves;
 pub mod networks;
 pub mod overlay;
+pub mod pending_networks;
+pub mod ports;
 pub mod placement;
 pub mod quotas;
 mod rows;
