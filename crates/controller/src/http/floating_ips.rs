@@ -3,13 +3,13 @@
 use super::error::{ApiError, ApiResult};
 use super::extract::{ApiJson, ApiPath, Caller};
 use super::AppState;
+use crate::store::StoreError;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::Json;
 use nubis_api::floating_ips::{
     AllocateFloatingIp, CreateFloatingIpPool, FloatingIp, FloatingIpPool, UpdateFloatingIp,
 };
-use crate::store::StoreError;
 use nubis_api::{ErrorBody, FloatingIpId};
 
 /// Create a floating IP pool (admin only).

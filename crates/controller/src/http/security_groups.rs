@@ -7,9 +7,7 @@ use super::AppState;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::Json;
-use nubis_api::security_groups::{
-    CreateRule, CreateSecurityGroup, Rule, SecurityGroup,
-};
+use nubis_api::security_groups::{CreateRule, CreateSecurityGroup, Rule, SecurityGroup};
 use nubis_api::{ErrorBody, SecurityGroupId, SecurityGroupRuleId};
 
 /// Create a security group (with no rules: it allows nothing until given some).

@@ -132,13 +132,12 @@ impl Store {
         project: ProjectId,
         id: NetworkId,
     ) -> StoreResult<()> {
-        let done = sqlx::query(
-            "DELETE FROM neutron_pending_networks WHERE id = $1 AND project_id = $2",
-        )
-        .bind(id.to_string())
-        .bind(project.to_string())
-        .execute(self.pool())
-        .await?;
+        let done =
+            sqlx::query("DELETE FROM neutron_pending_networks WHERE id = $1 AND project_id = $2")
+                .bind(id.to_string())
+                .bind(project.to_string())
+                .execute(self.pool())
+                .await?;
         if done.rows_affected() == 0 {
             return Err(StoreError::NotFound);
         }

@@ -16,7 +16,7 @@ pub struct PortRecord {
     pub network: NetworkId,
     pub mac: String,
     pub ip: Ipv4Addr,
-    /// The server's status (`running`, `stopped`, ...).
+    /// What the server's host last saw of it (`running`, `stopped`, ...; empty: nothing yet).
     pub server_status: String,
     pub created_at: DateTime<Utc>,
 }
@@ -26,7 +26,7 @@ impl Store {
     pub async fn project_ports(&self, project: ProjectId) -> StoreResult<Vec<PortRecord>> {
         sqlx::query(
             "SELECT p.id, p.server_id, p.network_id, p.mac, p.ip, p.created_at, \
-             s.status AS server_status FROM ports p JOIN servers s ON s.id = p.server_id \
+             COALESCE(s.observed_power, '') AS server_status FROM ports p JOIN servers s ON s.id = p.server_id \
              WHERE s.project_id = $1 ORDER BY s.created_at, p.server_id, p.nic_index",
         )
         .bind(project.to_string())

@@ -85,6 +85,11 @@ pub async fn show(
     EXTENSIONS
         .iter()
         .find(|(a, _, _)| *a == alias)
-        .map(|(a, n, d)| (StatusCode::OK, Json(json!({"extension": extension(a, n, d)}))))
+        .map(|(a, n, d)| {
+            (
+                StatusCode::OK,
+                Json(json!({"extension": extension(a, n, d)})),
+            )
+        })
         .ok_or_else(|| not_found("extension", &alias))
 }

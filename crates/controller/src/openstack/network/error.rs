@@ -67,7 +67,11 @@ pub fn bad_request(message: impl Into<String>) -> NetworkError {
 /// The `type` of an error: the specific one a handler chose (codes in
 /// Neutron's CamelCase), else by status.
 fn neutron_type(e: &ApiError) -> &'static str {
-    if e.code.chars().next().is_some_and(|c| c.is_ascii_uppercase()) {
+    if e.code
+        .chars()
+        .next()
+        .is_some_and(|c| c.is_ascii_uppercase())
+    {
         return e.code;
     }
     match (e.status.as_u16(), e.code) {
@@ -121,7 +125,10 @@ mod tests {
         assert_eq!(r.status(), StatusCode::NOT_FOUND);
         let b = body_of(r).await;
         assert_eq!(b["NeutronError"]["type"], "NetworkNotFound");
-        assert_eq!(b["NeutronError"]["message"], "Network x could not be found.");
+        assert_eq!(
+            b["NeutronError"]["message"],
+            "Network x could not be found."
+        );
         assert_eq!(b["NeutronError"]["detail"], "");
         let r = NetworkError(ApiError::quota_exceeded("full")).into_response();
         assert_eq!(r.status(), StatusCode::CONFLICT);

@@ -20,7 +20,10 @@ use serde_json::{json, Map, Value};
 /// A floating IP in Neutron's form.
 fn floating_ip(ip: &FloatingIp, pools: &[FloatingIpPool], ports: &[PortRecord]) -> Value {
     let mut m = standard(&ip.project, ip.created_at);
-    let pool = pools.iter().find(|p| p.name == ip.pool).map(|p| p.id.to_string());
+    let pool = pools
+        .iter()
+        .find(|p| p.name == ip.pool)
+        .map(|p| p.id.to_string());
     let port = ip.server.and_then(|s| {
         ports
             .iter()
@@ -30,12 +33,19 @@ fn floating_ip(ip: &FloatingIp, pools: &[FloatingIpPool], ports: &[PortRecord]) 
         ("id", json!(ip.id.to_string())),
         ("floating_ip_address", json!(ip.ip.to_string())),
         ("floating_network_id", json!(pool)),
-        ("fixed_ip_address", json!(ip.fixed_ip.map(|f| f.to_string()))),
+        (
+            "fixed_ip_address",
+            json!(ip.fixed_ip.map(|f| f.to_string())),
+        ),
         ("port_id", json!(port.map(|p| p.id.to_string()))),
         ("router_id", Value::Null),
         (
             "status",
-            json!(if ip.server.is_some() { "ACTIVE" } else { "DOWN" }),
+            json!(if ip.server.is_some() {
+                "ACTIVE"
+            } else {
+                "DOWN"
+            }),
         ),
         ("port_details", Value::Null),
         ("port_forwardings", json!([])),
@@ -104,10 +114,7 @@ pub async fn show(
 
 /// The server a `port_id` (and optional `fixed_ip_address`) maps to:
 /// a first NIC of the project's servers.
-fn server_of_port(
-    m: &Map<String, Value>,
-    ports: &[PortRecord],
-) -> NetworkResult<Option<ServerId>> {
+fn server_of_port(m: &Map<String, Value>, ports: &[PortRecord]) -> NetworkResult<Option<ServerId>> {
     let Some(port_id) = string(m, "port_id")? else {
         if m.get("fixed_ip_address").is_some_and(|v| !v.is_null()) {
             return Err(bad_request("fixed_ip_address needs a port_id"));
@@ -179,7 +186,12 @@ pub async fn create(
     )?;
     own_project(&m, &project.to_string())?;
     for key in ["floating_ip_address", "subnet_id", "qos_policy_id"] {
-        only(&m, key, &Value::Null, "Nubis picks the floating IP from the pool")?;
+        only(
+            &m,
+            key,
+            &Value::Null,
+            "Nubis picks the floating IP from the pool",
+        )?;
     }
     for key in ["description", "dns_domain", "dns_name"] {
         if string(&m, key)?.is_some_and(|d| !d.is_empty()) {
@@ -229,7 +241,10 @@ pub async fn update(
 ) -> NetworkResult<Json<Value>> {
     let project = caller.user.project;
     let current = find(&state, project, &id).await?;
-    let m = body.resource("floatingip", &["port_id", "fixed_ip_address", "description"])?;
+    let m = body.resource(
+        "floatingip",
+        &["port_id", "fixed_ip_address", "description"],
+    )?;
     if string(&m, "description")?.is_some_and(|d| !d.is_empty()) {
         return Err(bad_request("Nubis floating IPs have no description"));
     }

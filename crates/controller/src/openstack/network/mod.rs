@@ -105,7 +105,10 @@ pub fn routes() -> Router<AppState> {
                     .delete(networks::delete),
             ),
         )
-        .route(&r("/subnets"), route(get(subnets::list).post(subnets::create)))
+        .route(
+            &r("/subnets"),
+            route(get(subnets::list).post(subnets::create)),
+        )
         .route(
             &r("/subnets/{id}"),
             route(
@@ -164,7 +167,10 @@ pub fn routes() -> Router<AppState> {
             ),
         )
         .route(&r("/quotas/{project}/details"), route(get(quotas::details)))
-        .route(&r("/quotas/{project}/default"), route(get(quotas::defaults)))
+        .route(
+            &r("/quotas/{project}/default"),
+            route(get(quotas::defaults)),
+        )
         .route(&r("/quotas"), route(get(not_implemented)))
         .route("/network/{*rest}", any(unknown))
 }

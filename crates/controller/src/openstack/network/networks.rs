@@ -188,16 +188,36 @@ pub async fn create(
     let project = caller.user.project;
     let m = body.resource("network", CREATE_ATTRIBUTES)?;
     own_project(&m, &project.to_string())?;
-    only(&m, "admin_state_up", &json!(true), "Nubis networks are always up")?;
-    only(&m, "shared", &json!(false), "Nubis networks belong to one project")?;
+    only(
+        &m,
+        "admin_state_up",
+        &json!(true),
+        "Nubis networks are always up",
+    )?;
+    only(
+        &m,
+        "shared",
+        &json!(false),
+        "Nubis networks belong to one project",
+    )?;
     only(
         &m,
         "router:external",
         &json!(false),
         "external networks are Nubis's floating-IP pools, made by admins through /v1/floating-ip-pools",
     )?;
-    only(&m, "port_security_enabled", &json!(true), "security groups always apply")?;
-    only(&m, "availability_zone_hints", &json!([]), "Nubis has no availability zones")?;
+    only(
+        &m,
+        "port_security_enabled",
+        &json!(true),
+        "security groups always apply",
+    )?;
+    only(
+        &m,
+        "availability_zone_hints",
+        &json!([]),
+        "Nubis has no availability zones",
+    )?;
     only(&m, "mtu", &json!(MTU), "the overlay's MTU is fixed")?;
     if string(&m, "description")?.is_some_and(|d| !d.is_empty()) {
         return Err(bad_request(

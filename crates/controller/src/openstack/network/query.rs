@@ -46,21 +46,19 @@ pub fn filter(items: Vec<Value>, params: &[(String, String)]) -> Vec<Value> {
         .filter(|item| {
             let mut keys: Vec<&str> = params.iter().map(|(k, _)| k.as_str()).collect();
             keys.dedup();
-            keys.iter()
-                .filter(|k| !NOT_FILTERS.contains(k))
-                .all(|key| {
-                    let Some(field) = item.get(*key) else {
-                        // Not a field of these objects: not a filter here.
-                        return true;
-                    };
-                    params.iter().filter(|(k, _)| k == key).any(|(_, v)| {
-                        if *key == "fixed_ips" {
-                            matches_fixed_ips(field, v)
-                        } else {
-                            matches(field, v)
-                        }
-                    })
+            keys.iter().filter(|k| !NOT_FILTERS.contains(k)).all(|key| {
+                let Some(field) = item.get(*key) else {
+                    // Not a field of these objects: not a filter here.
+                    return true;
+                };
+                params.iter().filter(|(k, _)| k == key).any(|(_, v)| {
+                    if *key == "fixed_ips" {
+                        matches_fixed_ips(field, v)
+                    } else {
+                        matches(field, v)
+                    }
                 })
+            })
         })
         .collect()
 }
@@ -96,7 +94,10 @@ mod tests {
             vec!["a"]
         );
         assert_eq!(
-            ids(filter(items.clone(), &p(&[("fixed_ips", "ip_address=10.0.0.5")]))),
+            ids(filter(
+                items.clone(),
+                &p(&[("fixed_ips", "ip_address=10.0.0.5")])
+            )),
             vec!["a"]
         );
         assert!(filter(items.clone(), &p(&[("name", "z")])).is_empty());

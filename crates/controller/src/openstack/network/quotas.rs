@@ -22,13 +22,21 @@ fn n(v: u64) -> Value {
 }
 
 /// Neutron's names with limit and use.
-fn items(limits: &QuotaLimits, used: &QuotaLimits, ports: u64) -> Vec<(&'static str, Value, Value)> {
+fn items(
+    limits: &QuotaLimits,
+    used: &QuotaLimits,
+    ports: u64,
+) -> Vec<(&'static str, Value, Value)> {
     vec![
         ("network", n(limits.networks), n(used.networks)),
         ("subnet", n(limits.networks), n(used.networks)),
         ("port", json!(-1), n(ports)),
         ("floatingip", n(limits.floating_ips), n(used.floating_ips)),
-        ("security_group", n(limits.security_groups), n(used.security_groups)),
+        (
+            "security_group",
+            n(limits.security_groups),
+            n(used.security_groups),
+        ),
         (
             "security_group_rule",
             n(limits.security_group_rules),

@@ -34,9 +34,18 @@ fn rule(r: &Rule, group: &SecurityGroup) -> Value {
         ("protocol", protocol),
         ("port_range_min", json!(r.port_min)),
         ("port_range_max", json!(r.port_max)),
-        ("remote_ip_prefix", json!(r.remote_cidr.map(|c| c.to_string()))),
-        ("normalized_cidr", json!(r.remote_cidr.map(|c| c.to_string()))),
-        ("remote_group_id", json!(r.remote_group.map(|g| g.to_string()))),
+        (
+            "remote_ip_prefix",
+            json!(r.remote_cidr.map(|c| c.to_string())),
+        ),
+        (
+            "normalized_cidr",
+            json!(r.remote_cidr.map(|c| c.to_string())),
+        ),
+        (
+            "remote_group_id",
+            json!(r.remote_group.map(|g| g.to_string())),
+        ),
         ("remote_address_group_id", Value::Null),
         ("belongs_to_default_sg", json!(group.name == "default")),
     ] {
@@ -126,7 +135,10 @@ pub async fn create(
         .map_err(|e| bad_request(format!("Invalid input for name: {e}")))?;
     let description = string(&m, "description")?.unwrap_or_default();
     let g = create_group(&state.store, project, name.as_str(), description).await?;
-    Ok((StatusCode::CREATED, Json(json!({"security_group": group(&g)}))))
+    Ok((
+        StatusCode::CREATED,
+        Json(json!({"security_group": group(&g)})),
+    ))
 }
 
 /// `DELETE /v2.0/security-groups/{id}` (409 while servers use it).
@@ -242,7 +254,12 @@ pub async fn create_rule(
         ],
     )?;
     own_project(&m, &project.to_string())?;
-    super::body::only(&m, "remote_address_group_id", &Value::Null, "Nubis has no address groups")?;
+    super::body::only(
+        &m,
+        "remote_address_group_id",
+        &Value::Null,
+        "Nubis has no address groups",
+    )?;
     if string(&m, "description")?.is_some_and(|d| !d.is_empty()) {
         return Err(bad_request("Nubis rules have no description; leave it out"));
     }
@@ -273,9 +290,17 @@ pub async fn create_rule(
         })
         .transpose()?;
     let remote_group = match string(&m, "remote_group_id")? {
-        Some(r) => Some(find(&state, project, r).await.map_err(|_| {
-            bad_request(format!("Invalid input for remote_group_id: security group {r} not found"))
-        })?.id.to_string()),
+        Some(r) => Some(
+            find(&state, project, r)
+                .await
+                .map_err(|_| {
+                    bad_request(format!(
+                        "Invalid input for remote_group_id: security group {r} not found"
+                    ))
+                })?
+                .id
+                .to_string(),
+        ),
         None => None,
     };
     let req = CreateRule {

@@ -51,7 +51,10 @@ pub fn subnet(n: &Network, name: &str) -> Value {
         ("cidr", json!(n.cidr.to_string())),
         ("gateway_ip", json!(n.gateway.to_string())),
         ("enable_dhcp", json!(true)),
-        ("allocation_pools", json!(allocation_pools(n.cidr, n.gateway))),
+        (
+            "allocation_pools",
+            json!(allocation_pools(n.cidr, n.gateway)),
+        ),
         ("dns_nameservers", json!([])),
         ("host_routes", json!([])),
         ("ipv6_ra_mode", Value::Null),
@@ -109,7 +112,9 @@ pub async fn show(
     caller: Caller,
     Path(id): Path<String>,
 ) -> NetworkResult<Json<Value>> {
-    Ok(Json(json!({"subnet": find_subnet(&state, &caller, &id).await?})))
+    Ok(Json(
+        json!({"subnet": find_subnet(&state, &caller, &id).await?}),
+    ))
 }
 
 const CREATE_ATTRIBUTES: &[&str] = &[
@@ -144,16 +149,43 @@ pub async fn create(
     let m = body.resource("subnet", CREATE_ATTRIBUTES)?;
     own_project(&m, &project.to_string())?;
     only(&m, "ip_version", &json!(4), "Nubis networks are IPv4")?;
-    only(&m, "enable_dhcp", &json!(true), "Nubis networks always serve DHCP")?;
-    only(&m, "host_routes", &json!([]), "Nubis networks have no extra routes")?;
-    only(&m, "dns_nameservers", &json!([]), "the network's own DNS server is handed out")?;
-    only(&m, "service_types", &json!([]), "Nubis has no service subnets")?;
-    for key in ["subnetpool_id", "ipv6_ra_mode", "ipv6_address_mode", "segment_id"] {
+    only(
+        &m,
+        "enable_dhcp",
+        &json!(true),
+        "Nubis networks always serve DHCP",
+    )?;
+    only(
+        &m,
+        "host_routes",
+        &json!([]),
+        "Nubis networks have no extra routes",
+    )?;
+    only(
+        &m,
+        "dns_nameservers",
+        &json!([]),
+        "the network's own DNS server is handed out",
+    )?;
+    only(
+        &m,
+        "service_types",
+        &json!([]),
+        "Nubis has no service subnets",
+    )?;
+    for key in [
+        "subnetpool_id",
+        "ipv6_ra_mode",
+        "ipv6_address_mode",
+        "segment_id",
+    ] {
         only(&m, key, &Value::Null, "not a Nubis feature")?;
     }
     only(&m, "use_default_subnet_pool", &json!(false), "give a cidr")?;
     if string(&m, "description")?.is_some_and(|d| !d.is_empty()) {
-        return Err(bad_request("Nubis subnets have no description; leave it out"));
+        return Err(bad_request(
+            "Nubis subnets have no description; leave it out",
+        ));
     }
     let network_id = string(&m, "network_id")?
         .ok_or_else(|| bad_request("Invalid input: network_id is required"))?;
@@ -187,7 +219,9 @@ pub async fn create(
     }
     let name = string(&m, "name")?.unwrap_or_default().to_owned();
     if name.chars().count() > 255 || name.chars().any(char::is_control) {
-        return Err(bad_request("Invalid input for name: at most 255 characters"));
+        return Err(bad_request(
+            "Invalid input for name: at most 255 characters",
+        ));
     }
     let pending = match find(&state, project, network_id)
         .await
@@ -223,7 +257,11 @@ pub async fn create(
     if !name.is_empty() {
         state.store.set_subnet_name(network.id, &name).await?;
     }
-    let shown = if name.is_empty() { &network.name } else { &name };
+    let shown = if name.is_empty() {
+        &network.name
+    } else {
+        &name
+    };
     Ok((
         StatusCode::CREATED,
         Json(json!({"subnet": subnet(&network, shown)})),
