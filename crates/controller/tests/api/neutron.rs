@@ -54,7 +54,47 @@ async fn everything(cloud: &Cloud, token: &str) -> Vec<Value> {
 
 #[tokio::test]
 async fn neutron_networks_ports_groups_and_floating_ips() {
-    let cloud = Cloud::start().await;
+    networks_ports_groups_and_floating_ips(Cloud::start().await).await;
+}
+
+#[tokio::test]
+async fn neutron_networks_ports_groups_and_floating_ips_on_postgres() {
+    on_postgres(networks_ports_groups_and_floating_ips).await;
+}
+
+#[tokio::test]
+async fn a_subnet_delete_makes_the_network_pending_again() {
+    subnet_delete_makes_the_network_pending_again(Cloud::start().await).await;
+}
+
+#[tokio::test]
+async fn a_subnet_delete_makes_the_network_pending_again_on_postgres() {
+    on_postgres(subnet_delete_makes_the_network_pending_again).await;
+}
+
+/// Runs `test` on a cloud on a throwaway PostgreSQL database (skipped
+/// without one, a failure under CI: see `placement::postgres`).
+async fn on_postgres<F, Fut>(test: F)
+where
+    F: FnOnce(Cloud) -> Fut,
+    Fut: std::future::Future<Output = ()>,
+{
+    let Some(db) = super::placement::postgres::Database::create().await else {
+        return;
+    };
+    let cloud = Cloud::start_with_settings(
+        Duration::from_secs(3600),
+        Settings {
+            database_url: Some(db.url.clone()),
+            ..Default::default()
+        },
+    )
+    .await;
+    test(cloud).await;
+    db.drop().await;
+}
+
+async fn networks_ports_groups_and_floating_ips(cloud: Cloud) {
     let admin = cloud.admin("root").await;
     let alice = cloud.user("alice").await;
     let bob = cloud.user("bob").await;
@@ -511,9 +551,7 @@ async fn neutron_networks_ports_groups_and_floating_ips() {
     assert_eq!(s, StatusCode::NO_CONTENT);
 }
 
-#[tokio::test]
-async fn a_subnet_delete_makes_the_network_pending_again() {
-    let cloud = Cloud::start().await;
+async fn subnet_delete_makes_the_network_pending_again(cloud: Cloud) {
     let alice = cloud.user("alice").await;
     let (_, net) = os(
         &cloud,
