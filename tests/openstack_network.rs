@@ -204,7 +204,7 @@ fn openstack_clients_manage_networks_groups_and_floating_ips() {
             let label = client.label;
             let os = Session {
                 client,
-                clouds: clones(&clouds),
+                clouds: clouds.clone(),
                 home: home.clone(),
             };
             let net = format!("net-{label}");
@@ -326,12 +326,7 @@ fn openstack_clients_manage_networks_groups_and_floating_ips() {
             assert!(!stderr.is_empty(), "[{label}] {stderr}");
             let stderr = os.fails(
                 "root",
-                &[
-                    "security",
-                    "group",
-                    "show",
-                    &g["id"].as_str().unwrap().to_owned(),
-                ],
+                &["security", "group", "show", g["id"].as_str().unwrap()],
             );
             assert!(!stderr.is_empty(), "[{label}] {stderr}");
             let theirs = os.json("root", &["network", "list"]);
@@ -401,10 +396,6 @@ fn openstack_clients_manage_networks_groups_and_floating_ips() {
             );
         }
     });
-}
-
-fn clones(p: &Path) -> PathBuf {
-    p.to_path_buf()
 }
 
 /// The member's security groups through /v1, as text.
