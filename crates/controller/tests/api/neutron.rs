@@ -513,6 +513,30 @@ async fn networks_ports_groups_and_floating_ips(cloud: Cloud) {
     .await;
     assert_eq!(s, StatusCode::OK, "{fip}");
     assert_eq!(fip["floatingip"]["port_id"], Value::Null);
+    // /v1 maps through the same rules, and Neutron sees it.
+    let patch = |server: Value| {
+        cloud
+            .req(
+                Method::PATCH,
+                &format!("/v1/floating-ips/{fip_id}"),
+                Some(&alice),
+            )
+            .json(&json!({ "server": server }))
+            .send()
+    };
+    let r = patch(json!("nope")).await.unwrap();
+    assert_eq!(r.status(), StatusCode::BAD_REQUEST, "unknown server on /v1");
+    let r = patch(json!("web")).await.unwrap();
+    assert_eq!(r.status(), StatusCode::OK, "/v1 maps");
+    let (_, seen) = os(
+        &cloud,
+        Method::GET,
+        &alice,
+        &format!("/floatingips/{fip_id}"),
+        None,
+    )
+    .await;
+    assert_eq!(seen["floatingip"]["port_id"], port_id.as_str(), "{seen}");
     let (s, _) = os(
         &cloud,
         Method::DELETE,
