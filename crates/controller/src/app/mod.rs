@@ -6,11 +6,13 @@ pub mod create_server;
 pub mod desired_state;
 pub mod drain;
 pub mod evacuator;
+pub mod floating_ips;
 pub mod hosts;
 pub mod images;
 pub mod keypairs;
 pub mod login;
 pub mod moves;
+pub mod security_groups;
 
 use crate::store::StoreError;
 

@@ -110,6 +110,14 @@ fn openstack_twin(method: &Method, path: &str) -> Option<String> {
     if let Some(rest) = path.strip_prefix("/image/v2/") {
         return Some(format!("/v1/{rest}"));
     }
+    if let Some(rest) = path.strip_prefix("/network/v2.0/") {
+        // Neutron's collections are /v1's, but for floating IPs' spelling.
+        let rest = match rest.strip_prefix("floatingips") {
+            Some(tail) => format!("floating-ips{tail}"),
+            None => rest.to_owned(),
+        };
+        return Some(format!("/v1/{rest}"));
+    }
     let rest = path.strip_prefix("/compute/v2.1/")?;
     let rest = rest.strip_prefix("os-").unwrap_or(rest);
     if let Some(project) = rest.strip_prefix("quota-sets/") {
@@ -293,6 +301,15 @@ mod tests {
             action(Method::DELETE, "/image/v2/images/i1"),
             a("image.delete", "image", Some("i1"))
         );
+        assert_eq!(
+            action(Method::POST, "/network/v2.0/networks"),
+            a("network.create", "network", None)
+        );
+        assert_eq!(
+            action(Method::PUT, "/network/v2.0/floatingips/f1"),
+            a("floating_ip.update", "floating_ip", Some("f1"))
+        );
+        assert_eq!(action(Method::GET, "/network/v2.0/ports"), None);
     }
 
     #[test]

@@ -3,6 +3,7 @@
 use super::error::{ApiError, ApiResult};
 use super::extract::{ApiJson, ApiPath, Caller};
 use super::AppState;
+use crate::store::StoreError;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::Json;
@@ -108,26 +109,22 @@ pub async fn update(
         .await
         .map_err(ApiError::from_store("floating IP"))?;
     let server = match &req.server {
-        Some(reference) => {
-            let server = state
+        Some(reference) => Some(
+            state
                 .store
                 .server_by_ref(project, reference)
                 .await
-                .map_err(ApiError::from_store_ref("server", reference))?;
-            if server.deleting {
-                return Err(ApiError::conflict("the server is being deleted"));
-            }
-            if state.store.server_ports(server.id).await?.is_empty() {
-                return Err(ApiError::bad_request("the server has no address to map to"));
-            }
-            Some(server.id)
-        }
+                .map_err(ApiError::from_store_ref("server", reference))?
+                .id,
+        ),
         None => None,
     };
-    let ip = state
-        .store
-        .set_floating_ip_server(project, id, server)
-        .await?;
+    let ip = crate::app::floating_ips::set_server(&state.store, project, id, server)
+        .await
+        .map_err(|e| match e {
+            crate::app::AppError::Store(StoreError::NotFound) => ApiError::not_found("floating IP"),
+            other => other.into(),
+        })?;
     state.desired_state_changed();
     Ok(Json(ip))
 }

@@ -4,13 +4,10 @@
 use super::error::{ApiError, ApiResult};
 use super::extract::{ApiJson, ApiPath, Caller};
 use super::AppState;
-use crate::store::security_groups::NewRule;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::Json;
-use nubis_api::security_groups::{
-    CreateRule, CreateSecurityGroup, Rule, SecurityGroup, MAX_DESCRIPTION,
-};
+use nubis_api::security_groups::{CreateRule, CreateSecurityGroup, Rule, SecurityGroup};
 use nubis_api::{ErrorBody, SecurityGroupId, SecurityGroupRuleId};
 
 /// Create a security group (with no rules: it allows nothing until given some).
@@ -25,15 +22,13 @@ pub async fn create(
     ApiJson(req): ApiJson<CreateSecurityGroup>,
 ) -> ApiResult<(StatusCode, Json<SecurityGroup>)> {
     let description = req.description.unwrap_or_default();
-    if description.chars().count() > MAX_DESCRIPTION || description.chars().any(char::is_control) {
-        return Err(ApiError::bad_request(format!(
-            "description must be at most {MAX_DESCRIPTION} characters without control characters"
-        )));
-    }
-    let group = state
-        .store
-        .create_security_group(caller.user.project, req.name.as_str(), &description)
-        .await?;
+    let group = crate::app::security_groups::create_group(
+        &state.store,
+        caller.user.project,
+        req.name.as_str(),
+        &description,
+    )
+    .await?;
     Ok((StatusCode::CREATED, Json(group)))
 }
 
@@ -109,40 +104,9 @@ pub async fn add_rule(
         .security_group(project, &id.to_string())
         .await
         .map_err(ApiError::from_store("security group"))?;
-    let ports = req.ports().map_err(ApiError::bad_request)?;
-    if req.remote_cidr.is_some() && req.remote_group.is_some() {
-        return Err(ApiError::bad_request(
-            "give remote_cidr or remote_group, not both",
-        ));
-    }
-    let remote_group = match &req.remote_group {
-        Some(r) => Some(
-            state
-                .store
-                .security_group(project, r)
-                .await
-                .map_err(ApiError::from_store_ref("security group", r))?
-                .id,
-        ),
-        None => None,
-    };
-    let remote_cidr = match (req.remote_cidr, remote_group) {
-        (None, None) => Some("0.0.0.0/0".parse().map_err(ApiError::internal)?),
-        (cidr, _) => cidr,
-    };
-    let rule = state
-        .store
-        .add_rule(
-            group.id,
-            &NewRule {
-                direction: req.direction,
-                protocol: req.protocol,
-                ports,
-                remote_cidr,
-                remote_group,
-            },
-        )
-        .await?;
+    let rule =
+        crate::app::security_groups::add_rule(&state.store, project, &group.id.to_string(), &req)
+            .await?;
     state.desired_state_changed();
     Ok((StatusCode::CREATED, Json(rule)))
 }

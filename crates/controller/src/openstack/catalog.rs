@@ -42,8 +42,15 @@ pub const IMAGE: Service = Service {
     path: "/image",
 };
 
+/// Network v2.0 (the endpoint is unversioned, as devstack's).
+pub const NETWORK: Service = Service {
+    kind: "network",
+    name: "neutron",
+    path: "/network",
+};
+
 /// Every service served, in catalog order.
-pub const SERVICES: [Service; 3] = [IDENTITY, COMPUTE, IMAGE];
+pub const SERVICES: [Service; 4] = [IDENTITY, COMPUTE, IMAGE, NETWORK];
 
 /// The URL clients reach this controller at: `--public-url` (or the
 /// listening address it defaults to), unless that is an unspecified

@@ -13,6 +13,7 @@ pub mod discovery;
 pub mod errors;
 pub mod identity;
 pub mod image;
+pub mod network;
 pub mod token_body;
 
 use crate::http::{timeouts, AppState};
@@ -299,6 +300,7 @@ fn server_routes() -> Router<AppState> {
 pub fn routes(request_limit: Duration) -> Router<AppState> {
     identity_routes()
         .merge(compute_routes())
+        .merge(network::routes())
         .route_layer(from_fn_with_state(request_limit, timeouts::within))
         // Bounded itself: its upload only by the idle time between bytes.
         .merge(image::routes(request_limit))

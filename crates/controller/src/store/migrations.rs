@@ -56,6 +56,7 @@ migration_files!(
     "0015_moves",
     "0016_live_targets",
     "0017_server_list_index",
+    "0018_neutron_pending_networks",
 );
 
 /// The embedded migration files of one backend: (file stem, SQL).

@@ -87,9 +87,20 @@ impl Store {
     /// Each network gets the next free VXLAN identifier (VNI); a create
     /// that lost a race for one (PostgreSQL) is tried again.
     pub async fn create_network(&self, new: &NewNetwork<'_>) -> StoreResult<Network> {
+        self.create_network_with_id(NetworkId::new(), new).await
+    }
+
+    /// [`Self::create_network`] with the id chosen by the caller: the
+    /// Neutron API gives a pending network (`pending_networks`) its range
+    /// this way, and the pending row goes in the same transaction.
+    pub async fn create_network_with_id(
+        &self,
+        id: NetworkId,
+        new: &NewNetwork<'_>,
+    ) -> StoreResult<Network> {
         let mut attempts = 0;
         loop {
-            match self.create_network_once(new).await? {
+            match self.create_network_once(id, new).await? {
                 Ok(network) => return Ok(network),
                 Err(VniTaken) if attempts < 20 => attempts += 1,
                 Err(VniTaken) => {
@@ -103,6 +114,7 @@ impl Store {
 
     async fn create_network_once(
         &self,
+        id: NetworkId,
         new: &NewNetwork<'_>,
     ) -> StoreResult<Result<Network, VniTaken>> {
         let mut tx = self.begin_write().await?;
@@ -116,7 +128,6 @@ impl Store {
             };
             super::quotas::check_quota(&mut tx, new.project, &extra).await?;
         }
-        let id = NetworkId::new();
         // Insert first: on SQLite this takes the write lock, so the overlap
         // check below cannot race with another create.
         let res = sqlx::query(sqlx::AssertSqlSafe(format!(
@@ -166,6 +177,7 @@ impl Store {
                 "no VXLAN identifier is left for another network".into(),
             ));
         }
+        super::pending_networks::forget_pending_in(&mut tx, id).await?;
         tx.commit().await?;
         self.network(new.project, &id.to_string()).await.map(Ok)
     }

@@ -36,6 +36,7 @@ mod images;
 mod iso;
 mod isolation;
 mod networks;
+mod neutron;
 mod openapi;
 mod placement;
 mod portal_headers;
