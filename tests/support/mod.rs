@@ -12,6 +12,7 @@ pub mod iperf;
 pub mod join;
 pub mod multihost;
 pub mod netns;
+pub mod openstack;
 pub mod orphans;
 pub mod postgres;
 pub mod workload;

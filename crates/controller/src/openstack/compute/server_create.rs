@@ -154,6 +154,19 @@ fn networks(v: Option<Value>) -> ComputeResult<Option<Vec<NetworkRequest>>> {
     }
 }
 
+/// The image of a block device mapping that only boots an image onto the
+/// server's local disk (`[{"uuid", "boot_index": 0, "source_type":
+/// "image", "destination_type": "local"}]`); `None` for anything else.
+fn image_onto_local_disk(bdm: &Value) -> Option<String> {
+    let [one] = bdm.as_array()?.as_slice() else {
+        return None;
+    };
+    let boots_first = one["boot_index"] == 0 || one["boot_index"] == "0";
+    (boots_first && one["source_type"] == "image" && one["destination_type"] == "local")
+        .then(|| one["uuid"].as_str().map(str::to_owned))
+        .flatten()
+}
+
 /// The `/v1` request for a Nova create, or Nova's 400 saying what Nubis
 /// does not do.
 pub fn to_create_server(req: CreateRequest) -> ComputeResult<CreateServer> {
@@ -170,11 +183,21 @@ pub fn to_create_server(req: CreateRequest) -> ComputeResult<CreateServer> {
     if s.return_reservation_id.is_some() {
         return Err(bad("return_reservation_id is not supported by Nubis"));
     }
-    if s.block_device_mapping_v2.is_some() || s.block_device_mapping.is_some() {
-        return Err(ComputeError(not_implemented(
-            "Booting from volumes (block_device_mapping)",
-        )));
-    }
+    // Newer clients (OSC 7+) describe booting from an image onto a local
+    // disk as a block device mapping: that one is what Nubis does.
+    let bdm_image = match (&s.block_device_mapping_v2, &s.block_device_mapping) {
+        (None, None) => None,
+        (Some(bdm), None) => Some(image_onto_local_disk(bdm).ok_or_else(|| {
+            ComputeError(not_implemented(
+                "Booting from volumes, or with more than the image's local disk (block_device_mapping_v2)",
+            ))
+        })?),
+        _ => {
+            return Err(ComputeError(not_implemented(
+                "Booting from volumes (block_device_mapping)",
+            )))
+        }
+    };
     if s.personality.is_some() {
         return Err(bad("Nubis injects no files (personality); use user_data"));
     }
@@ -202,7 +225,13 @@ pub fn to_create_server(req: CreateRequest) -> ComputeResult<CreateServer> {
         .as_deref()
         .map(last_segment)
         .filter(|i| !i.is_empty())
+        .or_else(|| bdm_image.clone())
         .ok_or_else(|| bad("imageRef is required: Nubis boots servers from images"))?;
+    if bdm_image.as_deref().is_some_and(|b| b != image) {
+        return Err(bad(
+            "block_device_mapping_v2 names another image than imageRef",
+        ));
+    }
     let user_data = s
         .user_data
         .map(|u| {
@@ -309,6 +338,23 @@ mod tests {
         }
         let e = with("networks", json!([{"port": "p"}])).err().unwrap();
         assert_eq!(e.0.status, StatusCode::NOT_IMPLEMENTED);
+        // The image onto the local disk (what OSC 7+ sends) is a plain boot.
+        let local = json!([{"uuid": "i", "boot_index": 0, "source_type": "image",
+            "destination_type": "local", "delete_on_termination": true}]);
+        assert_eq!(
+            with("block_device_mapping_v2", local.clone())
+                .unwrap()
+                .image,
+            "i"
+        );
+        let mut other = local.clone();
+        other[0]["uuid"] = json!("j");
+        let e = with("block_device_mapping_v2", other).err().unwrap();
+        assert_eq!(e.0.status, StatusCode::BAD_REQUEST, "another image");
+        let mut volume = local;
+        volume[0]["destination_type"] = json!("volume");
+        let e = with("block_device_mapping_v2", volume).err().unwrap();
+        assert_eq!(e.0.status, StatusCode::NOT_IMPLEMENTED, "boot from volume");
     }
 
     use axum::http::StatusCode;
