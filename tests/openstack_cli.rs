@@ -11,177 +11,13 @@ mod support;
 
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Command;
 use support::cloud::{admin_create_user, Cloud};
 use support::netns::run_in_netns;
-
-/// Debian's client.
-const DEBIAN_OPENSTACK: &str = "/usr/bin/openstack";
-/// The script that makes the PyPI venv.
-const VENV_SCRIPT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/openstack-venv.sh");
+use support::openstack::{clients, field, write_clouds_yaml, Session};
 
 const ADMIN: (&str, &str) = ("root", "admin-secret-1");
 const MEMBER: (&str, &str) = ("alice", "alice-secret-1");
-
-/// One installed client: its `openstack` and the python that has its sdk.
-#[derive(Clone, Debug)]
-struct Client {
-    label: &'static str,
-    openstack: PathBuf,
-    python: PathBuf,
-}
-
-/// Skips (notes why) or, under CI, fails.
-fn missing(what: &str) {
-    assert!(
-        std::env::var_os("CI").is_none(),
-        "{what} (required in CI: scripts/install-deps.sh and scripts/openstack-venv.sh)"
-    );
-    eprintln!("note: {what}; skipping");
-}
-
-/// Both clients, or `None` (after a note, or a failure under CI).
-/// Runs in the root namespace: the venv is made from PyPI.
-fn clients() -> Option<Vec<Client>> {
-    if !Path::new(DEBIAN_OPENSTACK).exists() {
-        missing("Debian's python3-openstackclient is not installed");
-        return None;
-    }
-    let out = Command::new(VENV_SCRIPT)
-        .output()
-        .expect("running scripts/openstack-venv.sh");
-    if !out.status.success() {
-        missing(&format!(
-            "the PyPI OpenStack clients could not be installed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        ));
-        return None;
-    }
-    let openstack = PathBuf::from(String::from_utf8_lossy(&out.stdout).trim());
-    let python = openstack.with_file_name("python");
-    Some(vec![
-        Client {
-            label: "debian",
-            openstack: DEBIAN_OPENSTACK.into(),
-            python: "/usr/bin/python3".into(),
-        },
-        Client {
-            label: "pypi",
-            openstack,
-            python,
-        },
-    ])
-}
-
-/// A `clouds.yaml` with a cloud per user, as a user writes it.
-fn write_clouds_yaml(dir: &Path, url: &str) -> PathBuf {
-    let cloud = |(user, password): (&str, &str)| {
-        format!(
-            "  {user}:\n    auth:\n      auth_url: {url}/identity\n      username: {user}\n      \
-             password: {password}\n      project_name: {user}\n      user_domain_name: Default\n      \
-             project_domain_name: Default\n    region_name: RegionOne\n    identity_api_version: 3\n"
-        )
-    };
-    let path = dir.join("clouds.yaml");
-    std::fs::write(&path, format!("clouds:\n{}{}", cloud(ADMIN), cloud(MEMBER)))
-        .expect("writing clouds.yaml");
-    path
-}
-
-/// Runs a client program with only the clouds.yaml for configuration.
-fn run(program: &Path, args: &[&str], clouds: &Path, home: &Path) -> Output {
-    let mut cmd = Command::new(program);
-    cmd.args(args)
-        .env("OS_CLIENT_CONFIG_FILE", clouds)
-        .env("HOME", home)
-        .env_remove("OS_CLOUD");
-    for (key, _) in std::env::vars_os() {
-        if key.to_string_lossy().starts_with("OS_") && key != "OS_CLIENT_CONFIG_FILE" {
-            cmd.env_remove(key);
-        }
-    }
-    cmd.output().expect("running an OpenStack client")
-}
-
-struct Session<'a> {
-    client: &'a Client,
-    clouds: PathBuf,
-    home: PathBuf,
-}
-
-impl Session<'_> {
-    /// `openstack --os-cloud CLOUD ARGS`, whatever its outcome.
-    fn try_openstack(&self, cloud: &str, args: &[&str]) -> Output {
-        let mut all = vec!["--os-cloud", cloud];
-        all.extend_from_slice(args);
-        run(&self.client.openstack, &all, &self.clouds, &self.home)
-    }
-
-    /// `openstack --os-cloud CLOUD ARGS -f json`, which must succeed.
-    fn json(&self, cloud: &str, args: &[&str]) -> Value {
-        let mut all = args.to_vec();
-        all.extend_from_slice(&["-f", "json"]);
-        let out = self.try_openstack(cloud, &all);
-        assert!(
-            out.status.success(),
-            "[{}] openstack {args:?} as {cloud} failed: {}{}",
-            self.client.label,
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
-            panic!(
-                "[{}] openstack {args:?}: not JSON ({e}): {}",
-                self.client.label,
-                String::from_utf8_lossy(&out.stdout)
-            )
-        })
-    }
-
-    /// `openstack ...` that must fail; its stderr.
-    fn fails(&self, cloud: &str, args: &[&str]) -> String {
-        let out = self.try_openstack(cloud, args);
-        assert!(
-            !out.status.success(),
-            "[{}] openstack {args:?} as {cloud} should fail but printed {}",
-            self.client.label,
-            String::from_utf8_lossy(&out.stdout)
-        );
-        String::from_utf8_lossy(&out.stderr).into_owned()
-    }
-
-    /// A Python snippet with the client's openstacksdk; its stdout as JSON.
-    fn sdk(&self, snippet: &str) -> Value {
-        let out = run(
-            &self.client.python,
-            &["-c", snippet],
-            &self.clouds,
-            &self.home,
-        );
-        assert!(
-            out.status.success(),
-            "[{}] openstacksdk snippet failed: {}",
-            self.client.label,
-            String::from_utf8_lossy(&out.stderr)
-        );
-        serde_json::from_slice(&out.stdout).expect("the snippet prints JSON")
-    }
-}
-
-/// The value of `name` in a `-f json` answer that is either an object or a
-/// list of `{key_col: name, value_col: v}` rows (the clients differ).
-fn field(v: &Value, name: &str, key_col: &str, value_col: &str) -> Value {
-    match v {
-        Value::Object(m) => m.get(name).cloned().unwrap_or(Value::Null),
-        Value::Array(rows) => rows
-            .iter()
-            .find(|r| r[key_col] == name)
-            .map(|r| r[value_col].clone())
-            .unwrap_or(Value::Null),
-        _ => Value::Null,
-    }
-}
 
 #[test]
 fn openstack_clients_use_identity_and_compute_basics() {
@@ -210,7 +46,7 @@ fn openstack_clients_use_identity_and_compute_basics() {
             )
             .await;
         assert_eq!(s, StatusCode::OK, "{b}");
-        let clouds = write_clouds_yaml(cloud.data_path(), &cloud.url);
+        let clouds = write_clouds_yaml(cloud.data_path(), &cloud.url, &[ADMIN, MEMBER]);
         let home = cloud.data_path().join("home");
         std::fs::create_dir_all(&home).unwrap();
 

@@ -13,165 +13,14 @@ mod support;
 use reqwest::{Method, StatusCode};
 use serde_json::Value;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Command;
 use support::cloud::{admin_create_user, Cloud};
 use support::netns::run_in_netns;
-
-const DEBIAN_OPENSTACK: &str = "/usr/bin/openstack";
-const VENV_SCRIPT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/openstack-venv.sh");
+use support::openstack::{clients, missing, write_clouds_yaml, Session};
 
 const ADMIN: (&str, &str) = ("root", "admin-secret-1");
 const MEMBER: (&str, &str) = ("alice", "alice-secret-1");
 const OTHER: (&str, &str) = ("bob", "bob-secret-12");
-
-#[derive(Clone, Debug)]
-struct Client {
-    label: &'static str,
-    openstack: PathBuf,
-    python: PathBuf,
-}
-
-fn missing(what: &str) {
-    assert!(
-        std::env::var_os("CI").is_none(),
-        "{what} (required in CI: scripts/install-deps.sh and scripts/openstack-venv.sh)"
-    );
-    eprintln!("note: {what}; skipping");
-}
-
-/// Both clients, or `None` (after a note, or a failure under CI).
-fn clients() -> Option<Vec<Client>> {
-    if !Path::new(DEBIAN_OPENSTACK).exists() {
-        missing("Debian's python3-openstackclient is not installed");
-        return None;
-    }
-    if Command::new("qemu-img").arg("--version").output().is_err() {
-        missing("qemu-img (qemu-utils) is not installed");
-        return None;
-    }
-    let out = Command::new(VENV_SCRIPT)
-        .output()
-        .expect("running scripts/openstack-venv.sh");
-    if !out.status.success() {
-        missing(&format!(
-            "the PyPI OpenStack clients could not be installed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        ));
-        return None;
-    }
-    let openstack = PathBuf::from(String::from_utf8_lossy(&out.stdout).trim());
-    let python = openstack.with_file_name("python");
-    Some(vec![
-        Client {
-            label: "debian",
-            openstack: DEBIAN_OPENSTACK.into(),
-            python: "/usr/bin/python3".into(),
-        },
-        Client {
-            label: "pypi",
-            openstack,
-            python,
-        },
-    ])
-}
-
-fn write_clouds_yaml(dir: &Path, url: &str) -> PathBuf {
-    let cloud = |(user, password): (&str, &str)| {
-        format!(
-            "  {user}:\n    auth:\n      auth_url: {url}/identity\n      username: {user}\n      \
-             password: {password}\n      project_name: {user}\n      user_domain_name: Default\n      \
-             project_domain_name: Default\n    region_name: RegionOne\n    identity_api_version: 3\n"
-        )
-    };
-    let path = dir.join("clouds.yaml");
-    let body = format!("clouds:\n{}{}{}", cloud(ADMIN), cloud(MEMBER), cloud(OTHER));
-    std::fs::write(&path, body).expect("writing clouds.yaml");
-    path
-}
-
-fn run(program: &Path, args: &[&str], clouds: &Path, home: &Path) -> Output {
-    let mut cmd = Command::new(program);
-    cmd.args(args)
-        .env("OS_CLIENT_CONFIG_FILE", clouds)
-        .env("HOME", home);
-    for (key, _) in std::env::vars_os() {
-        if key.to_string_lossy().starts_with("OS_") && key != "OS_CLIENT_CONFIG_FILE" {
-            cmd.env_remove(key);
-        }
-    }
-    cmd.output().expect("running an OpenStack client")
-}
-
-struct Session<'a> {
-    client: &'a Client,
-    clouds: PathBuf,
-    home: PathBuf,
-}
-
-impl Session<'_> {
-    fn try_openstack(&self, cloud: &str, args: &[&str]) -> Output {
-        let mut all = vec!["--os-cloud", cloud];
-        all.extend_from_slice(args);
-        run(&self.client.openstack, &all, &self.clouds, &self.home)
-    }
-
-    fn json(&self, cloud: &str, args: &[&str]) -> Value {
-        let mut all = args.to_vec();
-        all.extend_from_slice(&["-f", "json"]);
-        let out = self.try_openstack(cloud, &all);
-        assert!(
-            out.status.success(),
-            "[{}] openstack {args:?} as {cloud} failed: {}{}",
-            self.client.label,
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
-            panic!(
-                "[{}] openstack {args:?}: not JSON ({e}): {}",
-                self.client.label,
-                String::from_utf8_lossy(&out.stdout)
-            )
-        })
-    }
-
-    fn ok(&self, cloud: &str, args: &[&str]) {
-        let out = self.try_openstack(cloud, args);
-        assert!(
-            out.status.success(),
-            "[{}] openstack {args:?} as {cloud} failed: {}",
-            self.client.label,
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
-
-    fn fails(&self, cloud: &str, args: &[&str]) -> String {
-        let out = self.try_openstack(cloud, args);
-        assert!(
-            !out.status.success(),
-            "[{}] openstack {args:?} as {cloud} should fail but printed {}",
-            self.client.label,
-            String::from_utf8_lossy(&out.stdout)
-        );
-        String::from_utf8_lossy(&out.stderr).into_owned()
-    }
-
-    fn sdk(&self, snippet: &str) -> Value {
-        let out = run(
-            &self.client.python,
-            &["-c", snippet],
-            &self.clouds,
-            &self.home,
-        );
-        assert!(
-            out.status.success(),
-            "[{}] openstacksdk snippet failed: {}",
-            self.client.label,
-            String::from_utf8_lossy(&out.stderr)
-        );
-        serde_json::from_slice(&out.stdout).expect("the snippet prints JSON")
-    }
-}
 
 /// Names in an `image list -f json`.
 fn names(list: &Value) -> Vec<String> {
@@ -249,7 +98,7 @@ fn openstack_clients_manage_images_through_glance() {
         let (_, alice) = cloud.call(Method::GET, "/v1/users/me", None).await;
         let data_dir = cloud.data_path().to_string_lossy().into_owned();
         admin_create_user(&["--data-dir", &data_dir], ADMIN.0, ADMIN.1, true);
-        let clouds = write_clouds_yaml(cloud.data_path(), &cloud.url);
+        let clouds = write_clouds_yaml(cloud.data_path(), &cloud.url, &[ADMIN, MEMBER, OTHER]);
         let home = cloud.data_path().join("home");
         std::fs::create_dir_all(&home).unwrap();
         let files = make_files(cloud.data_path());

@@ -176,7 +176,7 @@ impl Store {
     pub async fn purge_audit_events(&self, before: DateTime<Utc>) -> StoreResult<u64> {
         let done = sqlx::query("DELETE FROM audit_events WHERE time < $1")
             .bind(before.timestamp_millis())
-            .execute(self.pool())
+            .execute(self.writer())
             .await?;
         Ok(done.rows_affected())
     }

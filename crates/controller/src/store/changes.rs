@@ -19,7 +19,7 @@ impl Store {
                 "NOTIFY {CHANNEL}, '{}'",
                 self.instance
             )))
-            .execute(self.pool())
+            .execute(self.writer())
             .await?;
         }
         Ok(())

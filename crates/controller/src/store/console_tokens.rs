@@ -67,7 +67,7 @@ impl Store {
              RETURNING server_id, user_id, project_id, expires_at",
         )
         .bind(hash)
-        .fetch_optional(self.pool())
+        .fetch_optional(self.writer())
         .await?;
         let Some(row) = row else {
             return Ok(None);
@@ -85,7 +85,7 @@ impl Store {
     pub async fn revoke_console_tokens(&self, server: ServerId) -> StoreResult<()> {
         sqlx::query("DELETE FROM console_tokens WHERE server_id = $1")
             .bind(server.to_string())
-            .execute(self.pool())
+            .execute(self.writer())
             .await?;
         Ok(())
     }

@@ -61,7 +61,7 @@ impl Store {
         .bind(big(req.disk_gib.get()))
         .bind(now_ms())
         .bind(req.bandwidth.as_ref().map(to_json))
-        .execute(self.pool())
+        .execute(self.writer())
         .await;
         res.or_conflict(|| format!("a flavor named '{}' already exists", req.name))?;
         self.flavor(&id.to_string()).await

@@ -231,7 +231,7 @@ impl Store {
                 .bind(id.to_string())
                 .bind(project.to_string())
                 .bind(server.map(|s| s.to_string()))
-                .execute(self.pool())
+                .execute(self.writer())
                 .await?;
         if done.rows_affected() == 0 {
             return Err(StoreError::NotFound);

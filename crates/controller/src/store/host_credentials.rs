@@ -16,12 +16,12 @@ impl Store {
     ) -> StoreResult<()> {
         sqlx::query("DELETE FROM join_tokens WHERE expires_at <= $1")
             .bind((now - chrono::Duration::days(1)).timestamp_millis())
-            .execute(self.pool())
+            .execute(self.writer())
             .await?;
         sqlx::query("INSERT INTO join_tokens (hash, expires_at) VALUES ($1, $2)")
             .bind(hash)
             .bind(expires_at.timestamp_millis())
-            .execute(self.pool())
+            .execute(self.writer())
             .await?;
         Ok(())
     }
@@ -36,7 +36,7 @@ impl Store {
         )
         .bind(hash)
         .bind(now.timestamp_millis())
-        .execute(self.pool())
+        .execute(self.writer())
         .await?;
         Ok(done.rows_affected() == 1)
     }
@@ -47,7 +47,7 @@ impl Store {
         let done = sqlx::query("UPDATE hosts SET cert_fingerprint = $2 WHERE id = $1")
             .bind(host.to_string())
             .bind(fingerprint)
-            .execute(self.pool())
+            .execute(self.writer())
             .await?;
         if done.rows_affected() == 0 {
             return Err(StoreError::NotFound);

@@ -71,15 +71,19 @@ impl Store {
         let last = match self.seen.last_seen(id, now) {
             Some(last) => last,
             None => {
-                let row = sqlx::query("SELECT id FROM hosts WHERE id = $1")
-                    .bind(id.to_string())
-                    .fetch_optional(self.pool())
-                    .await?;
-                if row.is_none() {
+                // First seen by this store (e.g. after a restart, every
+                // host at once): its stored time tells whether it looks
+                // down, so the hosts that do not are batched too.
+                let stored: Option<i64> =
+                    sqlx::query_scalar("SELECT last_seen FROM hosts WHERE id = $1")
+                        .bind(id.to_string())
+                        .fetch_optional(self.pool())
+                        .await?;
+                let Some(stored) = stored else {
                     return Err(StoreError::NotFound);
-                }
+                };
                 self.seen.learn(id, now);
-                i64::MIN
+                stored
             }
         };
         if now.saturating_sub(last) > i64::try_from(write_now_after.as_millis()).unwrap_or(i64::MAX)

@@ -119,7 +119,7 @@ impl Store {
         .bind(&req.url)
         .bind(addressing_json(req.addressing.as_ref())?)
         .bind(req.cpu_model.as_deref())
-        .execute(self.pool())
+        .execute(self.writer())
         .await?;
         let row = sqlx::query("SELECT * FROM hosts WHERE name = $1")
             .bind(&req.name)
@@ -148,7 +148,7 @@ impl Store {
         let done = sqlx::query("UPDATE hosts SET last_seen = $2 WHERE id = $1")
             .bind(id.to_string())
             .bind(now_ms())
-            .execute(self.pool())
+            .execute(self.writer())
             .await?;
         if done.rows_affected() == 0 {
             return Err(StoreError::NotFound);
@@ -176,7 +176,7 @@ impl Store {
         sqlx::query("UPDATE hosts SET addressing = $2 WHERE id = $1")
             .bind(id.to_string())
             .bind(json)
-            .execute(self.pool())
+            .execute(self.writer())
             .await?;
         Ok(())
     }
@@ -249,7 +249,7 @@ impl Store {
             .bind(id.to_string())
             .bind(i64::from(enabled))
             .bind(if enabled { None } else { reason })
-            .execute(self.pool())
+            .execute(self.writer())
             .await?;
         if done.rows_affected() == 0 {
             return Err(StoreError::NotFound);

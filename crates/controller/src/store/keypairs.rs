@@ -37,7 +37,7 @@ impl Store {
         .bind(public_key)
         .bind(fingerprint)
         .bind(now_ms())
-        .execute(self.pool())
+        .execute(self.writer())
         .await;
         res.or_conflict(|| format!("a key pair named '{name}' already exists in this project"))?;
         self.keypair(project, name).await
@@ -67,7 +67,7 @@ impl Store {
         let done = sqlx::query("DELETE FROM keypairs WHERE id = $1 AND project_id = $2")
             .bind(id.to_string())
             .bind(project.to_string())
-            .execute(self.pool())
+            .execute(self.writer())
             .await?;
         if done.rows_affected() == 0 {
             return Err(StoreError::NotFound);

@@ -33,7 +33,7 @@ impl Store {
         .bind(holder)
         .bind(expires_at)
         .bind(now)
-        .execute(self.pool())
+        .execute(self.writer())
         .await?;
         Ok(done.rows_affected() == 1)
     }
@@ -43,7 +43,7 @@ impl Store {
         sqlx::query("DELETE FROM leader_leases WHERE name = $1 AND holder = $2")
             .bind(name)
             .bind(holder)
-            .execute(self.pool())
+            .execute(self.writer())
             .await?;
         Ok(())
     }

@@ -81,7 +81,7 @@ impl Store {
     pub async fn forget_live_target(&self, id: MigrationId) -> StoreResult<()> {
         sqlx::query("DELETE FROM live_targets WHERE migration_id = $1")
             .bind(id.to_string())
-            .execute(self.pool())
+            .execute(self.writer())
             .await?;
         Ok(())
     }

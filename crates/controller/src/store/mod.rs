@@ -276,6 +276,14 @@ impl Store {
         &self.pool
     }
 
+    /// Where a single write statement runs: on SQLite, the one writer
+    /// connection, so writes queue here instead of racing for SQLite's lock
+    /// (a write on a reader connection would poll it, unfairly, while
+    /// transactions wait).
+    pub(crate) fn writer(&self) -> &AnyPool {
+        &self.writer
+    }
+
     /// The hosts' loads as last read, for ranking placements.
     pub(crate) fn load_hints(&self) -> &load_hints::LoadHints {
         &self.load_hints

@@ -135,7 +135,7 @@ impl Store {
         sqlx::query("UPDATE hosts SET shared_store = $2 WHERE id = $1")
             .bind(host.to_string())
             .bind(store)
-            .execute(self.pool())
+            .execute(self.writer())
             .await?;
         Ok(())
     }

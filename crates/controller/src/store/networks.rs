@@ -229,7 +229,7 @@ impl Store {
         sqlx::query("DELETE FROM networks WHERE id = $1 AND project_id = $2")
             .bind(id.to_string())
             .bind(project.to_string())
-            .execute(self.pool())
+            .execute(self.writer())
             .await?;
         Ok(())
     }

@@ -60,7 +60,7 @@ impl Store {
         sqlx::query("UPDATE hosts SET tunnel_ip = $1 WHERE id = $2")
             .bind(ip.map(|ip| ip.to_string()))
             .bind(host.to_string())
-            .execute(self.pool())
+            .execute(self.writer())
             .await?;
         Ok(())
     }

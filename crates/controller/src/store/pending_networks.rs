@@ -136,7 +136,7 @@ impl Store {
             sqlx::query("DELETE FROM neutron_pending_networks WHERE id = $1 AND project_id = $2")
                 .bind(id.to_string())
                 .bind(project.to_string())
-                .execute(self.pool())
+                .execute(self.writer())
                 .await?;
         if done.rows_affected() == 0 {
             return Err(StoreError::NotFound);

@@ -199,7 +199,7 @@ impl Store {
                 remote_group: Some(group.id),
             },
         ] {
-            let mut conn = self.pool().acquire().await?;
+            let mut conn = self.writer().acquire().await?;
             insert_rule(&mut conn, group.id, &rule).await?;
         }
         self.security_group(project, "default").await
@@ -231,7 +231,7 @@ impl Store {
         let done = sqlx::query("DELETE FROM security_group_rules WHERE id = $1 AND group_id = $2")
             .bind(rule.to_string())
             .bind(group.to_string())
-            .execute(self.pool())
+            .execute(self.writer())
             .await?;
         if done.rows_affected() == 0 {
             return Err(StoreError::NotFound);
@@ -265,7 +265,7 @@ impl Store {
         sqlx::query("DELETE FROM security_groups WHERE id = $1 AND project_id = $2")
             .bind(id.to_string())
             .bind(project.to_string())
-            .execute(self.pool())
+            .execute(self.writer())
             .await?;
         Ok(())
     }

@@ -423,7 +423,7 @@ impl Store {
         )
         .bind(id.to_string())
         .bind(project.to_string())
-        .execute(self.pool())
+        .execute(self.writer())
         .await?;
         if done.rows_affected() == 0 {
             return Err(StoreError::NotFound);
@@ -441,7 +441,7 @@ impl Store {
         )
         .bind(id.to_string())
         .bind(project.to_string())
-        .execute(self.pool())
+        .execute(self.writer())
         .await?;
         let server = self.server(project, id).await?;
         if done.rows_affected() == 0 {

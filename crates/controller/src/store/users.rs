@@ -132,7 +132,7 @@ impl Store {
         .bind(user.to_string())
         .bind(expires_at_ms)
         .bind(now_ms())
-        .execute(self.pool())
+        .execute(self.writer())
         .await?;
         Ok(())
     }
@@ -179,7 +179,7 @@ impl Store {
         sqlx::query("DELETE FROM tokens WHERE hash = $1 OR expires_at <= $2")
             .bind(hash)
             .bind(now_ms())
-            .execute(self.pool())
+            .execute(self.writer())
             .await?;
         Ok(())
     }
