@@ -197,7 +197,7 @@ fn portal_in_a_real_browser() {
         // Console: the button asks the API for a single-use link and opens
         // the noVNC page, which draws the guest's screen.
         b.click("#console-button").await;
-        let drawn = support::wait_for("the console canvas to show the screen", Duration::from_secs(90), || async {
+        let drawn = support::wait_for("the console canvas to show the screen", BOOT, || async {
             let v = b
                 .exec(
                     "const c = document.querySelector('canvas'); \
