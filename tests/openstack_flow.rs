@@ -13,12 +13,12 @@
 mod support;
 
 use reqwest::{Method, StatusCode};
-use serde_json::{json, Value};
+use serde_json::Value;
 use std::time::Duration;
-use support::cloud::{admin_create_user, Cloud};
+use support::cloud::Cloud;
 use support::guest::ssh_stdout;
 use support::netns::run_in_netns;
-use support::openstack::{clients, field, write_clouds_yaml, Session};
+use support::openstack::{admin_with_public_pool, clients, field, write_clouds_yaml, Session};
 
 const BOOT: Duration = Duration::from_secs(300);
 const ADMIN: (&str, &str) = ("root", "admin-secret-1");
@@ -100,17 +100,7 @@ fn the_openstack_clients_run_the_whole_flow_unmodified() {
         let mut cloud = Cloud::start().await;
         cloud.register_and_login(BOB.0, BOB.1).await;
         let bob = cloud.token.clone().expect("bob's token");
-        let data_dir = cloud.data_path().to_string_lossy().into_owned();
-        admin_create_user(&["--data-dir", &data_dir], ADMIN.0, ADMIN.1, true);
-        cloud.login(ADMIN.0, ADMIN.1).await;
-        let (s, pool) = cloud
-            .call(
-                Method::POST,
-                "/v1/floating-ip-pools",
-                Some(json!({"name": "public", "first": "203.0.113.10", "last": "203.0.113.40"})),
-            )
-            .await;
-        assert_eq!(s, StatusCode::CREATED, "{pool}");
+        admin_with_public_pool(&mut cloud, ADMIN).await;
         cloud.register_and_login(ALICE.0, ALICE.1).await;
         let alice = cloud.token.clone().expect("alice's token");
         let clouds = write_clouds_yaml(cloud.data_path(), &cloud.url, &[ADMIN, ALICE]);

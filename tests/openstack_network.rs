@@ -12,9 +12,9 @@ mod support;
 
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
-use support::cloud::{admin_create_user, Cloud};
+use support::cloud::Cloud;
 use support::netns::run_in_netns;
-use support::openstack::{clients, write_clouds_yaml, Session};
+use support::openstack::{admin_with_public_pool, clients, write_clouds_yaml, Session};
 
 const ADMIN: (&str, &str) = ("root", "admin-secret-1");
 const MEMBER: (&str, &str) = ("alice", "alice-secret-1");
@@ -34,17 +34,7 @@ fn openstack_clients_manage_networks_groups_and_floating_ips() {
     run_in_netns("osnet", move || async move {
         let mut cloud = Cloud::start().await;
         cloud.register_and_login(MEMBER.0, MEMBER.1).await;
-        let data_dir = cloud.data_path().to_string_lossy().into_owned();
-        admin_create_user(&["--data-dir", &data_dir], ADMIN.0, ADMIN.1, true);
-        cloud.login(ADMIN.0, ADMIN.1).await;
-        let (s, pool) = cloud
-            .call(
-                Method::POST,
-                "/v1/floating-ip-pools",
-                Some(json!({"name": "public", "first": "203.0.113.10", "last": "203.0.113.40"})),
-            )
-            .await;
-        assert_eq!(s, StatusCode::CREATED, "{pool}");
+        admin_with_public_pool(&mut cloud, ADMIN).await;
         let clouds = write_clouds_yaml(cloud.data_path(), &cloud.url, &[ADMIN, MEMBER]);
         let home = cloud.data_path().join("home");
         std::fs::create_dir_all(&home).unwrap();

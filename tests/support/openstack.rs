@@ -178,3 +178,21 @@ pub fn field(v: &Value, name: &str, key_col: &str, value_col: &str) -> Value {
         _ => Value::Null,
     }
 }
+
+/// Makes `admin` an administrator as the operator does (`nubis admin
+/// create-user --admin`), logs `cloud` in as it, and gives the cloud the
+/// floating-IP pool `public` (Neutron's external network of that name).
+pub async fn admin_with_public_pool(cloud: &mut super::cloud::Cloud, admin: (&str, &str)) {
+    use reqwest::{Method, StatusCode};
+    let data_dir = cloud.data_path().to_string_lossy().into_owned();
+    super::cloud::admin_create_user(&["--data-dir", &data_dir], admin.0, admin.1, true);
+    cloud.login(admin.0, admin.1).await;
+    let (s, pool) = cloud
+        .call(
+            Method::POST,
+            "/v1/floating-ip-pools",
+            Some(serde_json::json!({"name": "public", "first": "203.0.113.10", "last": "203.0.113.40"})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{pool}");
+}
